@@ -1,0 +1,463 @@
+//! Header parsing, shared by the kernel program and the capture reader.
+//!
+//! The parser reads the frame only through [`Frame::load`], fixed-size copies at an offset.
+//! In the kernel that is `bpf_skb_load_bytes`/`bpf_xdp_load_bytes`, whose bounds check the
+//! kernel does at run time, so the verifier never has to prove packet-pointer arithmetic over
+//! variable header lengths; on the host it is a slice copy. Both sides thus run this exact
+//! code, and every loop has a constant bound.
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+pub const URG: u8 = 0x20;
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_HLEN: usize = 14;
+/// VLAN tags followed before giving up (QinQ).
+pub const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers followed before giving up.
+pub const MAX_IPV6_EXT: usize = 6;
+/// Payload bytes kept for protocol sniffing (a TLS record header and handshake type).
+pub const HEAD_LEN: usize = 6;
+const TCP_MAX_OPTS: usize = 40;
+
+/// Bytes of a packet, read by fixed-size copies.
+pub trait Frame {
+    /// Bytes present (the captured length for a capture).
+    fn len(&self) -> usize;
+
+    /// `N` bytes at `off`, or `None` when they are not all present.
+    fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]>;
+
+    /// `len` (1..=40) bytes at `off` into the start of `dst`. Used for TCP options only.
+    fn load_opts(&self, off: usize, dst: &mut [u8; TCP_MAX_OPTS], len: usize) -> bool;
+}
+
+impl Frame for [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let end = off.checked_add(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.get(off..end)?);
+        Some(out)
+    }
+
+    fn load_opts(&self, off: usize, dst: &mut [u8; TCP_MAX_OPTS], len: usize) -> bool {
+        if len == 0 || len > TCP_MAX_OPTS {
+            return false;
+        }
+        match off.checked_add(len).and_then(|end| self.get(off..end)) {
+            Some(src) => {
+                dst[..len].copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Why a frame was not analysed. Each reason has its own counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    NotIp,
+    NotTcp,
+    /// A non-first fragment: no TCP header in it.
+    Fragment,
+    /// The headers end beyond the bytes present.
+    Truncated,
+    /// Headers that contradict themselves (IHL < 5, data offset < 5 or past the segment...).
+    Malformed,
+}
+
+/// TCP options of interest (read on SYN segments only: that is where they are negotiated).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpOpts {
+    /// 0 when absent.
+    pub mss: u16,
+    /// `NO_WSCALE` when absent.
+    pub wscale: u8,
+    pub sack_perm: bool,
+    pub timestamps: bool,
+    /// Longest run of NOPs: four in a row is a sign of options overwritten by a middlebox.
+    pub max_nop_run: u8,
+}
+
+pub const NO_WSCALE: u8 = 0xff;
+
+impl TcpOpts {
+    /// No options seen (window scale absent, not zero).
+    pub const fn default_absent() -> Self {
+        Self {
+            mss: 0,
+            wscale: NO_WSCALE,
+            sack_perm: false,
+            timestamps: false,
+            max_nop_run: 0,
+        }
+    }
+}
+
+/// What the analysis needs of one TCP segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Packet {
+    /// 4 or 6.
+    pub family: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// TTL or hop limit.
+    pub ttl: u8,
+    /// IPv4 identification; 0 for IPv6.
+    pub ip_id: u16,
+    /// IP header plus payload, from the IP header's own length fields.
+    pub l3_len: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub tcp_hdr_len: u8,
+    pub payload_len: u32,
+    pub opts: TcpOpts,
+    /// First payload bytes, valid up to `head_len`.
+    pub head: [u8; HEAD_LEN],
+    pub head_len: u8,
+}
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+/// Parses a frame that starts with an Ethernet header.
+#[inline(always)]
+pub fn parse_ethernet<F: Frame + ?Sized>(f: &F) -> Result<Packet, Skip> {
+    let eth: [u8; ETH_HLEN] = f.load(0).ok_or(Skip::Truncated)?;
+    let mut proto = be16([eth[12], eth[13]]);
+    let mut off = ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        let tag: [u8; 4] = f.load(off).ok_or(Skip::Truncated)?;
+        proto = be16([tag[2], tag[3]]);
+        off += 4;
+    }
+    parse_l3(f, off, proto)
+}
+
+/// Parses a frame whose network header starts at `off`, of type `proto` (an EtherType).
+#[inline(always)]
+pub fn parse_l3<F: Frame + ?Sized>(f: &F, off: usize, proto: u16) -> Result<Packet, Skip> {
+    let mut pkt = Packet::default();
+    let (l4, l3_len) = match proto {
+        ETH_P_IP => parse_ipv4(f, off, &mut pkt)?,
+        ETH_P_IPV6 => parse_ipv6(f, off, &mut pkt)?,
+        _ => return Err(Skip::NotIp),
+    };
+    pkt.l3_len = l3_len as u32;
+    // Bytes of TCP header and payload, by the IP header's account.
+    let seg_len = l3_len.checked_sub(l4 - off).ok_or(Skip::Malformed)?;
+    parse_tcp(f, l4, seg_len, &mut pkt)?;
+    Ok(pkt)
+}
+
+/// Fills the IPv4 fields; returns (TCP offset, IP length).
+#[inline(always)]
+fn parse_ipv4<F: Frame + ?Sized>(
+    f: &F,
+    off: usize,
+    pkt: &mut Packet,
+) -> Result<(usize, usize), Skip> {
+    let h: [u8; 20] = f.load(off).ok_or(Skip::Truncated)?;
+    if h[0] >> 4 != 4 {
+        return Err(Skip::Malformed);
+    }
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
+    if ihl < 20 {
+        return Err(Skip::Malformed);
+    }
+    if be16([h[6], h[7]]) & 0x1fff != 0 {
+        return Err(Skip::Fragment);
+    }
+    if h[9] != 6 {
+        return Err(Skip::NotTcp);
+    }
+    let mut tot = be16([h[2], h[3]]) as usize;
+    if tot == 0 {
+        // TSO/BIG TCP super-packets may leave the length to the skb.
+        tot = f.len().saturating_sub(off);
+    }
+    if tot < ihl {
+        return Err(Skip::Malformed);
+    }
+    pkt.family = 4;
+    pkt.ttl = h[8];
+    pkt.ip_id = be16([h[4], h[5]]);
+    pkt.src[..4].copy_from_slice(&h[12..16]);
+    pkt.dst[..4].copy_from_slice(&h[16..20]);
+    Ok((off + ihl, tot))
+}
+
+/// Fills the IPv6 fields, walking hop-by-hop, routing, destination-options, fragment and AH
+/// headers; returns (TCP offset, IP length).
+#[inline(always)]
+fn parse_ipv6<F: Frame + ?Sized>(
+    f: &F,
+    off: usize,
+    pkt: &mut Packet,
+) -> Result<(usize, usize), Skip> {
+    let h: [u8; 40] = f.load(off).ok_or(Skip::Truncated)?;
+    if h[0] >> 4 != 6 {
+        return Err(Skip::Malformed);
+    }
+    let mut plen = be16([h[4], h[5]]) as usize;
+    if plen == 0 {
+        // Jumbograms and BIG TCP: the length is the skb's.
+        plen = f.len().saturating_sub(off + 40);
+    }
+    pkt.family = 6;
+    pkt.ttl = h[7];
+    pkt.src.copy_from_slice(&h[8..24]);
+    pkt.dst.copy_from_slice(&h[24..40]);
+    let mut next = h[6];
+    let mut l4 = off + 40;
+    let end = l4 + plen;
+    for _ in 0..MAX_IPV6_EXT {
+        let hlen = match next {
+            6 => break,
+            0 | 43 | 60 => {
+                let e: [u8; 2] = f.load(l4).ok_or(Skip::Truncated)?;
+                next = e[0];
+                (e[1] as usize + 1) * 8
+            }
+            44 => {
+                let e: [u8; 4] = f.load(l4).ok_or(Skip::Truncated)?;
+                if be16([e[2], e[3]]) >> 3 != 0 {
+                    return Err(Skip::Fragment);
+                }
+                next = e[0];
+                8
+            }
+            51 => {
+                let e: [u8; 2] = f.load(l4).ok_or(Skip::Truncated)?;
+                next = e[0];
+                (e[1] as usize + 2) * 4
+            }
+            _ => return Err(Skip::NotTcp),
+        };
+        l4 += hlen;
+        if l4 > end {
+            return Err(Skip::Malformed);
+        }
+    }
+    if next != 6 {
+        // Either not TCP, or more extension headers than we follow.
+        return Err(Skip::NotTcp);
+    }
+    Ok((l4, 40 + plen))
+}
+
+#[inline(always)]
+fn parse_tcp<F: Frame + ?Sized>(
+    f: &F,
+    off: usize,
+    seg_len: usize,
+    pkt: &mut Packet,
+) -> Result<(), Skip> {
+    let t: [u8; 20] = f.load(off).ok_or(Skip::Truncated)?;
+    let doff = ((t[12] >> 4) as usize) * 4;
+    if doff < 20 || doff > seg_len {
+        return Err(Skip::Malformed);
+    }
+    pkt.sport = be16([t[0], t[1]]);
+    pkt.dport = be16([t[2], t[3]]);
+    pkt.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    pkt.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+    pkt.flags = t[13];
+    pkt.window = be16([t[14], t[15]]);
+    pkt.tcp_hdr_len = doff as u8;
+    pkt.payload_len = (seg_len - doff) as u32;
+    pkt.opts.wscale = NO_WSCALE;
+    let optlen = doff - 20;
+    if pkt.flags & SYN != 0 && optlen > 0 {
+        let mut buf = [0u8; TCP_MAX_OPTS];
+        if !f.load_opts(off + 20, &mut buf, optlen) {
+            return Err(Skip::Truncated);
+        }
+        pkt.opts = parse_opts(&buf, optlen);
+    }
+    if pkt.payload_len as usize >= HEAD_LEN {
+        if let Some(head) = f.load::<HEAD_LEN>(off + doff) {
+            pkt.head = head;
+            pkt.head_len = HEAD_LEN as u8;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the options in `buf[..len]`. Malformed options end the walk quietly, as they do
+/// in stacks: what was read before stands.
+#[inline(always)]
+pub fn parse_opts(buf: &[u8; TCP_MAX_OPTS], len: usize) -> TcpOpts {
+    let mut o = TcpOpts {
+        wscale: NO_WSCALE,
+        ..TcpOpts::default()
+    };
+    let mut i = 0usize;
+    let mut nops = 0u8;
+    // Each option takes at least one byte, so 40 steps cover any option block.
+    for _ in 0..TCP_MAX_OPTS {
+        if i >= len || i >= TCP_MAX_OPTS {
+            break;
+        }
+        let kind = buf[i];
+        if kind == 0 {
+            break;
+        }
+        if kind == 1 {
+            nops += 1;
+            if nops > o.max_nop_run {
+                o.max_nop_run = nops;
+            }
+            i += 1;
+            continue;
+        }
+        nops = 0;
+        if i + 1 >= len || i + 1 >= TCP_MAX_OPTS {
+            break;
+        }
+        let olen = buf[i + 1] as usize;
+        if olen < 2 || i + olen > len {
+            break;
+        }
+        match kind {
+            2 if olen == 4 && i + 3 < TCP_MAX_OPTS => {
+                o.mss = be16([buf[i + 2], buf[i + 3]]);
+            }
+            3 if olen == 3 && i + 2 < TCP_MAX_OPTS => o.wscale = buf[i + 2],
+            4 if olen == 2 => o.sack_perm = true,
+            8 if olen == 10 => o.timestamps = true,
+            _ => {}
+        }
+        i += olen;
+    }
+    o
+}
+
+#[cfg(all(test, feature = "user"))]
+mod tests {
+    use super::*;
+    use crate::craft::{parser_cases, TcpFrame};
+    use std::net::IpAddr;
+
+    #[test]
+    fn every_case_parses_as_expected() {
+        for c in parser_cases() {
+            let got =
+                parse_ethernet(&c.frame[..]).map(|p| (p.sport, p.dport, p.payload_len, p.l3_len));
+            assert_eq!(got, c.expect, "case `{}`", c.name);
+        }
+    }
+
+    #[test]
+    fn fields_and_syn_options() {
+        let mut f = TcpFrame::new(
+            IpAddr::from([10, 0, 0, 1]),
+            1234,
+            IpAddr::from([10, 0, 0, 2]),
+            443,
+        )
+        .flags(SYN);
+        f.seq = 0xdead_beef;
+        f.ack = 7;
+        f.window = 29200;
+        f.ttl = 61;
+        f.ip_id = 0x4242;
+        f.tcp_options = std::vec![2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+        let p = parse_ethernet(&f.ethernet()[..]).unwrap();
+        assert_eq!(
+            (p.seq, p.ack, p.window, p.ttl, p.ip_id),
+            (0xdead_beef, 7, 29200, 61, 0x4242)
+        );
+        assert_eq!(p.flags, SYN);
+        assert_eq!(p.family, 4);
+        assert_eq!(&p.src[..4], &[10, 0, 0, 1]);
+        assert_eq!(p.tcp_hdr_len, 40);
+        assert_eq!(
+            p.opts,
+            TcpOpts {
+                mss: 1460,
+                wscale: 7,
+                sack_perm: true,
+                timestamps: true,
+                max_nop_run: 1
+            }
+        );
+    }
+
+    #[test]
+    fn options_are_read_on_syn_only_and_nop_runs_counted() {
+        let mut f = TcpFrame::new(
+            IpAddr::from([10, 0, 0, 1]),
+            1234,
+            IpAddr::from([10, 0, 0, 2]),
+            443,
+        );
+        f.tcp_options = std::vec![1, 1, 1, 1, 2, 4, 5, 0xb4];
+        let p = parse_ethernet(&f.ethernet()[..]).unwrap();
+        assert_eq!(p.opts, TcpOpts::default_absent());
+        f.flags = SYN;
+        let p = parse_ethernet(&f.ethernet()[..]).unwrap();
+        assert_eq!((p.opts.mss, p.opts.max_nop_run), (1460, 4));
+    }
+
+    #[test]
+    fn payload_head_is_kept() {
+        let f = TcpFrame::new(
+            IpAddr::from([10, 0, 0, 1]),
+            1234,
+            IpAddr::from([10, 0, 0, 2]),
+            443,
+        )
+        .payload(&[0x16, 3, 1, 0, 0x30, 1, 0, 0]);
+        let p = parse_ethernet(&f.ethernet()[..]).unwrap();
+        assert_eq!((p.head, p.head_len), ([0x16, 3, 1, 0, 0x30, 1], 6));
+    }
+
+    #[test]
+    fn malformed_options_stop_quietly() {
+        let mut buf = [0u8; 40];
+        buf[..6].copy_from_slice(&[2, 4, 5, 0xb4, 3, 0]); // wscale with length 0
+        let o = parse_opts(&buf, 6);
+        assert_eq!((o.mss, o.wscale), (1460, NO_WSCALE));
+        buf[..3].copy_from_slice(&[2, 40, 1]); // length runs past the block
+        assert_eq!(parse_opts(&buf, 6).mss, 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = parse_ethernet(&bytes[..]);
+            let _ = parse_l3(&bytes[..], 0, ETH_P_IP);
+            let _ = parse_l3(&bytes[..], 0, ETH_P_IPV6);
+        }
+
+        #[test]
+        fn mutated_valid_frames_never_panic(pos in 0usize..80, val in proptest::num::u8::ANY) {
+            for c in parser_cases() {
+                let mut f = c.frame.clone();
+                if pos < f.len() { f[pos] = val; }
+                let _ = parse_ethernet(&f[..]);
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Global counters the kernel keeps per CPU (a `PerCpuArray<u64>` indexed by these), so the
+//! hot path never contends on a shared cache line; userspace sums the CPUs.
+
+pub const PACKETS: u32 = 0;
+pub const NOT_IP: u32 = 1;
+pub const NOT_TCP: u32 = 2;
+pub const FRAGMENTS: u32 = 3;
+pub const TRUNCATED: u32 = 4;
+pub const MALFORMED: u32 = 5;
+pub const UNWATCHED: u32 = 6;
+pub const WATCHED: u32 = 7;
+pub const FLOWS_CREATED: u32 = 8;
+pub const FLOW_INSERT_FAILED: u32 = 9;
+pub const EVENTS_LOST: u32 = 10;
+pub const COUNT: u32 = 11;
+
+/// Names used in JSON and logs, indexed like the constants above.
+pub const NAMES: [&str; COUNT as usize] = [
+    "packets",
+    "not_ip",
+    "not_tcp",
+    "fragments",
+    "truncated",
+    "malformed",
+    "unwatched",
+    "watched",
+    "flows_created",
+    "flow_insert_failed",
+    "lost_events",
+];
