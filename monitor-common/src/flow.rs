@@ -4,7 +4,7 @@
 //! Both directions of a connection map to one key (endpoints ordered), and the record says
 //! which endpoint is the client, decided once when the flow is first seen.
 
-use crate::{config::Config, parse::Packet};
+use crate::parse::Packet;
 
 pub const C2S: usize = 0;
 pub const S2C: usize = 1;
@@ -81,9 +81,8 @@ pub const ROLE_BY_GUESS: u8 = 4;
 /// when both or neither are watched, the SYN's receiver; failing that (capture started
 /// mid-connection), the lower port, since clients use high ephemeral ports.
 #[inline(always)]
-pub fn src_is_client(pkt: &Packet, cfg: &Config) -> (bool, u8) {
-    let s = cfg.watches(pkt.sport);
-    let d = cfg.watches(pkt.dport);
+pub fn src_is_client(pkt: &Packet, sport_watched: bool, dport_watched: bool) -> (bool, u8) {
+    let (s, d) = (sport_watched, dport_watched);
     if d && !s {
         return (true, ROLE_BY_PORT);
     }
@@ -131,10 +130,9 @@ pub struct FlowState {
 }
 
 impl FlowState {
-    /// A new record for the flow of `pkt`, with no packet counted yet.
+    /// A new record, roles as [`src_is_client`] decided, no packet counted yet.
     #[inline(always)]
-    pub fn new(pkt: &Packet, src_is_a: bool, cfg: &Config, now_ns: u64) -> Self {
-        let (client, role_by) = src_is_client(pkt, cfg);
+    pub fn new(src_is_a: bool, (client, role_by): (bool, u8), now_ns: u64) -> Self {
         Self {
             first_seen_ns: now_ns,
             last_seen_ns: now_ns,
@@ -228,16 +226,31 @@ mod tests {
         use crate::parse::{ACK, SYN};
         // Watched destination port: the source is the client, even on a server's reply.
         let p = pkt([10, 0, 0, 1], 40000, [10, 0, 0, 2], 50001, ACK);
-        assert_eq!(src_is_client(&p, &cfg), (true, ROLE_BY_PORT));
+        assert_eq!(
+            src_is_client(&p, cfg.watches(p.sport), cfg.watches(p.dport)),
+            (true, ROLE_BY_PORT)
+        );
         let p = pkt([10, 0, 0, 2], 50001, [10, 0, 0, 1], 40000, ACK);
-        assert_eq!(src_is_client(&p, &cfg), (false, ROLE_BY_PORT));
+        assert_eq!(
+            src_is_client(&p, cfg.watches(p.sport), cfg.watches(p.dport)),
+            (false, ROLE_BY_PORT)
+        );
         // Both watched: the SYN decides.
         let p = pkt([10, 0, 0, 2], 50001, [10, 0, 0, 1], 50002, SYN);
-        assert_eq!(src_is_client(&p, &cfg), (true, ROLE_BY_SYN));
+        assert_eq!(
+            src_is_client(&p, cfg.watches(p.sport), cfg.watches(p.dport)),
+            (true, ROLE_BY_SYN)
+        );
         let p = pkt([10, 0, 0, 2], 50001, [10, 0, 0, 1], 50002, SYN | ACK);
-        assert_eq!(src_is_client(&p, &cfg), (false, ROLE_BY_SYNACK));
+        assert_eq!(
+            src_is_client(&p, cfg.watches(p.sport), cfg.watches(p.dport)),
+            (false, ROLE_BY_SYNACK)
+        );
         let p = pkt([10, 0, 0, 2], 50001, [10, 0, 0, 1], 50002, ACK);
-        assert_eq!(src_is_client(&p, &cfg), (false, ROLE_BY_GUESS));
+        assert_eq!(
+            src_is_client(&p, cfg.watches(p.sport), cfg.watches(p.dport)),
+            (false, ROLE_BY_GUESS)
+        );
     }
 
     #[test]
@@ -245,7 +258,8 @@ mod tests {
         let cfg = "50001".parse::<PortSet>().unwrap().to_config(0);
         let reply = pkt([10, 0, 0, 2], 50001, [10, 0, 0, 1], 40000, 0);
         let (_, src_is_a) = FlowKey::of(&reply);
-        let st = FlowState::new(&reply, src_is_a, &cfg, 7);
+        let roles = src_is_client(&reply, cfg.watches(reply.sport), cfg.watches(reply.dport));
+        let st = FlowState::new(src_is_a, roles, 7);
         assert_eq!(st.direction(src_is_a), S2C);
         assert_eq!(st.direction(!src_is_a), C2S);
         assert_eq!(st.first_seen_ns, 7);

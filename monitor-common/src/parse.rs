@@ -24,7 +24,12 @@ pub const MAX_VLAN_TAGS: usize = 2;
 pub const MAX_IPV6_EXT: usize = 6;
 /// Payload bytes kept for protocol sniffing (a TLS record header and handshake type).
 pub const HEAD_LEN: usize = 6;
-const TCP_MAX_OPTS: usize = 40;
+/// Bytes of TCP options at most (data offset 15 words, minus the fixed 20 bytes).
+pub const TCP_MAX_OPTS: usize = 40;
+/// Options walked at most. Real SYNs carry five or six (Linux: MSS, SACK-permitted,
+/// timestamps, NOP, window scale); twelve leave room for NOP padding a middlebox wrote, and
+/// keep the verifier's path count within its budget (each step multiplies the paths).
+pub const MAX_OPT_STEPS: usize = 12;
 
 /// Bytes of a packet, read by fixed-size copies.
 pub trait Frame {
@@ -33,9 +38,6 @@ pub trait Frame {
 
     /// `N` bytes at `off`, or `None` when they are not all present.
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]>;
-
-    /// `len` (1..=40) bytes at `off` into the start of `dst`. Used for TCP options only.
-    fn load_opts(&self, off: usize, dst: &mut [u8; TCP_MAX_OPTS], len: usize) -> bool;
 }
 
 impl Frame for [u8] {
@@ -48,19 +50,6 @@ impl Frame for [u8] {
         let mut out = [0u8; N];
         out.copy_from_slice(self.get(off..end)?);
         Some(out)
-    }
-
-    fn load_opts(&self, off: usize, dst: &mut [u8; TCP_MAX_OPTS], len: usize) -> bool {
-        if len == 0 || len > TCP_MAX_OPTS {
-            return false;
-        }
-        match off.checked_add(len).and_then(|end| self.get(off..end)) {
-            Some(src) => {
-                dst[..len].copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
     }
 }
 
@@ -86,8 +75,9 @@ pub struct TcpOpts {
     pub wscale: u8,
     pub sack_perm: bool,
     pub timestamps: bool,
-    /// Longest run of NOPs: four in a row is a sign of options overwritten by a middlebox.
-    pub max_nop_run: u8,
+    /// NOP options: more than the usual one to three is a sign of options a middlebox
+    /// overwrote with NOPs.
+    pub nops: u8,
 }
 
 pub const NO_WSCALE: u8 = 0xff;
@@ -100,7 +90,7 @@ impl TcpOpts {
             wscale: NO_WSCALE,
             sack_perm: false,
             timestamps: false,
-            max_nop_run: 0,
+            nops: 0,
         }
     }
 }
@@ -137,9 +127,10 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
-/// Parses a frame that starts with an Ethernet header.
+/// Parses a frame that starts with an Ethernet header into `pkt`, which the caller provides
+/// (and may reuse) so the kernel keeps one copy of it on its 512-byte stack.
 #[inline(always)]
-pub fn parse_ethernet<F: Frame + ?Sized>(f: &F) -> Result<Packet, Skip> {
+pub fn parse_ethernet<F: Frame + ?Sized>(f: &F, pkt: &mut Packet) -> Result<(), Skip> {
     let eth: [u8; ETH_HLEN] = f.load(0).ok_or(Skip::Truncated)?;
     let mut proto = be16([eth[12], eth[13]]);
     let mut off = ETH_HLEN;
@@ -151,23 +142,27 @@ pub fn parse_ethernet<F: Frame + ?Sized>(f: &F) -> Result<Packet, Skip> {
         proto = be16([tag[2], tag[3]]);
         off += 4;
     }
-    parse_l3(f, off, proto)
+    parse_l3(f, off, proto, pkt)
 }
 
 /// Parses a frame whose network header starts at `off`, of type `proto` (an EtherType).
 #[inline(always)]
-pub fn parse_l3<F: Frame + ?Sized>(f: &F, off: usize, proto: u16) -> Result<Packet, Skip> {
-    let mut pkt = Packet::default();
+pub fn parse_l3<F: Frame + ?Sized>(
+    f: &F,
+    off: usize,
+    proto: u16,
+    pkt: &mut Packet,
+) -> Result<(), Skip> {
+    *pkt = Packet::default();
     let (l4, l3_len) = match proto {
-        ETH_P_IP => parse_ipv4(f, off, &mut pkt)?,
-        ETH_P_IPV6 => parse_ipv6(f, off, &mut pkt)?,
+        ETH_P_IP => parse_ipv4(f, off, pkt)?,
+        ETH_P_IPV6 => parse_ipv6(f, off, pkt)?,
         _ => return Err(Skip::NotIp),
     };
     pkt.l3_len = l3_len as u32;
     // Bytes of TCP header and payload, by the IP header's account.
     let seg_len = l3_len.checked_sub(l4 - off).ok_or(Skip::Malformed)?;
-    parse_tcp(f, l4, seg_len, &mut pkt)?;
-    Ok(pkt)
+    parse_tcp(f, l4, seg_len, pkt)
 }
 
 /// Fills the IPv4 fields; returns (TCP offset, IP length).
@@ -289,11 +284,7 @@ fn parse_tcp<F: Frame + ?Sized>(
     pkt.opts.wscale = NO_WSCALE;
     let optlen = doff - 20;
     if pkt.flags & SYN != 0 && optlen > 0 {
-        let mut buf = [0u8; TCP_MAX_OPTS];
-        if !f.load_opts(off + 20, &mut buf, optlen) {
-            return Err(Skip::Truncated);
-        }
-        pkt.opts = parse_opts(&buf, optlen);
+        pkt.opts = parse_opts(f, off + 20, optlen)?;
     }
     if pkt.payload_len as usize >= HEAD_LEN {
         if let Some(head) = f.load::<HEAD_LEN>(off + doff) {
@@ -304,53 +295,59 @@ fn parse_tcp<F: Frame + ?Sized>(
     Ok(())
 }
 
-/// Reads the options in `buf[..len]`. Malformed options end the walk quietly, as they do
-/// in stacks: what was read before stands.
+/// Reads the `len` option bytes at `off`. Every read goes through [`Frame::load`] at a
+/// computed offset (no indexing into a buffer: the verifier cannot bound that). Malformed
+/// options end the walk quietly, as they do in stacks: what was read before stands.
 #[inline(always)]
-pub fn parse_opts(buf: &[u8; TCP_MAX_OPTS], len: usize) -> TcpOpts {
-    let mut o = TcpOpts {
-        wscale: NO_WSCALE,
-        ..TcpOpts::default()
-    };
+pub fn parse_opts<F: Frame + ?Sized>(f: &F, off: usize, len: usize) -> Result<TcpOpts, Skip> {
+    let mut o = TcpOpts::default_absent();
     let mut i = 0usize;
-    let mut nops = 0u8;
-    // Each option takes at least one byte, so 40 steps cover any option block.
-    for _ in 0..TCP_MAX_OPTS {
-        if i >= len || i >= TCP_MAX_OPTS {
+    let mut truncated = false;
+    for _ in 0..MAX_OPT_STEPS {
+        if i >= len {
             break;
         }
-        let kind = buf[i];
+        let Some([kind]) = f.load::<1>(off + i) else {
+            truncated = true;
+            break;
+        };
         if kind == 0 {
             break;
         }
         if kind == 1 {
-            nops += 1;
-            if nops > o.max_nop_run {
-                o.max_nop_run = nops;
-            }
+            o.nops = o.nops.wrapping_add(1);
             i += 1;
             continue;
         }
-        nops = 0;
-        if i + 1 >= len || i + 1 >= TCP_MAX_OPTS {
+        let Some([kind2, olen]) = f.load::<2>(off + i) else {
+            truncated = true;
+            break;
+        };
+        let olen = olen as usize;
+        if olen < 2 || i + olen > len || kind2 != kind {
             break;
         }
-        let olen = buf[i + 1] as usize;
-        if olen < 2 || i + olen > len {
-            break;
-        }
-        match kind {
-            2 if olen == 4 && i + 3 < TCP_MAX_OPTS => {
-                o.mss = be16([buf[i + 2], buf[i + 3]]);
+        if kind == 2 && olen == 4 {
+            match f.load::<2>(off + i + 2) {
+                Some(v) => o.mss = be16(v),
+                None => truncated = true,
             }
-            3 if olen == 3 && i + 2 < TCP_MAX_OPTS => o.wscale = buf[i + 2],
-            4 if olen == 2 => o.sack_perm = true,
-            8 if olen == 10 => o.timestamps = true,
-            _ => {}
+        } else if kind == 3 && olen == 3 {
+            match f.load::<1>(off + i + 2) {
+                Some([v]) => o.wscale = v,
+                None => truncated = true,
+            }
+        } else if kind == 4 {
+            o.sack_perm = true;
+        } else if kind == 8 {
+            o.timestamps = true;
         }
         i += olen;
     }
-    o
+    if truncated {
+        return Err(Skip::Truncated);
+    }
+    Ok(o)
 }
 
 #[cfg(all(test, feature = "user"))]
@@ -359,11 +356,15 @@ mod tests {
     use crate::craft::{parser_cases, TcpFrame};
     use std::net::IpAddr;
 
+    fn parse(frame: &[u8]) -> Result<Packet, Skip> {
+        let mut p = Packet::default();
+        parse_ethernet(frame, &mut p).map(|()| p)
+    }
+
     #[test]
     fn every_case_parses_as_expected() {
         for c in parser_cases() {
-            let got =
-                parse_ethernet(&c.frame[..]).map(|p| (p.sport, p.dport, p.payload_len, p.l3_len));
+            let got = parse(&c.frame).map(|p| (p.sport, p.dport, p.payload_len, p.l3_len));
             assert_eq!(got, c.expect, "case `{}`", c.name);
         }
     }
@@ -383,7 +384,7 @@ mod tests {
         f.ttl = 61;
         f.ip_id = 0x4242;
         f.tcp_options = std::vec![2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
-        let p = parse_ethernet(&f.ethernet()[..]).unwrap();
+        let p = parse(&f.ethernet()).unwrap();
         assert_eq!(
             (p.seq, p.ack, p.window, p.ttl, p.ip_id),
             (0xdead_beef, 7, 29200, 61, 0x4242)
@@ -405,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn options_are_read_on_syn_only_and_nop_runs_counted() {
+    fn options_are_read_on_syn_only_and_nops_counted() {
         let mut f = TcpFrame::new(
             IpAddr::from([10, 0, 0, 1]),
             1234,
@@ -413,11 +414,11 @@ mod tests {
             443,
         );
         f.tcp_options = std::vec![1, 1, 1, 1, 2, 4, 5, 0xb4];
-        let p = parse_ethernet(&f.ethernet()[..]).unwrap();
+        let p = parse(&f.ethernet()).unwrap();
         assert_eq!(p.opts, TcpOpts::default_absent());
         f.flags = SYN;
-        let p = parse_ethernet(&f.ethernet()[..]).unwrap();
-        assert_eq!((p.opts.mss, p.opts.max_nop_run), (1460, 4));
+        let p = parse(&f.ethernet()).unwrap();
+        assert_eq!((p.opts.mss, p.opts.nops), (1460, 4));
     }
 
     #[test]
@@ -429,26 +430,26 @@ mod tests {
             443,
         )
         .payload(&[0x16, 3, 1, 0, 0x30, 1, 0, 0]);
-        let p = parse_ethernet(&f.ethernet()[..]).unwrap();
+        let p = parse(&f.ethernet()).unwrap();
         assert_eq!((p.head, p.head_len), ([0x16, 3, 1, 0, 0x30, 1], 6));
     }
 
     #[test]
     fn malformed_options_stop_quietly() {
-        let mut buf = [0u8; 40];
-        buf[..6].copy_from_slice(&[2, 4, 5, 0xb4, 3, 0]); // wscale with length 0
-        let o = parse_opts(&buf, 6);
+        let buf = [2u8, 4, 5, 0xb4, 3, 0]; // wscale with length 0
+        let o = parse_opts(&buf[..], 0, 6).unwrap();
         assert_eq!((o.mss, o.wscale), (1460, NO_WSCALE));
-        buf[..3].copy_from_slice(&[2, 40, 1]); // length runs past the block
-        assert_eq!(parse_opts(&buf, 6).mss, 0);
+        let buf = [2u8, 40, 1, 0, 0, 0]; // length runs past the block
+        assert_eq!(parse_opts(&buf[..], 0, 6).unwrap().mss, 0);
     }
 
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-            let _ = parse_ethernet(&bytes[..]);
-            let _ = parse_l3(&bytes[..], 0, ETH_P_IP);
-            let _ = parse_l3(&bytes[..], 0, ETH_P_IPV6);
+            let mut p = Packet::default();
+            let _ = parse_ethernet(&bytes[..], &mut p);
+            let _ = parse_l3(&bytes[..], 0, ETH_P_IP, &mut p);
+            let _ = parse_l3(&bytes[..], 0, ETH_P_IPV6, &mut p);
         }
 
         #[test]
@@ -456,7 +457,7 @@ mod tests {
             for c in parser_cases() {
                 let mut f = c.frame.clone();
                 if pos < f.len() { f[pos] = val; }
-                let _ = parse_ethernet(&f[..]);
+                let _ = parse(&f);
             }
         }
     }

@@ -1,1 +1,25 @@
-fn main(){}
+use clap::Parser;
+use monitor::{
+    cli::{Cli, Command},
+    error, live,
+};
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                match cli.command {
+                    Command::Live(args) => live::run(args).await,
+                }
+            })
+        });
+    if let Err(e) = result {
+        std::process::exit(error::report(&e));
+    }
+}

@@ -1,0 +1,83 @@
+//! The command line (DESIGN.md's contract).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use monitor_common::config::PortSet;
+
+pub const DEFAULT_PORTS: &str = "50000-59999,443";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "monitor",
+    version,
+    about = "Live TCP health monitor for media edges (eBPF)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Watch TCP flows on network interfaces, live (needs root: CAP_BPF and CAP_NET_ADMIN).
+    Live(LiveArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AttachMode {
+    /// tc ingress and egress (tcx links where the kernel has them).
+    Tc,
+    /// XDP on ingress (native, else generic) and tc on egress.
+    Xdp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TcApi {
+    /// tcx links on kernels >= 6.6, clsact filters (netlink) before.
+    Auto,
+    /// tcx links only: released by the kernel if the monitor dies.
+    Tcx,
+    /// clsact filters over netlink, removed on exit (left behind by `kill -9`).
+    Netlink,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct LiveArgs {
+    /// Interface to watch; repeat for several.
+    #[arg(short = 'i', long = "interface", required = true, value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+    /// TCP ports to watch: ranges and single ports.
+    #[arg(long, default_value = DEFAULT_PORTS, value_parser = parse_ports)]
+    pub ports: PortSet,
+    #[arg(long, value_enum, default_value_t = AttachMode::Tc)]
+    pub attach: AttachMode,
+    /// Which kernel interface attaches tc programs.
+    #[arg(long, value_enum, default_value_t = TcApi::Auto)]
+    pub tc_api: TcApi,
+    /// Print to stdout instead of the terminal UI.
+    #[arg(long)]
+    pub headless: bool,
+    /// Print the flow summary as JSON (one document per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds between two reports.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub interval: f64,
+    /// Stop by itself after this many seconds.
+    #[arg(long, value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+    /// Flows the kernel map holds; beyond that the least recently used are evicted.
+    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub max_flows: u32,
+}
+
+fn parse_ports(s: &str) -> Result<PortSet, String> {
+    s.parse::<PortSet>().map_err(|e| e.to_string())
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 * 365.0 => Ok(v),
+        Ok(_) => Err(format!("`{s}` must be a positive number of seconds")),
+        Err(_) => Err(format!("`{s}` is not a number of seconds")),
+    }
+}

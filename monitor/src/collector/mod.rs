@@ -1,0 +1,92 @@
+//! Reads the kernel's maps into a [`Snapshot`] and drains its event ring buffer.
+
+mod clock;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    Ebpf,
+};
+use monitor_common::{
+    event::Event,
+    flow::{FlowKey, FlowState},
+    stats,
+};
+
+pub use clock::Clock;
+
+use crate::snapshot::{Counters, FlowRecord, Snapshot};
+
+pub struct Collector {
+    flows: HashMap<MapData, FlowKey, FlowState>,
+    stats: PerCpuArray<MapData, u64>,
+    events: RingBuf<MapData>,
+    clock: Clock,
+}
+
+fn take<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .with_context(|| format!("map {name} missing from the eBPF object"))
+}
+
+impl Collector {
+    /// Takes the maps out of `ebpf` (its programs and links stay there).
+    pub fn new(ebpf: &mut Ebpf, clock: Clock) -> Result<Self> {
+        Ok(Self {
+            flows: HashMap::try_from(take(ebpf, "FLOWS")?)?,
+            stats: PerCpuArray::try_from(take(ebpf, "STATS")?)?,
+            events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
+            clock,
+        })
+    }
+
+    pub fn counters(&self) -> Result<Counters> {
+        let mut c = Counters::default();
+        for idx in 0..stats::COUNT {
+            let per_cpu = self.stats.get(&idx, 0).context("reading STATS")?;
+            c.0[idx as usize] = per_cpu.iter().sum();
+        }
+        Ok(c)
+    }
+
+    /// Every flow in the map. Iterating while the kernel inserts can visit a key twice;
+    /// the BTreeMap keeps one.
+    pub fn collect(&self) -> Result<Snapshot> {
+        let counters = self.counters()?;
+        let mut seen = BTreeMap::new();
+        for item in self.flows.iter() {
+            match item {
+                Ok((key, mut state)) => {
+                    state.first_seen_ns = self.clock.to_epoch(state.first_seen_ns);
+                    state.last_seen_ns = self.clock.to_epoch(state.last_seen_ns);
+                    seen.insert(key, state);
+                }
+                // The entry was evicted between listing and reading it.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e).context("reading FLOWS"),
+            }
+        }
+        let flows = seen
+            .into_iter()
+            .map(|(key, state)| FlowRecord { key, state })
+            .collect();
+        Ok(Snapshot::new(flows, counters))
+    }
+
+    /// Events the kernel sent since the last call, timestamps in Unix-epoch ns.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(item) = self.events.next() {
+            if item.len() >= std::mem::size_of::<Event>() {
+                // SAFETY: the kernel wrote an `Event` (repr(C), any bit pattern valid).
+                let mut ev: Event =
+                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) };
+                ev.ts_ns = self.clock.to_epoch(ev.ts_ns);
+                out.push(ev);
+            }
+        }
+        out
+    }
+}

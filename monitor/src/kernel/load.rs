@@ -1,0 +1,29 @@
+//! Loading the embedded eBPF object with the run's configuration.
+
+use anyhow::{Context, Result};
+use aya::{Ebpf, EbpfLoader};
+use monitor_common::config::Config;
+
+/// The eBPF object built by build.rs.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+/// Loads the object: `cfg` into `.rodata` (frozen), the flow map sized to `max_flows`.
+/// Nothing is attached yet.
+pub fn load(cfg: &Config, max_flows: u32) -> Result<Ebpf> {
+    raise_memlock();
+    EbpfLoader::new()
+        .override_global("CONFIG", cfg, true)
+        .map_max_entries("FLOWS", max_flows)
+        .load(OBJECT)
+        .context("loading the eBPF program")
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; a million flows need more than
+/// the usual 8 MiB. Best effort: later kernels ignore it.
+fn raise_memlock() {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+}

@@ -1,0 +1,5 @@
+//! Everything that touches the kernel: checks before loading, loading, attaching.
+
+pub mod attach;
+pub mod load;
+pub mod preflight;

@@ -1,0 +1,127 @@
+//! Checks made before anything is loaded or attached, so a person gets a reason and a hint
+//! instead of a raw errno, and nothing is left half-attached.
+
+use std::{ffi::CString, path::Path, process::Command};
+
+use anyhow::Result;
+
+use crate::error::usage;
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+
+/// How frames start on an interface, which decides the program attached to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// Ethernet header (also loopback, whose header is zeros).
+    Ethernet,
+    /// No link header: tun, WireGuard, ipip.
+    RawIp,
+}
+
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+}
+
+/// Root, or at least CAP_BPF (or CAP_SYS_ADMIN on older kernels) and CAP_NET_ADMIN.
+pub fn check_privileges() -> Result<()> {
+    let caps = effective_caps().unwrap_or(0);
+    let has = |c: u32| caps & (1u64 << c) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_BPF");
+    }
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let uid = unsafe { libc::geteuid() };
+    Err(usage(
+        format!("missing {} (running as uid {uid})", missing.join(" and ")),
+        "run as root (sudo monitor live ...), or grant the binary \
+         `setcap cap_bpf,cap_net_admin,cap_perfmon+ep`",
+    ))
+}
+
+/// BTF describes the kernel's types; the loader needs it to relocate the program.
+/// `MONITOR_SYSFS_BTF` overrides the path (tests use it to play a kernel without BTF).
+pub fn check_btf() -> Result<()> {
+    let path =
+        std::env::var("MONITOR_SYSFS_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".into());
+    if Path::new(&path).exists() {
+        return Ok(());
+    }
+    Err(usage(
+        format!("this kernel has no BTF ({path} is missing)"),
+        "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (every major distribution's kernel since 2021 is)",
+    ))
+}
+
+/// The interface's index and link kind.
+pub fn interface(name: &str) -> Result<(u32, LinkKind)> {
+    let not_found = || {
+        usage(
+            format!("no interface named `{name}`"),
+            "list interfaces with `ip -br link`; inside a network namespace, run the monitor in it (ip netns exec NS monitor ...)",
+        )
+    };
+    let cname = CString::new(name).map_err(|_| not_found())?;
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index == 0 || name.contains('/') {
+        return Err(not_found());
+    }
+    let ty = std::fs::read_to_string(format!("/sys/class/net/{name}/type"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let kind = match ty {
+        // ARPHRD_ETHER, ARPHRD_LOOPBACK; unknown sysfs: assume Ethernet, the common case.
+        Some(1) | Some(772) | None => LinkKind::Ethernet,
+        // ARPHRD_NONE (tun, WireGuard), ARPHRD_TUNNEL/TUNNEL6/SIT, ARPHRD_RAWIP.
+        Some(65534) | Some(768) | Some(769) | Some(776) | Some(519) => LinkKind::RawIp,
+        Some(other) => {
+            return Err(usage(
+                format!("interface `{name}` has link type {other}, which the monitor cannot parse"),
+                "watch an Ethernet, loopback or IP tunnel interface instead",
+            ))
+        }
+    };
+    Ok((index, kind))
+}
+
+/// Program names the monitor attaches; a clsact filter with one of these is ours.
+pub const TC_PROGRAMS: [&str; 2] = ["tc_eth", "tc_rawip"];
+
+/// Refuses when a monitor's clsact filter is already on `iface`: another monitor attached
+/// the old (netlink) way, or one was killed before it could detach. Counting twice would be
+/// wrong, and the leftover must be removed by hand.
+pub fn check_no_legacy_filter(iface: &str) -> Result<()> {
+    for dir in ["ingress", "egress"] {
+        let out = match Command::new("tc")
+            .args(["filter", "show", "dev", iface, dir])
+            .output()
+        {
+            Ok(o) => o,
+            // Without iproute2 there is nothing to compare with; attaching still works.
+            Err(_) => return Ok(()),
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        if TC_PROGRAMS
+            .iter()
+            .any(|p| text.contains(&format!("{p}]")) || text.contains(&format!("{p} ")))
+        {
+            return Err(usage(
+                format!("a monitor's tc filter is already attached to {iface} ({dir}, clsact)"),
+                format!(
+                    "another monitor runs with --tc-api netlink, or one was killed: stop it, or remove the leftover with \
+                     `tc filter del dev {iface} ingress; tc filter del dev {iface} egress`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

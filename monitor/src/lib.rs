@@ -1,0 +1,14 @@
+//! The userspace side of the monitor. Data flows kernel → collector → snapshot → outputs:
+//! - `kernel`: preflight checks, loading the eBPF object, attaching and detaching;
+//! - `collector`: reads the kernel's maps into a [`snapshot::Snapshot`];
+//! - `snapshot`: the one immutable view every output renders;
+//! - `output`: the renderings (JSON summary, text table);
+//! - `live`: the `monitor live` loop tying them together.
+
+pub mod cli;
+pub mod collector;
+pub mod error;
+pub mod kernel;
+pub mod live;
+pub mod output;
+pub mod snapshot;

@@ -1,0 +1,100 @@
+//! `monitor live`: preflight, load, attach, then report every interval until a signal or
+//! `--duration`; detach on every exit path (the `Ebpf` value owns every link).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use monitor_common::event;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    cli::LiveArgs,
+    collector::{Clock, Collector},
+    kernel::{
+        attach::{attach_all, Target},
+        load::load,
+        preflight,
+    },
+    output,
+    snapshot::Snapshot,
+};
+
+/// Checks everything a person could get wrong before touching the kernel.
+fn targets(args: &LiveArgs) -> Result<Vec<Target>> {
+    preflight::check_privileges()?;
+    preflight::check_btf()?;
+    let mut out: Vec<Target> = Vec::new();
+    for name in &args.interfaces {
+        let (index, kind) = preflight::interface(name)?;
+        if out.iter().any(|t| t.index == index) {
+            continue;
+        }
+        preflight::check_no_legacy_filter(name)?;
+        out.push(Target {
+            name: name.clone(),
+            index,
+            kind,
+        });
+    }
+    Ok(out)
+}
+
+fn print(args: &LiveArgs, snap: &Snapshot) {
+    if args.json {
+        println!("{}", output::json::render(snap));
+    } else {
+        println!("{}", output::text::render(snap));
+    }
+}
+
+pub async fn run(args: LiveArgs) -> Result<()> {
+    let targets = targets(&args)?;
+    let cfg = args.ports.to_config(0);
+    let mut ebpf = load(&cfg, args.max_flows)?;
+    let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
+    for l in &lines {
+        eprintln!("monitor: attached {l}; watching ports {}", args.ports);
+    }
+    let mut collector = Collector::new(&mut ebpf, Clock::monotonic())?;
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let stop = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(Duration::from_secs_f64(d)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                log_events(&mut collector);
+                print(&args, &collector.collect()?);
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = &mut stop => break,
+        }
+    }
+    log_events(&mut collector);
+    print(&args, &collector.collect()?);
+    drop(collector);
+    drop(ebpf);
+    eprintln!("monitor: detached");
+    Ok(())
+}
+
+fn log_events(c: &mut Collector) {
+    for ev in c.drain_events() {
+        let kind = match ev.kind {
+            event::FLOW_SEEN => "flow seen",
+            event::RESET => "reset",
+            _ => "unknown event",
+        };
+        log::info!("{kind}: {:?} dir {} ttl {}", ev.key, ev.dir, ev.ttl);
+    }
+}

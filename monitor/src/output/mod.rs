@@ -1,0 +1,4 @@
+//! Renderings of a [`crate::snapshot::Snapshot`].
+
+pub mod json;
+pub mod text;

@@ -1,0 +1,39 @@
+//! A plain table for a terminal or a log, one line per flow.
+
+use std::fmt::Write;
+
+use monitor_common::flow::{C2S, S2C};
+
+use crate::snapshot::Snapshot;
+
+pub fn render(snap: &Snapshot) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
+        "CLIENT", "SERVER", "PKTS C>S", "PKTS S>C", "BYTES C>S", "BYTES S>C", "RST", "FIN"
+    );
+    for f in &snap.flows {
+        let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
+        let _ = writeln!(
+            out,
+            "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
+            f.client().to_string(),
+            f.server().to_string(),
+            c.packets,
+            s.packets,
+            c.bytes,
+            s.bytes,
+            c.rsts + s.rsts,
+            c.fins + s.fins
+        );
+    }
+    let _ = writeln!(
+        out,
+        "flows {}  evicted {}  lost events {}",
+        snap.flows.len(),
+        snap.evicted_flows,
+        snap.counters.get(monitor_common::stats::EVENTS_LOST)
+    );
+    out
+}

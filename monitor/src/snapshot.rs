@@ -1,0 +1,82 @@
+//! One consistent view of everything the monitor knows at a tick. Outputs render from it
+//! and never touch the kernel.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use monitor_common::{
+    flow::{FlowKey, FlowState},
+    stats,
+};
+
+/// One flow: its key and the kernel's record, timestamps already in Unix-epoch ns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub key: FlowKey,
+    pub state: FlowState,
+}
+
+fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
+    if family == 4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    }
+}
+
+impl FlowRecord {
+    fn a(&self) -> SocketAddr {
+        SocketAddr::new(addr(self.key.family, &self.key.addr_a), self.key.port_a)
+    }
+
+    fn b(&self) -> SocketAddr {
+        SocketAddr::new(addr(self.key.family, &self.key.addr_b), self.key.port_b)
+    }
+
+    pub fn client(&self) -> SocketAddr {
+        if self.state.client_is_a != 0 {
+            self.a()
+        } else {
+            self.b()
+        }
+    }
+
+    pub fn server(&self) -> SocketAddr {
+        if self.state.client_is_a != 0 {
+            self.b()
+        } else {
+            self.a()
+        }
+    }
+}
+
+/// Global counters, summed over CPUs, indexed by `monitor_common::stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub [u64; stats::COUNT as usize]);
+
+impl Counters {
+    pub fn get(&self, idx: u32) -> u64 {
+        self.0[idx as usize]
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Sorted by client, then server.
+    pub flows: Vec<FlowRecord>,
+    pub counters: Counters,
+    /// Flows the kernel created that are no longer in its map: the LRU evicted them.
+    pub evicted_flows: u64,
+}
+
+impl Snapshot {
+    pub fn new(mut flows: Vec<FlowRecord>, counters: Counters) -> Self {
+        flows.sort_by_key(|f| (f.client(), f.server()));
+        let created = counters.get(stats::FLOWS_CREATED);
+        let evicted_flows = created.saturating_sub(flows.len() as u64);
+        Self {
+            flows,
+            counters,
+            evicted_flows,
+        }
+    }
+}
