@@ -77,25 +77,24 @@ pub const ROLE_BY_SYN: u8 = 2;
 pub const ROLE_BY_SYNACK: u8 = 3;
 pub const ROLE_BY_GUESS: u8 = 4;
 
-/// Whether the packet's source is the client. The server is the endpoint on a watched port;
-/// when both or neither are watched, the SYN's receiver; failing that (capture started
-/// mid-connection), the lower port, since clients use high ephemeral ports.
+/// Whether the packet's source is the client. A SYN names the roles outright (its sender is
+/// the client), so it wins; without one (capture or monitor started mid-connection), the
+/// server is the endpoint on a watched port; failing that, the lower port, since clients use
+/// high ephemeral ports. The SYN comes first because Linux's ephemeral range (32768-60999)
+/// overlaps the media range: a client's port is often "watched" too.
 #[inline(always)]
 pub fn src_is_client(pkt: &Packet, sport_watched: bool, dport_watched: bool) -> (bool, u8) {
-    let (s, d) = (sport_watched, dport_watched);
-    if d && !s {
-        return (true, ROLE_BY_PORT);
-    }
-    if s && !d {
-        return (false, ROLE_BY_PORT);
-    }
     if pkt.flags & crate::parse::SYN != 0 {
         if pkt.flags & crate::parse::ACK == 0 {
             return (true, ROLE_BY_SYN);
         }
         return (false, ROLE_BY_SYNACK);
     }
-    (pkt.sport >= pkt.dport, ROLE_BY_GUESS)
+    match (sport_watched, dport_watched) {
+        (false, true) => (true, ROLE_BY_PORT),
+        (true, false) => (false, ROLE_BY_PORT),
+        _ => (pkt.sport >= pkt.dport, ROLE_BY_GUESS),
+    }
 }
 
 /// Counters of one direction. The kernel updates them with atomic adds.
@@ -221,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn roles_from_port_then_syn_then_guess() {
+    fn roles_from_syn_then_port_then_guess() {
         let cfg = "50000-59999".parse::<PortSet>().unwrap().to_config(0);
         use crate::parse::{ACK, SYN};
         // Watched destination port: the source is the client, even on a server's reply.
@@ -235,7 +234,12 @@ mod tests {
             src_is_client(&p, cfg.watches(p.sport), cfg.watches(p.dport)),
             (false, ROLE_BY_PORT)
         );
-        // Both watched: the SYN decides.
+        // The SYN decides, even against the ports.
+        let p = pkt([10, 0, 0, 2], 50001, [10, 0, 0, 1], 40000, SYN);
+        assert_eq!(
+            src_is_client(&p, cfg.watches(p.sport), cfg.watches(p.dport)),
+            (true, ROLE_BY_SYN)
+        );
         let p = pkt([10, 0, 0, 2], 50001, [10, 0, 0, 1], 50002, SYN);
         assert_eq!(
             src_is_client(&p, cfg.watches(p.sport), cfg.watches(p.dport)),

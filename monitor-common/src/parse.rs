@@ -400,7 +400,7 @@ mod tests {
                 wscale: 7,
                 sack_perm: true,
                 timestamps: true,
-                max_nop_run: 1
+                nops: 1
             }
         );
     }

@@ -48,6 +48,9 @@ fn print(args: &LiveArgs, snap: &Snapshot) {
 }
 
 pub async fn run(args: LiveArgs) -> Result<()> {
+    // Before attaching: a signal that arrives once we are attached must find its handler.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let targets = targets(&args)?;
     let cfg = args.ports.to_config(0);
     let mut ebpf = load(&cfg, args.max_flows)?;
@@ -56,9 +59,6 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         eprintln!("monitor: attached {l}; watching ports {}", args.ports);
     }
     let mut collector = Collector::new(&mut ebpf, Clock::monotonic())?;
-
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;

@@ -1,0 +1,151 @@
+//! Shared by the privileged suites: the root gate and a network-namespace lab.
+#![allow(dead_code)]
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    process::{Command, Output},
+};
+
+/// Privileged suites need root. They fail loudly without it; the only way out is the
+/// explicit opt-out `MONITOR_SKIP_PRIVILEGED=1`, which CI never sets.
+pub fn privileged() -> bool {
+    if std::env::var("MONITOR_SKIP_PRIVILEGED").as_deref() == Ok("1") {
+        eprintln!("privileged test not run: MONITOR_SKIP_PRIVILEGED=1 was set by hand");
+        return false;
+    }
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "this suite loads eBPF programs and makes network namespaces: run it as root \
+         (or set MONITOR_SKIP_PRIVILEGED=1 to opt out explicitly)"
+    );
+    true
+}
+
+pub fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Two namespaces joined by a veth pair, offloads off so one packet is one segment.
+/// Removed on drop, even when the test panics.
+pub struct Lab {
+    pub client_ns: String,
+    pub server_ns: String,
+    pub client_if: String,
+    pub server_if: String,
+    pub client_ip: &'static str,
+    pub server_ip: &'static str,
+}
+
+impl Lab {
+    pub fn new(tag: &str) -> Self {
+        let id = format!("{}{}", tag, std::process::id() % 100_000);
+        let lab = Lab {
+            client_ns: format!("mc-{id}"),
+            server_ns: format!("ms-{id}"),
+            client_if: format!("vc{id}"),
+            server_if: format!("vs{id}"),
+            client_ip: "10.77.0.1",
+            server_ip: "10.77.0.2",
+        };
+        assert!(
+            lab.client_if.len() <= 15,
+            "interface name too long: {}",
+            lab.client_if
+        );
+        sh(&["ip", "netns", "add", &lab.client_ns]);
+        sh(&["ip", "netns", "add", &lab.server_ns]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &lab.client_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &lab.server_if,
+        ]);
+        sh(&["ip", "link", "set", &lab.client_if, "netns", &lab.client_ns]);
+        sh(&["ip", "link", "set", &lab.server_if, "netns", &lab.server_ns]);
+        for (ns, dev, ip) in [
+            (&lab.client_ns, &lab.client_if, lab.client_ip),
+            (&lab.server_ns, &lab.server_if, lab.server_ip),
+        ] {
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                dev,
+            ]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            sh(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro",
+                "off",
+            ]);
+        }
+        lab
+    }
+
+    /// Runs `f` on a thread that has entered namespace `ns`: sockets it opens live there.
+    pub fn in_ns<T: Send + 'static>(
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let fd = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth end inside it, and so the pair.
+        for ns in [&self.client_ns, &self.server_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// TCP segment counters of the calling thread's namespace: (OutSegs, InSegs, RetransSegs).
+pub fn tcp_segs() -> (u64, u64, u64) {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read snmp");
+    let mut lines = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let names: Vec<&str> = lines
+        .next()
+        .expect("Tcp header")
+        .split_whitespace()
+        .collect();
+    let vals: Vec<&str> = lines
+        .next()
+        .expect("Tcp values")
+        .split_whitespace()
+        .collect();
+    let get = |n: &str| -> u64 {
+        let i = names
+            .iter()
+            .position(|x| *x == n)
+            .unwrap_or_else(|| panic!("no {n} in snmp"));
+        vals[i].parse().expect("number")
+    };
+    (get("OutSegs"), get("InSegs"), get("RetransSegs"))
+}

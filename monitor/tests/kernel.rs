@@ -1,0 +1,296 @@
+//! The eBPF program itself, run by the kernel on hand-built frames (BPF_PROG_TEST_RUN):
+//! every header case, the flow map and counters it leaves, the events it sends.
+
+mod common;
+
+use std::net::IpAddr;
+
+use aya::{
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
+use monitor::{
+    collector::{Clock, Collector},
+    kernel::load::load,
+    snapshot::Snapshot,
+};
+use monitor_common::{
+    config::{PortSet, FLAG_SKB_TSTAMP},
+    craft::{parser_cases, TcpFrame},
+    event,
+    flow::{C2S, S2C},
+    parse::{Skip, ACK, FIN, RST, SYN},
+    stats,
+};
+
+fn ebpf(ports: &str, flags: u32, max_flows: u32) -> Ebpf {
+    let cfg = ports.parse::<PortSet>().expect("ports").to_config(flags);
+    let mut e = load(&cfg, max_flows).expect("load the eBPF object");
+    let tc: &mut SchedClassifier = e
+        .program_mut("tc_eth")
+        .expect("tc_eth")
+        .try_into()
+        .expect("classifier");
+    tc.load().expect("verifier accepts tc_eth");
+    let xdp: &mut Xdp = e
+        .program_mut("xdp_eth")
+        .expect("xdp_eth")
+        .try_into()
+        .expect("xdp");
+    xdp.load().expect("verifier accepts xdp_eth");
+    e
+}
+
+/// Runs one frame through `prog` (tc_eth or xdp_eth), optionally with an `skb->tstamp`.
+fn run(e: &mut Ebpf, prog: &str, frame: &[u8], tstamp: Option<u64>) {
+    try_run(e, prog, frame, tstamp)
+        .unwrap_or_else(|err| panic!("BPF_PROG_TEST_RUN {prog} on {} bytes: {err:?}", frame.len()));
+}
+
+fn try_run(
+    e: &mut Ebpf,
+    prog: &str,
+    frame: &[u8],
+    tstamp: Option<u64>,
+) -> Result<(), aya::programs::ProgramError> {
+    // __sk_buff is 192 bytes; tstamp sits at offset 152 (UAPI layout).
+    let mut ctx = [0u8; 192];
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    if let Some(ts) = tstamp {
+        ctx[152..160].copy_from_slice(&ts.to_ne_bytes());
+        opts.ctx_in = Some(&ctx);
+    }
+    let r = match prog {
+        "xdp_eth" => {
+            let p: &mut Xdp = e.program_mut(prog).unwrap().try_into().unwrap();
+            p.test_run(opts)
+        }
+        _ => {
+            let p: &mut SchedClassifier = e.program_mut(prog).unwrap().try_into().unwrap();
+            p.test_run(opts)
+        }
+    }?;
+    let expected = if prog == "xdp_eth" {
+        2 /* XDP_PASS */
+    } else {
+        u32::MAX /* TC_ACT_UNSPEC */
+    };
+    assert_eq!(
+        r.return_value, expected,
+        "{prog} must let every packet through"
+    );
+    Ok(())
+}
+
+fn skip_counter(s: Skip) -> u32 {
+    match s {
+        Skip::NotIp => stats::NOT_IP,
+        Skip::NotTcp => stats::NOT_TCP,
+        Skip::Fragment => stats::FRAGMENTS,
+        Skip::Truncated => stats::TRUNCATED,
+        Skip::Malformed => stats::MALFORMED,
+    }
+}
+
+#[test]
+fn every_header_case_leaves_exactly_the_expected_map() {
+    if !common::privileged() {
+        return;
+    }
+    for prog in ["tc_eth", "xdp_eth"] {
+        for case in parser_cases() {
+            // BPF_PROG_TEST_RUN refuses skb input shorter than an Ethernet header.
+            if case.frame.len() < 14 {
+                continue;
+            }
+            let mut e = ebpf("50001", 0, 1024);
+            let c = Collector::new(&mut e, Clock::identity()).unwrap();
+            let what = format!("{prog}, case `{}`", case.name);
+            if let Err(err) = try_run(&mut e, prog, &case.frame, None) {
+                // The skb test harness itself refuses an IPv4/IPv6 EtherType with less than a
+                // network header behind it; XDP takes any frame, so the case is covered there.
+                assert!(
+                    prog == "tc_eth" && case.expect == Err(Skip::Truncated),
+                    "{what}: BPF_PROG_TEST_RUN failed: {err:?}"
+                );
+                eprintln!("{what}: the skb test harness refuses this frame; checked under XDP");
+                continue;
+            }
+            let snap = c.collect().unwrap();
+            assert_eq!(snap.counters.get(stats::PACKETS), 1, "{what}");
+            match case.expect {
+                Ok((sport, dport, payload, l3)) => {
+                    assert_eq!(snap.counters.get(stats::WATCHED), 1, "{what}");
+                    assert_eq!(snap.flows.len(), 1, "{what}: one flow");
+                    let f = &snap.flows[0];
+                    assert_eq!(
+                        (f.client().port(), f.server().port()),
+                        (sport, dport),
+                        "{what}"
+                    );
+                    let d = f.state.dir[C2S];
+                    assert_eq!(
+                        (d.packets, d.bytes, d.payload_bytes),
+                        (1, l3 as u64, payload as u64),
+                        "{what}"
+                    );
+                    assert_eq!(f.state.dir[S2C], Default::default(), "{what}");
+                }
+                Err(skip) => {
+                    assert_eq!(
+                        snap.counters.get(skip_counter(skip)),
+                        1,
+                        "{what}: counted as {skip:?}"
+                    );
+                    assert!(snap.flows.is_empty(), "{what}: no flow");
+                    assert_eq!(snap.counters.get(stats::WATCHED), 0, "{what}");
+                }
+            }
+        }
+    }
+}
+
+fn v4(last: u8) -> IpAddr {
+    IpAddr::from([10, 0, 0, last])
+}
+
+#[test]
+fn both_directions_count_into_one_flow_and_events_arrive() {
+    if !common::privileged() {
+        return;
+    }
+    let mut e = ebpf("50001", 0, 1024);
+    let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
+    let c2s = |flags, payload: &[u8]| {
+        TcpFrame::new(v4(1), 40000, v4(2), 50001)
+            .flags(flags)
+            .payload(payload)
+    };
+    let s2c = |flags, payload: &[u8]| {
+        TcpFrame::new(v4(2), 50001, v4(1), 40000)
+            .flags(flags)
+            .payload(payload)
+    };
+    // The server speaks first: roles must still come from the watched port.
+    run(&mut e, "tc_eth", &s2c(SYN | ACK, b"").ethernet(), None);
+    run(&mut e, "tc_eth", &c2s(SYN, b"").ethernet(), None);
+    run(&mut e, "tc_eth", &c2s(ACK, b"hello").ethernet(), None);
+    run(&mut e, "xdp_eth", &s2c(ACK, b"world!").ethernet(), None);
+    run(&mut e, "tc_eth", &c2s(FIN | ACK, b"").ethernet(), None);
+    let mut rst = s2c(RST, b"");
+    rst.ttl = 33;
+    run(&mut e, "tc_eth", &rst.ethernet(), None);
+    // An unwatched port: counted as such, no flow.
+    run(
+        &mut e,
+        "tc_eth",
+        &TcpFrame::new(v4(1), 40000, v4(2), 8080).ethernet(),
+        None,
+    );
+
+    let snap: Snapshot = c.collect().unwrap();
+    assert_eq!(snap.flows.len(), 1);
+    let f = &snap.flows[0];
+    assert_eq!(f.client().to_string(), "10.0.0.1:40000");
+    assert_eq!(f.server().to_string(), "10.0.0.2:50001");
+    let (cs, sc) = (f.state.dir[C2S], f.state.dir[S2C]);
+    assert_eq!(
+        (
+            cs.packets,
+            cs.payload_bytes,
+            cs.syns,
+            cs.synacks,
+            cs.fins,
+            cs.rsts
+        ),
+        (3, 5, 1, 0, 1, 0)
+    );
+    assert_eq!(
+        (
+            sc.packets,
+            sc.payload_bytes,
+            sc.syns,
+            sc.synacks,
+            sc.fins,
+            sc.rsts
+        ),
+        (3, 6, 0, 1, 0, 1)
+    );
+    assert_eq!(cs.bytes, 40 + 40 + 45);
+    assert_eq!(snap.counters.get(stats::UNWATCHED), 1);
+    assert_eq!(snap.counters.get(stats::FLOWS_CREATED), 1);
+
+    let events = c.drain_events();
+    let kinds: Vec<(u8, u8, u8)> = events.iter().map(|e| (e.kind, e.dir, e.ttl)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (event::FLOW_SEEN, S2C as u8, 64),
+            (event::RESET, S2C as u8, 33)
+        ]
+    );
+    assert_eq!(snap.counters.get(stats::EVENTS_LOST), 0);
+}
+
+#[test]
+fn ipv6_flows_and_capture_timestamps() {
+    if !common::privileged() {
+        return;
+    }
+    let mut e = ebpf("443", FLAG_SKB_TSTAMP, 1024);
+    let c = Collector::new(&mut e, Clock::identity()).unwrap();
+    let a: IpAddr = "fd00::1".parse().unwrap();
+    let b: IpAddr = "fd00::2".parse().unwrap();
+    run(
+        &mut e,
+        "tc_eth",
+        &TcpFrame::new(a, 50123, b, 443).flags(SYN).ethernet(),
+        Some(1_000_000_007),
+    );
+    run(
+        &mut e,
+        "tc_eth",
+        &TcpFrame::new(b, 443, a, 50123).flags(SYN | ACK).ethernet(),
+        Some(2_000_000_009),
+    );
+    let snap = c.collect().unwrap();
+    assert_eq!(snap.flows.len(), 1);
+    let f = &snap.flows[0];
+    assert_eq!(f.client().to_string(), "[fd00::1]:50123");
+    assert_eq!(f.server().to_string(), "[fd00::2]:443");
+    assert_eq!(
+        (f.state.first_seen_ns, f.state.last_seen_ns),
+        (1_000_000_007, 2_000_000_009)
+    );
+    assert_eq!((f.state.dir[C2S].syns, f.state.dir[S2C].synacks), (1, 1));
+}
+
+#[test]
+fn a_full_map_evicts_and_says_so() {
+    if !common::privileged() {
+        return;
+    }
+    let mut e = ebpf("50000-59999", 0, 64);
+    let c = Collector::new(&mut e, Clock::identity()).unwrap();
+    for port in 0..300u16 {
+        run(
+            &mut e,
+            "tc_eth",
+            &TcpFrame::new(v4(1), 30000 + port, v4(2), 50001)
+                .flags(SYN)
+                .ethernet(),
+            None,
+        );
+    }
+    let snap = c.collect().unwrap();
+    assert_eq!(snap.counters.get(stats::FLOWS_CREATED), 300);
+    assert!(
+        snap.flows.len() <= 64 && !snap.flows.is_empty(),
+        "map holds at most its size: {}",
+        snap.flows.len()
+    );
+    assert_eq!(snap.evicted_flows, 300 - snap.flows.len() as u64);
+    // The newest flow survives eviction.
+    assert!(snap.flows.iter().any(|f| f.client().port() == 30299));
+}

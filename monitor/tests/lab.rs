@@ -1,0 +1,286 @@
+//! Real kernels on both ends of a veth pair: the monitor, attached to the client's veth,
+//! must see the watched flow with the packet counts the client's own TCP stack reports,
+//! ignore an unwatched port, and leave nothing attached when it exits.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::{sh, tcp_segs, Lab};
+use serde_json::Value;
+
+const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
+const MESSAGES: usize = 20;
+const SIZE: usize = 100;
+
+/// Starts the monitor in the client namespace and waits until it has attached.
+fn start_monitor(lab: &Lab, extra: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &lab.client_ns,
+        MONITOR,
+        "live",
+        "-i",
+        &lab.client_if,
+        "--headless",
+        "--json",
+    ])
+    .args(extra)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start monitor");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("read monitor stderr");
+    assert!(line.contains("attached"), "monitor did not attach: {line}");
+    (child, err)
+}
+
+/// Echo servers on a watched and an unwatched port, in the server namespace.
+fn servers(lab: &Lab) -> Vec<std::thread::JoinHandle<()>> {
+    [50001u16, 40001]
+        .into_iter()
+        .map(|port| {
+            let ip = lab.server_ip;
+            let (tx, rx) = std::sync::mpsc::channel();
+            let h = Lab::in_ns(&lab.server_ns, move || {
+                let l = TcpListener::bind((ip, port)).expect("bind");
+                tx.send(()).unwrap();
+                let (mut s, _) = l.accept().expect("accept");
+                let mut buf = [0u8; SIZE];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => s.write_all(&buf[..n]).expect("echo"),
+                    }
+                }
+            });
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("server listening");
+            h
+        })
+        .collect()
+}
+
+/// One request/response exchange per message, so each send is one segment.
+fn talk(ip: &str, port: u16) {
+    let mut s = TcpStream::connect((ip, port)).expect("connect");
+    s.set_nodelay(true).unwrap();
+    let mut buf = [0u8; SIZE];
+    for i in 0..MESSAGES {
+        s.write_all(&[i as u8; SIZE]).unwrap();
+        s.read_exact(&mut buf).unwrap();
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    // Wait for the server's FIN, then give the last ACK time to leave.
+    let _ = s.read(&mut buf);
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn last_json(child: Child) -> (Value, std::process::ExitStatus) {
+    let out = child.wait_with_output().expect("monitor output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no JSON from the monitor"));
+    (serde_json::from_str(last).expect("valid JSON"), out.status)
+}
+
+fn assert_nothing_attached(lab: &Lab) {
+    for dir in ["ingress", "egress"] {
+        let out = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.client_ns,
+            "tc",
+            "filter",
+            "show",
+            "dev",
+            &lab.client_if,
+            dir,
+        ]);
+        assert!(
+            out.stdout.is_empty(),
+            "tc filter left on {dir}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.client_ns,
+        "bpftool",
+        "-j",
+        "net",
+        "show",
+        "dev",
+        &lab.client_if,
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+    for section in v.as_array().expect("array") {
+        for (name, list) in section.as_object().expect("object") {
+            assert!(
+                list.as_array().is_none_or(|l| l.is_empty()),
+                "bpftool net shows {name} programs left: {list}"
+            );
+        }
+    }
+}
+
+fn watched_flow_matches_the_kernel(attach: &str, tag: &str) {
+    let lab = Lab::new(tag);
+    let servers = servers(&lab);
+    // Only 50001: the client's ephemeral ports may fall anywhere in 32768-60999.
+    let (child, _err) = start_monitor(
+        &lab,
+        &[
+            "--ports",
+            "50001",
+            "--attach",
+            attach,
+            "--duration",
+            "4",
+            "--interval",
+            "1",
+        ],
+    );
+    let server_ip = lab.server_ip.to_string();
+    let (before, after) = Lab::in_ns(&lab.client_ns, move || {
+        let before = tcp_segs();
+        talk(&server_ip, 50001);
+        let after = tcp_segs();
+        talk(&server_ip, 40001);
+        (before, after)
+    })
+    .join()
+    .expect("client");
+    for s in servers {
+        s.join().expect("server");
+    }
+    let (json, status) = last_json(child);
+    assert!(status.success(), "monitor exit: {status}");
+    let flows = json["flows"].as_array().expect("flows");
+    assert_eq!(flows.len(), 1, "only the watched port: {json}");
+    let f = &flows[0];
+    assert_eq!(f["server"], format!("{}:50001", lab.server_ip));
+    assert!(f["client"].as_str().unwrap().starts_with(lab.client_ip));
+    assert_eq!(
+        after.2, before.2,
+        "no retransmission expected on a clean veth"
+    );
+    assert_eq!(
+        f["c2s"]["packets"],
+        after.0 - before.0,
+        "c2s packets = client's OutSegs: {f}"
+    );
+    assert_eq!(
+        f["s2c"]["packets"],
+        after.1 - before.1,
+        "s2c packets = client's InSegs: {f}"
+    );
+    assert_eq!(f["c2s"]["payload_bytes"], (MESSAGES * SIZE) as u64);
+    assert_eq!(f["s2c"]["payload_bytes"], (MESSAGES * SIZE) as u64);
+    assert_eq!(f["handshake"]["syn"], 1);
+    assert_eq!(
+        (f["c2s"]["fins"].as_u64(), f["s2c"]["fins"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (f["c2s"]["rsts"].as_u64(), f["s2c"]["rsts"].as_u64()),
+        (Some(0), Some(0))
+    );
+    // Not yet known values are null, never invented.
+    assert!(f["c2s"]["retransmits"].is_null() && f["handshake"]["outcome"].is_null());
+    assert_eq!(json["totals"]["flows"], 1);
+    assert_eq!(json["totals"]["lost_events"], 0);
+    assert_nothing_attached(&lab);
+}
+
+#[test]
+fn tc_sees_the_watched_flow_with_exact_counts() {
+    if common::privileged() {
+        watched_flow_matches_the_kernel("tc", "t");
+    }
+}
+
+#[test]
+fn xdp_sees_the_watched_flow_with_exact_counts() {
+    if common::privileged() {
+        watched_flow_matches_the_kernel("xdp", "x");
+    }
+}
+
+#[test]
+fn sigterm_detaches_and_prints_a_last_summary() {
+    if !common::privileged() {
+        return;
+    }
+    let lab = Lab::new("s");
+    let (child, _err) = start_monitor(&lab, &["--interval", "60"]);
+    // `ip netns exec` execs the monitor: the child's pid is the monitor's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let (json, status) = last_json(child);
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    assert_eq!(json["totals"]["flows"], 0);
+    assert_nothing_attached(&lab);
+}
+
+#[test]
+fn a_leftover_netlink_filter_is_refused_with_a_hint() {
+    if !common::privileged() {
+        return;
+    }
+    let lab = Lab::new("l");
+    let (mut child, _err) = start_monitor(&lab, &["--tc-api", "netlink"]);
+    // kill -9: the monitor cannot remove its clsact filters.
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.client_ns,
+            MONITOR,
+            "live",
+            "-i",
+            &lab.client_if,
+            "--headless",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .expect("second monitor");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("already attached") && err.contains("hint: "),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    // The hint's own command cleans up.
+    for dir in ["ingress", "egress"] {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.client_ns,
+            "tc",
+            "filter",
+            "del",
+            "dev",
+            &lab.client_if,
+            dir,
+        ]);
+    }
+    assert_nothing_attached(&lab);
+}
