@@ -71,7 +71,7 @@ impl TcpFrame {
 
     fn tcp(&self) -> Vec<u8> {
         let mut opts = self.tcp_options.clone();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let doff = self.data_offset.unwrap_or((20 + opts.len()) as u8 / 4);
@@ -95,7 +95,7 @@ impl TcpFrame {
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let mut o = self.ipv4_options.clone();
-                while o.len() % 4 != 0 {
+                while !o.len().is_multiple_of(4) {
                     o.push(0);
                 }
                 let ihl = self.ihl.unwrap_or((20 + o.len()) as u8 / 4);

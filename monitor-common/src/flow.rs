@@ -195,13 +195,15 @@ mod tests {
     use crate::{config::PortSet, parse::Packet};
 
     fn pkt(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Packet {
-        let mut p = Packet::default();
-        p.family = 4;
+        let mut p = Packet {
+            family: 4,
+            sport,
+            dport,
+            flags,
+            ..Packet::default()
+        };
         p.src[..4].copy_from_slice(&src);
         p.dst[..4].copy_from_slice(&dst);
-        p.sport = sport;
-        p.dport = dport;
-        p.flags = flags;
         p
     }
 

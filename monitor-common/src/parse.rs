@@ -34,14 +34,14 @@ pub const MAX_OPT_STEPS: usize = 12;
 /// Bytes of a packet, read by fixed-size copies.
 pub trait Frame {
     /// Bytes present (the captured length for a capture).
-    fn len(&self) -> usize;
+    fn captured_len(&self) -> usize;
 
     /// `N` bytes at `off`, or `None` when they are not all present.
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]>;
 }
 
 impl Frame for [u8] {
-    fn len(&self) -> usize {
+    fn captured_len(&self) -> usize {
         <[u8]>::len(self)
     }
 
@@ -189,7 +189,7 @@ fn parse_ipv4<F: Frame + ?Sized>(
     let mut tot = be16([h[2], h[3]]) as usize;
     if tot == 0 {
         // TSO/BIG TCP super-packets may leave the length to the skb.
-        tot = f.len().saturating_sub(off);
+        tot = f.captured_len().saturating_sub(off);
     }
     if tot < ihl {
         return Err(Skip::Malformed);
@@ -217,7 +217,7 @@ fn parse_ipv6<F: Frame + ?Sized>(
     let mut plen = be16([h[4], h[5]]) as usize;
     if plen == 0 {
         // Jumbograms and BIG TCP: the length is the skb's.
-        plen = f.len().saturating_sub(off + 40);
+        plen = f.captured_len().saturating_sub(off + 40);
     }
     pkt.family = 6;
     pkt.ttl = h[7];

@@ -76,7 +76,7 @@ struct Skb<'a>(&'a TcContext);
 
 impl Frame for Skb<'_> {
     #[inline(always)]
-    fn len(&self) -> usize {
+    fn captured_len(&self) -> usize {
         self.0.len() as usize
     }
 
@@ -99,7 +99,7 @@ struct Xdp<'a>(&'a XdpContext);
 
 impl Frame for Xdp<'_> {
     #[inline(always)]
-    fn len(&self) -> usize {
+    fn captured_len(&self) -> usize {
         // Whole frame, fragments of multi-buffer XDP included.
         unsafe { bpf_xdp_get_buff_len(self.0.as_ptr() as *mut _) as usize }
     }
@@ -168,6 +168,9 @@ fn count(dst: *mut DirStats, inc: &DirStats) {
     }
 }
 
+// Map arguments by reference on purpose: by value, the flow record would be copied onto the
+// 512-byte BPF stack, which the scratch slot exists to avoid.
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
 fn track(scratch: *mut Scratch, parsed: Result<(), Skip>, now: u64) {
     let pkt = unsafe { &(*scratch).pkt };

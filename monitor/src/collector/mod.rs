@@ -26,7 +26,7 @@ pub struct Collector {
     clock: Clock,
 }
 
-fn take<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
     ebpf.take_map(name)
         .with_context(|| format!("map {name} missing from the eBPF object"))
 }
