@@ -5,6 +5,12 @@ use crate::flow::FlowKey;
 
 pub const FLOW_SEEN: u8 = 1;
 pub const RESET: u8 = 2;
+pub const HANDSHAKE_DONE: u8 = 3;
+pub const HANDSHAKE_REFUSED: u8 = 4;
+pub const CLIENT_HELLO: u8 = 5;
+pub const SERVER_HELLO: u8 = 6;
+pub const SUSPECT_INJECTED_RST: u8 = 7;
+pub const RESET_AFTER_HELLO: u8 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

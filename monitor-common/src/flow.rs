@@ -24,6 +24,18 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// A cheap mix of the key, to pick a lock stripe. Any function of the canonical key
+    /// works: both directions share the key, so they share the stripe.
+    #[inline(always)]
+    pub fn stripe(&self, stripes: u32) -> u32 {
+        let (a0, a1) = halves(&self.addr_a);
+        let (b0, b1) = halves(&self.addr_b);
+        let ports = ((self.port_a as u64) << 16) | self.port_b as u64;
+        let h = (a0 ^ a1.rotate_left(17) ^ b0.rotate_left(31) ^ b1.rotate_left(47) ^ ports)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        ((h >> 32) as u32) & (stripes - 1)
+    }
+
     /// The key of a packet's flow, and whether the packet's source is endpoint `a`.
     #[inline(always)]
     pub fn of(pkt: &Packet) -> (Self, bool) {
@@ -97,7 +109,7 @@ pub fn src_is_client(pkt: &Packet, sport_watched: bool, dport_watched: bool) -> 
     }
 }
 
-/// Counters of one direction. The kernel updates them with atomic adds.
+/// Counters of one direction, named as in the JSON contract.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DirStats {
@@ -106,39 +118,83 @@ pub struct DirStats {
     /// Ethernet padding), so live and capture figures agree whatever the link type.
     pub bytes: u64,
     pub payload_bytes: u64,
-    pub syns: u64,
-    pub synacks: u64,
-    pub fins: u64,
-    pub rsts: u64,
+    /// TCP segments: a GSO/GRO super-packet counts as the segments it carries.
+    pub segments: u64,
+    pub syns: u32,
+    pub synacks: u32,
+    pub fins: u32,
+    pub rsts: u32,
+    /// Every retransmission, fast and spurious included (tshark's `retransmission`).
+    pub retransmits: u32,
+    pub fast_retransmits: u32,
+    pub spurious_retransmits: u32,
+    pub out_of_order: u32,
+    pub lost_segments: u32,
+    pub dup_acks: u32,
+    pub zero_windows: u32,
+    pub zero_window_probes: u32,
+    pub keep_alives: u32,
+    pub window_full: u32,
+    pub acked_unseen: u32,
+    pub suspect_injected_rsts: u32,
+    /// TTL (hop limit) of this direction's first packet: the baseline an injected reset,
+    /// sent by a middlebox at another distance, departs from.
+    pub ttl_base: u8,
+    pub _pad: [u8; 7],
 }
 
-/// The value of the flow map.
+/// Handshake and first-bytes facts of a connection (bits of `FlowState::seen`).
+pub mod seen {
+    pub const SYN: u16 = 1 << 0;
+    pub const SYNACK: u16 = 1 << 1;
+    /// The client's first pure ACK after the SYN/ACK: the handshake completed.
+    pub const ESTABLISHED: u16 = 1 << 2;
+    /// A reset answered the SYN.
+    pub const REFUSED: u16 = 1 << 3;
+    /// A reset ended the handshake after the SYN/ACK.
+    pub const RESET_IN_HANDSHAKE: u16 = 1 << 4;
+    /// The first packet seen was not a SYN: the connection predates the monitor.
+    pub const MIDSTREAM: u16 = 1 << 5;
+    pub const CLIENT_HELLO: u16 = 1 << 6;
+    pub const SERVER_HELLO: u16 = 1 << 7;
+    pub const SERVER_HELLO_DONE: u16 = 1 << 8;
+    /// A reset after the ClientHello before any server reply (a TLS-inspecting middlebox).
+    pub const RESET_AFTER_HELLO: u16 = 1 << 9;
+}
+
+/// The value of the flow map: one TCP connection.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowState {
+    /// The record's own key, so a record that leaves the map (port reuse) says whose it was.
+    pub key: FlowKey,
     pub first_seen_ns: u64,
-    /// Last writer wins: two CPUs may race here, and either value is a fine answer.
     pub last_seen_ns: u64,
+    /// Last time each direction's sequence number advanced (progress).
+    pub progress_ns: [u64; 2],
     /// 1 when endpoint `a` of the key is the client.
     pub client_is_a: u8,
     /// One of the `ROLE_BY_*` values.
     pub role_by: u8,
-    pub _pad: [u8; 6],
+    /// `seen::*` bits.
+    pub seen: u16,
+    pub _pad: [u8; 4],
     /// Indexed by `C2S` / `S2C`.
     pub dir: [DirStats; 2],
+    pub tcp: crate::analysis::ConnState,
 }
 
 impl FlowState {
     /// A new record, roles as [`src_is_client`] decided, no packet counted yet.
     #[inline(always)]
-    pub fn new(src_is_a: bool, (client, role_by): (bool, u8), now_ns: u64) -> Self {
+    pub fn new(key: FlowKey, src_is_a: bool, (client, role_by): (bool, u8), now_ns: u64) -> Self {
         Self {
+            key,
             first_seen_ns: now_ns,
             last_seen_ns: now_ns,
             client_is_a: (client == src_is_a) as u8,
             role_by,
-            _pad: [0; 6],
-            dir: [DirStats::default(); 2],
+            ..Self::default()
         }
     }
 
@@ -153,34 +209,118 @@ impl FlowState {
     }
 }
 
-/// What one packet adds to its direction's counters. Kept apart from the update itself so
-/// the kernel (atomic adds) and userspace (plain adds) count exactly the same things.
+/// What one packet did, for the caller to turn into events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub dir: usize,
+    /// `analysis::flag` bits of the segment.
+    pub flags: u32,
+    /// `seen` bits this packet set for the first time.
+    pub newly_seen: u16,
+    pub suspect_rst: bool,
+}
+
+/// TLS record header and handshake type in the first payload bytes.
 #[inline(always)]
-pub fn increments(pkt: &Packet) -> DirStats {
-    use crate::parse::{ACK, FIN, RST, SYN};
-    let syn = pkt.flags & SYN != 0;
-    let ack = pkt.flags & ACK != 0;
-    DirStats {
-        packets: 1,
-        bytes: pkt.l3_len as u64,
-        payload_bytes: pkt.payload_len as u64,
-        syns: (syn && !ack) as u64,
-        synacks: (syn && ack) as u64,
-        fins: (pkt.flags & FIN != 0) as u64,
-        rsts: (pkt.flags & RST != 0) as u64,
+fn tls_handshake_type(pkt: &Packet) -> Option<u8> {
+    let h = &pkt.head;
+    if pkt.head_len as usize >= crate::parse::HEAD_LEN && h[0] == 0x16 && h[1] == 3 && h[2] <= 4 {
+        Some(h[5])
+    } else {
+        None
     }
 }
 
-impl DirStats {
-    /// Plain (non-atomic) accumulation, for userspace and captures.
-    pub fn add(&mut self, d: &DirStats) {
-        self.packets += d.packets;
-        self.bytes += d.bytes;
-        self.payload_bytes += d.payload_bytes;
-        self.syns += d.syns;
-        self.synacks += d.synacks;
-        self.fins += d.fins;
-        self.rsts += d.rsts;
+/// Whether a pure SYN on this record starts a new connection (new ISN on the same ports).
+#[inline(always)]
+pub fn starts_new_connection(st: &FlowState, pkt: &Packet) -> bool {
+    crate::analysis::is_port_reuse(&st.tcp, pkt.flags, pkt.seq)
+}
+
+/// Counts one packet into its flow and runs the analysis core. The kernel calls it with
+/// the flow's lock held; the capture replay calls it directly. Same code, same figures.
+#[inline(always)]
+pub fn update(st: &mut FlowState, src_is_a: bool, pkt: &Packet, segs: u32, now: u64) -> Outcome {
+    use crate::analysis::{analyze, flag, Segment};
+    use crate::parse::{ACK, FIN, RST, SYN};
+    let d = st.direction(src_is_a);
+    let first_packet = st.dir[C2S].packets == 0 && st.dir[S2C].packets == 0;
+    let before = st.seen;
+    let syn = pkt.flags & SYN != 0;
+    let ack = pkt.flags & ACK != 0;
+    let rst = pkt.flags & RST != 0;
+    if first_packet && !(syn && !ack) {
+        st.seen |= seen::MIDSTREAM;
+    }
+    let seg = Segment {
+        seq: pkt.seq,
+        ack: pkt.ack,
+        flags: pkt.flags,
+        window: pkt.window,
+        len: pkt.payload_len,
+        wscale: pkt.opts.wscale,
+    };
+    let flags = analyze(&mut st.tcp, d, &seg, now);
+    let s = &mut st.dir[if d == C2S { C2S } else { S2C }];
+    if s.packets == 0 {
+        s.ttl_base = pkt.ttl;
+    }
+    s.packets += 1;
+    s.bytes += pkt.l3_len as u64;
+    s.payload_bytes += pkt.payload_len as u64;
+    s.segments += segs.max(1) as u64;
+    s.syns += (syn && !ack) as u32;
+    s.synacks += (syn && ack) as u32;
+    s.fins += (pkt.flags & FIN != 0) as u32;
+    s.rsts += rst as u32;
+    let suspect_rst = rst && s.packets > 1 && pkt.ttl != s.ttl_base;
+    s.suspect_injected_rsts += suspect_rst as u32;
+    let has = |f: u32| (flags & f != 0) as u32;
+    s.retransmits += has(flag::RETRANSMISSION);
+    s.fast_retransmits += has(flag::FAST_RETRANSMISSION);
+    s.spurious_retransmits += has(flag::SPURIOUS_RETRANSMISSION);
+    s.out_of_order += has(flag::OUT_OF_ORDER);
+    s.lost_segments += has(flag::LOST_SEGMENT);
+    s.dup_acks += has(flag::DUPLICATE_ACK);
+    s.zero_windows += has(flag::ZERO_WINDOW);
+    s.zero_window_probes += has(flag::ZERO_WINDOW_PROBE);
+    s.keep_alives += has(flag::KEEP_ALIVE);
+    s.window_full += has(flag::WINDOW_FULL);
+    s.acked_unseen += has(flag::ACK_LOST_SEGMENT);
+
+    // Handshake and TLS first bytes.
+    if syn && !ack && d == C2S {
+        st.seen |= seen::SYN;
+    } else if syn && ack && d == S2C {
+        st.seen |= seen::SYNACK;
+    } else if ack && !syn && !rst && d == C2S && st.seen & seen::SYNACK != 0 {
+        st.seen |= seen::ESTABLISHED;
+    }
+    if rst && st.seen & seen::ESTABLISHED == 0 && st.seen & seen::MIDSTREAM == 0 {
+        if st.seen & seen::SYNACK == 0 {
+            st.seen |= seen::REFUSED;
+        } else {
+            st.seen |= seen::RESET_IN_HANDSHAKE;
+        }
+    }
+    match (tls_handshake_type(pkt), d) {
+        (Some(1), C2S) => st.seen |= seen::CLIENT_HELLO,
+        (Some(2), S2C) => st.seen |= seen::SERVER_HELLO,
+        (Some(14), S2C) => st.seen |= seen::SERVER_HELLO_DONE,
+        _ => {}
+    }
+    if rst && st.seen & seen::CLIENT_HELLO != 0 && st.seen & seen::SERVER_HELLO == 0 {
+        st.seen |= seen::RESET_AFTER_HELLO;
+    }
+    if pkt.payload_len > 0 && flags & (flag::RETRANSMISSION | flag::OUT_OF_ORDER) == 0 {
+        st.progress_ns[d & 1] = now;
+    }
+    st.last_seen_ns = now;
+    Outcome {
+        dir: d,
+        flags,
+        newly_seen: st.seen & !before,
+        suspect_rst,
     }
 }
 
@@ -265,7 +405,7 @@ mod tests {
         let reply = pkt([10, 0, 0, 2], 50001, [10, 0, 0, 1], 40000, 0);
         let (_, src_is_a) = FlowKey::of(&reply);
         let roles = src_is_client(&reply, cfg.watches(reply.sport), cfg.watches(reply.dport));
-        let st = FlowState::new(src_is_a, roles, 7);
+        let st = FlowState::new(FlowKey::default(), src_is_a, roles, 7);
         assert_eq!(st.direction(src_is_a), S2C);
         assert_eq!(st.direction(!src_is_a), C2S);
         assert_eq!(st.first_seen_ns, 7);

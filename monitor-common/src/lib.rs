@@ -9,6 +9,7 @@
 #[cfg(feature = "user")]
 extern crate std;
 
+pub mod analysis;
 pub mod config;
 #[cfg(feature = "user")]
 pub mod craft;

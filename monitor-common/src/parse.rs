@@ -153,7 +153,12 @@ pub fn parse_l3<F: Frame + ?Sized>(
     proto: u16,
     pkt: &mut Packet,
 ) -> Result<(), Skip> {
-    *pkt = Packet::default();
+    // Only what a parse may leave stale; everything else is written on every success.
+    // (No `*pkt = Packet::default()`: in the kernel that is a byte-by-byte memset.)
+    pkt.src = [0; 16];
+    pkt.dst = [0; 16];
+    pkt.ip_id = 0;
+    pkt.head_len = 0;
     let (l4, l3_len) = match proto {
         ETH_P_IP => parse_ipv4(f, off, pkt)?,
         ETH_P_IPV6 => parse_ipv6(f, off, pkt)?,
@@ -281,7 +286,7 @@ fn parse_tcp<F: Frame + ?Sized>(
     pkt.window = be16([t[14], t[15]]);
     pkt.tcp_hdr_len = doff as u8;
     pkt.payload_len = (seg_len - doff) as u32;
-    pkt.opts.wscale = NO_WSCALE;
+    pkt.opts = TcpOpts::default_absent();
     let optlen = doff - 20;
     if pkt.flags & SYN != 0 && optlen > 0 {
         pkt.opts = parse_opts(f, off + 20, optlen)?;

@@ -1,12 +1,6 @@
 //! The eBPF program (see `program.rs`). Built for `bpfel-unknown-none` by monitor/build.rs;
 //! a host build (`cargo build --workspace`, clippy) sees an empty binary.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
-// `fetch_add` on u64 is not exposed for the BPF target; the intrinsic lowers to BPF_ATOMIC.
-#![cfg_attr(
-    target_arch = "bpf",
-    allow(internal_features),
-    feature(core_intrinsics)
-)]
 
 #[cfg(target_arch = "bpf")]
 mod program;

@@ -3,17 +3,21 @@
 
 use core::{
     ffi::c_void,
-    intrinsics::{atomic_xadd, AtomicOrdering},
-    ptr::{addr_of, read_volatile},
+    mem::MaybeUninit,
+    ptr::{addr_of, addr_of_mut, read_volatile},
 };
 
 use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST, TC_ACT_UNSPEC},
+    btf_maps::Array,
     helpers::{
         bpf_ktime_get_ns,
-        generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+        generated::{
+            bpf_skb_load_bytes, bpf_spin_lock, bpf_spin_unlock, bpf_xdp_get_buff_len,
+            bpf_xdp_load_bytes,
+        },
     },
-    macros::{classifier, map, xdp},
+    macros::{btf_map, classifier, map, xdp},
     maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
     EbpfContext,
@@ -21,7 +25,7 @@ use aya_ebpf::{
 use monitor_common::{
     config::{Config, FLAG_SKB_TSTAMP},
     event::{self, Event},
-    flow::{increments, src_is_client, DirStats, FlowKey, FlowState},
+    flow::{seen, src_is_client, starts_new_connection, update, FlowKey, FlowState, Outcome},
     parse::{parse_ethernet, parse_l3, Frame, Packet, Skip, RST},
     stats,
 };
@@ -35,11 +39,34 @@ static CONFIG: Config = Config::empty();
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(262_144, 0);
 
+/// Lock stripes. Both directions of a flow may be handled on different CPUs at once, and the
+/// analysis reads and writes both directions' state, so each update runs under a lock. The
+/// kernel allows `bpf_spin_lock` in array and hash maps but not in LRU maps, hence locks
+/// apart from the flows, one stripe per hash of the key (4096: contention between unrelated
+/// flows is negligible for a critical section of a few hundred instructions).
+const STRIPES: u32 = 4096;
+
+/// The verifier recognises the lock by this exact type name in the map value's BTF.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+struct bpf_spin_lock {
+    val: u32,
+}
+
+#[repr(C)]
+struct Stripe {
+    lock: bpf_spin_lock,
+}
+
+#[btf_map]
+static LOCKS: Array<Stripe, { STRIPES as usize }> = Array::new();
+
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
 
-/// Per-CPU working memory for what does not fit the 512-byte BPF stack: the parsed packet
-/// and a new flow record built before insertion.
+/// Per-CPU working memory for what does not fit the 512-byte BPF stack: the parsed packet,
+/// and the template new flow records are inserted from. The template is all zeros except
+/// the few fields `prepare` writes: zeroing 500 bytes per new flow would be a byte loop.
 #[repr(C)]
 struct Scratch {
     pkt: Packet,
@@ -51,6 +78,10 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Connection records closed by port reuse (a new ISN on the same 4-tuple).
+#[map]
+static CLOSED: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
 
 #[inline(always)]
 fn bump(idx: u32) {
@@ -82,7 +113,9 @@ impl Frame for Skb<'_> {
 
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        let mut buf = [0u8; N];
+        // Uninitialised on purpose: zeroing costs a byte loop (BPF has no memset), and the
+        // helper writes every byte (zeros on failure).
+        let mut buf = MaybeUninit::<[u8; N]>::uninit();
         let r = unsafe {
             bpf_skb_load_bytes(
                 self.0.as_ptr() as *const _,
@@ -91,7 +124,7 @@ impl Frame for Skb<'_> {
                 N as u32,
             )
         };
-        (r == 0).then_some(buf)
+        (r == 0).then(|| unsafe { buf.assume_init() })
     }
 }
 
@@ -106,7 +139,9 @@ impl Frame for Xdp<'_> {
 
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        let mut buf = [0u8; N];
+        // Uninitialised on purpose: zeroing costs a byte loop (BPF has no memset), and the
+        // helper writes every byte (zeros on failure).
+        let mut buf = MaybeUninit::<[u8; N]>::uninit();
         let r = unsafe {
             bpf_xdp_load_bytes(
                 self.0.as_ptr() as *mut _,
@@ -115,15 +150,24 @@ impl Frame for Xdp<'_> {
                 N as u32,
             )
         };
-        (r == 0).then_some(buf)
+        (r == 0).then(|| unsafe { buf.assume_init() })
     }
 }
 
-/// A raw-pointer field address, without forming a reference to shared map memory.
-macro_rules! addr_of_mut_field {
-    ($p:expr, $f:ident) => {
-        core::ptr::addr_of_mut!((*$p).$f)
-    };
+/// Sets the fields of the (otherwise zero) template that differ per flow.
+#[inline(always)]
+fn prepare(
+    t: &mut FlowState,
+    key: &FlowKey,
+    src_is_a: bool,
+    (client, role_by): (bool, u8),
+    now: u64,
+) {
+    t.key = *key;
+    t.first_seen_ns = now;
+    t.last_seen_ns = now;
+    t.client_is_a = (client == src_is_a) as u8;
+    t.role_by = role_by;
 }
 
 #[inline(always)]
@@ -146,47 +190,45 @@ fn emit(kind: u8, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
     }
 }
 
-/// Atomic add (BPF_ATOMIC | BPF_ADD): both directions of a flow may be handled on different
-/// CPUs at the same time, and each counter must see every increment.
+/// The rare transitions of one packet, as events.
 #[inline(always)]
-fn add(field: *mut u64, v: u64) {
-    if v != 0 {
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, v) };
+fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
+    let n = o.newly_seen;
+    for (bit, kind) in [
+        (seen::ESTABLISHED, event::HANDSHAKE_DONE),
+        (seen::REFUSED, event::HANDSHAKE_REFUSED),
+        (seen::CLIENT_HELLO, event::CLIENT_HELLO),
+        (seen::SERVER_HELLO, event::SERVER_HELLO),
+        (seen::RESET_AFTER_HELLO, event::RESET_AFTER_HELLO),
+    ] {
+        if n & bit != 0 {
+            emit(kind, key, o.dir, pkt, now);
+        }
+    }
+    if pkt.flags & RST != 0 {
+        emit(event::RESET, key, o.dir, pkt, now);
+    }
+    if o.suspect_rst {
+        emit(event::SUSPECT_INJECTED_RST, key, o.dir, pkt, now);
     }
 }
 
-#[inline(always)]
-fn count(dst: *mut DirStats, inc: &DirStats) {
-    unsafe {
-        add(addr_of_mut_field!(dst, packets), inc.packets);
-        add(addr_of_mut_field!(dst, bytes), inc.bytes);
-        add(addr_of_mut_field!(dst, payload_bytes), inc.payload_bytes);
-        add(addr_of_mut_field!(dst, syns), inc.syns);
-        add(addr_of_mut_field!(dst, synacks), inc.synacks);
-        add(addr_of_mut_field!(dst, fins), inc.fins);
-        add(addr_of_mut_field!(dst, rsts), inc.rsts);
-    }
-}
-
-// Map arguments by reference on purpose: by value, the flow record would be copied onto the
+// Map arguments by reference on purpose: by value, the flow entry would be copied onto the
 // 512-byte BPF stack, which the scratch slot exists to avoid.
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
-fn track(scratch: *mut Scratch, parsed: Result<(), Skip>, now: u64) {
+fn track(scratch: *mut Scratch, parsed: Result<(), Skip>, segs: u32, now: u64) {
     let pkt = unsafe { &(*scratch).pkt };
     bump(stats::PACKETS);
-    match parsed {
-        Ok(()) => {}
-        Err(skip) => {
-            bump(match skip {
-                Skip::NotIp => stats::NOT_IP,
-                Skip::NotTcp => stats::NOT_TCP,
-                Skip::Fragment => stats::FRAGMENTS,
-                Skip::Truncated => stats::TRUNCATED,
-                Skip::Malformed => stats::MALFORMED,
-            });
-            return;
-        }
+    if let Err(skip) = parsed {
+        bump(match skip {
+            Skip::NotIp => stats::NOT_IP,
+            Skip::NotTcp => stats::NOT_TCP,
+            Skip::Fragment => stats::FRAGMENTS,
+            Skip::Truncated => stats::TRUNCATED,
+            Skip::Malformed => stats::MALFORMED,
+        });
+        return;
     }
     let (sw, dw) = (watched(pkt.sport), watched(pkt.dport));
     if !sw && !dw {
@@ -195,11 +237,11 @@ fn track(scratch: *mut Scratch, parsed: Result<(), Skip>, now: u64) {
     }
     bump(stats::WATCHED);
     let (key, src_is_a) = FlowKey::of(pkt);
-    let st = match FLOWS.get_ptr_mut(&key) {
+    let entry = match FLOWS.get_ptr_mut(&key) {
         Some(p) => p,
         None => {
             let init = unsafe { &mut (*scratch).init };
-            *init = FlowState::new(src_is_a, src_is_client(pkt, sw, dw), now);
+            prepare(init, &key, src_is_a, src_is_client(pkt, sw, dw), now);
             // BPF_NOEXIST: if the other direction inserted it first on another CPU, we
             // lose the race, keep its record, and count into it below.
             if FLOWS.insert(&key, &*init, BPF_NOEXIST as u64).is_ok() {
@@ -215,15 +257,41 @@ fn track(scratch: *mut Scratch, parsed: Result<(), Skip>, now: u64) {
             }
         }
     };
-    let dir = unsafe { (*st).direction(src_is_a) };
-    count(
-        unsafe { addr_of_mut_field!(st, dir) as *mut DirStats }.wrapping_add(dir),
-        &increments(pkt),
-    );
-    unsafe { core::ptr::write_volatile(addr_of_mut_field!(st, last_seen_ns), now) };
-    if pkt.flags & RST != 0 {
-        emit(event::RESET, &key, dir, pkt, now);
+    let Some(stripe) = LOCKS.get_ptr_mut(key.stripe(STRIPES)) else {
+        return;
+    };
+    let lock = unsafe { addr_of_mut!((*stripe).lock) as *mut aya_ebpf::bindings::bpf_spin_lock };
+    let mut entry = entry;
+    // A pure SYN with a new ISN starts a new connection on this 4-tuple: the old record
+    // leaves through the CLOSED ring buffer and a fresh one replaces it.
+    if unsafe { starts_new_connection(&*entry, pkt) } {
+        if CLOSED.output::<FlowState>(unsafe { &*entry }, 0).is_err() {
+            bump(stats::EVENTS_LOST);
+        }
+        let init = unsafe { &mut (*scratch).init };
+        prepare(init, &key, src_is_a, src_is_client(pkt, sw, dw), now);
+        if FLOWS.insert(&key, &*init, 0).is_ok() {
+            bump(stats::FLOWS_CREATED);
+        }
+        entry = match FLOWS.get_ptr_mut(&key) {
+            Some(p) => p,
+            None => return,
+        };
     }
+    // Everything between lock and unlock is plain arithmetic on the entry: no helper calls.
+    let outcome = unsafe {
+        bpf_spin_lock(lock);
+        let o = update(&mut *entry, src_is_a, pkt, segs, now);
+        bpf_spin_unlock(lock);
+        o
+    };
+    emit_outcome(&outcome, &key, pkt, now);
+}
+
+/// Segments in the skb: a GSO/GRO super-packet carries several.
+#[inline(always)]
+fn tc_segs(ctx: &TcContext) -> u32 {
+    unsafe { (*ctx.skb.skb).gso_segs }
 }
 
 #[inline(always)]
@@ -240,7 +308,7 @@ fn tc_now(ctx: &TcContext) -> u64 {
 pub fn tc_eth(ctx: TcContext) -> i32 {
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let r = parse_ethernet(&Skb(&ctx), unsafe { &mut (*s).pkt });
-        track(s, r, tc_now(&ctx));
+        track(s, r, tc_segs(&ctx), tc_now(&ctx));
     }
     // Observe only: let the next program or the default action decide.
     TC_ACT_UNSPEC
@@ -252,7 +320,7 @@ pub fn tc_rawip(ctx: TcContext) -> i32 {
     let proto = u16::from_be(ctx.skb.protocol() as u16);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let r = parse_l3(&Skb(&ctx), 0, proto, unsafe { &mut (*s).pkt });
-        track(s, r, tc_now(&ctx));
+        track(s, r, tc_segs(&ctx), tc_now(&ctx));
     }
     TC_ACT_UNSPEC
 }
@@ -262,7 +330,7 @@ pub fn tc_rawip(ctx: TcContext) -> i32 {
 pub fn xdp_eth(ctx: XdpContext) -> u32 {
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let r = parse_ethernet(&Xdp(&ctx), unsafe { &mut (*s).pkt });
-        track(s, r, unsafe { bpf_ktime_get_ns() });
+        track(s, r, 1, unsafe { bpf_ktime_get_ns() });
     }
     xdp_action::XDP_PASS
 }

@@ -61,22 +61,27 @@ impl Counters {
 
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// Sorted by client, then server.
+    /// Sorted by client, then server, then first seen (a reused 4-tuple is several records).
     pub flows: Vec<FlowRecord>,
     pub counters: Counters,
     /// Flows the kernel created that are no longer in its map: the LRU evicted them.
     pub evicted_flows: u64,
+    /// When the snapshot was taken (epoch ns; a capture's last timestamp for replay).
+    pub now_ns: u64,
 }
 
 impl Snapshot {
-    pub fn new(mut flows: Vec<FlowRecord>, counters: Counters) -> Self {
-        flows.sort_by_key(|f| (f.client(), f.server()));
+    /// `live` is how many of `flows` are still in the kernel map (the rest were closed).
+    pub fn new(mut flows: Vec<FlowRecord>, live: u64, counters: Counters, now_ns: u64) -> Self {
+        flows.sort_by_key(|f| (f.client(), f.server(), f.state.first_seen_ns));
         let created = counters.get(stats::FLOWS_CREATED);
-        let evicted_flows = created.saturating_sub(flows.len() as u64);
+        let closed = flows.len() as u64 - live;
+        let evicted_flows = created.saturating_sub(live + closed);
         Self {
             flows,
             counters,
             evicted_flows,
+            now_ns,
         }
     }
 }

@@ -105,7 +105,7 @@ fn every_header_case_leaves_exactly_the_expected_map() {
                 continue;
             }
             let mut e = ebpf("50001", 0, 1024);
-            let c = Collector::new(&mut e, Clock::identity()).unwrap();
+            let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
             let what = format!("{prog}, case `{}`", case.name);
             if let Err(err) = try_run(&mut e, prog, &case.frame, None) {
                 // The skb test harness itself refuses an IPv4/IPv6 EtherType with less than a
@@ -227,9 +227,13 @@ fn both_directions_count_into_one_flow_and_events_arrive() {
         kinds,
         vec![
             (event::FLOW_SEEN, S2C as u8, 64),
-            (event::RESET, S2C as u8, 33)
+            (event::HANDSHAKE_DONE, C2S as u8, 64),
+            (event::RESET, S2C as u8, 33),
+            // TTL 33 where the server's packets had 64: a reset from elsewhere.
+            (event::SUSPECT_INJECTED_RST, S2C as u8, 33),
         ]
     );
+    assert_eq!(sc.suspect_injected_rsts, 1);
     assert_eq!(snap.counters.get(stats::EVENTS_LOST), 0);
 }
 
@@ -239,7 +243,7 @@ fn ipv6_flows_and_capture_timestamps() {
         return;
     }
     let mut e = ebpf("443", FLAG_SKB_TSTAMP, 1024);
-    let c = Collector::new(&mut e, Clock::identity()).unwrap();
+    let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
     let a: IpAddr = "fd00::1".parse().unwrap();
     let b: IpAddr = "fd00::2".parse().unwrap();
     run(
@@ -272,7 +276,7 @@ fn a_full_map_evicts_and_says_so() {
         return;
     }
     let mut e = ebpf("50000-59999", 0, 64);
-    let c = Collector::new(&mut e, Clock::identity()).unwrap();
+    let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
     for port in 0..300u16 {
         run(
             &mut e,

@@ -199,8 +199,36 @@ fn watched_flow_matches_the_kernel(attach: &str, tag: &str) {
         (f["c2s"]["rsts"].as_u64(), f["s2c"]["rsts"].as_u64()),
         (Some(0), Some(0))
     );
-    // Not yet known values are null, never invented.
-    assert!(f["c2s"]["retransmits"].is_null() && f["handshake"]["outcome"].is_null());
+    // A clean veth: a complete handshake, no analysis flag in either direction.
+    assert_eq!(f["handshake"]["outcome"], "ok");
+    assert!(f["handshake"]["rtt_us"].as_u64().is_some(), "{f}");
+    assert_eq!(
+        (
+            f["handshake"]["syn_retransmits"].as_u64(),
+            f["handshake"]["synack_retransmits"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    for dir in ["c2s", "s2c"] {
+        for field in [
+            "retransmits",
+            "out_of_order",
+            "lost_segments",
+            "dup_acks",
+            "zero_windows",
+            "suspect_injected_rsts",
+        ] {
+            assert_eq!(f[dir][field], 0, "{dir}.{field}: {f}");
+        }
+    }
+    // The payload is not TLS: known absent, not null.
+    assert_eq!(
+        (
+            f["tls"]["client_hello"].as_bool(),
+            f["tls"]["server_hello"].as_bool()
+        ),
+        (Some(false), Some(false))
+    );
     assert_eq!(json["totals"]["flows"], 1);
     assert_eq!(json["totals"]["lost_events"], 0);
     assert_nothing_attached(&lab);

@@ -28,6 +28,26 @@ impl Clock {
         Self { offset_ns: 0 }
     }
 
+    /// Now, in the clock the records were converted to.
+    pub fn now_epoch(&self) -> u64 {
+        if self.offset_ns == 0 {
+            // Records carry their own (capture) time: "now" is not the wall clock.
+            return 0;
+        }
+        now(libc::CLOCK_REALTIME).clamp(0, u64::MAX as i128) as u64
+    }
+
+    /// The record's timestamps in epoch ns.
+    pub fn state_to_epoch(
+        &self,
+        mut s: monitor_common::flow::FlowState,
+    ) -> monitor_common::flow::FlowState {
+        s.first_seen_ns = self.to_epoch(s.first_seen_ns);
+        s.last_seen_ns = self.to_epoch(s.last_seen_ns);
+        s.progress_ns = s.progress_ns.map(|t| self.to_epoch(t));
+        s
+    }
+
     pub fn to_epoch(&self, kernel_ns: u64) -> u64 {
         if kernel_ns == 0 {
             return 0;

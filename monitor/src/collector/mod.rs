@@ -23,6 +23,9 @@ pub struct Collector {
     flows: HashMap<MapData, FlowKey, FlowState>,
     stats: PerCpuArray<MapData, u64>,
     events: RingBuf<MapData>,
+    closed_rb: RingBuf<MapData>,
+    /// Connection records ended by port reuse, kept for the summary.
+    closed: Vec<FlowRecord>,
     clock: Clock,
 }
 
@@ -38,6 +41,8 @@ impl Collector {
             flows: HashMap::try_from(take(ebpf, "FLOWS")?)?,
             stats: PerCpuArray::try_from(take(ebpf, "STATS")?)?,
             events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
+            closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
+            closed: Vec::new(),
             clock,
         })
     }
@@ -53,26 +58,45 @@ impl Collector {
 
     /// Every flow in the map. Iterating while the kernel inserts can visit a key twice;
     /// the BTreeMap keeps one.
-    pub fn collect(&self) -> Result<Snapshot> {
+    pub fn collect(&mut self) -> Result<Snapshot> {
+        self.drain_closed();
         let counters = self.counters()?;
         let mut seen = BTreeMap::new();
         for item in self.flows.iter() {
             match item {
-                Ok((key, mut state)) => {
-                    state.first_seen_ns = self.clock.to_epoch(state.first_seen_ns);
-                    state.last_seen_ns = self.clock.to_epoch(state.last_seen_ns);
-                    seen.insert(key, state);
+                Ok((key, state)) => {
+                    seen.insert(key, self.clock.state_to_epoch(state));
                 }
                 // The entry was evicted between listing and reading it.
                 Err(aya::maps::MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e).context("reading FLOWS"),
             }
         }
-        let flows = seen
-            .into_iter()
-            .map(|(key, state)| FlowRecord { key, state })
+        let live = seen.len() as u64;
+        let flows = self
+            .closed
+            .iter()
+            .cloned()
+            .chain(
+                seen.into_iter()
+                    .map(|(key, state)| FlowRecord { key, state }),
+            )
             .collect();
-        Ok(Snapshot::new(flows, counters))
+        Ok(Snapshot::new(flows, live, counters, self.clock.now_epoch()))
+    }
+
+    fn drain_closed(&mut self) {
+        while let Some(item) = self.closed_rb.next() {
+            if item.len() >= std::mem::size_of::<FlowState>() {
+                // SAFETY: the kernel wrote a `FlowState` (repr(C), any bit pattern valid).
+                let st: FlowState =
+                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const FlowState) };
+                self.closed.push(FlowRecord {
+                    key: st.key,
+                    state: self.clock.state_to_epoch(st),
+                });
+            }
+        }
     }
 
     /// Events the kernel sent since the last call, timestamps in Unix-epoch ns.

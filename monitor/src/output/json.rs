@@ -2,7 +2,7 @@
 //! not know yet are `null`, never invented.
 
 use monitor_common::{
-    flow::{DirStats, C2S, S2C},
+    flow::{seen, DirStats, FlowState, C2S, S2C},
     stats,
 };
 use serde::Serialize;
@@ -80,54 +80,81 @@ pub struct Totals {
 }
 
 fn direction(d: &DirStats) -> Direction {
+    let n = |v: u32| Some(v as u64);
     Direction {
         packets: d.packets,
         bytes: d.bytes,
         payload_bytes: d.payload_bytes,
-        retransmits: None,
-        fast_retransmits: None,
-        spurious_retransmits: None,
-        out_of_order: None,
-        lost_segments: None,
-        dup_acks: None,
-        zero_windows: None,
-        zero_window_probes: None,
-        keep_alives: None,
-        window_full: None,
-        acked_unseen: None,
-        rsts: d.rsts,
-        suspect_injected_rsts: None,
-        fins: d.fins,
+        retransmits: n(d.retransmits),
+        fast_retransmits: n(d.fast_retransmits),
+        spurious_retransmits: n(d.spurious_retransmits),
+        out_of_order: n(d.out_of_order),
+        lost_segments: n(d.lost_segments),
+        dup_acks: n(d.dup_acks),
+        zero_windows: n(d.zero_windows),
+        zero_window_probes: n(d.zero_window_probes),
+        keep_alives: n(d.keep_alives),
+        window_full: n(d.window_full),
+        acked_unseen: n(d.acked_unseen),
+        rsts: d.rsts as u64,
+        suspect_injected_rsts: n(d.suspect_injected_rsts),
+        fins: d.fins as u64,
     }
 }
 
-fn flow(f: &FlowRecord) -> Flow {
+/// How long a handshake may wait for its SYN/ACK or final ACK before it is a timeout.
+pub const HANDSHAKE_TIMEOUT_NS: u64 = 3_000_000_000;
+
+/// The handshake's outcome, or `None` while it is still pending.
+pub fn outcome(s: &FlowState, now_ns: u64) -> Option<&'static str> {
+    let has = |b: u16| s.seen & b != 0;
+    if has(seen::MIDSTREAM) {
+        Some("midstream")
+    } else if has(seen::REFUSED) {
+        Some("refused")
+    } else if has(seen::RESET_IN_HANDSHAKE) {
+        Some("reset")
+    } else if has(seen::ESTABLISHED) {
+        Some("ok")
+    } else if now_ns.saturating_sub(s.first_seen_ns) > HANDSHAKE_TIMEOUT_NS {
+        Some("timeout")
+    } else {
+        None
+    }
+}
+
+fn flow(f: &FlowRecord, now_ns: u64) -> Flow {
     let s = &f.state;
+    let (c, sv) = (&s.dir[C2S], &s.dir[S2C]);
+    // A hello is known absent only once that side has sent payload.
+    let hello = |bit: u16, d: &DirStats| {
+        (s.seen & bit != 0 || d.payload_bytes > 0).then_some(s.seen & bit != 0)
+    };
     Flow {
         client: f.client().to_string(),
         server: f.server().to_string(),
         first_seen_ns: s.first_seen_ns,
         last_seen_ns: s.last_seen_ns,
         handshake: Handshake {
-            syn: s.dir[C2S].syns,
-            syn_retransmits: None,
-            synack_retransmits: None,
-            outcome: None,
-            rtt_us: None,
+            syn: c.syns as u64,
+            syn_retransmits: Some(c.syns.saturating_sub(1) as u64),
+            synack_retransmits: Some(sv.synacks.saturating_sub(1) as u64),
+            outcome: outcome(s, now_ns),
+            rtt_us: (s.tcp.rtt_ns != 0).then_some(s.tcp.rtt_ns / 1000),
         },
         tls: Tls {
-            client_hello: None,
-            server_hello: None,
+            client_hello: hello(seen::CLIENT_HELLO, c),
+            server_hello: hello(seen::SERVER_HELLO, sv),
         },
-        c2s: direction(&s.dir[C2S]),
-        s2c: direction(&s.dir[S2C]),
+        c2s: direction(c),
+        s2c: direction(sv),
         alerts: Vec::new(),
     }
 }
 
 pub fn summary(snap: &Snapshot) -> Summary {
     Summary {
-        flows: snap.flows.iter().map(flow).collect(),
+        flows: snap.flows.iter().map(|f| flow(f, snap.now_ns)).collect(),
         totals: Totals {
             // Packets the monitor analysed: those on watched ports.
             packets: snap.counters.get(stats::WATCHED),

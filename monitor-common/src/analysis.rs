@@ -1,0 +1,327 @@
+//! The TCP analysis core: Wireshark 4.0's `tcp_analyze_sequence_number()` rules (restated in
+//! TCP-ANALYSIS.md), as a pure function of (flow state, one segment, time) that the kernel
+//! program and the capture replay both run.
+//!
+//! Verifier-friendly by construction: no loops, no allocation, no panics, scalar state only.
+//! Sequence comparisons are modulo 2^32. Sequence and ACK numbers are kept relative to each
+//! direction's first sequence number, as Wireshark does by default, because its "0 means not
+//! yet known" tests depend on that numbering.
+
+use crate::parse::{ACK, FIN, RST, SYN};
+
+/// Analysis flags of one segment (Wireshark's `tcp.analysis.*`).
+pub mod flag {
+    pub const RETRANSMISSION: u32 = 1 << 0;
+    pub const FAST_RETRANSMISSION: u32 = 1 << 1;
+    pub const SPURIOUS_RETRANSMISSION: u32 = 1 << 2;
+    pub const OUT_OF_ORDER: u32 = 1 << 3;
+    pub const LOST_SEGMENT: u32 = 1 << 4;
+    pub const ACK_LOST_SEGMENT: u32 = 1 << 5;
+    pub const DUPLICATE_ACK: u32 = 1 << 6;
+    pub const ZERO_WINDOW: u32 = 1 << 7;
+    pub const ZERO_WINDOW_PROBE: u32 = 1 << 8;
+    pub const ZERO_WINDOW_PROBE_ACK: u32 = 1 << 9;
+    pub const WINDOW_FULL: u32 = 1 << 10;
+    pub const WINDOW_UPDATE: u32 = 1 << 11;
+    pub const KEEP_ALIVE: u32 = 1 << 12;
+    pub const KEEP_ALIVE_ACK: u32 = 1 << 13;
+    pub const REUSED_PORTS: u32 = 1 << 14;
+}
+
+/// Window scale not yet known (Wireshark's -1).
+pub const WS_UNKNOWN: i8 = -1;
+/// Window scaling not in use (Wireshark's -2).
+pub const WS_NOT_USED: i8 = -2;
+
+/// What the core needs of a segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub len: u32,
+    /// Window scale option on a SYN, or `NO_WSCALE`.
+    pub wscale: u8,
+}
+
+/// Analysis state of one direction (the sender of the segments it describes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirState {
+    pub base_seq: u32,
+    /// Relative; 0 = not known yet (Wireshark's convention).
+    pub nextseq: u32,
+    pub maxseqtobeacked: u32,
+    /// Last ACK this side sent, relative to the other side's base.
+    pub lastack: u32,
+    /// Raw window; `u32::MAX` = unknown.
+    pub window: u32,
+    pub dupacknum: u32,
+    pub nextseq_time: u64,
+    pub lastack_time: u64,
+    /// Analysis flags of this side's previous segment.
+    pub last_flags: u32,
+    pub win_scale: i8,
+    pub base_set: u8,
+    /// Cleared by this side's first ACK: scaling applies from then on.
+    pub first_ack: u8,
+    pub _pad: u8,
+}
+
+impl Default for DirState {
+    fn default() -> Self {
+        Self {
+            base_seq: 0,
+            nextseq: 0,
+            maxseqtobeacked: 0,
+            lastack: 0,
+            window: u32::MAX,
+            dupacknum: 0,
+            nextseq_time: 0,
+            lastack_time: 0,
+            last_flags: 0,
+            win_scale: WS_UNKNOWN,
+            base_set: 0,
+            first_ack: 1,
+            _pad: 0,
+        }
+    }
+}
+
+/// Per-connection analysis state: both directions and the handshake RTT.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnState {
+    pub dir: [DirState; 2],
+    /// Time of the latest pure SYN (0: none seen).
+    pub syn_time: u64,
+    /// SYN to first pure ACK (Wireshark's `ts_first_rtt`); 0 = unknown.
+    pub rtt_ns: u64,
+    /// Raw ISN of the first SYN and SYN/ACK, for reused-port detection.
+    pub syn_isn: u32,
+    pub synack_isn: u32,
+    /// Flags of the segment being analysed. Accumulated here rather than in a local: in the
+    /// kernel this is map memory, whose contents the verifier does not track, so paths that
+    /// set different flags merge again instead of multiplying (2^rules).
+    pub cur: u32,
+    pub seen: u8,
+    pub _pad: [u8; 3],
+}
+
+const SEEN_SYN: u8 = 1;
+const SEEN_SYNACK: u8 = 2;
+
+#[inline(always)]
+fn lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+#[inline(always)]
+fn gt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+#[inline(always)]
+fn le(a: u32, b: u32) -> bool {
+    !gt(a, b)
+}
+
+/// Whether a SYN with this raw ISN starts a new connection on the same 4-tuple (Wireshark:
+/// "reused ports"): a pure SYN whose ISN differs from the connection's first SYN. The caller
+/// then closes the old record and starts a fresh one.
+#[inline(always)]
+pub fn is_port_reuse(c: &ConnState, flags: u8, raw_seq: u32) -> bool {
+    flags & (SYN | ACK) == SYN && c.seen & SEEN_SYN != 0 && c.syn_isn != raw_seq
+}
+
+/// Runs the rules for one segment sent by direction `d` (0 or 1) at `now` (ns) and returns
+/// its analysis flags. `d` must be 0 or 1; anything else is treated as 1.
+#[inline(always)]
+pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
+    let (fi, ri) = if d == 0 { (0, 1) } else { (1, 0) };
+    let flags = raw.flags;
+    let syn = flags & SYN != 0;
+    // Handshake bookkeeping Wireshark keeps outside the sequence analysis.
+    if syn && flags & ACK == 0 {
+        c.syn_time = now;
+        if c.seen & SEEN_SYN == 0 {
+            c.seen |= SEEN_SYN;
+            c.syn_isn = raw.seq;
+        }
+    } else if syn {
+        if c.seen & SEEN_SYNACK == 0 {
+            c.seen |= SEEN_SYNACK;
+            c.synack_isn = raw.seq;
+        }
+    } else if flags & ACK != 0 && c.syn_time != 0 && c.rtt_ns == 0 && c.seen & SEEN_SYNACK != 0 {
+        c.rtt_ns = now.saturating_sub(c.syn_time);
+    }
+    // Relative numbering: each side's base is its first sequence number seen.
+    if c.dir[fi].base_set == 0 || syn {
+        c.dir[fi].base_seq = raw.seq;
+        c.dir[fi].base_set = 1;
+    }
+    if flags & ACK != 0 && c.dir[ri].base_set == 0 {
+        // The other side has not been seen: its base is what this ACK acknowledges.
+        c.dir[ri].base_seq = raw.ack.wrapping_sub(1);
+        c.dir[ri].base_set = 1;
+    }
+    let seq = raw.seq.wrapping_sub(c.dir[fi].base_seq);
+    let ack = if flags & ACK != 0 {
+        raw.ack.wrapping_sub(c.dir[ri].base_seq)
+    } else {
+        0
+    };
+    let window = raw.window as u32;
+    let len = raw.len;
+    // Window scale, negotiated on SYNs (Wireshark's verify_tcp_window_scaling).
+    if syn {
+        if raw.wscale != crate::parse::NO_WSCALE {
+            c.dir[fi].win_scale = raw.wscale.min(14) as i8;
+        }
+        if c.dir[fi].win_scale == WS_UNKNOWN {
+            c.dir[fi].win_scale = WS_NOT_USED;
+            c.dir[ri].win_scale = WS_NOT_USED;
+        } else if flags & ACK != 0 && c.dir[ri].win_scale == WS_NOT_USED {
+            c.dir[fi].win_scale = WS_NOT_USED;
+        }
+    }
+
+    let fwd = c.dir[fi];
+    let rev = c.dir[ri];
+    let sfr = flags & (SYN | FIN | RST) == 0;
+    c.cur = 0;
+
+    // 1. Zero-window probe.
+    if len == 1 && seq == fwd.nextseq && rev.window == 0 {
+        c.cur |= flag::ZERO_WINDOW_PROBE;
+    }
+    if c.cur & flag::ZERO_WINDOW_PROBE == 0 {
+        // 2. Zero window.
+        if window == 0 && sfr {
+            c.cur |= flag::ZERO_WINDOW;
+        }
+        // 3. Lost segment (a hole before this one).
+        if fwd.nextseq != 0 && gt(seq, fwd.nextseq) && flags & RST == 0 {
+            c.cur |= flag::LOST_SEGMENT;
+        }
+        // 4. Keep-alive.
+        if len <= 1 && seq == fwd.nextseq.wrapping_sub(1) && sfr {
+            c.cur |= flag::KEEP_ALIVE;
+        }
+        // 5. Window update.
+        if len == 0
+            && window != 0
+            && window != fwd.window
+            && seq == fwd.nextseq
+            && ack == fwd.lastack
+            && sfr
+        {
+            c.cur |= flag::WINDOW_UPDATE;
+        }
+        // 6. Window full.
+        if len > 0 && rev.win_scale != WS_UNKNOWN && sfr {
+            let shift = if rev.first_ack != 0 || rev.win_scale < 0 {
+                0
+            } else {
+                rev.win_scale as u32
+            };
+            let edge = rev.lastack.wrapping_add(rev.window.wrapping_shl(shift));
+            if seq.wrapping_add(len) == edge {
+                c.cur |= flag::WINDOW_FULL;
+            }
+        }
+        let dup_shape = len == 0 && window == fwd.window && seq == fwd.nextseq && sfr;
+        // 7. Keep-alive ACK and zero-window-probe ACK end the checks (the else-if chain).
+        if dup_shape && window != 0 && ack == fwd.lastack && rev.last_flags & flag::KEEP_ALIVE != 0
+        {
+            c.cur |= flag::KEEP_ALIVE_ACK;
+        } else if dup_shape
+            && window == 0
+            && (ack == fwd.lastack || ack == fwd.lastack.wrapping_add(1))
+            && rev.last_flags & flag::ZERO_WINDOW_PROBE != 0
+        {
+            c.cur |= flag::ZERO_WINDOW_PROBE_ACK;
+        } else if dup_shape && window != 0 && ack == fwd.lastack {
+            // 8. Duplicate ACK.
+            c.dir[fi].dupacknum = fwd.dupacknum.wrapping_add(1);
+            c.cur |= flag::DUPLICATE_ACK;
+        }
+    }
+    // 9. A new ACK resets the duplicate count.
+    if ack != fwd.lastack {
+        c.dir[fi].dupacknum = 0;
+    }
+    // 10. ACKed unseen segment.
+    if flags & ACK != 0 && rev.maxseqtobeacked != 0 && gt(ack, rev.maxseqtobeacked) {
+        if lt(rev.maxseqtobeacked, rev.nextseq) {
+            c.dir[ri].maxseqtobeacked = rev.nextseq;
+            c.cur |= flag::ACK_LOST_SEGMENT;
+        } else {
+            if rev.dupacknum == 0 {
+                c.cur |= flag::ACK_LOST_SEGMENT;
+            }
+            // Wireshark's counter is unsigned and decremented here: all ones, so a later
+            // "dupacknum >= 2" test passes. Copied for frame-exact agreement.
+            c.dir[ri].dupacknum = u32::MAX;
+        }
+    }
+    // 11. Retransmission, fast retransmission, spurious, out-of-order.
+    if (len > 0 || flags & (SYN | FIN) != 0)
+        && c.cur & flag::KEEP_ALIVE == 0
+        && c.cur & flag::ZERO_WINDOW_PROBE == 0
+    {
+        let mut not_advanced = fwd.nextseq != 0 && lt(seq, fwd.nextseq);
+        if len > 1 && fwd.nextseq.wrapping_sub(1) == seq {
+            not_advanced = false;
+        }
+        let rev_now = c.dir[ri];
+        let since_rev_ack = now.saturating_sub(rev_now.lastack_time);
+        let since_next = now.saturating_sub(fwd.nextseq_time);
+        let ooo_thres = if c.rtt_ns == 0 { 3_000_000 } else { c.rtt_ns };
+        let seg_end = seq
+            .wrapping_add(len)
+            .wrapping_add((flags & (SYN | FIN) != 0) as u32);
+        if not_advanced
+            && len > 0
+            && rev_now.lastack != 0
+            && le(seq.wrapping_add(len), rev_now.lastack)
+        {
+            c.cur |= flag::SPURIOUS_RETRANSMISSION | flag::RETRANSMISSION;
+        } else if not_advanced
+            && rev_now.dupacknum >= 2
+            && rev_now.lastack == seq
+            && since_rev_ack < 20_000_000
+        {
+            c.cur |= flag::FAST_RETRANSMISSION | flag::RETRANSMISSION;
+        } else if not_advanced && since_next < ooo_thres && fwd.nextseq != seg_end {
+            c.cur |= flag::OUT_OF_ORDER;
+        } else if not_advanced {
+            c.cur |= flag::RETRANSMISSION;
+        }
+    }
+    // 12. Update this side's state.
+    let f = &mut c.dir[fi];
+    let nextseq = seq
+        .wrapping_add(len)
+        .wrapping_add((flags & (SYN | FIN) != 0) as u32);
+    if c.cur & flag::ZERO_WINDOW_PROBE == 0 {
+        if f.nextseq == 0 || gt(nextseq, f.nextseq) {
+            f.nextseq = nextseq;
+            f.nextseq_time = now;
+        }
+        if f.maxseqtobeacked == 0 || seq == f.maxseqtobeacked {
+            f.maxseqtobeacked = f.nextseq;
+        }
+    }
+    f.window = window;
+    f.lastack = ack;
+    f.lastack_time = now;
+    if flags & ACK != 0 && !syn {
+        f.first_ack = 0;
+    }
+    let out = c.cur;
+    c.dir[fi].last_flags = out;
+    out
+}
