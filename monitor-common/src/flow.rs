@@ -239,8 +239,21 @@ pub fn starts_new_connection(st: &FlowState, pkt: &Packet) -> bool {
 
 /// Counts one packet into its flow and runs the analysis core. The kernel calls it with
 /// the flow's lock held; the capture replay calls it directly. Same code, same figures.
+///
+/// `sent_here`: the packet was seen at this host's own egress. Wireshark's out-of-order rule
+/// (a non-advancing segment soon after the highest one) exists for capture points inside
+/// the network, where segments can overtake each other. Before the sender's own wire they
+/// cannot: there, every such segment is a retransmission, which is what the sender's kernel
+/// counts (TcpRetransSegs). Captures and ingress keep Wireshark's verdict.
 #[inline(always)]
-pub fn update(st: &mut FlowState, src_is_a: bool, pkt: &Packet, segs: u32, now: u64) -> Outcome {
+pub fn update(
+    st: &mut FlowState,
+    src_is_a: bool,
+    pkt: &Packet,
+    segs: u32,
+    now: u64,
+    sent_here: bool,
+) -> Outcome {
     use crate::analysis::{analyze, flag, Segment};
     use crate::parse::{ACK, FIN, RST, SYN};
     let d = st.direction(src_is_a);
@@ -260,7 +273,10 @@ pub fn update(st: &mut FlowState, src_is_a: bool, pkt: &Packet, segs: u32, now: 
         len: pkt.payload_len,
         wscale: pkt.opts.wscale,
     };
-    let flags = analyze(&mut st.tcp, d, &seg, now);
+    let mut flags = analyze(&mut st.tcp, d, &seg, now);
+    if sent_here && flags & flag::OUT_OF_ORDER != 0 {
+        flags = (flags & !flag::OUT_OF_ORDER) | flag::RETRANSMISSION;
+    }
     let s = &mut st.dir[if d == C2S { C2S } else { S2C }];
     if s.packets == 0 {
         s.ttl_base = pkt.ttl;
@@ -276,10 +292,13 @@ pub fn update(st: &mut FlowState, src_is_a: bool, pkt: &Packet, segs: u32, now: 
     let suspect_rst = rst && s.packets > 1 && pkt.ttl != s.ttl_base;
     s.suspect_injected_rsts += suspect_rst as u32;
     let has = |f: u32| (flags & f != 0) as u32;
-    s.retransmits += has(flag::RETRANSMISSION);
-    s.fast_retransmits += has(flag::FAST_RETRANSMISSION);
-    s.spurious_retransmits += has(flag::SPURIOUS_RETRANSMISSION);
-    s.out_of_order += has(flag::OUT_OF_ORDER);
+    // Segments, not packets: a retransmitted GSO super-packet resends all it carries, and
+    // that is what the sender's kernel counts (TcpRetransSegs). A capture frame is one.
+    let per_seg = |f: u32| has(f) * segs.max(1);
+    s.retransmits += per_seg(flag::RETRANSMISSION);
+    s.fast_retransmits += per_seg(flag::FAST_RETRANSMISSION);
+    s.spurious_retransmits += per_seg(flag::SPURIOUS_RETRANSMISSION);
+    s.out_of_order += per_seg(flag::OUT_OF_ORDER);
     s.lost_segments += has(flag::LOST_SEGMENT);
     s.dup_acks += has(flag::DUPLICATE_ACK);
     s.zero_windows += has(flag::ZERO_WINDOW);

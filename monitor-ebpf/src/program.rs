@@ -217,7 +217,7 @@ fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
 // 512-byte BPF stack, which the scratch slot exists to avoid.
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
-fn track(scratch: *mut Scratch, parsed: Result<(), Skip>, segs: u32, now: u64) {
+fn track(scratch: *mut Scratch, parsed: Result<(), Skip>, segs: u32, now: u64, sent_here: bool) {
     let pkt = unsafe { &(*scratch).pkt };
     bump(stats::PACKETS);
     if let Err(skip) = parsed {
@@ -281,7 +281,7 @@ fn track(scratch: *mut Scratch, parsed: Result<(), Skip>, segs: u32, now: u64) {
     // Everything between lock and unlock is plain arithmetic on the entry: no helper calls.
     let outcome = unsafe {
         bpf_spin_lock(lock);
-        let o = update(&mut *entry, src_is_a, pkt, segs, now);
+        let o = update(&mut *entry, src_is_a, pkt, segs, now, sent_here);
         bpf_spin_unlock(lock);
         o
     };
@@ -303,25 +303,52 @@ fn tc_now(ctx: &TcContext) -> u64 {
     }
 }
 
-/// tc ingress/egress on interfaces with an Ethernet header (loopback included).
-#[classifier]
-pub fn tc_eth(ctx: TcContext) -> i32 {
+#[inline(always)]
+fn tc_eth(ctx: &TcContext, egress: bool) {
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
-        let r = parse_ethernet(&Skb(&ctx), unsafe { &mut (*s).pkt });
-        track(s, r, tc_segs(&ctx), tc_now(&ctx));
+        let r = parse_ethernet(&Skb(ctx), unsafe { &mut (*s).pkt });
+        track(s, r, tc_segs(ctx), tc_now(ctx), egress);
     }
-    // Observe only: let the next program or the default action decide.
-    TC_ACT_UNSPEC
 }
 
 /// tc on interfaces without a link header (tun, WireGuard): the IP header is at offset 0.
-#[classifier]
-pub fn tc_rawip(ctx: TcContext) -> i32 {
+#[inline(always)]
+fn tc_rawip(ctx: &TcContext, egress: bool) {
     let proto = u16::from_be(ctx.skb.protocol() as u16);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
-        let r = parse_l3(&Skb(&ctx), 0, proto, unsafe { &mut (*s).pkt });
-        track(s, r, tc_segs(&ctx), tc_now(&ctx));
+        let r = parse_l3(&Skb(ctx), 0, proto, unsafe { &mut (*s).pkt });
+        track(s, r, tc_segs(ctx), tc_now(ctx), egress);
     }
+}
+
+// One program per hook direction, so the analysis knows which packets this host sent.
+// Observe only: TC_ACT_UNSPEC lets the next program or the default action decide.
+
+/// tc ingress, Ethernet (and loopback) interfaces.
+#[classifier]
+pub fn tc_eth_in(ctx: TcContext) -> i32 {
+    tc_eth(&ctx, false);
+    TC_ACT_UNSPEC
+}
+
+/// tc egress, Ethernet (and loopback) interfaces.
+#[classifier]
+pub fn tc_eth_out(ctx: TcContext) -> i32 {
+    tc_eth(&ctx, true);
+    TC_ACT_UNSPEC
+}
+
+/// tc ingress, interfaces without a link header.
+#[classifier]
+pub fn tc_rawip_in(ctx: TcContext) -> i32 {
+    tc_rawip(&ctx, false);
+    TC_ACT_UNSPEC
+}
+
+/// tc egress, interfaces without a link header.
+#[classifier]
+pub fn tc_rawip_out(ctx: TcContext) -> i32 {
+    tc_rawip(&ctx, true);
     TC_ACT_UNSPEC
 }
 
@@ -330,7 +357,7 @@ pub fn tc_rawip(ctx: TcContext) -> i32 {
 pub fn xdp_eth(ctx: XdpContext) -> u32 {
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let r = parse_ethernet(&Xdp(&ctx), unsafe { &mut (*s).pkt });
-        track(s, r, 1, unsafe { bpf_ktime_get_ns() });
+        track(s, r, 1, unsafe { bpf_ktime_get_ns() }, false);
     }
     xdp_action::XDP_PASS
 }

@@ -29,12 +29,11 @@ pub fn usage(reason: impl Into<String>, hint: impl Into<String>) -> anyhow::Erro
 /// Prints `err` the way the command line promises and returns the exit code.
 pub fn report(err: &anyhow::Error) -> i32 {
     if let Some(u) = err.downcast_ref::<UsageError>() {
-        eprintln!("error: {}", u.reason);
-        eprintln!("hint: {}", u.hint);
+        crate::output::status(&format!("error: {}\nhint: {}", u.reason, u.hint));
         return 2;
     }
     // One line: the chain of causes, outermost first.
     let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-    eprintln!("error: {}", chain.join(": "));
+    crate::output::status(&format!("error: {}", chain.join(": ")));
     1
 }

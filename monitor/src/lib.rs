@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod collector;
+pub mod engine;
 pub mod error;
 pub mod kernel;
 pub mod live;

@@ -39,12 +39,14 @@ fn targets(args: &LiveArgs) -> Result<Vec<Target>> {
     Ok(out)
 }
 
-fn print(args: &LiveArgs, snap: &Snapshot) {
-    if args.json {
-        println!("{}", output::json::render(snap));
+/// Prints one report; `false` when stdout is gone and the run should end.
+fn print(args: &LiveArgs, snap: &Snapshot) -> bool {
+    let text = if args.json {
+        output::json::render(snap)
     } else {
-        println!("{}", output::text::render(snap));
-    }
+        output::text::render(snap)
+    };
+    output::stdout_line(&text).is_ok()
 }
 
 pub async fn run(args: LiveArgs) -> Result<()> {
@@ -56,7 +58,10 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     let mut ebpf = load(&cfg, args.max_flows)?;
     let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
     for l in &lines {
-        eprintln!("monitor: attached {l}; watching ports {}", args.ports);
+        output::status(&format!(
+            "monitor: attached {l}; watching ports {}",
+            args.ports
+        ));
     }
     let mut collector = Collector::new(&mut ebpf, Clock::monotonic())?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
@@ -73,7 +78,9 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         tokio::select! {
             _ = tick.tick() => {
                 log_events(&mut collector);
-                print(&args, &collector.collect()?);
+                if !print(&args, &collector.collect()?) {
+                    break;
+                }
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -84,7 +91,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     print(&args, &collector.collect()?);
     drop(collector);
     drop(ebpf);
-    eprintln!("monitor: detached");
+    output::status("monitor: detached");
     Ok(())
 }
 

@@ -27,8 +27,8 @@ fn ebpf(ports: &str, flags: u32, max_flows: u32) -> Ebpf {
     let cfg = ports.parse::<PortSet>().expect("ports").to_config(flags);
     let mut e = load(&cfg, max_flows).expect("load the eBPF object");
     let tc: &mut SchedClassifier = e
-        .program_mut("tc_eth")
-        .expect("tc_eth")
+        .program_mut("tc_eth_in")
+        .expect("tc_eth_in")
         .try_into()
         .expect("classifier");
     tc.load().expect("verifier accepts tc_eth");
@@ -98,7 +98,7 @@ fn every_header_case_leaves_exactly_the_expected_map() {
     if !common::privileged() {
         return;
     }
-    for prog in ["tc_eth", "xdp_eth"] {
+    for prog in ["tc_eth_in", "xdp_eth"] {
         for case in parser_cases() {
             // BPF_PROG_TEST_RUN refuses skb input shorter than an Ethernet header.
             if case.frame.len() < 14 {
@@ -111,7 +111,7 @@ fn every_header_case_leaves_exactly_the_expected_map() {
                 // The skb test harness itself refuses an IPv4/IPv6 EtherType with less than a
                 // network header behind it; XDP takes any frame, so the case is covered there.
                 assert!(
-                    prog == "tc_eth" && case.expect == Err(Skip::Truncated),
+                    prog == "tc_eth_in" && case.expect == Err(Skip::Truncated),
                     "{what}: BPF_PROG_TEST_RUN failed: {err:?}"
                 );
                 eprintln!("{what}: the skb test harness refuses this frame; checked under XDP");
@@ -173,18 +173,18 @@ fn both_directions_count_into_one_flow_and_events_arrive() {
             .payload(payload)
     };
     // The server speaks first: roles must still come from the watched port.
-    run(&mut e, "tc_eth", &s2c(SYN | ACK, b"").ethernet(), None);
-    run(&mut e, "tc_eth", &c2s(SYN, b"").ethernet(), None);
-    run(&mut e, "tc_eth", &c2s(ACK, b"hello").ethernet(), None);
+    run(&mut e, "tc_eth_in", &s2c(SYN | ACK, b"").ethernet(), None);
+    run(&mut e, "tc_eth_in", &c2s(SYN, b"").ethernet(), None);
+    run(&mut e, "tc_eth_in", &c2s(ACK, b"hello").ethernet(), None);
     run(&mut e, "xdp_eth", &s2c(ACK, b"world!").ethernet(), None);
-    run(&mut e, "tc_eth", &c2s(FIN | ACK, b"").ethernet(), None);
+    run(&mut e, "tc_eth_in", &c2s(FIN | ACK, b"").ethernet(), None);
     let mut rst = s2c(RST, b"");
     rst.ttl = 33;
-    run(&mut e, "tc_eth", &rst.ethernet(), None);
+    run(&mut e, "tc_eth_in", &rst.ethernet(), None);
     // An unwatched port: counted as such, no flow.
     run(
         &mut e,
-        "tc_eth",
+        "tc_eth_in",
         &TcpFrame::new(v4(1), 40000, v4(2), 8080).ethernet(),
         None,
     );
@@ -248,13 +248,13 @@ fn ipv6_flows_and_capture_timestamps() {
     let b: IpAddr = "fd00::2".parse().unwrap();
     run(
         &mut e,
-        "tc_eth",
+        "tc_eth_in",
         &TcpFrame::new(a, 50123, b, 443).flags(SYN).ethernet(),
         Some(1_000_000_007),
     );
     run(
         &mut e,
-        "tc_eth",
+        "tc_eth_in",
         &TcpFrame::new(b, 443, a, 50123).flags(SYN | ACK).ethernet(),
         Some(2_000_000_009),
     );
@@ -280,7 +280,7 @@ fn a_full_map_evicts_and_says_so() {
     for port in 0..300u16 {
         run(
             &mut e,
-            "tc_eth",
+            "tc_eth_in",
             &TcpFrame::new(v4(1), 30000 + port, v4(2), 50001)
                 .flags(SYN)
                 .ethernet(),

@@ -67,9 +67,11 @@ fn verifier_error(name: &str, e: aya::programs::ProgramError) -> anyhow::Error {
 }
 
 fn attach_tc(ebpf: &mut Ebpf, t: &Target, dir: TcAttachType, api: TcApi) -> Result<&'static str> {
-    let prog_name = match t.kind {
-        LinkKind::Ethernet => "tc_eth",
-        LinkKind::RawIp => "tc_rawip",
+    let prog_name = match (t.kind, dir) {
+        (LinkKind::Ethernet, TcAttachType::Egress) => "tc_eth_out",
+        (LinkKind::Ethernet, _) => "tc_eth_in",
+        (LinkKind::RawIp, TcAttachType::Egress) => "tc_rawip_out",
+        (LinkKind::RawIp, _) => "tc_rawip_in",
     };
     let use_tcx = match api {
         TcApi::Auto => tcx_available(),

@@ -94,7 +94,7 @@ pub fn interface(name: &str) -> Result<(u32, LinkKind)> {
 }
 
 /// Program names the monitor attaches; a clsact filter with one of these is ours.
-pub const TC_PROGRAMS: [&str; 2] = ["tc_eth", "tc_rawip"];
+pub const TC_PROGRAMS: [&str; 4] = ["tc_eth_in", "tc_eth_out", "tc_rawip_in", "tc_rawip_out"];
 
 /// Refuses when a monitor's clsact filter is already on `iface`: another monitor attached
 /// the old (netlink) way, or one was killed before it could detach. Counting twice would be

@@ -1,0 +1,102 @@
+//! The analysis on the host, for captures: the kernel program's per-packet sequence (parse,
+//! port filter, flow lookup, port-reuse check, `flow::update`) over a HashMap instead of BPF
+//! maps. Everything that decides a figure is shared code from `monitor_common`, so a capture
+//! replayed here and the same frames run through the kernel give identical records (the
+//! kernel-equals-host test holds them to that).
+
+use std::collections::{hash_map::Entry, HashMap};
+
+use monitor_common::{
+    config::{Config, PortSet},
+    flow::{src_is_client, starts_new_connection, update, FlowKey, FlowState},
+    parse::{Packet, Skip},
+    stats,
+};
+
+use crate::snapshot::{Counters, FlowRecord, Snapshot};
+
+pub struct Engine {
+    cfg: Config,
+    flows: HashMap<FlowKey, FlowState>,
+    /// Records ended by port reuse.
+    closed: Vec<FlowRecord>,
+    counters: Counters,
+    last_ts: u64,
+}
+
+impl Engine {
+    pub fn new(ports: &PortSet) -> Self {
+        Self {
+            cfg: ports.to_config(0),
+            flows: HashMap::new(),
+            closed: Vec::new(),
+            counters: Counters::default(),
+            last_ts: 0,
+        }
+    }
+
+    fn bump(&mut self, idx: u32) {
+        self.counters.0[idx as usize] += 1;
+    }
+
+    /// Counts a frame the parser could not use, or whose link type is not supported.
+    pub fn skipped(&mut self, skip: Skip) {
+        self.bump(stats::PACKETS);
+        self.bump(match skip {
+            Skip::NotIp => stats::NOT_IP,
+            Skip::NotTcp => stats::NOT_TCP,
+            Skip::Fragment => stats::FRAGMENTS,
+            Skip::Truncated => stats::TRUNCATED,
+            Skip::Malformed => stats::MALFORMED,
+        });
+    }
+
+    /// One parsed packet at capture time `ts` (ns).
+    pub fn packet(&mut self, pkt: &Packet, segs: u32, ts: u64) {
+        self.bump(stats::PACKETS);
+        self.last_ts = self.last_ts.max(ts);
+        let (sw, dw) = (self.cfg.watches(pkt.sport), self.cfg.watches(pkt.dport));
+        if !sw && !dw {
+            self.bump(stats::UNWATCHED);
+            return;
+        }
+        self.bump(stats::WATCHED);
+        let (key, src_is_a) = FlowKey::of(pkt);
+        let fresh = || FlowState::new(key, src_is_a, src_is_client(pkt, sw, dw), ts);
+        let created = &mut self.counters.0[stats::FLOWS_CREATED as usize];
+        let st = match self.flows.entry(key) {
+            Entry::Vacant(v) => {
+                *created += 1;
+                v.insert(fresh())
+            }
+            Entry::Occupied(o) => {
+                let st = o.into_mut();
+                if starts_new_connection(st, pkt) {
+                    let old = std::mem::replace(st, fresh());
+                    self.closed.push(FlowRecord { key, state: old });
+                    *created += 1;
+                }
+                st
+            }
+        };
+        // A capture does not say where it was taken: Wireshark's reading.
+        update(st, src_is_a, pkt, segs, ts, false);
+    }
+
+    /// Every record, closed and open, as the outputs want them. "Now" is the capture's
+    /// last timestamp, so handshake timeouts are judged in capture time.
+    pub fn snapshot(&self) -> Snapshot {
+        let live = self.flows.len() as u64;
+        let flows = self
+            .closed
+            .iter()
+            .cloned()
+            .chain(
+                self.flows
+                    .iter()
+                    .map(|(k, s)| FlowRecord { key: *k, state: *s }),
+            )
+            .collect();
+        Snapshot::new(flows, live, self.counters.clone(), self.last_ts)
+    }
+}
