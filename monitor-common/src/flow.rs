@@ -262,7 +262,8 @@ pub fn update(
     let syn = pkt.flags & SYN != 0;
     let ack = pkt.flags & ACK != 0;
     let rst = pkt.flags & RST != 0;
-    if first_packet && !(syn && !ack) {
+    let pure_syn = syn && !ack;
+    if first_packet && !pure_syn {
         st.seen |= seen::MIDSTREAM;
     }
     let seg = Segment {
