@@ -325,3 +325,128 @@ pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
     c.dir[fi].last_flags = out;
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::NO_WSCALE;
+
+    fn seg(seq: u32, ack: u32, flags: u8, len: u32) -> Segment {
+        Segment {
+            seq,
+            ack,
+            flags,
+            window: 1000,
+            len,
+            wscale: NO_WSCALE,
+        }
+    }
+
+    /// A clean exchange: handshake, then `n` data segments from the client each ACKed.
+    fn clean(isn_c: u32, isn_s: u32, n: u32, size: u32) -> (ConnState, u32) {
+        let mut c = ConnState::default();
+        let mut t = 1_000_000u64;
+        let mut all = 0;
+        all |= analyze(&mut c, 0, &seg(isn_c, 0, SYN, 0), t);
+        t += 100_000;
+        all |= analyze(
+            &mut c,
+            1,
+            &seg(isn_s, isn_c.wrapping_add(1), SYN | ACK, 0),
+            t,
+        );
+        t += 100_000;
+        all |= analyze(
+            &mut c,
+            0,
+            &seg(isn_c.wrapping_add(1), isn_s.wrapping_add(1), ACK, 0),
+            t,
+        );
+        let mut next = isn_c.wrapping_add(1);
+        for _ in 0..n {
+            t += 100_000;
+            all |= analyze(&mut c, 0, &seg(next, isn_s.wrapping_add(1), ACK, size), t);
+            next = next.wrapping_add(size);
+            t += 100_000;
+            all |= analyze(&mut c, 1, &seg(isn_s.wrapping_add(1), next, ACK, 0), t);
+        }
+        (c, all)
+    }
+
+    #[test]
+    fn a_clean_exchange_raises_no_flag_even_across_the_wrap() {
+        for isn in [1u32, 0x7fff_ff00, u32::MAX - 1000, u32::MAX] {
+            let (c, all) = clean(isn, 5, 50, 100);
+            assert_eq!(all, 0, "isn {isn:#x}: flags {all:#x}");
+            assert!(c.rtt_ns > 0);
+        }
+    }
+
+    #[test]
+    fn a_resent_segment_is_a_retransmission_across_the_wrap() {
+        let isn = u32::MAX - 150;
+        let (mut c, _) = clean(isn, 5, 3, 100); // data crosses 2^32
+                                                // The second segment again, long after: a retransmission, and spurious (ACKed).
+        let second = isn.wrapping_add(101);
+        let f = analyze(&mut c, 0, &seg(second, 6, ACK, 100), 10_000_000_000);
+        assert_ne!(f & flag::RETRANSMISSION, 0, "{f:#x}");
+        assert_ne!(f & flag::SPURIOUS_RETRANSMISSION, 0, "{f:#x}");
+        // A hole: data beyond what was sent.
+        let next = isn.wrapping_add(1 + 300);
+        let f = analyze(
+            &mut c,
+            0,
+            &seg(next.wrapping_add(500), 6, ACK, 100),
+            10_100_000_000,
+        );
+        assert_ne!(f & flag::LOST_SEGMENT, 0, "{f:#x}");
+    }
+
+    #[test]
+    fn duplicate_acks_then_fast_retransmission() {
+        let (mut c, _) = clean(1000, 5000, 2, 100);
+        let mut t = 50_000_000u64;
+        // Client sends 3 more; the first is lost, the server dup-ACKs twice.
+        let base = 1001 + 200;
+        for k in 1..3 {
+            analyze(&mut c, 0, &seg(base + 100 * k, 5001, ACK, 100), t);
+            t += 1000;
+        }
+        for _ in 0..3 {
+            let f = analyze(&mut c, 1, &seg(5001, base, ACK, 0), t);
+            assert_ne!(f & flag::DUPLICATE_ACK, 0, "{f:#x}");
+            t += 1000;
+        }
+        let f = analyze(&mut c, 0, &seg(base, 5001, ACK, 100), t);
+        assert_ne!(f & flag::FAST_RETRANSMISSION, 0, "{f:#x}");
+        assert_ne!(f & flag::RETRANSMISSION, 0, "{f:#x}");
+    }
+
+    #[test]
+    fn a_new_isn_on_the_same_ports_is_reuse_and_the_same_isn_a_retry() {
+        let mut c = ConnState::default();
+        analyze(&mut c, 0, &seg(100, 0, SYN, 0), 1);
+        assert!(
+            !is_port_reuse(&c, SYN, 100),
+            "same ISN: a SYN retransmission"
+        );
+        assert!(is_port_reuse(&c, SYN, 9999), "new ISN: a new connection");
+        assert!(!is_port_reuse(&c, SYN | ACK, 9999));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_segments_never_panic(
+            segs in proptest::collection::vec(
+                (0usize..2, proptest::num::u32::ANY, proptest::num::u32::ANY, proptest::num::u8::ANY,
+                 proptest::num::u16::ANY, 0u32..70_000, proptest::num::u8::ANY, proptest::num::u64::ANY),
+                0..60)
+        ) {
+            let mut c = ConnState::default();
+            for (d, seq, ack, flags, window, len, ws, t) in segs {
+                let s = Segment { seq, ack, flags, window, len, wscale: ws };
+                let _ = analyze(&mut c, d, &s, t);
+            }
+        }
+    }
+}
