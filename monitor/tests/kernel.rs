@@ -298,3 +298,49 @@ fn a_full_map_evicts_and_says_so() {
     // The newest flow survives eviction.
     assert!(snap.flows.iter().any(|f| f.client().port() == 30299));
 }
+
+#[test]
+fn a_segment_resent_soon_is_out_of_order_at_ingress_and_a_retransmission_at_egress() {
+    if !common::privileged() {
+        return;
+    }
+    for (prog, ooo, retrans) in [("tc_eth_in", 1, 0), ("tc_eth_out", 0, 1)] {
+        let mut e = ebpf("50001", FLAG_SKB_TSTAMP, 1024);
+        {
+            let p: &mut SchedClassifier = e.program_mut("tc_eth_out").unwrap().try_into().unwrap();
+            p.load().expect("verifier accepts tc_eth_out");
+        }
+        let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
+        let seg = |seq: u32, ack: u32, flags: u8, payload: &[u8], fwd: bool| {
+            let mut f = if fwd {
+                TcpFrame::new(v4(1), 40000, v4(2), 50001)
+            } else {
+                TcpFrame::new(v4(2), 50001, v4(1), 40000)
+            }
+            .flags(flags)
+            .payload(payload);
+            f.seq = seq;
+            f.ack = ack;
+            f.ethernet()
+        };
+        let ms = 1_000_000u64;
+        // (frame, time, hook): the client's packets through `prog`, the server's through
+        // ingress, as on the client's host.
+        let frames = [
+            (seg(100, 0, SYN, b"", true), 10 * ms, prog),
+            (seg(500, 101, SYN | ACK, b"", false), 11 * ms, "tc_eth_in"),
+            (seg(101, 501, ACK, b"", true), 12 * ms, prog),
+            (seg(101, 501, ACK, &[1; 100], true), 13 * ms, prog),
+            (seg(201, 501, ACK, &[2; 100], true), 13 * ms + 10_000, prog),
+            // The first data segment again, 20 us after the highest: Wireshark calls this
+            // out-of-order (within the handshake RTT); sent by this host, it is a resend.
+            (seg(101, 501, ACK, &[1; 100], true), 13 * ms + 30_000, prog),
+        ];
+        for (f, ts, hook) in &frames {
+            run(&mut e, hook, f, Some(*ts));
+        }
+        let snap = c.collect().unwrap();
+        let d = snap.flows[0].state.dir[C2S];
+        assert_eq!((d.out_of_order, d.retransmits), (ooo, retrans), "{prog}");
+    }
+}
