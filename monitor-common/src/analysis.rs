@@ -28,10 +28,11 @@ pub mod flag {
     pub const REUSED_PORTS: u32 = 1 << 14;
 }
 
-/// Window scale not yet known (Wireshark's -1).
-pub const WS_UNKNOWN: i8 = -1;
-/// Window scaling not in use (Wireshark's -2).
-pub const WS_NOT_USED: i8 = -2;
+/// Window scale not yet known (Wireshark's -1). Every "unknown" is zero, so that an
+/// all-zero state (the kernel's insertion template) is exactly the initial state.
+pub const WS_UNKNOWN: u8 = 0;
+/// Window scaling not in use (Wireshark's -2). A scale `s` in use is stored as `2 + s`.
+pub const WS_NOT_USED: u8 = 1;
 
 /// What the core needs of a segment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,9 +46,10 @@ pub struct Segment {
     pub wscale: u8,
 }
 
-/// Analysis state of one direction (the sender of the segments it describes).
+/// Analysis state of one direction (the sender of the segments it describes). All zeros is
+/// the initial state.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DirState {
     pub base_seq: u32,
     /// Relative; 0 = not known yet (Wireshark's convention).
@@ -55,36 +57,35 @@ pub struct DirState {
     pub maxseqtobeacked: u32,
     /// Last ACK this side sent, relative to the other side's base.
     pub lastack: u32,
-    /// Raw window; `u32::MAX` = unknown.
-    pub window: u32,
+    /// Raw window + 1; 0 = unknown (Wireshark starts it at G_MAXUINT32).
+    pub window_p1: u32,
     pub dupacknum: u32,
     pub nextseq_time: u64,
     pub lastack_time: u64,
     /// Analysis flags of this side's previous segment.
     pub last_flags: u32,
-    pub win_scale: i8,
+    /// `WS_UNKNOWN`, `WS_NOT_USED`, or 2 + scale.
+    pub win_scale: u8,
     pub base_set: u8,
-    /// Cleared by this side's first ACK: scaling applies from then on.
-    pub first_ack: u8,
+    /// Set by this side's first ACK: scaling applies from then on.
+    pub ack_seen: u8,
     pub _pad: u8,
 }
 
-impl Default for DirState {
-    fn default() -> Self {
-        Self {
-            base_seq: 0,
-            nextseq: 0,
-            maxseqtobeacked: 0,
-            lastack: 0,
-            window: u32::MAX,
-            dupacknum: 0,
-            nextseq_time: 0,
-            lastack_time: 0,
-            last_flags: 0,
-            win_scale: WS_UNKNOWN,
-            base_set: 0,
-            first_ack: 1,
-            _pad: 0,
+impl DirState {
+    /// The raw window, `u32::MAX` when unknown (never equal to a real 16-bit window).
+    #[inline(always)]
+    fn window(&self) -> u32 {
+        self.window_p1.wrapping_sub(1)
+    }
+
+    /// The shift to apply to this side's window (0 before its first ACK or when unused).
+    #[inline(always)]
+    fn shift(&self) -> u32 {
+        if self.ack_seen == 0 || self.win_scale < 2 {
+            0
+        } else {
+            (self.win_scale - 2) as u32
         }
     }
 }
@@ -178,7 +179,7 @@ pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
     // Window scale, negotiated on SYNs (Wireshark's verify_tcp_window_scaling).
     if syn {
         if raw.wscale != crate::parse::NO_WSCALE {
-            c.dir[fi].win_scale = raw.wscale.min(14) as i8;
+            c.dir[fi].win_scale = 2 + raw.wscale.min(14);
         }
         if c.dir[fi].win_scale == WS_UNKNOWN {
             c.dir[fi].win_scale = WS_NOT_USED;
@@ -194,7 +195,7 @@ pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
     c.cur = 0;
 
     // 1. Zero-window probe.
-    if len == 1 && seq == fwd.nextseq && rev.window == 0 {
+    if len == 1 && seq == fwd.nextseq && rev.window() == 0 {
         c.cur |= flag::ZERO_WINDOW_PROBE;
     }
     if c.cur & flag::ZERO_WINDOW_PROBE == 0 {
@@ -213,7 +214,7 @@ pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
         // 5. Window update.
         if len == 0
             && window != 0
-            && window != fwd.window
+            && window != fwd.window()
             && seq == fwd.nextseq
             && ack == fwd.lastack
             && sfr
@@ -222,17 +223,14 @@ pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
         }
         // 6. Window full.
         if len > 0 && rev.win_scale != WS_UNKNOWN && sfr {
-            let shift = if rev.first_ack != 0 || rev.win_scale < 0 {
-                0
-            } else {
-                rev.win_scale as u32
-            };
-            let edge = rev.lastack.wrapping_add(rev.window.wrapping_shl(shift));
+            let edge = rev
+                .lastack
+                .wrapping_add(rev.window().wrapping_shl(rev.shift()));
             if seq.wrapping_add(len) == edge {
                 c.cur |= flag::WINDOW_FULL;
             }
         }
-        let dup_shape = len == 0 && window == fwd.window && seq == fwd.nextseq && sfr;
+        let dup_shape = len == 0 && window == fwd.window() && seq == fwd.nextseq && sfr;
         // 7. Keep-alive ACK and zero-window-probe ACK end the checks (the else-if chain).
         if dup_shape && window != 0 && ack == fwd.lastack && rev.last_flags & flag::KEEP_ALIVE != 0
         {
@@ -315,11 +313,11 @@ pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
             f.maxseqtobeacked = f.nextseq;
         }
     }
-    f.window = window;
+    f.window_p1 = window + 1;
     f.lastack = ack;
     f.lastack_time = now;
     if flags & ACK != 0 && !syn {
-        f.first_ack = 0;
+        f.ack_seen = 1;
     }
     let out = c.cur;
     c.dir[fi].last_flags = out;

@@ -20,6 +20,20 @@ pub struct Cli {
 pub enum Command {
     /// Watch TCP flows on network interfaces, live (needs root: CAP_BPF and CAP_NET_ADMIN).
     Live(LiveArgs),
+    /// Run the same analysis over a pcap or pcapng file (no privileges needed).
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// The capture: pcap or pcapng (Ethernet, Linux cooked SLL/SLL2, raw IP, loopback).
+    pub file: std::path::PathBuf,
+    /// TCP ports to analyse, as in `live` (default: every TCP port).
+    #[arg(long, value_parser = parse_ports)]
+    pub ports: Option<PortSet>,
+    /// Print the flow summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

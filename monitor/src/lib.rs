@@ -5,6 +5,7 @@
 //! - `output`: the renderings (JSON summary, text table);
 //! - `live`: the `monitor live` loop tying them together.
 
+pub mod capture;
 pub mod cli;
 pub mod collector;
 pub mod engine;
@@ -12,4 +13,5 @@ pub mod error;
 pub mod kernel;
 pub mod live;
 pub mod output;
+pub mod replay;
 pub mod snapshot;

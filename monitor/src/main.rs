@@ -1,7 +1,7 @@
 use clap::Parser;
 use monitor::{
     cli::{Cli, Command},
-    error, live,
+    error, live, replay,
 };
 
 fn main() {
@@ -16,6 +16,7 @@ fn main() {
             rt.block_on(async {
                 match cli.command {
                     Command::Live(args) => live::run(args).await,
+                    Command::Replay(args) => replay::run(args),
                 }
             })
         });

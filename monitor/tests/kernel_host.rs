@@ -1,0 +1,132 @@
+//! Kernel equals host: every capture's frames go through the loaded eBPF program with
+//! BPF_PROG_TEST_RUN (each frame's capture time handed to the program as `skb->tstamp`) and
+//! through the host engine `monitor replay` uses; the flow records must be identical, field
+//! for field, analysis state included.
+
+mod common;
+
+use std::path::PathBuf;
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use monitor::{
+    capture::{Link, Reader},
+    collector::{Clock, Collector},
+    engine::Engine,
+    kernel::load::load,
+};
+use monitor_common::{
+    config::{PortSet, FLAG_SKB_TSTAMP},
+    parse::{parse_ethernet, Packet},
+};
+
+fn pcaps() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/pcaps"))
+}
+
+/// The frame as the tc program sees it: with an Ethernet header. Captures of other link
+/// types get a synthetic one carrying the same network-layer bytes.
+fn as_ethernet(link: &Link, data: &[u8]) -> Option<Vec<u8>> {
+    match *link {
+        Link::Ethernet => Some(data.to_vec()),
+        Link::L3 { offset, ethertype } => {
+            let l3 = data.get(offset..)?;
+            let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+            f.extend_from_slice(&ethertype.to_be_bytes());
+            f.extend_from_slice(l3);
+            Some(f)
+        }
+        Link::Unsupported(_) => None,
+    }
+}
+
+/// The `name: value` pairs that differ between two Debug renderings of the same struct.
+fn field_diff(a: &str, b: &str) -> String {
+    let split = |s: &str| -> Vec<String> {
+        s.split([',', '{', '}'])
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    split(a)
+        .iter()
+        .zip(split(b))
+        .enumerate()
+        .filter(|(_, (x, y))| *x != y)
+        .map(|(i, (x, y))| format!("  #{i}: {x} | {y}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_capture_gives_identical_records_in_kernel_and_host() {
+    if !common::privileged() {
+        return;
+    }
+    let mut names: Vec<_> = std::fs::read_dir(pcaps())
+        .expect("testdata/pcaps")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    names.sort();
+    let all = PortSet::all();
+    let mut compared = 0;
+    for path in &names {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut ebpf = load(&all.to_config(FLAG_SKB_TSTAMP), 65_536).expect("load");
+        {
+            let p: &mut SchedClassifier =
+                ebpf.program_mut("tc_eth_in").unwrap().try_into().unwrap();
+            p.load().expect("verifier accepts tc_eth");
+        }
+        let mut collector = Collector::new(&mut ebpf, Clock::identity()).unwrap();
+        let mut engine = Engine::new(&all);
+        let mut pkt = Packet::default();
+        let reader = Reader::open(path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut ctx = [0u8; 192];
+        reader
+            .for_each(|frame| {
+                let Some(eth) = as_ethernet(&frame.link, frame.data) else {
+                    return;
+                };
+                // Timestamps must be nonzero for the program to prefer them (0 = no stamp).
+                let ts = frame.ts_ns.max(1);
+                ctx[152..160].copy_from_slice(&ts.to_ne_bytes());
+                let mut opts = TestRunOptions::new();
+                opts.data_in = Some(&eth);
+                opts.ctx_in = Some(&ctx);
+                let prog: &mut SchedClassifier =
+                    ebpf.program_mut("tc_eth_in").unwrap().try_into().unwrap();
+                // The skb harness refuses some runt frames: the host skips them too.
+                if prog.test_run(opts).is_err() {
+                    return;
+                }
+                match parse_ethernet(&eth[..], &mut pkt) {
+                    Ok(()) => engine.packet(&pkt, 1, ts),
+                    Err(skip) => engine.skipped(skip),
+                }
+            })
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let kernel = collector.collect().unwrap();
+        let host = engine.snapshot();
+        assert_eq!(
+            kernel.flows.len(),
+            host.flows.len(),
+            "{name}: number of records"
+        );
+        for (k, h) in kernel.flows.iter().zip(&host.flows) {
+            assert_eq!(k.key, h.key, "{name}: record order");
+            if k.state != h.state {
+                panic!(
+                    "{name}: record of {} -> {} differs (kernel | host):\n{}",
+                    h.client(),
+                    h.server(),
+                    field_diff(&format!("{:?}", k.state), &format!("{:?}", h.state))
+                );
+            }
+        }
+        assert_eq!(kernel.counters, host.counters, "{name}: global counters");
+        compared += 1;
+    }
+    assert!(compared >= 29, "only {compared} captures compared");
+}
