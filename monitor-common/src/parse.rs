@@ -289,7 +289,7 @@ fn parse_tcp<F: Frame + ?Sized>(
     pkt.opts = TcpOpts::default_absent();
     let optlen = doff - 20;
     if pkt.flags & SYN != 0 && optlen > 0 {
-        pkt.opts = parse_opts(f, off + 20, optlen)?;
+        pkt.opts = parse_opts(f, off + 20, optlen);
     }
     if pkt.payload_len as usize >= HEAD_LEN {
         if let Some(head) = f.load::<HEAD_LEN>(off + doff) {
@@ -302,18 +302,18 @@ fn parse_tcp<F: Frame + ?Sized>(
 
 /// Reads the `len` option bytes at `off`. Every read goes through [`Frame::load`] at a
 /// computed offset (no indexing into a buffer: the verifier cannot bound that). Malformed
-/// options end the walk quietly, as they do in stacks: what was read before stands.
+/// options end the walk quietly, as they do in stacks, and so do options a capture's snap
+/// length cut off (tshark analyses such a segment too): what was read before stands.
 #[inline(always)]
-pub fn parse_opts<F: Frame + ?Sized>(f: &F, off: usize, len: usize) -> Result<TcpOpts, Skip> {
+pub fn parse_opts<F: Frame + ?Sized>(f: &F, off: usize, len: usize) -> TcpOpts {
     let mut o = TcpOpts::default_absent();
     let mut i = 0usize;
-    let mut truncated = false;
+    // A few branches per step and no early return, so the verifier can merge the paths.
     for _ in 0..MAX_OPT_STEPS {
         if i >= len {
             break;
         }
         let Some([kind]) = f.load::<1>(off + i) else {
-            truncated = true;
             break;
         };
         if kind == 0 {
@@ -325,7 +325,6 @@ pub fn parse_opts<F: Frame + ?Sized>(f: &F, off: usize, len: usize) -> Result<Tc
             continue;
         }
         let Some([kind2, olen]) = f.load::<2>(off + i) else {
-            truncated = true;
             break;
         };
         let olen = olen as usize;
@@ -333,14 +332,12 @@ pub fn parse_opts<F: Frame + ?Sized>(f: &F, off: usize, len: usize) -> Result<Tc
             break;
         }
         if kind == 2 && olen == 4 {
-            match f.load::<2>(off + i + 2) {
-                Some(v) => o.mss = be16(v),
-                None => truncated = true,
+            if let Some(v) = f.load::<2>(off + i + 2) {
+                o.mss = be16(v);
             }
         } else if kind == 3 && olen == 3 {
-            match f.load::<1>(off + i + 2) {
-                Some([v]) => o.wscale = v,
-                None => truncated = true,
+            if let Some([v]) = f.load::<1>(off + i + 2) {
+                o.wscale = v;
             }
         } else if kind == 4 {
             o.sack_perm = true;
@@ -349,10 +346,7 @@ pub fn parse_opts<F: Frame + ?Sized>(f: &F, off: usize, len: usize) -> Result<Tc
         }
         i += olen;
     }
-    if truncated {
-        return Err(Skip::Truncated);
-    }
-    Ok(o)
+    o
 }
 
 #[cfg(all(test, feature = "user"))]
@@ -442,10 +436,14 @@ mod tests {
     #[test]
     fn malformed_options_stop_quietly() {
         let buf = [2u8, 4, 5, 0xb4, 3, 0]; // wscale with length 0
-        let o = parse_opts(&buf[..], 0, 6).unwrap();
+        let o = parse_opts(&buf[..], 0, 6);
         assert_eq!((o.mss, o.wscale), (1460, NO_WSCALE));
         let buf = [2u8, 40, 1, 0, 0, 0]; // length runs past the block
-        assert_eq!(parse_opts(&buf[..], 0, 6).unwrap().mss, 0);
+        assert_eq!(parse_opts(&buf[..], 0, 6).mss, 0);
+        // Cut short by the capture: what was read stands.
+        let buf = [2u8, 4, 5, 0xb4, 3, 3];
+        let o = parse_opts(&buf[..], 0, 8);
+        assert_eq!((o.mss, o.wscale), (1460, NO_WSCALE));
     }
 
     proptest::proptest! {
