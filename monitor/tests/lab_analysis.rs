@@ -97,10 +97,22 @@ fn server(lab: &Lab, port: u16, read: bool) -> std::thread::JoinHandle<()> {
 /// direction match the sender's own count of retransmitted segments within 5 %.
 #[test]
 fn loss_matches_the_senders_retransmission_count() {
-    if !common::privileged() {
-        return;
+    if common::privileged() {
+        loss_scenario("a", false);
     }
-    let lab = Lab::new("a");
+}
+
+/// (a) again with TSO/GSO/GRO on: tc sees super-packets, and retransmitted segments are
+/// counted through `gso_segs`.
+#[test]
+fn loss_with_offloads_on_counts_segments() {
+    if common::privileged() {
+        loss_scenario("o", true);
+    }
+}
+
+fn loss_scenario(tag: &str, offloads: bool) {
+    let lab = Lab::with_offloads(tag, offloads);
     nft(
         &lab.server_ns,
         "table inet loss {\n chain in {\n type filter hook input priority 0;\n tcp dport 50001 numgen random mod 100 < 3 drop\n }\n}\n",

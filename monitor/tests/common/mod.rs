@@ -48,7 +48,13 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// Offloads off: one packet is one segment.
     pub fn new(tag: &str) -> Self {
+        Self::with_offloads(tag, false)
+    }
+
+    /// With TSO/GSO/GRO on, as real hosts run: packets at tc can be super-packets.
+    pub fn with_offloads(tag: &str, offloads: bool) -> Self {
         let id = format!("{}{}", tag, std::process::id() % 100_000);
         let lab = Lab {
             client_ns: format!("mc-{id}"),
