@@ -27,7 +27,7 @@ enum Task {
     Setup,
     /// rustfmt and clippy (-D warnings) on the host crates and on the eBPF crate's target.
     Lint,
-    /// Setup, lint, then every test suite (the privileged ones need root).
+    /// Setup, lint, every test suite (the privileged ones need root), a short fuzz run.
     Test {
         /// Extra arguments for `cargo test`.
         #[arg(last = true)]
@@ -156,6 +156,19 @@ fn setup() -> Result<()> {
                 &format!("llvm-{llvm}"),
             ]))?;
     }
+    let fuzz = output(Command::new("cargo").args(["fuzz", "--version"])).unwrap_or_default();
+    if fuzz.starts_with("cargo-fuzz") {
+        println!("setup: cargo-fuzz present");
+    } else {
+        println!("setup: installing cargo-fuzz");
+        run(Command::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            "0.13.2",
+            "--locked",
+        ]))?;
+    }
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
     if toolchains.lines().any(|l| l.starts_with(BPF_TOOLCHAIN)) {
         println!("setup: rustup toolchain {BPF_TOOLCHAIN} present");
@@ -208,6 +221,37 @@ fn lint() -> Result<()> {
         .args(["--", "-D", "warnings"]))
 }
 
+/// A short fuzzing run (capture reader, parser, analysis core), seeded with the test
+/// captures: long enough to catch a panic a change introduced, short enough for CI.
+fn fuzz_smoke(seconds: u32) -> Result<()> {
+    let corpus = root().join("fuzz/corpus/replay");
+    std::fs::create_dir_all(&corpus)?;
+    for entry in std::fs::read_dir(root().join("testdata/pcaps"))? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, corpus.join(name))?;
+        }
+    }
+    let toolchain = std::env::var("MONITOR_BPF_TOOLCHAIN").unwrap_or_else(|_| BPF_TOOLCHAIN.into());
+    // No sanitizer: Debian's compiler ships no ASAN runtime, and for safe Rust the finding
+    // that matters is a panic, which libFuzzer catches on its own.
+    run(Command::new("rustup")
+        .current_dir(root().join("fuzz"))
+        .env("RUSTC_BOOTSTRAP", "1")
+        .args([
+            "run",
+            &toolchain,
+            "cargo",
+            "fuzz",
+            "run",
+            "--sanitizer",
+            "none",
+            "replay",
+        ])
+        .arg(&corpus)
+        .args(["--", &format!("-max_total_time={seconds}")]))
+}
+
 fn test(extra: &[String]) -> Result<()> {
     let skip = std::env::var("MONITOR_SKIP_PRIVILEGED").as_deref() == Ok("1");
     if !is_root() && !skip {
@@ -223,7 +267,8 @@ fn test(extra: &[String]) -> Result<()> {
     lint()?;
     let mut c = cargo(&["test", "--workspace", "--no-fail-fast"]);
     c.args(extra);
-    run(&mut c)
+    run(&mut c)?;
+    fuzz_smoke(20)
 }
 
 fn main() -> ExitCode {
