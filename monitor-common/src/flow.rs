@@ -137,11 +137,37 @@ pub struct DirStats {
     pub window_full: u32,
     pub acked_unseen: u32,
     pub suspect_injected_rsts: u32,
+    /// Time of this direction's latest reset: a second one soon after is a burst.
+    pub last_rst_ns: u64,
     /// TTL (hop limit) of this direction's first packet: the baseline an injected reset,
     /// sent by a middlebox at another distance, departs from.
     pub ttl_base: u8,
-    pub _pad: [u8; 7],
+    /// Options of this side's SYN (client) or SYN/ACK (server): comparing the two shows
+    /// options a middlebox stripped or rewrote.
+    pub syn_opts: SynOpts,
+    /// IPv4 identification of this direction's latest packet.
+    pub last_ip_id: u16,
 }
+
+/// The options a side offered on its SYN or SYN/ACK, packed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynOpts {
+    pub mss: u16,
+    /// Window scale + 1; 0 = not offered.
+    pub wscale_p1: u8,
+    /// `SYN_OPT_*` bits.
+    pub bits: u8,
+    pub nops: u8,
+}
+
+pub const SYN_OPT_SEEN: u8 = 1;
+pub const SYN_OPT_SACK: u8 = 2;
+pub const SYN_OPT_TIMESTAMPS: u8 = 4;
+
+/// Two resets from one side within this time are a burst: stacks send one per segment they
+/// refuse, injectors several at once to win the race (Weaver, Sommer and Paxson, 2009).
+pub const RST_BURST_NS: u64 = 1_000_000;
 
 /// Handshake and first-bytes facts of a connection (bits of `FlowState::seen`).
 pub mod seen {
@@ -290,8 +316,35 @@ pub fn update(
     s.synacks += (syn && ack) as u32;
     s.fins += (pkt.flags & FIN != 0) as u32;
     s.rsts += rst as u32;
-    let suspect_rst = rst && s.packets > 1 && pkt.ttl != s.ttl_base;
+    // Evidence that a reset did not come from the peer's stack: a TTL off this direction's
+    // baseline (another distance), the IP-ID of the other side's latest packet (copied by
+    // an injector answering it), or a second reset right after the first.
+    let peer_ip_id = st.dir[if d == C2S { S2C } else { C2S }].last_ip_id;
+    let s = &mut st.dir[if d == C2S { C2S } else { S2C }];
+    let ttl_off = s.packets > 1 && pkt.ttl != s.ttl_base;
+    let id_copied = pkt.family == 4 && pkt.ip_id != 0 && pkt.ip_id == peer_ip_id;
+    let burst = s.last_rst_ns != 0 && now.saturating_sub(s.last_rst_ns) < RST_BURST_NS;
+    let suspect_rst = rst && (ttl_off || id_copied || burst);
     s.suspect_injected_rsts += suspect_rst as u32;
+    if rst {
+        s.last_rst_ns = now;
+    }
+    s.last_ip_id = pkt.ip_id;
+    if syn {
+        let o = &pkt.opts;
+        s.syn_opts = SynOpts {
+            mss: o.mss,
+            wscale_p1: if o.wscale == crate::parse::NO_WSCALE {
+                0
+            } else {
+                o.wscale.wrapping_add(1)
+            },
+            bits: SYN_OPT_SEEN
+                | (o.sack_perm as u8 * SYN_OPT_SACK)
+                | (o.timestamps as u8 * SYN_OPT_TIMESTAMPS),
+            nops: o.nops,
+        };
+    }
     let has = |f: u32| (flags & f != 0) as u32;
     // Segments, not packets: a retransmitted GSO super-packet resends all it carries, and
     // that is what the sender's kernel counts (TcpRetransSegs). A capture frame is one.
@@ -357,6 +410,7 @@ mod tests {
     fn pkt(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Packet {
         let mut p = Packet {
             family: 4,
+            ttl: 64,
             sport,
             dport,
             flags,
@@ -416,6 +470,82 @@ mod tests {
         assert_eq!(
             src_is_client(&p, cfg.watches(p.sport), cfg.watches(p.dport)),
             (false, ROLE_BY_GUESS)
+        );
+    }
+
+    #[test]
+    fn reset_evidence_ttl_ipid_burst_and_syn_options() {
+        use crate::parse::{ACK, RST, SYN};
+        let run = |resets: &[(u8, u16, u64)]| {
+            let c = |flags| pkt([10, 0, 0, 1], 40000, [10, 0, 0, 2], 50001, flags);
+            let sv = |flags| pkt([10, 0, 0, 2], 50001, [10, 0, 0, 1], 40000, flags);
+            let mut syn = c(SYN);
+            syn.opts = crate::parse::TcpOpts {
+                mss: 1460,
+                wscale: 7,
+                sack_perm: true,
+                timestamps: true,
+                nops: 1,
+            };
+            let (key, a) = FlowKey::of(&syn);
+            let mut st = FlowState::new(key, a, src_is_client(&syn, false, true), 0);
+            update(&mut st, a, &syn, 1, 1, false);
+            let mut synack = sv(SYN | ACK);
+            synack.opts = crate::parse::TcpOpts {
+                mss: 1380,
+                ..crate::parse::TcpOpts::default_absent()
+            };
+            update(&mut st, !a, &synack, 1, 2, false);
+            let mut ack = c(ACK);
+            ack.ip_id = 77;
+            update(&mut st, a, &ack, 1, 3, false);
+            for &(ttl, ip_id, t) in resets {
+                let mut r = sv(RST);
+                r.ttl = ttl;
+                r.ip_id = ip_id;
+                update(&mut st, !a, &r, 1, t, false);
+            }
+            st
+        };
+        let honest = run(&[(64, 5, 10_000_000)]);
+        assert_eq!(
+            (honest.dir[S2C].rsts, honest.dir[S2C].suspect_injected_rsts),
+            (1, 0)
+        );
+        assert_eq!(
+            run(&[(50, 5, 10_000_000)]).dir[S2C].suspect_injected_rsts,
+            1,
+            "TTL off"
+        );
+        assert_eq!(
+            run(&[(64, 77, 10_000_000)]).dir[S2C].suspect_injected_rsts,
+            1,
+            "IP-ID copied"
+        );
+        let burst = run(&[(64, 5, 10_000_000), (64, 6, 10_200_000)]);
+        assert_eq!(
+            burst.dir[S2C].suspect_injected_rsts, 1,
+            "second reset within 1 ms"
+        );
+        // The SYN offered SACK, timestamps and a scale; the SYN/ACK returned none of them.
+        let o = (honest.dir[C2S].syn_opts, honest.dir[S2C].syn_opts);
+        assert_eq!(
+            o.0,
+            SynOpts {
+                mss: 1460,
+                wscale_p1: 8,
+                bits: SYN_OPT_SEEN | SYN_OPT_SACK | SYN_OPT_TIMESTAMPS,
+                nops: 1
+            }
+        );
+        assert_eq!(
+            o.1,
+            SynOpts {
+                mss: 1380,
+                wscale_p1: 0,
+                bits: SYN_OPT_SEEN,
+                nops: 0
+            }
         );
     }
 

@@ -48,7 +48,9 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Offloads off: one packet is one segment.
+    /// Offloads off (TSO, GSO, GRO), as TOOLCHAIN.md's retransmission oracle wants. tc
+    /// egress may still see software-GSO super-packets (segmentation happens after the
+    /// qdisc); the monitor counts their segments through `gso_segs`.
     pub fn new(tag: &str) -> Self {
         Self::with_offloads(tag, false)
     }
@@ -100,9 +102,9 @@ impl Lab {
             ]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            let on = if offloads { "on" } else { "off" };
             sh(&[
-                "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro",
-                "off",
+                "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", on, "gso", on, "gro", on,
             ]);
         }
         lab
