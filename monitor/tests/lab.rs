@@ -5,43 +5,16 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use common::{sh, tcp_segs, Lab};
+use common::{last_json, sh, tcp_segs, Lab};
 use serde_json::Value;
 
-const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 const MESSAGES: usize = 20;
 const SIZE: usize = 100;
-
-/// Starts the monitor in the client namespace and waits until it has attached.
-fn start_monitor(lab: &Lab, extra: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
-    let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        &lab.client_ns,
-        MONITOR,
-        "live",
-        "-i",
-        &lab.client_if,
-        "--headless",
-        "--json",
-    ])
-    .args(extra)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start monitor");
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    err.read_line(&mut line).expect("read monitor stderr");
-    assert!(line.contains("attached"), "monitor did not attach: {line}");
-    (child, err)
-}
 
 /// Echo servers on a watched and an unwatched port, in the server namespace.
 fn servers(lab: &Lab) -> Vec<std::thread::JoinHandle<()>> {
@@ -82,16 +55,6 @@ fn talk(ip: &str, port: u16) {
     // Wait for the server's FIN, then give the last ACK time to leave.
     let _ = s.read(&mut buf);
     std::thread::sleep(Duration::from_millis(300));
-}
-
-fn last_json(child: Child) -> (Value, std::process::ExitStatus) {
-    let out = child.wait_with_output().expect("monitor output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no JSON from the monitor"));
-    (serde_json::from_str(last).expect("valid JSON"), out.status)
 }
 
 fn assert_nothing_attached(lab: &Lab) {
@@ -141,19 +104,16 @@ fn watched_flow_matches_the_kernel(attach: &str, tag: &str) {
     let lab = Lab::new(tag);
     let servers = servers(&lab);
     // Only 50001: the client's ephemeral ports may fall anywhere in 32768-60999.
-    let (child, _err) = start_monitor(
-        &lab,
-        &[
-            "--ports",
-            "50001",
-            "--attach",
-            attach,
-            "--duration",
-            "4",
-            "--interval",
-            "1",
-        ],
-    );
+    let (child, _err) = lab.start_monitor(&[
+        "--ports",
+        "50001",
+        "--attach",
+        attach,
+        "--duration",
+        "4",
+        "--interval",
+        "1",
+    ]);
     let server_ip = lab.server_ip.to_string();
     let (before, after) = Lab::in_ns(&lab.client_ns, move || {
         let before = tcp_segs();
@@ -254,7 +214,7 @@ fn sigterm_detaches_and_prints_a_last_summary() {
         return;
     }
     let lab = Lab::new("s");
-    let (child, _err) = start_monitor(&lab, &["--interval", "60"]);
+    let (child, _err) = lab.start_monitor(&["--interval", "60"]);
     // `ip netns exec` execs the monitor: the child's pid is the monitor's.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let (json, status) = last_json(child);
@@ -269,23 +229,12 @@ fn a_leftover_netlink_filter_is_refused_with_a_hint() {
         return;
     }
     let lab = Lab::new("l");
-    let (mut child, _err) = start_monitor(&lab, &["--tc-api", "netlink"]);
+    let (mut child, _err) = lab.start_monitor(&["--tc-api", "netlink"]);
     // kill -9: the monitor cannot remove its clsact filters.
     child.kill().expect("kill -9");
     let _ = child.wait();
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.client_ns,
-            MONITOR,
-            "live",
-            "-i",
-            &lab.client_if,
-            "--headless",
-            "--duration",
-            "1",
-        ])
+    let out = lab
+        .monitor(&["--duration", "1"])
         .output()
         .expect("second monitor");
     let err = String::from_utf8_lossy(&out.stderr);

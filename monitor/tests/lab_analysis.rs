@@ -5,55 +5,36 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufReader, Read, Write},
     net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    process::{Child, ChildStderr, Command, Stdio},
     time::Duration,
 };
 
-use common::{sh, tcp_segs, Lab};
+use common::{last_json, sh, tcp_segs, Lab};
 use serde_json::Value;
 
-const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
-
-fn start_monitor(lab: &Lab, ports: &str, secs: u32) -> Child {
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.client_ns,
-            MONITOR,
-            "live",
-            "-i",
-            &lab.client_if,
-            "--headless",
-            "--json",
-        ])
-        .args([
-            "--ports",
-            ports,
-            "--interval",
-            "1",
-            "--duration",
-            &secs.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start monitor");
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    err.read_line(&mut line).expect("monitor stderr");
-    assert!(line.contains("attached"), "monitor did not attach: {line}");
-    child
+/// The monitor on the client's veth for `secs`, watching `ports`; its flows at exit.
+fn watch(lab: &Lab, ports: &str, secs: u32) -> Monitor {
+    let (child, err) = lab.start_monitor(&[
+        "--ports",
+        ports,
+        "--interval",
+        "1",
+        "--duration",
+        &secs.to_string(),
+    ]);
+    Monitor { child, _err: err }
 }
 
-fn flows_at_exit(child: Child) -> Vec<Value> {
-    let out = child.wait_with_output().expect("monitor");
-    assert!(out.status.success(), "monitor: {}", out.status);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("JSON from the monitor");
-    let v: Value = serde_json::from_str(last).expect("JSON");
+struct Monitor {
+    child: Child,
+    _err: BufReader<ChildStderr>,
+}
+
+fn flows_at_exit(m: Monitor) -> Vec<Value> {
+    let (v, status) = last_json(m.child);
+    assert!(status.success(), "monitor: {status}");
     v["flows"].as_array().expect("flows").clone()
 }
 
@@ -118,7 +99,7 @@ fn loss_scenario(tag: &str, offloads: bool) {
         "table inet loss {\n chain in {\n type filter hook input priority 0;\n tcp dport 50001 numgen random mod 100 < 3 drop\n }\n}\n",
     );
     let srv = server(&lab, 50001, true);
-    let mon = start_monitor(&lab, "50001", 12);
+    let mon = watch(&lab, "50001", 12);
     let ip = lab.server_ip;
     let retrans = Lab::in_ns(&lab.client_ns, move || {
         let before = tcp_segs();
@@ -172,7 +153,7 @@ fn refused_and_blackholed_handshakes() {
         drop(l);
     });
     std::thread::sleep(Duration::from_millis(200));
-    let mon = start_monitor(&lab, "50001-50002", 8);
+    let mon = watch(&lab, "50001-50002", 8);
     Lab::in_ns(&lab.client_ns, move || {
         let refused = TcpStream::connect((ip, 50001));
         assert!(refused.is_err(), "port 50001 must be closed");
@@ -307,7 +288,7 @@ fn an_injected_reset_is_suspect() {
     sh(&["ip", "-n", &inj_ns, "link", "set", &iv, "up"]);
 
     let srv = server(&lab, 50001, true);
-    let mon = start_monitor(&lab, "50001", 5);
+    let mon = watch(&lab, "50001", 5);
     let ip = lab.server_ip;
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddrV4>();
     let client = Lab::in_ns(&lab.client_ns, move || {
@@ -382,7 +363,7 @@ fn a_stalled_receiver_shows_zero_windows() {
     }
     let lab = Lab::new("z");
     let srv = server(&lab, 50001, false);
-    let mon = start_monitor(&lab, "50001", 6);
+    let mon = watch(&lab, "50001", 6);
     let ip = lab.server_ip;
     Lab::in_ns(&lab.client_ns, move || {
         let mut s = TcpStream::connect((ip, 50001)).expect("connect");

@@ -3,9 +3,12 @@
 
 use std::{
     fs::File,
+    io::{BufRead, BufReader},
     os::fd::AsRawFd,
-    process::{Command, Output},
+    process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio},
 };
+
+pub const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 
 /// Privileged suites need root. They fail loudly without it; the only way out is the
 /// explicit opt-out `MONITOR_SKIP_PRIVILEGED=1`, which CI never sets.
@@ -156,4 +159,51 @@ pub fn tcp_segs() -> (u64, u64, u64) {
         vals[i].parse().expect("number")
     };
     (get("OutSegs"), get("InSegs"), get("RetransSegs"))
+}
+
+impl Lab {
+    /// `monitor live` on the client's veth, run inside the client namespace.
+    pub fn monitor(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.client_ns,
+            MONITOR,
+            "live",
+            "-i",
+            &self.client_if,
+            "--headless",
+        ])
+        .args(extra);
+        cmd
+    }
+
+    /// Starts `monitor live --json` and waits until it has attached. Keep the returned
+    /// stderr open: the monitor must be able to write its last status line.
+    pub fn start_monitor(&self, extra: &[&str]) -> (Child, BufReader<ChildStderr>) {
+        let mut child = self
+            .monitor(&["--json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start monitor");
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        err.read_line(&mut line).expect("read monitor stderr");
+        assert!(line.contains("attached"), "monitor did not attach: {line}");
+        (child, err)
+    }
+}
+
+/// The monitor's last JSON summary (the one printed at exit) and its exit status.
+pub fn last_json(child: Child) -> (serde_json::Value, ExitStatus) {
+    let out = child.wait_with_output().expect("monitor output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no JSON from the monitor"));
+    (serde_json::from_str(last).expect("valid JSON"), out.status)
 }
