@@ -6,7 +6,7 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     time::Duration,
 };
 
@@ -21,12 +21,7 @@ fn servers(lab: &Lab) -> Vec<std::thread::JoinHandle<()>> {
     [50001u16, 40001]
         .into_iter()
         .map(|port| {
-            let ip = lab.server_ip;
-            let (tx, rx) = std::sync::mpsc::channel();
-            let h = Lab::in_ns(&lab.server_ns, move || {
-                let l = TcpListener::bind((ip, port)).expect("bind");
-                tx.send(()).unwrap();
-                let (mut s, _) = l.accept().expect("accept");
+            lab.serve(port, |mut s| {
                 let mut buf = [0u8; SIZE];
                 loop {
                     match s.read(&mut buf) {
@@ -34,10 +29,7 @@ fn servers(lab: &Lab) -> Vec<std::thread::JoinHandle<()>> {
                         Ok(n) => s.write_all(&buf[..n]).expect("echo"),
                     }
                 }
-            });
-            rx.recv_timeout(Duration::from_secs(5))
-                .expect("server listening");
-            h
+            })
         })
         .collect()
 }

@@ -51,15 +51,10 @@ fn nft(ns: &str, rules: &str) {
     assert!(out.status.success(), "nft failed on:\n{rules}");
 }
 
+/// A server that reads everything, or one that stops reading (its window closes).
 fn server(lab: &Lab, port: u16, read: bool) -> std::thread::JoinHandle<()> {
-    let ip = lab.server_ip;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = Lab::in_ns(&lab.server_ns, move || {
-        let l = TcpListener::bind((ip, port)).expect("bind");
-        tx.send(()).unwrap();
-        let (mut s, _) = l.accept().expect("accept");
+    lab.serve(port, move |mut s| {
         if !read {
-            // A receiver that stops reading: the window closes.
             std::thread::sleep(Duration::from_secs(4));
             return;
         }
@@ -69,9 +64,7 @@ fn server(lab: &Lab, port: u16, read: bool) -> std::thread::JoinHandle<()> {
                 break;
             }
         }
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("server up");
-    h
+    })
 }
 
 /// (a) 3 % random loss of client-to-server data: the monitor's retransmissions for that

@@ -197,6 +197,28 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Listens on `port` in the server namespace, returns once listening; the thread
+    /// accepts one connection and hands it to `f`.
+    pub fn serve(
+        &self,
+        port: u16,
+        f: impl FnOnce(std::net::TcpStream) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let ip = self.server_ip;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = Lab::in_ns(&self.server_ns, move || {
+            let l = std::net::TcpListener::bind((ip, port)).expect("bind");
+            tx.send(()).expect("test alive");
+            let (s, _) = l.accept().expect("accept");
+            f(s)
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("server listening");
+        h
+    }
+}
+
 /// The monitor's last JSON summary (the one printed at exit) and its exit status.
 pub fn last_json(child: Child) -> (serde_json::Value, ExitStatus) {
     let out = child.wait_with_output().expect("monitor output");
