@@ -208,6 +208,8 @@ pub struct FlowState {
     /// Indexed by `C2S` / `S2C`.
     pub dir: [DirStats; 2],
     pub tcp: crate::analysis::ConnState,
+    /// What the latest packet did.
+    pub last: Outcome,
 }
 
 impl FlowState {
@@ -235,15 +237,19 @@ impl FlowState {
     }
 }
 
-/// What one packet did, for the caller to turn into events.
+/// What the latest packet did, for the caller to turn into events. Kept in the record,
+/// not returned in registers: in the kernel the record is map memory, whose contents the
+/// verifier does not track, so the paths inside `update` merge instead of multiplying.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    pub dir: usize,
     /// `analysis::flag` bits of the segment.
     pub flags: u32,
     /// `seen` bits this packet set for the first time.
     pub newly_seen: u16,
-    pub suspect_rst: bool,
+    pub dir: u8,
+    pub suspect_rst: u8,
+    pub _pad: [u8; 8],
 }
 
 /// TLS record header and handshake type in the first payload bytes.
@@ -279,10 +285,14 @@ pub fn update(
     segs: u32,
     now: u64,
     sent_here: bool,
-) -> Outcome {
+) {
     use crate::analysis::{analyze, flag, Segment};
     use crate::parse::{ACK, FIN, RST, SYN};
     let d = st.direction(src_is_a);
+    st.last = Outcome {
+        dir: d as u8,
+        ..Outcome::default()
+    };
     let first_packet = st.dir[C2S].packets == 0 && st.dir[S2C].packets == 0;
     let before = st.seen;
     let syn = pkt.flags & SYN != 0;
@@ -324,11 +334,14 @@ pub fn update(
     let ttl_off = s.packets > 1 && pkt.ttl != s.ttl_base;
     let id_copied = pkt.family == 4 && pkt.ip_id != 0 && pkt.ip_id == peer_ip_id;
     let burst = s.last_rst_ns != 0 && now.saturating_sub(s.last_rst_ns) < RST_BURST_NS;
-    let suspect_rst = rst && (ttl_off || id_copied || burst);
-    s.suspect_injected_rsts += suspect_rst as u32;
     if rst {
-        s.last_rst_ns = now;
+        if ttl_off || id_copied || burst {
+            s.suspect_injected_rsts += 1;
+            st.last.suspect_rst = 1;
+        }
+        st.dir[d & 1].last_rst_ns = now;
     }
+    let s = &mut st.dir[d & 1];
     s.last_ip_id = pkt.ip_id;
     if syn {
         let o = &pkt.opts;
@@ -389,12 +402,8 @@ pub fn update(
         st.progress_ns[d & 1] = now;
     }
     st.last_seen_ns = now;
-    Outcome {
-        dir: d,
-        flags,
-        newly_seen: st.seen & !before,
-        suspect_rst,
-    }
+    st.last.flags = flags;
+    st.last.newly_seen = st.seen & !before;
 }
 
 #[cfg(feature = "user")]

@@ -194,6 +194,7 @@ fn emit(kind: u8, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
 #[inline(always)]
 fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
     let n = o.newly_seen;
+    let dir = o.dir as usize;
     for (bit, kind) in [
         (seen::ESTABLISHED, event::HANDSHAKE_DONE),
         (seen::REFUSED, event::HANDSHAKE_REFUSED),
@@ -202,14 +203,14 @@ fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
         (seen::RESET_AFTER_HELLO, event::RESET_AFTER_HELLO),
     ] {
         if n & bit != 0 {
-            emit(kind, key, o.dir, pkt, now);
+            emit(kind, key, dir, pkt, now);
         }
     }
     if pkt.flags & RST != 0 {
-        emit(event::RESET, key, o.dir, pkt, now);
+        emit(event::RESET, key, dir, pkt, now);
     }
-    if o.suspect_rst {
-        emit(event::SUSPECT_INJECTED_RST, key, o.dir, pkt, now);
+    if o.suspect_rst != 0 {
+        emit(event::SUSPECT_INJECTED_RST, key, dir, pkt, now);
     }
 }
 
@@ -281,7 +282,9 @@ fn track(scratch: *mut Scratch, parsed: Result<(), Skip>, segs: u32, now: u64, s
     // Everything between lock and unlock is plain arithmetic on the entry: no helper calls.
     let outcome = unsafe {
         bpf_spin_lock(lock);
-        let o = update(&mut *entry, src_is_a, pkt, segs, now, sent_here);
+        update(&mut *entry, src_is_a, pkt, segs, now, sent_here);
+        // Copied under the lock: another CPU may update the entry right after.
+        let o = (*entry).last;
         bpf_spin_unlock(lock);
         o
     };

@@ -100,6 +100,12 @@ fn log_events(c: &mut Collector) {
         let kind = match ev.kind {
             event::FLOW_SEEN => "flow seen",
             event::RESET => "reset",
+            event::HANDSHAKE_DONE => "handshake done",
+            event::HANDSHAKE_REFUSED => "handshake refused",
+            event::CLIENT_HELLO => "TLS ClientHello",
+            event::SERVER_HELLO => "TLS ServerHello",
+            event::SUSPECT_INJECTED_RST => "suspect injected reset",
+            event::RESET_AFTER_HELLO => "reset after ClientHello",
             _ => "unknown event",
         };
         log::info!("{kind}: {:?} dir {} ttl {}", ev.key, ev.dir, ev.ttl);
