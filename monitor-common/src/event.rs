@@ -11,6 +11,9 @@ pub const CLIENT_HELLO: u8 = 5;
 pub const SERVER_HELLO: u8 = 6;
 pub const SUSPECT_INJECTED_RST: u8 = 7;
 pub const RESET_AFTER_HELLO: u8 = 8;
+/// `dir` is the direction whose data stalled, or resumed.
+pub const STALL_BEGAN: u8 = 9;
+pub const STALL_ENDED: u8 = 10;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -186,7 +186,15 @@ pub mod seen {
     pub const SERVER_HELLO_DONE: u16 = 1 << 8;
     /// A reset after the ClientHello before any server reply (a TLS-inspecting middlebox).
     pub const RESET_AFTER_HELLO: u16 = 1 << 9;
+    /// The client's data stalled: a retransmission with no ACK progress for `STALL_NS`.
+    /// Cleared when the server's ACK moves again.
+    pub const STALLED_C2S: u16 = 1 << 10;
+    /// The same for the server's data.
+    pub const STALLED_S2C: u16 = 1 << 11;
 }
+
+/// No ACK progress for this long while data is being resent is a stall (DESIGN.md).
+pub const STALL_NS: u64 = 2_000_000_000;
 
 /// The value of the flow map: one TCP connection.
 #[repr(C)]
@@ -198,6 +206,8 @@ pub struct FlowState {
     pub last_seen_ns: u64,
     /// Last time each direction's sequence number advanced (progress).
     pub progress_ns: [u64; 2],
+    /// Last time the peer's ACK moved forward over each direction's data.
+    pub acked_ns: [u64; 2],
     /// 1 when endpoint `a` of the key is the client.
     pub client_is_a: u8,
     /// One of the `ROLE_BY_*` values.
@@ -247,9 +257,11 @@ pub struct Outcome {
     pub flags: u32,
     /// `seen` bits this packet set for the first time.
     pub newly_seen: u16,
+    /// `seen` bits this packet cleared (a stall that ended).
+    pub cleared: u16,
     pub dir: u8,
     pub suspect_rst: u8,
-    pub _pad: [u8; 8],
+    pub _pad: [u8; 6],
 }
 
 /// TLS record header and handshake type in the first payload bytes.
@@ -400,6 +412,25 @@ pub fn update(
     }
     if pkt.payload_len > 0 && flags & (flag::RETRANSMISSION | flag::OUT_OF_ORDER) == 0 {
         st.progress_ns[d & 1] = now;
+    }
+    // Stalls: every decision below reads the record and writes it back, nothing stays in
+    // registers (the verifier's path budget).
+    let (mine, theirs, other) = if d == C2S {
+        (seen::STALLED_C2S, seen::STALLED_S2C, S2C)
+    } else {
+        (seen::STALLED_S2C, seen::STALLED_C2S, C2S)
+    };
+    if flags & flag::ACK_ADVANCED != 0 {
+        st.acked_ns[other] = now;
+        if st.seen & theirs != 0 {
+            st.seen &= !theirs;
+            st.last.cleared = theirs;
+        }
+    }
+    if flags & flag::RETRANSMISSION != 0
+        && now.saturating_sub(st.acked_ns[d & 1].max(st.first_seen_ns)) >= STALL_NS
+    {
+        st.seen |= mine;
     }
     st.last_seen_ns = now;
     st.last.flags = flags;

@@ -206,6 +206,14 @@ fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
             emit(kind, key, dir, pkt, now);
         }
     }
+    let stalls = seen::STALLED_C2S | seen::STALLED_S2C;
+    if n & stalls != 0 {
+        emit(event::STALL_BEGAN, key, dir, pkt, now);
+    }
+    if o.cleared != 0 {
+        // The other side's data: this packet's ACK moved it.
+        emit(event::STALL_ENDED, key, dir ^ 1, pkt, now);
+    }
     if pkt.flags & RST != 0 {
         emit(event::RESET, key, dir, pkt, now);
     }

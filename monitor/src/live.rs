@@ -106,6 +106,8 @@ fn log_events(c: &mut Collector) {
             event::SERVER_HELLO => "TLS ServerHello",
             event::SUSPECT_INJECTED_RST => "suspect injected reset",
             event::RESET_AFTER_HELLO => "reset after ClientHello",
+            event::STALL_BEGAN => "stall began",
+            event::STALL_ENDED => "stall ended",
             _ => "unknown event",
         };
         log::info!("{kind}: {:?} dir {} ttl {}", ev.key, ev.dir, ev.ttl);

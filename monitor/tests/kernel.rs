@@ -344,3 +344,54 @@ fn a_segment_resent_soon_is_out_of_order_at_ingress_and_a_retransmission_at_egre
         assert_eq!((d.out_of_order, d.retransmits), (ooo, retrans), "{prog}");
     }
 }
+
+#[test]
+fn a_resend_after_two_silent_seconds_is_a_stall_until_the_ack_moves() {
+    if !common::privileged() {
+        return;
+    }
+    let mut e = ebpf("50001", FLAG_SKB_TSTAMP, 1024);
+    let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
+    let seg = |seq: u32, ack: u32, flags: u8, payload: &[u8], fwd: bool| {
+        let mut f = if fwd {
+            TcpFrame::new(v4(1), 40000, v4(2), 50001)
+        } else {
+            TcpFrame::new(v4(2), 50001, v4(1), 40000)
+        }
+        .flags(flags)
+        .payload(payload);
+        f.seq = seq;
+        f.ack = ack;
+        f.ethernet()
+    };
+    let s = 1_000_000_000u64;
+    for (f, ts) in [
+        (seg(100, 0, SYN, b"", true), s),
+        (seg(500, 101, SYN | ACK, b"", false), s + 1_000),
+        (seg(101, 501, ACK, b"", true), s + 2_000),
+        (seg(101, 501, ACK, &[1; 100], true), s + 3_000),
+        // Resent after 1 s: a retransmission, not yet a stall.
+        (seg(101, 501, ACK, &[1; 100], true), 2 * s),
+        // Resent again 3 s after the last ACK progress: the client's data stalled.
+        (seg(101, 501, ACK, &[1; 100], true), 4 * s),
+        // The server finally ACKs it: the stall ends.
+        (seg(501, 201, ACK, b"", false), 4 * s + 1_000),
+    ] {
+        run(&mut e, "tc_eth_in", &f, Some(ts));
+    }
+    let kinds: Vec<(u8, u8)> = c
+        .drain_events()
+        .iter()
+        .filter(|e| matches!(e.kind, event::STALL_BEGAN | event::STALL_ENDED))
+        .map(|e| (e.kind, e.dir))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (event::STALL_BEGAN, C2S as u8),
+            (event::STALL_ENDED, C2S as u8)
+        ]
+    );
+    let snap = c.collect().unwrap();
+    assert_eq!(snap.flows[0].state.dir[C2S].retransmits, 2);
+}
