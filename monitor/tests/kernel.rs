@@ -155,6 +155,21 @@ fn v4(last: u8) -> IpAddr {
     IpAddr::from([10, 0, 0, last])
 }
 
+/// A segment of the 10.0.0.1:40000 -> 10.0.0.2:50001 connection, client to server when
+/// `fwd`, as an Ethernet frame.
+fn seg(seq: u32, ack: u32, flags: u8, payload: &[u8], fwd: bool) -> Vec<u8> {
+    let mut f = if fwd {
+        TcpFrame::new(v4(1), 40000, v4(2), 50001)
+    } else {
+        TcpFrame::new(v4(2), 50001, v4(1), 40000)
+    }
+    .flags(flags)
+    .payload(payload);
+    f.seq = seq;
+    f.ack = ack;
+    f.ethernet()
+}
+
 #[test]
 fn both_directions_count_into_one_flow_and_events_arrive() {
     if !common::privileged() {
@@ -311,18 +326,6 @@ fn a_segment_resent_soon_is_out_of_order_at_ingress_and_a_retransmission_at_egre
             p.load().expect("verifier accepts tc_eth_out");
         }
         let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
-        let seg = |seq: u32, ack: u32, flags: u8, payload: &[u8], fwd: bool| {
-            let mut f = if fwd {
-                TcpFrame::new(v4(1), 40000, v4(2), 50001)
-            } else {
-                TcpFrame::new(v4(2), 50001, v4(1), 40000)
-            }
-            .flags(flags)
-            .payload(payload);
-            f.seq = seq;
-            f.ack = ack;
-            f.ethernet()
-        };
         let ms = 1_000_000u64;
         // (frame, time, hook): the client's packets through `prog`, the server's through
         // ingress, as on the client's host.
@@ -352,18 +355,6 @@ fn a_resend_after_two_silent_seconds_is_a_stall_until_the_ack_moves() {
     }
     let mut e = ebpf("50001", FLAG_SKB_TSTAMP, 1024);
     let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
-    let seg = |seq: u32, ack: u32, flags: u8, payload: &[u8], fwd: bool| {
-        let mut f = if fwd {
-            TcpFrame::new(v4(1), 40000, v4(2), 50001)
-        } else {
-            TcpFrame::new(v4(2), 50001, v4(1), 40000)
-        }
-        .flags(flags)
-        .payload(payload);
-        f.seq = seq;
-        f.ack = ack;
-        f.ethernet()
-    };
     let s = 1_000_000_000u64;
     for (f, ts) in [
         (seg(100, 0, SYN, b"", true), s),
