@@ -253,3 +253,65 @@ fn a_leftover_netlink_filter_is_refused_with_a_hint() {
     }
     assert_nothing_attached(&lab);
 }
+
+/// Loopback: every packet passes lo twice (sent, then received); it must be counted once.
+#[test]
+fn loopback_counts_each_packet_once() {
+    if !common::privileged() {
+        return;
+    }
+    let lab = Lab::new("o");
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.client_ns,
+            common::MONITOR,
+            "live",
+            "-i",
+            "lo",
+            "--headless",
+            "--json",
+        ])
+        .args(["--ports", "50001", "--duration", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("monitor on lo");
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).expect("stderr");
+    assert!(line.contains("egress only, loopback"), "{line}");
+    let (before, after) = Lab::in_ns(&lab.client_ns, || {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 50001)).expect("bind");
+        let before = tcp_segs();
+        let echo = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let mut buf = [0u8; SIZE];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        talk("127.0.0.1", 50001);
+        echo.join().expect("echo");
+        (before, tcp_segs())
+    })
+    .join()
+    .expect("client");
+    let (json, status) = last_json(child);
+    assert!(status.success());
+    let f = &json["flows"][0];
+    assert_eq!(json["flows"].as_array().map(|a| a.len()), Some(1), "{json}");
+    assert_eq!(f["handshake"]["syn"], 1, "{f}");
+    assert_eq!(f["handshake"]["outcome"], "ok");
+    // Both ends live in this namespace: every segment it sent is one the monitor saw.
+    let sent = after.0 - before.0;
+    let seen = f["c2s"]["packets"].as_u64().unwrap() + f["s2c"]["packets"].as_u64().unwrap();
+    assert_eq!(seen, sent, "{f}");
+    for dir in ["c2s", "s2c"] {
+        assert_eq!(f[dir]["retransmits"], 0, "{f}");
+        assert_eq!(f[dir]["dup_acks"], 0, "{f}");
+    }
+}

@@ -68,8 +68,8 @@ fn verifier_error(name: &str, e: aya::programs::ProgramError) -> anyhow::Error {
 
 fn attach_tc(ebpf: &mut Ebpf, t: &Target, dir: TcAttachType, api: TcApi) -> Result<&'static str> {
     let prog_name = match (t.kind, dir) {
-        (LinkKind::Ethernet, TcAttachType::Egress) => "tc_eth_out",
-        (LinkKind::Ethernet, _) => "tc_eth_in",
+        (LinkKind::Ethernet | LinkKind::Loopback, TcAttachType::Egress) => "tc_eth_out",
+        (LinkKind::Ethernet | LinkKind::Loopback, _) => "tc_eth_in",
         (LinkKind::RawIp, TcAttachType::Egress) => "tc_rawip_out",
         (LinkKind::RawIp, _) => "tc_rawip_in",
     };
@@ -98,7 +98,7 @@ fn attach_tc(ebpf: &mut Ebpf, t: &Target, dir: TcAttachType, api: TcApi) -> Resu
 }
 
 fn attach_xdp(ebpf: &mut Ebpf, t: &Target) -> Result<String> {
-    if t.kind != LinkKind::Ethernet {
+    if t.kind == LinkKind::RawIp {
         return Err(usage(
             format!(
                 "XDP needs an Ethernet interface; {} has no link header",
@@ -145,13 +145,23 @@ pub fn attach_all(
 ) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for t in targets {
-        let line = match mode {
-            AttachMode::Tc => {
+        let line = match (mode, t.kind) {
+            // Every loopback packet is sent and then received on the same device: one hook
+            // sees it once. Egress, since this host sent it.
+            (AttachMode::Tc, LinkKind::Loopback) => {
+                let how = attach_tc(ebpf, t, TcAttachType::Egress, api)?;
+                format!("{}: tc egress only, loopback ({how})", t.name)
+            }
+            (AttachMode::Xdp, LinkKind::Loopback) => {
+                let xdp = attach_xdp(ebpf, t)?;
+                format!("{}: {xdp} only, loopback", t.name)
+            }
+            (AttachMode::Tc, _) => {
                 let how = attach_tc(ebpf, t, TcAttachType::Ingress, api)?;
                 attach_tc(ebpf, t, TcAttachType::Egress, api)?;
                 format!("{}: tc ingress+egress ({how})", t.name)
             }
-            AttachMode::Xdp => {
+            (AttachMode::Xdp, _) => {
                 let xdp = attach_xdp(ebpf, t)?;
                 let how = attach_tc(ebpf, t, TcAttachType::Egress, api)?;
                 format!("{}: ingress {xdp}, egress tc ({how})", t.name)

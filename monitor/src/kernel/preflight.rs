@@ -14,8 +14,11 @@ const CAP_BPF: u32 = 39;
 /// How frames start on an interface, which decides the program attached to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkKind {
-    /// Ethernet header (also loopback, whose header is zeros).
+    /// Ethernet header.
     Ethernet,
+    /// Loopback: an Ethernet-shaped header of zeros, and every packet passes the device
+    /// twice (sent, then received), so only one hook may count it.
+    Loopback,
     /// No link header: tun, WireGuard, ipip.
     RawIp,
 }
@@ -79,8 +82,9 @@ pub fn interface(name: &str) -> Result<(u32, LinkKind)> {
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
     let kind = match ty {
-        // ARPHRD_ETHER, ARPHRD_LOOPBACK; unknown sysfs: assume Ethernet, the common case.
-        Some(1) | Some(772) | None => LinkKind::Ethernet,
+        // ARPHRD_ETHER; unknown sysfs: assume Ethernet, the common case.
+        Some(1) | None => LinkKind::Ethernet,
+        Some(772) => LinkKind::Loopback,
         // ARPHRD_NONE (tun, WireGuard), ARPHRD_TUNNEL/TUNNEL6/SIT, ARPHRD_RAWIP.
         Some(65534) | Some(768) | Some(769) | Some(776) | Some(519) => LinkKind::RawIp,
         Some(other) => {
