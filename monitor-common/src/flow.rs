@@ -120,6 +120,9 @@ pub struct DirStats {
     pub payload_bytes: u64,
     /// TCP segments: a GSO/GRO super-packet counts as the segments it carries.
     pub segments: u64,
+    /// Segments carrying payload: the denominator of a retransmission rate (pure ACKs
+    /// cannot be retransmitted, so counting them would dilute it).
+    pub data_segments: u64,
     pub syns: u32,
     pub synacks: u32,
     pub fins: u32,
@@ -334,6 +337,7 @@ pub fn update(
     s.bytes += pkt.l3_len as u64;
     s.payload_bytes += pkt.payload_len as u64;
     s.segments += segs.max(1) as u64;
+    s.data_segments += (pkt.payload_len > 0) as u64 * segs.max(1) as u64;
     s.syns += (syn && !ack) as u32;
     s.synacks += (syn && ack) as u32;
     s.fins += (pkt.flags & FIN != 0) as u32;
