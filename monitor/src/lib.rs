@@ -5,6 +5,7 @@
 //! - `output`: the renderings (JSON summary, text table);
 //! - `live`: the `monitor live` loop tying them together.
 
+pub mod alerts;
 pub mod capture;
 pub mod cli;
 pub mod collector;

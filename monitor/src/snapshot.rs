@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::alerts::{Alert, FlowHealth};
 use monitor_common::{
     flow::{FlowKey, FlowState},
     stats,
@@ -68,6 +69,10 @@ pub struct Snapshot {
     pub evicted_flows: u64,
     /// When the snapshot was taken (epoch ns; a capture's last timestamp for replay).
     pub now_ns: u64,
+    /// The alert engine's view of each flow, aligned with `flows` (empty: not judged).
+    pub health: Vec<FlowHealth>,
+    /// Active alerts (worst first), then recently cleared ones (newest first).
+    pub alerts: Vec<Alert>,
 }
 
 impl Snapshot {
@@ -82,6 +87,8 @@ impl Snapshot {
             counters,
             evicted_flows,
             now_ns,
+            health: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 }

@@ -1,0 +1,193 @@
+//! Per-flow counter history: the kernel keeps cumulative counters, alerts and the UI want
+//! rates over a window. The arithmetic is pure (no I/O), as bpftop keeps it, so synthetic
+//! counter series test it.
+
+use std::collections::VecDeque;
+
+use monitor_common::flow::{FlowState, C2S, S2C};
+
+/// Cumulative counters of one flow at one tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    pub ts_ns: u64,
+    pub data_segments: [u64; 2],
+    pub retransmits: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+impl Sample {
+    pub fn of(st: &FlowState, ts_ns: u64) -> Self {
+        let d = &st.dir;
+        Self {
+            ts_ns,
+            data_segments: [d[C2S].data_segments, d[S2C].data_segments],
+            retransmits: [d[C2S].retransmits as u64, d[S2C].retransmits as u64],
+            bytes: [d[C2S].bytes, d[S2C].bytes],
+        }
+    }
+}
+
+/// Retransmissions over data segments between two samples, or `None` below `min_segments`
+/// (too few to call a rate).
+pub fn retransmit_rate(old: &Sample, new: &Sample, dir: usize, min_segments: u64) -> Option<Rate> {
+    let segs = new.data_segments[dir].saturating_sub(old.data_segments[dir]);
+    let retx = new.retransmits[dir].saturating_sub(old.retransmits[dir]);
+    (segs >= min_segments && segs > 0).then(|| Rate {
+        retransmits: retx,
+        segments: segs,
+        ratio: retx as f64 / segs as f64,
+        span_ns: new.ts_ns.saturating_sub(old.ts_ns),
+    })
+}
+
+/// Bytes per second between two samples.
+pub fn throughput(old: &Sample, new: &Sample, dir: usize) -> f64 {
+    let dt = new.ts_ns.saturating_sub(old.ts_ns);
+    if dt == 0 {
+        return 0.0;
+    }
+    new.bytes[dir].saturating_sub(old.bytes[dir]) as f64 * 1e9 / dt as f64
+}
+
+/// A retransmission rate and what it was computed from (the alert's evidence).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub retransmits: u64,
+    pub segments: u64,
+    pub ratio: f64,
+    pub span_ns: u64,
+}
+
+/// One point of a sparkline: per-tick throughput and retransmission share per direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Point {
+    pub bytes_per_s: [f32; 2],
+    /// Retransmissions per data segment in that tick (0 when no data moved).
+    pub retx_ratio: [f32; 2],
+}
+
+/// Sparkline points kept per flow: a few minutes at the default 1 s tick.
+pub const SPARK_POINTS: usize = 180;
+
+/// What the engine remembers of one flow between ticks.
+#[derive(Clone, Debug, Default)]
+pub struct FlowHistory {
+    /// Cumulative samples spanning the retransmission window (and one before it).
+    samples: VecDeque<Sample>,
+    pub spark: VecDeque<Point>,
+    /// Since when each direction has been seen advertising a zero window.
+    pub zero_since_ns: [Option<u64>; 2],
+    /// Total time each direction's window was seen at zero.
+    pub zero_total_ns: [u64; 2],
+    /// Retransmission count when each direction's data was last acknowledged further, and
+    /// that time: retransmissions piling up without progress are a blackhole.
+    pub retx_at_progress: [u64; 2],
+    pub progress_mark_ns: [u64; 2],
+    /// When the ClientHello was first known (event time, else first tick that saw it).
+    pub client_hello_ns: Option<u64>,
+}
+
+impl FlowHistory {
+    /// Adds this tick's sample and drops what the window no longer needs.
+    pub fn push(&mut self, s: Sample, window_ns: u64) {
+        if let Some(prev) = self.samples.back() {
+            if s.ts_ns <= prev.ts_ns {
+                return;
+            }
+            let mut p = Point::default();
+            for d in [C2S, S2C] {
+                p.bytes_per_s[d] = throughput(prev, &s, d) as f32;
+                p.retx_ratio[d] = retransmit_rate(prev, &s, d, 1).map_or(0.0, |r| r.ratio) as f32;
+            }
+            if self.spark.len() == SPARK_POINTS {
+                self.spark.pop_front();
+            }
+            self.spark.push_back(p);
+        }
+        self.samples.push_back(s);
+        // Keep exactly one sample at or before the window's start.
+        while self.samples.len() >= 2 && self.samples[1].ts_ns + window_ns <= s.ts_ns {
+            self.samples.pop_front();
+        }
+    }
+
+    pub fn latest(&self) -> Option<&Sample> {
+        self.samples.back()
+    }
+
+    /// The retransmission rate over (up to) the window.
+    pub fn window_rate(&self, dir: usize, min_segments: u64) -> Option<Rate> {
+        let (old, new) = (self.samples.front()?, self.samples.back()?);
+        retransmit_rate(old, new, dir, min_segments)
+    }
+
+    /// Throughput over the latest tick.
+    pub fn current_throughput(&self, dir: usize) -> f64 {
+        let n = self.samples.len();
+        if n < 2 {
+            return 0.0;
+        }
+        throughput(&self.samples[n - 2], &self.samples[n - 1], dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t_s: u64, segs: u64, retx: u64) -> Sample {
+        Sample {
+            ts_ns: t_s * 1_000_000_000,
+            data_segments: [segs, 0],
+            retransmits: [retx, 0],
+            bytes: [segs * 100, 0],
+        }
+    }
+
+    #[test]
+    fn the_rate_covers_the_window_only() {
+        let mut h = FlowHistory::default();
+        // 10 s of 5 % loss, then 10 s clean: the window forgets the loss.
+        for t in 0..=10 {
+            h.push(sample(t, t * 100, t * 5), 10_000_000_000);
+        }
+        let r = h.window_rate(C2S, 20).expect("enough segments");
+        assert_eq!((r.retransmits, r.segments), (50, 1000));
+        assert!((r.ratio - 0.05).abs() < 1e-9);
+        for t in 11..=20 {
+            h.push(sample(t, t * 100, 50), 10_000_000_000);
+        }
+        let r = h.window_rate(C2S, 20).expect("enough segments");
+        assert_eq!((r.retransmits, r.segments, r.span_ns), (0, 1000, 10_000_000_000));
+    }
+
+    #[test]
+    fn too_few_segments_give_no_rate() {
+        let mut h = FlowHistory::default();
+        h.push(sample(0, 0, 0), 10_000_000_000);
+        h.push(sample(1, 10, 1), 10_000_000_000);
+        assert_eq!(h.window_rate(C2S, 20), None, "1 of 10 is not a 10 % rate");
+        assert!(h.window_rate(C2S, 10).is_some());
+    }
+
+    #[test]
+    fn sparkline_points_are_per_tick_and_bounded() {
+        let mut h = FlowHistory::default();
+        for t in 0..(SPARK_POINTS as u64 + 10) {
+            h.push(sample(t, t * 10, t), 10_000_000_000);
+        }
+        assert_eq!(h.spark.len(), SPARK_POINTS);
+        let p = h.spark.back().expect("points");
+        assert_eq!(p.bytes_per_s[C2S], 1000.0);
+        assert!((p.retx_ratio[C2S] - 0.1).abs() < 1e-6);
+        assert_eq!(h.current_throughput(C2S), 1000.0);
+    }
+
+    #[test]
+    fn counters_that_go_back_do_not_underflow() {
+        let a = sample(1, 100, 10);
+        let b = sample(2, 50, 5);
+        assert_eq!(throughput(&a, &b, C2S), 0.0);
+        assert_eq!(retransmit_rate(&a, &b, C2S, 0), None);
+    }
+}

@@ -1,0 +1,377 @@
+//! The alert engine: on every tick, counters become rates (`history`), the rules judge each
+//! flow (`rules`), flows group into sessions by remote host (`sessions`), and findings of a
+//! session become alerts with a lifecycle: raised, escalated, cleared.
+//!
+//! Hysteresis: an alert clears only after its condition has been gone for `clear_after_s`,
+//! and a rate must fall below `clear_ratio` of its threshold to count as gone, so a rate
+//! hovering at the threshold does not flap.
+
+pub mod config;
+pub mod history;
+pub mod rules;
+pub mod sessions;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use monitor_common::{
+    event::{self, Event},
+    flow::{seen, FlowKey, C2S, S2C},
+};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+pub use config::AlertConfig;
+use history::{FlowHistory, Point, Sample};
+pub use rules::{Kind, Level};
+pub use sessions::SessionId;
+
+use crate::snapshot::{FlowRecord, Snapshot};
+
+/// A connection record across ticks: a reused 4-tuple is another record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowId {
+    pub key: FlowKey,
+    pub first_seen_ns: u64,
+}
+
+impl FlowId {
+    pub fn of(f: &FlowRecord) -> Self {
+        Self {
+            key: f.key,
+            first_seen_ns: f.state.first_seen_ns,
+        }
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl Serialize for Level {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One alert of one session, with the evidence of its worst flow.
+#[derive(Clone, Debug, Serialize)]
+pub struct Alert {
+    pub id: u64,
+    pub kind: Kind,
+    pub severity: Level,
+    pub direction: Option<&'static str>,
+    pub session: SessionId,
+    /// The flow whose finding is the evidence (the worst one of the session).
+    pub client: String,
+    pub server: String,
+    /// How many of the session's flows show the condition.
+    pub flows: usize,
+    pub since_ns: u64,
+    pub changed_ns: u64,
+    pub cleared_ns: Option<u64>,
+    pub summary: String,
+    pub evidence: Map<String, Value>,
+    /// Whether the session still has a flow that works: a client that tried several
+    /// candidate connections may not be affected at all.
+    pub session_has_healthy_flow: bool,
+    #[serde(skip)]
+    pub flow_ids: Vec<FlowId>,
+    #[serde(skip)]
+    last_true_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Raised,
+    Escalated,
+    Cleared,
+}
+
+/// One step of an alert's lifecycle: what the alert log and `--headless` print.
+#[derive(Clone, Debug, Serialize)]
+pub struct Transition {
+    #[serde(rename = "alert")]
+    pub change: Change,
+    pub ts_ns: u64,
+    #[serde(flatten)]
+    pub alert: Alert,
+}
+
+/// What the engine concluded about one flow at this tick (aligned with `Snapshot::flows`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowHealth {
+    pub session: Option<SessionId>,
+    /// The worst active finding (`None`: healthy).
+    pub level: Option<Level>,
+    /// Bytes per second over the latest tick.
+    pub throughput: [f64; 2],
+    /// Retransmitted share of data segments over the alert window (`None`: too few).
+    pub retx_rate: [Option<f64>; 2],
+    /// Time each side's receive window has been seen at zero, in total.
+    pub zero_window_ns: [u64; 2],
+    pub in_flight: [Option<u32>; 2],
+    /// Ids of the active alerts this flow is part of.
+    pub alerts: Vec<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct AlertKey {
+    session: SessionId,
+    kind: Kind,
+    dir: Option<usize>,
+}
+
+/// Cleared alerts kept for the UI and the summary.
+const RECENT_CLEARED: usize = 200;
+
+pub struct AlertEngine {
+    cfg: AlertConfig,
+    flows: HashMap<FlowId, FlowHistory>,
+    sessions: sessions::Sessions,
+    active: BTreeMap<AlertKey, Alert>,
+    cleared: VecDeque<Alert>,
+    next_id: u64,
+}
+
+fn ns(s: f64) -> u64 {
+    (s * 1e9) as u64
+}
+
+impl AlertEngine {
+    pub fn new(cfg: AlertConfig) -> Self {
+        Self {
+            cfg,
+            flows: HashMap::new(),
+            sessions: sessions::Sessions::default(),
+            active: BTreeMap::new(),
+            cleared: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    pub fn config(&self) -> &AlertConfig {
+        &self.cfg
+    }
+
+    /// The sparkline points of one flow, oldest first.
+    pub fn spark(&self, id: &FlowId) -> Vec<Point> {
+        self.flows
+            .get(id)
+            .map(|h| h.spark.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Judges one snapshot: fills its `health` and `alerts`, returns the transitions.
+    /// `events` are those drained since the previous tick.
+    pub fn tick(&mut self, snap: &mut Snapshot, events: &[Event]) -> Vec<Transition> {
+        let now = snap.now_ns;
+        let cfg = self.cfg.clone();
+        let mut hellos: HashMap<FlowKey, u64> = HashMap::new();
+        for ev in events.iter().filter(|e| e.kind == event::CLIENT_HELLO) {
+            hellos.entry(ev.key).or_insert(ev.ts_ns);
+        }
+        // New flows join sessions in the order they started.
+        let mut order: Vec<usize> = (0..snap.flows.len()).collect();
+        order.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
+        let mut health = vec![FlowHealth::default(); snap.flows.len()];
+        let mut findings: BTreeMap<AlertKey, Vec<(usize, rules::Finding)>> = BTreeMap::new();
+        let mut present = HashSet::with_capacity(snap.flows.len());
+        let mut session_ok: HashMap<SessionId, bool> = HashMap::new();
+        for &i in &order {
+            let f = &snap.flows[i];
+            let st = &f.state;
+            let id = FlowId::of(f);
+            present.insert(id);
+            let h = self.flows.entry(id).or_default();
+            observe(h, st, now, hellos.get(&f.key).copied(), ns(cfg.retransmit_window_s));
+            let found = rules::evaluate(&cfg, st, h, now);
+            let session = self.sessions.assign(
+                id,
+                f.client().ip(),
+                st.last_seen_ns,
+                ns(cfg.session_window_s),
+            );
+            let level = found.iter().map(|x| x.level).filter(|l| *l >= Level::Warning).max();
+            let works = st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
+                && !st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0)
+                && level.is_none()
+                && now.saturating_sub(st.last_seen_ns) < ns(cfg.session_window_s);
+            *session_ok.entry(session).or_default() |= works;
+            health[i] = FlowHealth {
+                session: Some(session),
+                level,
+                throughput: [h.current_throughput(C2S), h.current_throughput(S2C)],
+                retx_rate: [C2S, S2C].map(|d| {
+                    h.window_rate(d, cfg.retransmit_min_segments)
+                        .map(|r| r.ratio)
+                }),
+                zero_window_ns: h.zero_total_ns,
+                in_flight: [rules::in_flight(st, C2S), rules::in_flight(st, S2C)],
+                alerts: Vec::new(),
+            };
+            for x in found {
+                let key = AlertKey {
+                    session,
+                    kind: x.kind,
+                    dir: x.dir,
+                };
+                findings.entry(key).or_default().push((i, x));
+            }
+        }
+        self.flows.retain(|id, _| present.contains(id));
+        self.sessions.retain(&present);
+
+        let mut out = Vec::new();
+        for (key, list) in findings {
+            let Some((wi, worst)) = list.iter().max_by_key(|(_, x)| x.level) else {
+                continue;
+            };
+            let flow = &snap.flows[*wi];
+            let ids: Vec<FlowId> = list
+                .iter()
+                .filter(|(_, x)| x.level >= Level::Warning)
+                .map(|(i, _)| FlowId::of(&snap.flows[*i]))
+                .collect();
+            let healthy = session_ok.get(&key.session).copied().unwrap_or(false);
+            match self.active.get_mut(&key) {
+                Some(a) => {
+                    a.last_true_ns = now;
+                    a.session_has_healthy_flow = healthy;
+                    if worst.level >= Level::Warning {
+                        a.summary = worst.summary.clone();
+                        a.evidence = worst.evidence.clone();
+                        a.client = flow.client().to_string();
+                        a.server = flow.server().to_string();
+                        a.flows = ids.len();
+                        a.flow_ids = ids;
+                    }
+                    if worst.level > a.severity {
+                        a.severity = worst.level;
+                        a.changed_ns = now;
+                        out.push(Transition {
+                            change: Change::Escalated,
+                            ts_ns: now,
+                            alert: a.clone(),
+                        });
+                    }
+                }
+                None if worst.level >= Level::Warning => {
+                    let a = Alert {
+                        id: self.next_id,
+                        kind: key.kind,
+                        severity: worst.level,
+                        direction: key.dir.map(rules::dir_name),
+                        session: key.session,
+                        client: flow.client().to_string(),
+                        server: flow.server().to_string(),
+                        flows: ids.len(),
+                        since_ns: now,
+                        changed_ns: now,
+                        cleared_ns: None,
+                        summary: worst.summary.clone(),
+                        evidence: worst.evidence.clone(),
+                        session_has_healthy_flow: healthy,
+                        flow_ids: ids,
+                        last_true_ns: now,
+                    };
+                    self.next_id += 1;
+                    out.push(Transition {
+                        change: Change::Raised,
+                        ts_ns: now,
+                        alert: a.clone(),
+                    });
+                    self.active.insert(key, a);
+                }
+                None => {}
+            }
+        }
+        let clear_after = ns(cfg.clear_after_s);
+        let done: Vec<AlertKey> = self
+            .active
+            .iter()
+            .filter(|(_, a)| now.saturating_sub(a.last_true_ns) >= clear_after && a.last_true_ns != now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in done {
+            if let Some(mut a) = self.active.remove(&key) {
+                a.cleared_ns = Some(now);
+                a.changed_ns = now;
+                a.session_has_healthy_flow = session_ok.get(&key.session).copied().unwrap_or(false);
+                out.push(Transition {
+                    change: Change::Cleared,
+                    ts_ns: now,
+                    alert: a.clone(),
+                });
+                if self.cleared.len() == RECENT_CLEARED {
+                    self.cleared.pop_front();
+                }
+                self.cleared.push_back(a);
+            }
+        }
+        // Which active alerts each flow is part of.
+        let index: HashMap<FlowId, usize> = snap
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (FlowId::of(f), i))
+            .collect();
+        for a in self.active.values() {
+            for id in &a.flow_ids {
+                if let Some(&i) = index.get(id) {
+                    health[i].alerts.push(a.id);
+                }
+            }
+        }
+        snap.health = health;
+        snap.alerts = self.alerts();
+        out
+    }
+
+    /// Active alerts (worst first), then the recently cleared (newest first).
+    pub fn alerts(&self) -> Vec<Alert> {
+        let mut active: Vec<Alert> = self.active.values().cloned().collect();
+        active.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.since_ns.cmp(&b.since_ns)));
+        active.extend(self.cleared.iter().rev().cloned());
+        active
+    }
+}
+
+/// Updates a flow's history with this tick's record.
+fn observe(h: &mut FlowHistory, st: &monitor_common::flow::FlowState, now: u64, hello_ns: Option<u64>, window_ns: u64) {
+    let first = h.latest().is_none();
+    let prev_ts = h.latest().map(|s| s.ts_ns);
+    h.push(Sample::of(st, now), window_ns);
+    for d in [C2S, S2C] {
+        // The window a side advertised last is zero: keep the time it was first seen so.
+        let zero = st.tcp.dir[d].window_p1 == 1;
+        match (zero, h.zero_since_ns[d]) {
+            (true, None) => h.zero_since_ns[d] = Some(now),
+            (false, Some(_)) => h.zero_since_ns[d] = None,
+            _ => {}
+        }
+        if zero {
+            if let Some(p) = prev_ts {
+                h.zero_total_ns[d] += now.saturating_sub(p);
+            }
+        }
+        if first || st.acked_ns[d] != h.progress_mark_ns[d] {
+            h.progress_mark_ns[d] = st.acked_ns[d];
+            h.retx_at_progress[d] = st.dir[d].retransmits as u64;
+        }
+    }
+    if h.client_hello_ns.is_none() && st.seen & seen::CLIENT_HELLO != 0 {
+        h.client_hello_ns = Some(hello_ns.unwrap_or(now));
+    }
+}
+
+#[cfg(test)]
+mod tests;
