@@ -82,6 +82,19 @@ pub struct LiveArgs {
     /// Flows the kernel map holds; beyond that the least recently used are evicted.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     pub max_flows: u32,
+    #[command(flatten)]
+    pub alerting: AlertArgs,
+}
+
+/// Options of the alert engine, shared by `live` and `demo`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AlertArgs {
+    /// Alert thresholds (TOML; see README.md, "Alerts"). Default: DESIGN.md's.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Append every alert transition (raised, escalated, cleared) as a JSON line.
+    #[arg(long, value_name = "FILE")]
+    pub alerts_log: Option<std::path::PathBuf>,
 }
 
 fn parse_ports(s: &str) -> Result<PortSet, String> {

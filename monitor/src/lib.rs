@@ -16,3 +16,4 @@ pub mod live;
 pub mod output;
 pub mod replay;
 pub mod snapshot;
+pub mod tui;

@@ -1,23 +1,43 @@
-//! `monitor live`: preflight, load, attach, then report every interval until a signal or
-//! `--duration`; detach on every exit path (the `Ebpf` value owns every link).
+//! `monitor live`: preflight, load, attach, then every tick collect, judge, publish, until
+//! a signal, `--duration` or the UI's quit; detach on every exit path (the `Ebpf` value
+//! owns every link).
 
-use std::time::Duration;
+use std::{
+    fs::File,
+    io::Write,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
+use aya::Ebpf;
 use monitor_common::event;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    cli::LiveArgs,
+    alerts::{AlertConfig, AlertEngine, FlowId, Transition},
+    cli::{AlertArgs, LiveArgs},
     collector::{Clock, Collector},
+    error::usage,
     kernel::{
         attach::{attach_all, Target},
         load::load,
-        preflight,
+        netns, preflight,
     },
     output,
     snapshot::Snapshot,
+    tui,
 };
+
+/// What the header of every output says about this run.
+#[derive(Clone, Debug, Default)]
+pub struct RunInfo {
+    pub interfaces: Vec<String>,
+    /// How the programs are attached, as the start-up lines said it.
+    pub attach: String,
+    pub ports: String,
+}
 
 /// Checks everything a person could get wrong before touching the kernel.
 fn targets(args: &LiveArgs) -> Result<Vec<Target>> {
@@ -39,31 +59,141 @@ fn targets(args: &LiveArgs) -> Result<Vec<Target>> {
     Ok(out)
 }
 
-/// Prints one report; `false` when stdout is gone and the run should end.
-fn print(args: &LiveArgs, snap: &Snapshot) -> bool {
-    let text = if args.json {
-        output::json::render(snap)
-    } else {
-        output::text::render(snap)
-    };
-    output::stdout_line(&text).is_ok()
+/// The alert engine's config and log, checked before anything is attached.
+pub struct Alerting {
+    engine: AlertEngine,
+    log: Option<File>,
+}
+
+impl Alerting {
+    pub fn open(args: &AlertArgs, tick_s: f64) -> Result<Self> {
+        let cfg = match &args.config {
+            Some(p) => AlertConfig::load(p, tick_s)?,
+            None => AlertConfig::default(),
+        };
+        let log = args.alerts_log.as_deref().map(open_log).transpose()?;
+        Ok(Self {
+            engine: AlertEngine::new(cfg),
+            log,
+        })
+    }
+
+    fn write(&mut self, transitions: &[Transition]) {
+        let Some(f) = self.log.as_mut() else { return };
+        for t in transitions {
+            let line = output::json::transition_line(t);
+            if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
+                output::status(&format!("monitor: alerts log: {e}; no longer written"));
+                self.log = None;
+                return;
+            }
+        }
+    }
+}
+
+fn open_log(p: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(|e| {
+            usage(
+                format!("cannot open alerts log {}: {e}", p.display()),
+                "give a writable file path to --alerts-log",
+            )
+        })
+}
+
+/// Where the ticks go: stdout lines, or the terminal UI.
+enum Sink {
+    Headless { json: bool },
+    Ui(tui::Ui),
+}
+
+impl Sink {
+    /// Publishes one tick; `false` when the run should end (stdout gone).
+    fn publish(&mut self, snap: Snapshot, transitions: &[Transition]) -> bool {
+        match self {
+            Sink::Headless { json } => {
+                for t in transitions {
+                    if output::stdout_line(&output::json::transition_line(t)).is_err() {
+                        return false;
+                    }
+                }
+                let text = if *json {
+                    output::json::render(&snap)
+                } else {
+                    output::text::render(&snap)
+                };
+                output::stdout_line(&text).is_ok()
+            }
+            Sink::Ui(ui) => {
+                ui.publish(Arc::new(snap));
+                true
+            }
+        }
+    }
+
+    fn selected(&self) -> Option<FlowId> {
+        match self {
+            Sink::Ui(ui) => ui.selected(),
+            Sink::Headless { .. } => None,
+        }
+    }
 }
 
 pub async fn run(args: LiveArgs) -> Result<()> {
+    run_in(args, None).await
+}
+
+/// `monitor live`, attaching inside network namespace `ns` when given (the demo's edge).
+pub async fn run_in(args: LiveArgs, ns: Option<&File>) -> Result<()> {
     // Before attaching: a signal that arrives once we are attached must find its handler.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let targets = targets(&args)?;
-    let cfg = args.ports.to_config(0);
-    let mut ebpf = load(&cfg, args.max_flows)?;
-    let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
-    for l in &lines {
-        output::status(&format!(
-            "monitor: attached {l}; watching ports {}",
-            args.ports
-        ));
+    let mut alerting = Alerting::open(&args.alerting, args.interval)?;
+    if !args.headless {
+        tui::Ui::check_terminal()?;
     }
-    let mut collector = Collector::new(&mut ebpf, Clock::monotonic())?;
+    let cfg = args.ports.to_config(0);
+    let (mut ebpf, lines) = netns::within(ns, || {
+        let targets = targets(&args)?;
+        let mut ebpf = load(&cfg, args.max_flows)?;
+        let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
+        Ok((ebpf, lines))
+    })?;
+    let info = RunInfo {
+        interfaces: args.interfaces.clone(),
+        attach: lines.join("; "),
+        ports: args.ports.to_string(),
+    };
+    let result = watch(&args, &info, &mut ebpf, &mut alerting, &mut sigint, &mut sigterm).await;
+    // Detach where we attached (netlink filters are found by ifindex in that namespace).
+    netns::within(ns, move || {
+        drop(ebpf);
+        Ok(())
+    })?;
+    output::status("monitor: detached");
+    result
+}
+
+async fn watch(
+    args: &LiveArgs,
+    info: &RunInfo,
+    ebpf: &mut Ebpf,
+    alerting: &mut Alerting,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> Result<()> {
+    let mut sink = if args.headless {
+        for l in info.attach.split("; ") {
+            output::status(&format!("monitor: attached {l}; watching ports {}", info.ports));
+        }
+        Sink::Headless { json: args.json }
+    } else {
+        Sink::Ui(tui::Ui::start(info.clone())?)
+    };
+    let mut collector = Collector::new(ebpf, Clock::monotonic())?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -74,29 +204,57 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         }
     };
     tokio::pin!(stop);
+    let quit_rx = match &mut sink {
+        Sink::Ui(ui) => ui.take_quit(),
+        Sink::Headless { .. } => None,
+    };
+    let quit = async move {
+        match quit_rx {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let mut quit = std::pin::pin!(quit);
+    let mut step = |collector: &mut Collector, sink: &mut Sink| -> Result<bool> {
+        let started = Instant::now();
+        let events = collector.drain_events();
+        log_events(&events);
+        let mut snap = collector.collect()?;
+        let transitions = alerting.engine.tick(&mut snap, &events);
+        alerting.write(&transitions);
+        if let Some(id) = sink.selected() {
+            snap.spark = Some((id, alerting.engine.spark(&id)));
+        }
+        snap.collect_ns = started.elapsed().as_nanos() as u64;
+        Ok(sink.publish(snap, &transitions))
+    };
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                log_events(&mut collector);
-                if !print(&args, &collector.collect()?) {
+                if !step(&mut collector, &mut sink)? {
                     break;
                 }
             }
+            _ = &mut quit => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut stop => break,
         }
     }
-    log_events(&mut collector);
-    print(&args, &collector.collect()?);
-    drop(collector);
-    drop(ebpf);
-    output::status("monitor: detached");
-    Ok(())
+    drop(quit);
+    if let Sink::Ui(ui) = sink {
+        ui.stop()
+    } else {
+        // The last word in headless mode: a final report.
+        step(&mut collector, &mut sink)?;
+        Ok(())
+    }
 }
 
-fn log_events(c: &mut Collector) {
-    for ev in c.drain_events() {
+fn log_events(events: &[monitor_common::event::Event]) {
+    for ev in events {
         let kind = match ev.kind {
             event::FLOW_SEEN => "flow seen",
             event::RESET => "reset",

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::alerts::{Alert, FlowHealth};
+use crate::alerts::{history::Point, Alert, FlowHealth, FlowId};
 use monitor_common::{
     flow::{FlowKey, FlowState},
     stats,
@@ -73,6 +73,13 @@ pub struct Snapshot {
     pub health: Vec<FlowHealth>,
     /// Active alerts (worst first), then recently cleared ones (newest first).
     pub alerts: Vec<Alert>,
+    /// Whether an alert engine judged this snapshot (live, demo), so "no alerts" means
+    /// none rather than not looked at.
+    pub judged: bool,
+    /// Sparkline points of the flow the UI shows in detail.
+    pub spark: Option<(FlowId, Vec<Point>)>,
+    /// Time the collector took to read the kernel and judge the flows.
+    pub collect_ns: u64,
 }
 
 impl Snapshot {
@@ -89,6 +96,9 @@ impl Snapshot {
             now_ns,
             health: Vec::new(),
             alerts: Vec::new(),
+            judged: false,
+            spark: None,
+            collect_ns: 0,
         }
     }
 }

@@ -85,6 +85,71 @@ pub struct FlowHistory {
     pub progress_mark_ns: [u64; 2],
     /// When the ClientHello was first known (event time, else first tick that saw it).
     pub client_hello_ns: Option<u64>,
+    /// Zeek's conn.log history string, letters in the order ticks first saw them.
+    pub zeek: String,
+    zeek_emitted: [u8; ZEEK_LETTERS],
+}
+
+const ZEEK_LETTERS: usize = 16;
+
+/// Zeek's history letters (uppercase: the client, the originator; lowercase: the server)
+/// with the count behind each. T, W and G repeat at 1, 10, 100, ... as in Zeek.
+fn zeek_counts(st: &FlowState) -> [(char, u64, bool); ZEEK_LETTERS] {
+    let (c, s) = (&st.dir[C2S], &st.dir[S2C]);
+    let bare = |d: &monitor_common::flow::DirStats| {
+        d.segments
+            .saturating_sub(d.data_segments)
+            .saturating_sub((d.syns + d.synacks + d.fins + d.rsts) as u64)
+    };
+    [
+        ('S', c.syns as u64, false),
+        ('s', s.syns as u64, false),
+        ('H', c.synacks as u64, false),
+        ('h', s.synacks as u64, false),
+        ('A', bare(c), false),
+        ('a', bare(s), false),
+        ('D', c.data_segments, false),
+        ('d', s.data_segments, false),
+        ('T', c.retransmits as u64, true),
+        ('t', s.retransmits as u64, true),
+        ('G', c.lost_segments as u64, true),
+        ('g', s.lost_segments as u64, true),
+        ('W', c.zero_windows as u64, true),
+        ('w', s.zero_windows as u64, true),
+        ('F', c.fins as u64, false),
+        ('f', s.fins as u64, false),
+    ]
+}
+
+/// How many times a letter is due: once, or 1 + log10(count) for the repeating ones.
+fn due(count: u64, repeats: bool) -> u8 {
+    match (count, repeats) {
+        (0, _) => 0,
+        (_, false) => 1,
+        (n, true) => 1 + n.ilog10() as u8,
+    }
+}
+
+impl FlowHistory {
+    /// Appends the letters this tick's record makes due; resets come last in a tick, as
+    /// they end a connection.
+    pub fn update_zeek(&mut self, st: &FlowState) {
+        let mut add = |i: usize, ch: char, n: u8| {
+            while self.zeek_emitted[i] < n {
+                self.zeek.push(ch);
+                self.zeek_emitted[i] += 1;
+            }
+        };
+        for (i, (ch, count, rep)) in zeek_counts(st).into_iter().enumerate() {
+            add(i, ch, due(count, rep));
+        }
+        let rsts = [st.dir[C2S].rsts, st.dir[S2C].rsts];
+        for (d, ch) in [(C2S, 'R'), (S2C, 'r')] {
+            if rsts[d] > 0 && !self.zeek.contains(ch) {
+                self.zeek.push(ch);
+            }
+        }
+    }
 }
 
 impl FlowHistory {
@@ -181,6 +246,29 @@ mod tests {
         assert_eq!(p.bytes_per_s[C2S], 1000.0);
         assert!((p.retx_ratio[C2S] - 0.1).abs() < 1e-6);
         assert_eq!(h.current_throughput(C2S), 1000.0);
+    }
+
+    #[test]
+    fn zeek_history_in_order_of_first_sight_with_log_repeats() {
+        let mut st = FlowState::default();
+        let mut h = FlowHistory::default();
+        st.dir[C2S].syns = 1;
+        st.dir[C2S].segments = 1;
+        h.update_zeek(&st);
+        st.dir[S2C].synacks = 1;
+        st.dir[S2C].segments = 1;
+        st.dir[C2S].segments = 2;
+        h.update_zeek(&st);
+        st.dir[C2S].segments = 20;
+        st.dir[C2S].data_segments = 18;
+        st.dir[S2C].segments = 30;
+        st.dir[S2C].data_segments = 20;
+        st.dir[S2C].retransmits = 12;
+        h.update_zeek(&st);
+        st.dir[C2S].rsts = 1;
+        st.dir[C2S].segments = 21;
+        h.update_zeek(&st);
+        assert_eq!(h.zeek, "ShAaDdttR");
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub struct FlowHealth {
     pub in_flight: [Option<u32>; 2],
     /// Ids of the active alerts this flow is part of.
     pub alerts: Vec<u64>,
+    /// Zeek's conn.log history letters.
+    pub history: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -217,6 +219,7 @@ impl AlertEngine {
                 zero_window_ns: h.zero_total_ns,
                 in_flight: [rules::in_flight(st, C2S), rules::in_flight(st, S2C)],
                 alerts: Vec::new(),
+                history: h.zeek.clone(),
             };
             for x in found {
                 let key = AlertKey {
@@ -333,6 +336,7 @@ impl AlertEngine {
         }
         snap.health = health;
         snap.alerts = self.alerts();
+        snap.judged = true;
         out
     }
 
@@ -368,6 +372,7 @@ fn observe(h: &mut FlowHistory, st: &monitor_common::flow::FlowState, now: u64, 
             h.retx_at_progress[d] = st.dir[d].retransmits as u64;
         }
     }
+    h.update_zeek(st);
     if h.client_hello_ns.is_none() && st.seen & seen::CLIENT_HELLO != 0 {
         h.client_hello_ns = Some(hello_ns.unwrap_or(now));
     }

@@ -37,7 +37,7 @@ impl Clock {
         now(libc::CLOCK_REALTIME).clamp(0, u64::MAX as i128) as u64
     }
 
-    /// The record's timestamps in epoch ns.
+    /// Every timestamp of the record in epoch ns (the alert rules compare them with now).
     pub fn state_to_epoch(
         &self,
         mut s: monitor_common::flow::FlowState,
@@ -45,6 +45,13 @@ impl Clock {
         s.first_seen_ns = self.to_epoch(s.first_seen_ns);
         s.last_seen_ns = self.to_epoch(s.last_seen_ns);
         s.progress_ns = s.progress_ns.map(|t| self.to_epoch(t));
+        s.acked_ns = s.acked_ns.map(|t| self.to_epoch(t));
+        s.tcp.syn_time = self.to_epoch(s.tcp.syn_time);
+        for d in 0..2 {
+            s.dir[d].last_rst_ns = self.to_epoch(s.dir[d].last_rst_ns);
+            s.tcp.dir[d].nextseq_time = self.to_epoch(s.tcp.dir[d].nextseq_time);
+            s.tcp.dir[d].lastack_time = self.to_epoch(s.tcp.dir[d].lastack_time);
+        }
         s
     }
 

@@ -2,4 +2,5 @@
 
 pub mod attach;
 pub mod load;
+pub mod netns;
 pub mod preflight;

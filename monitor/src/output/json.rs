@@ -10,9 +10,12 @@ use serde::Serialize;
 use crate::snapshot::{FlowRecord, Snapshot};
 
 #[derive(Serialize, Debug)]
-pub struct Summary {
+pub struct Summary<'a> {
     pub flows: Vec<Flow>,
     pub totals: Totals,
+    /// Active alerts with their evidence (only where an alert engine judged the flows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<&'a crate::alerts::Alert>>,
 }
 
 #[derive(Serialize, Debug)]
@@ -66,8 +69,10 @@ pub struct Direction {
 
 #[derive(Serialize, Debug)]
 pub struct Alert {
-    pub kind: String,
-    pub severity: String,
+    pub id: u64,
+    pub kind: &'static str,
+    pub severity: &'static str,
+    pub direction: Option<&'static str>,
     pub since_ns: u64,
 }
 
@@ -123,7 +128,8 @@ pub fn outcome(s: &FlowState, now_ns: u64) -> Option<&'static str> {
     }
 }
 
-fn flow(f: &FlowRecord, now_ns: u64) -> Flow {
+fn flow(f: &FlowRecord, i: usize, snap: &Snapshot) -> Flow {
+    let now_ns = snap.now_ns;
     let s = &f.state;
     let (c, sv) = (&s.dir[C2S], &s.dir[S2C]);
     // A hello is known absent only once that side has sent payload.
@@ -148,13 +154,40 @@ fn flow(f: &FlowRecord, now_ns: u64) -> Flow {
         },
         c2s: direction(c),
         s2c: direction(sv),
-        alerts: Vec::new(),
+        alerts: snap
+            .health
+            .get(i)
+            .map(|h| {
+                h.alerts
+                    .iter()
+                    .filter_map(|id| snap.alerts.iter().find(|a| a.id == *id))
+                    .map(|a| Alert {
+                        id: a.id,
+                        kind: a.kind.name(),
+                        severity: a.severity.name(),
+                        direction: a.direction,
+                        since_ns: a.since_ns,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
-pub fn summary(snap: &Snapshot) -> Summary {
+pub fn summary(snap: &Snapshot) -> Summary<'_> {
     Summary {
-        flows: snap.flows.iter().map(|f| flow(f, snap.now_ns)).collect(),
+        alerts: snap.judged.then(|| {
+            snap.alerts
+                .iter()
+                .filter(|a| a.cleared_ns.is_none())
+                .collect()
+        }),
+        flows: snap
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| flow(f, i, snap))
+            .collect(),
         totals: Totals {
             // Packets the monitor analysed: those on watched ports.
             packets: snap.counters.get(stats::WATCHED),
@@ -169,4 +202,9 @@ pub fn summary(snap: &Snapshot) -> Summary {
 pub fn render(snap: &Snapshot) -> String {
     // Serialising plain structs of numbers and strings cannot fail.
     serde_json::to_string(&summary(snap)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// One alert transition as a JSON line (`--alerts-log`, and stdout with `--headless`).
+pub fn transition_line(t: &crate::alerts::Transition) -> String {
+    serde_json::to_string(t).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }

@@ -1,0 +1,436 @@
+//! Rendering: a pure function of the run's info, the UI state and one snapshot. Severity
+//! shows as colour and as text (`CRIT!!`, `WARN!`), so it reads without colour too.
+
+use monitor_common::flow::{DirStats, SynOpts, C2S, S2C, SYN_OPT_SACK, SYN_OPT_SEEN, SYN_OPT_TIMESTAMPS};
+use ratatui::{
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TRow, Sparkline, Table},
+    Frame,
+};
+
+use super::{
+    rows::{self, Column, Row},
+    state::{UiState, View},
+};
+use crate::{
+    alerts::{Alert, FlowId, Level},
+    live::RunInfo,
+    output::json::outcome,
+    snapshot::Snapshot,
+};
+
+fn level_style(l: Option<Level>) -> Style {
+    match l {
+        Some(Level::Critical) => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        Some(Level::Warning) => Style::new().fg(Color::Yellow),
+        _ => Style::new().fg(Color::Green),
+    }
+}
+
+fn marker(l: Level) -> &'static str {
+    match l {
+        Level::Critical => "CRIT!!",
+        _ => "WARN!",
+    }
+}
+
+/// UTC wall-clock time of an epoch-ns timestamp.
+fn clock(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60)
+}
+
+/// Draws the whole screen.
+pub fn draw(f: &mut Frame, info: &RunInfo, ui: &mut UiState, snap: &Snapshot) {
+    let area = f.area();
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(5),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(f, header, info, ui, snap);
+    match ui.view {
+        View::Table => {
+            let alerts_h = (body.height / 3).clamp(4, 10);
+            let [table, alerts] =
+                Layout::vertical([Constraint::Min(3), Constraint::Length(alerts_h)]).areas(body);
+            draw_table(f, table, ui, snap);
+            draw_alerts(f, alerts, &snap.alerts, "Alerts", None);
+        }
+        View::Detail => draw_detail(f, body, ui, snap),
+    }
+    draw_footer(f, footer, ui);
+    if ui.help {
+        draw_help(f, area);
+    }
+}
+
+fn draw_header(f: &mut Frame, area: Rect, info: &RunInfo, ui: &UiState, snap: &Snapshot) {
+    let active: Vec<&Alert> = snap.alerts.iter().filter(|a| a.cleared_ns.is_none()).collect();
+    let crit = active.iter().filter(|a| a.severity == Level::Critical).count();
+    let pps = ui.pps.map_or("-".into(), |p| format!("{p:.0}"));
+    let line1 = Line::from(vec![
+        Span::styled("monitor ", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(format!(
+            "if {}  attach {}  ports {}",
+            info.interfaces.join(","),
+            info.attach,
+            info.ports
+        )),
+    ]);
+    let alerts_span = if active.is_empty() {
+        Span::styled("alerts 0", level_style(None))
+    } else {
+        Span::styled(
+            format!("alerts {} ({crit} crit)", active.len()),
+            level_style(Some(if crit > 0 { Level::Critical } else { Level::Warning })),
+        )
+    };
+    let line2 = Line::from(vec![
+        Span::raw(format!("pkts/s {pps}  flows {}  ", snap.flows.len())),
+        alerts_span,
+        Span::raw(format!(
+            "  evicted {}  lost events {}  lag {}",
+            snap.evicted_flows,
+            snap.counters.get(monitor_common::stats::EVENTS_LOST),
+            rows::millis(snap.collect_ns)
+        )),
+    ]);
+    f.render_widget(Paragraph::new(vec![line1, line2]), area);
+}
+
+fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot) {
+    let cols = Column::fitting(area.width.saturating_sub(2));
+    let rows = ui.rows(snap);
+    let height = area.height.saturating_sub(3) as usize;
+    ui.scroll(height);
+    let header = TRow::new(cols.iter().map(|c| {
+        let mark = if *c == ui.sort {
+            if ui.descending {
+                "v"
+            } else {
+                "^"
+            }
+        } else {
+            ""
+        };
+        Cell::from(format!("{}{mark}", c.title()))
+    }))
+    .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+    let body: Vec<TRow> = rows
+        .iter()
+        .enumerate()
+        .skip(ui.offset)
+        .take(height)
+        .map(|(i, r)| table_row(r, &cols, snap.now_ns, i == ui.cursor))
+        .collect();
+    let title = format!(
+        "Flows {}/{}{}{}",
+        rows.len(),
+        snap.flows.len(),
+        match ui.min_level {
+            Some(Level::Critical) => "  [critical only]",
+            Some(_) => "  [warning+]",
+            None => "",
+        },
+        if ui.follow { "  [following worst]" } else { "" }
+    );
+    let widths: Vec<Constraint> = cols.iter().map(|c| Constraint::Length(c.width())).collect();
+    let table = Table::new(body, widths)
+        .header(header)
+        .block(Block::new().borders(Borders::ALL).title(title));
+    f.render_widget(table, area);
+    if rows.is_empty() {
+        let msg = if snap.flows.is_empty() {
+            "no TCP flows on the watched ports yet"
+        } else {
+            "no flow matches the filter (Esc clears it)"
+        };
+        let inner = Rect {
+            x: area.x + 2,
+            y: area.y + 2,
+            width: area.width.saturating_sub(4),
+            height: 1.min(area.height.saturating_sub(3)),
+        };
+        f.render_widget(Paragraph::new(msg), inner);
+    }
+}
+
+fn table_row<'a>(r: &Row, cols: &[Column], now: u64, selected: bool) -> TRow<'a> {
+    let level = r.level();
+    let cells = cols.iter().map(|c| {
+        let text = r.cell(*c, now);
+        let style = match c {
+            Column::Health => level_style(level),
+            Column::Resets if text.ends_with('!') => level_style(Some(Level::Critical)),
+            _ => Style::new(),
+        };
+        Cell::from(text).style(style)
+    });
+    let row = TRow::new(cells);
+    if selected {
+        row.style(Style::new().add_modifier(Modifier::REVERSED))
+    } else {
+        row
+    }
+}
+
+fn alert_line(a: &Alert, with_flow: bool) -> Line<'static> {
+    let (mark, style) = match a.cleared_ns {
+        Some(_) => ("cleared", Style::new().add_modifier(Modifier::DIM)),
+        None => (marker(a.severity), level_style(Some(a.severity))),
+    };
+    let t = a.cleared_ns.unwrap_or(a.changed_ns);
+    let mut spans = vec![
+        Span::raw(format!("{} ", clock(t))),
+        Span::styled(format!("{mark:<7} "), style),
+        Span::styled(format!("{:<17} ", a.kind.name()), Style::new().add_modifier(Modifier::BOLD)),
+    ];
+    if with_flow {
+        spans.push(Span::raw(format!("{} > {}  ", a.client, a.server)));
+    }
+    let healthy = if a.session_has_healthy_flow {
+        " [session has a healthy flow]"
+    } else {
+        ""
+    };
+    spans.push(Span::raw(format!("{}{healthy}", a.summary)));
+    Line::from(spans)
+}
+
+fn draw_alerts(f: &mut Frame, area: Rect, alerts: &[Alert], title: &str, only: Option<FlowId>) {
+    let shown: Vec<&Alert> = alerts
+        .iter()
+        .filter(|a| only.is_none_or(|id| a.flow_ids.contains(&id)))
+        .collect();
+    let active = shown.iter().filter(|a| a.cleared_ns.is_none()).count();
+    let lines: Vec<Line> = if shown.is_empty() {
+        vec![Line::from("none")]
+    } else {
+        shown.iter().map(|a| alert_line(a, only.is_none())).collect()
+    };
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(format!("{title} (active {active})"));
+    f.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn draw_footer(f: &mut Frame, area: Rect, ui: &UiState) {
+    let text = if ui.editing {
+        format!("filter: {}_   (Enter applies, Esc clears; port:N sev:warn|crit text)", ui.filter_text)
+    } else {
+        let filter = if ui.filter_text.is_empty() {
+            String::new()
+        } else {
+            format!("filter: {}  ", ui.filter_text)
+        };
+        let keys = match ui.view {
+            View::Table => "q quit  ? keys  Enter detail  / filter  s sort  w severity  f follow",
+            View::Detail => "q quit  ? keys  Esc back to the table",
+        };
+        format!("{filter}sort {}  {keys}", ui.sort.title())
+    };
+    f.render_widget(Paragraph::new(text).style(Style::new().add_modifier(Modifier::REVERSED)), area);
+}
+
+const HELP: &[(&str, &str)] = &[
+    ("q, Ctrl-C", "quit (the terminal is restored)"),
+    ("Up/Down, j/k", "select a flow; PgUp/PgDn, Home/End"),
+    ("Enter", "flow detail: counters, sparklines, handshake, history, alerts"),
+    ("Esc", "back to the table; clear the filter"),
+    ("s / S", "sort by the next / previous column"),
+    ("r", "reverse the sort order"),
+    ("/", "filter: text, port:N, sev:warn, sev:crit"),
+    ("w", "show all / warning and worse / critical only"),
+    ("f", "follow the worst flow"),
+    ("?", "this help"),
+];
+
+fn draw_help(f: &mut Frame, area: Rect) {
+    let w = area.width.min(72);
+    let h = (HELP.len() as u16 + 4).min(area.height);
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<14}"), Style::new().add_modifier(Modifier::BOLD)), Span::raw(*v)]))
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from("HEALTH: ok, WARN!, CRIT!!   RST n! = suspect injected"));
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title("Keys (any key closes)")),
+        r,
+    );
+}
+
+fn opts(o: &SynOpts) -> String {
+    if o.bits & SYN_OPT_SEEN == 0 {
+        return "-".into();
+    }
+    let mut s = format!("mss {}", o.mss);
+    if o.wscale_p1 != 0 {
+        s += &format!(" ws {}", o.wscale_p1 - 1);
+    }
+    if o.bits & SYN_OPT_SACK != 0 {
+        s += " sack";
+    }
+    if o.bits & SYN_OPT_TIMESTAMPS != 0 {
+        s += " ts";
+    }
+    s
+}
+
+fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
+    let Some(i) = ui
+        .selected
+        .and_then(|id| snap.flows.iter().position(|fl| FlowId::of(fl) == id))
+    else {
+        f.render_widget(
+            Paragraph::new("the flow is gone from the kernel's table (Esc: back)")
+                .block(Block::new().borders(Borders::ALL)),
+            area,
+        );
+        return;
+    };
+    let fl = &snap.flows[i];
+    let st = &fl.state;
+    let h = snap.health.get(i);
+    let [top, mid, bottom] = Layout::vertical([
+        Constraint::Length(5),
+        Constraint::Min(6),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+    let (c, s) = (&st.dir[C2S], &st.dir[S2C]);
+    let level = h.and_then(|h| h.level);
+    let head = vec![
+        Line::from(vec![
+            Span::styled(
+                format!("{:<6} ", level.map_or("ok", marker)),
+                level_style(level),
+            ),
+            Span::styled(
+                format!("{} > {}", fl.client(), fl.server()),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!(
+                "  session {}  age {}  state {}",
+                h.and_then(|h| h.session).map_or("-".into(), |s| s.to_string()),
+                rows::duration(snap.now_ns.saturating_sub(st.first_seen_ns)),
+                rows::state(st)
+            )),
+        ]),
+        Line::from(format!(
+            "handshake {}  rtt {}  SYNs {}  SYN/ACKs {}",
+            outcome(st, snap.now_ns).unwrap_or("pending"),
+            if st.tcp.rtt_ns == 0 { "-".into() } else { rows::millis(st.tcp.rtt_ns) },
+            c.syns,
+            s.synacks
+        )),
+        Line::from(format!(
+            "options SYN [{}]  SYN/ACK [{}]{}",
+            opts(&c.syn_opts),
+            opts(&s.syn_opts),
+            if c.syn_opts.bits & SYN_OPT_SEEN != 0
+                && s.syn_opts.bits & SYN_OPT_SEEN != 0
+                && ((c.syn_opts.bits ^ s.syn_opts.bits) & (SYN_OPT_SACK | SYN_OPT_TIMESTAMPS) != 0
+                    || (c.syn_opts.wscale_p1 == 0) != (s.syn_opts.wscale_p1 == 0))
+            {
+                "  (differ: stripped by a middlebox?)"
+            } else {
+                ""
+            }
+        )),
+        Line::from(format!(
+            "history {}   (Zeek: uppercase client, lowercase server)",
+            h.map_or("-", |h| h.history.as_str())
+        )),
+    ];
+    f.render_widget(Paragraph::new(head).block(Block::new().borders(Borders::BOTTOM)), top);
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(mid);
+    draw_counters(f, left, c, s, h.map(|h| h.in_flight));
+    draw_sparks(f, right, ui, snap);
+    draw_alerts(f, bottom, &snap.alerts, "This flow's alerts", ui.selected);
+}
+
+fn draw_counters(f: &mut Frame, area: Rect, c: &DirStats, s: &DirStats, flight: Option<[Option<u32>; 2]>) {
+    let n = |v: u64| v.to_string();
+    let fl = |d: usize| flight.and_then(|x| x[d]).map_or("-".into(), |v| v.to_string());
+    let rows: Vec<(&str, String, String)> = vec![
+        ("packets", n(c.packets), n(s.packets)),
+        ("bytes", n(c.bytes), n(s.bytes)),
+        ("retransmits", n(c.retransmits as u64), n(s.retransmits as u64)),
+        ("  fast", n(c.fast_retransmits as u64), n(s.fast_retransmits as u64)),
+        ("  spurious", n(c.spurious_retransmits as u64), n(s.spurious_retransmits as u64)),
+        ("out of order", n(c.out_of_order as u64), n(s.out_of_order as u64)),
+        ("lost segments", n(c.lost_segments as u64), n(s.lost_segments as u64)),
+        ("dup ACKs", n(c.dup_acks as u64), n(s.dup_acks as u64)),
+        ("zero windows", n(c.zero_windows as u64), n(s.zero_windows as u64)),
+        ("zw probes", n(c.zero_window_probes as u64), n(s.zero_window_probes as u64)),
+        ("resets", n(c.rsts as u64), n(s.rsts as u64)),
+        ("  suspect", n(c.suspect_injected_rsts as u64), n(s.suspect_injected_rsts as u64)),
+        ("FINs", n(c.fins as u64), n(s.fins as u64)),
+        ("in flight", fl(C2S), fl(S2C)),
+        ("data segments", n(c.data_segments), n(s.data_segments)),
+        ("payload bytes", n(c.payload_bytes), n(s.payload_bytes)),
+        ("keep-alives", n(c.keep_alives as u64), n(s.keep_alives as u64)),
+        ("window full", n(c.window_full as u64), n(s.window_full as u64)),
+        ("ACKed unseen", n(c.acked_unseen as u64), n(s.acked_unseen as u64)),
+    ];
+    let body = rows.into_iter().map(|(k, a, b)| TRow::new(vec![Cell::from(k), Cell::from(a), Cell::from(b)]));
+    let t = Table::new(body, [Constraint::Length(14), Constraint::Length(12), Constraint::Length(12)])
+        .header(TRow::new(vec!["", "C>S", "S>C"]).style(Style::new().add_modifier(Modifier::BOLD)))
+        .block(Block::new().borders(Borders::RIGHT));
+    f.render_widget(t, area);
+}
+
+fn draw_sparks(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
+    let points = match (&snap.spark, ui.selected) {
+        (Some((id, p)), Some(sel)) if *id == sel => p.as_slice(),
+        _ => &[],
+    };
+    let width = area.width.saturating_sub(1) as usize;
+    let tail = &points[points.len().saturating_sub(width)..];
+    let series: [(&str, Vec<u64>, String); 4] = [
+        ("retx % C>S", tail.iter().map(|p| (p.retx_ratio[C2S] * 1000.0) as u64).collect(), String::new()),
+        ("retx % S>C", tail.iter().map(|p| (p.retx_ratio[S2C] * 1000.0) as u64).collect(), String::new()),
+        ("B/s C>S", tail.iter().map(|p| p.bytes_per_s[C2S] as u64).collect(), String::new()),
+        ("B/s S>C", tail.iter().map(|p| p.bytes_per_s[S2C] as u64).collect(), String::new()),
+    ];
+    let areas = Layout::vertical([Constraint::Ratio(1, 4); 4]).split(area);
+    for ((name, data, _), a) in series.iter().zip(areas.iter()) {
+        let last = match (*name, tail.last()) {
+            (n, Some(p)) if n.starts_with("retx") => {
+                let d = if n.ends_with("C>S") { C2S } else { S2C };
+                rows::percent(Some(p.retx_ratio[d] as f64))
+            }
+            (n, Some(p)) => {
+                let d = if n.ends_with("C>S") { C2S } else { S2C };
+                rows::bytes(p.bytes_per_s[d] as f64)
+            }
+            _ => "-".into(),
+        };
+        let title = format!(" {name} now {last} ({} s)", tail.len());
+        let style = if name.starts_with("retx") {
+            Style::new().fg(Color::Red)
+        } else {
+            Style::new().fg(Color::Cyan)
+        };
+        f.render_widget(
+            Sparkline::default()
+                .block(Block::new().title(title))
+                .data(data)
+                .style(style),
+            *a,
+        );
+    }
+}
