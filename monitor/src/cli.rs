@@ -22,6 +22,29 @@ pub enum Command {
     Live(LiveArgs),
     /// Run the same analysis over a pcap or pcapng file (no privileges needed).
     Replay(ReplayArgs),
+    /// Build a private lab (network namespaces, a middlebox, synthetic media sessions with
+    /// faults a few seconds in) and watch it live; everything is removed on exit (root).
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Print alert transitions and reports to stdout instead of the terminal UI.
+    #[arg(long)]
+    pub headless: bool,
+    /// Reports as JSON flow summaries (with --headless).
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value_t = AttachMode::Tc)]
+    pub attach: AttachMode,
+    /// Seconds between two ticks (collection, alerts, reports).
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub interval: f64,
+    /// Stop by itself after this many seconds (default: until q, Ctrl-C or SIGTERM).
+    #[arg(long, value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub alerting: AlertArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]

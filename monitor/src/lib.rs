@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod capture;
 pub mod cli;
 pub mod collector;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod kernel;

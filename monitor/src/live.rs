@@ -143,11 +143,16 @@ impl Sink {
 }
 
 pub async fn run(args: LiveArgs) -> Result<()> {
-    run_in(args, None).await
+    run_in(args, None, None).await
 }
 
-/// `monitor live`, attaching inside network namespace `ns` when given (the demo's edge).
-pub async fn run_in(args: LiveArgs, ns: Option<&File>) -> Result<()> {
+/// `monitor live`, attaching inside network namespace `ns` when given (the demo's edge);
+/// `ready` is told once the programs are attached.
+pub async fn run_in(
+    args: LiveArgs,
+    ns: Option<&File>,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<()> {
     // Before attaching: a signal that arrives once we are attached must find its handler.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -162,6 +167,9 @@ pub async fn run_in(args: LiveArgs, ns: Option<&File>) -> Result<()> {
         let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
         Ok((ebpf, lines))
     })?;
+    if let Some(r) = ready {
+        let _ = r.send(());
+    }
     let info = RunInfo {
         interfaces: args.interfaces.clone(),
         attach: lines.join("; "),

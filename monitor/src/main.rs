@@ -1,7 +1,7 @@
 use clap::Parser;
 use monitor::{
     cli::{Cli, Command},
-    error, live, replay,
+    demo, error, live, replay,
 };
 
 fn main() {
@@ -17,6 +17,7 @@ fn main() {
                 match cli.command {
                     Command::Live(args) => live::run(args).await,
                     Command::Replay(args) => replay::run(args),
+                    Command::Demo(args) => demo::run(args).await,
                 }
             })
         });

@@ -1,0 +1,193 @@
+//! The middlebox that misidentifies media as TLS and gives up on it: it watches the
+//! client side, and when it sees a ClientHello from its target it injects resets both
+//! ways, as TLS-inspecting firewalls do. nftables cannot forge a reset toward the
+//! destination, so this is a packet socket and a raw socket in the middlebox namespace.
+//! Its resets leave with the middlebox's own TTL: the edge sees them one hop "closer"
+//! than the client's packets, the evidence the monitor marks as suspect injected.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
+
+use anyhow::{bail, Result};
+use monitor_common::{
+    craft::TcpFrame,
+    parse::{parse_l3, Packet, ACK, ETH_P_IP, RST},
+};
+
+fn last_err<T>(what: &str) -> Result<T> {
+    bail!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// The Internet checksum over `chunks`.
+fn checksum(chunks: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    for c in chunks {
+        for pair in c.chunks(2) {
+            let w = if pair.len() == 2 {
+                u16::from_be_bytes([pair[0], pair[1]])
+            } else {
+                u16::from_be_bytes([pair[0], 0])
+            };
+            sum += w as u32;
+        }
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 TCP packet with valid IP and TCP checksums.
+pub fn ipv4_packet(f: &TcpFrame) -> Vec<u8> {
+    let (mut p, _) = f.ip();
+    let ihl = ((p[0] & 0x0f) as usize) * 4;
+    let ip_sum = checksum(&[&p[..ihl]]);
+    p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+    let tcp_len = (p.len() - ihl) as u16;
+    let mut pseudo = Vec::with_capacity(12);
+    pseudo.extend_from_slice(&p[12..20]);
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&tcp_len.to_be_bytes());
+    let sum = checksum(&[&pseudo, &p[ihl..]]);
+    p[ihl + 16..ihl + 18].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+pub struct Injector {
+    sniff: OwnedFd,
+    raw: OwnedFd,
+    target: Ipv4Addr,
+    port: u16,
+}
+
+impl Injector {
+    /// Opens the sockets; call from a thread inside the middlebox namespace.
+    pub fn open(iface: &str, target: Ipv4Addr, port: u16) -> Result<Self> {
+        let name = std::ffi::CString::new(iface)?;
+        // SAFETY: plain socket calls; every descriptor is owned right after creation.
+        unsafe {
+            let index = libc::if_nametoindex(name.as_ptr());
+            if index == 0 {
+                return last_err(&format!("interface {iface}"));
+            }
+            let proto = (libc::ETH_P_IP as u16).to_be();
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto as i32);
+            if fd < 0 {
+                return last_err("packet socket");
+            }
+            let sniff = OwnedFd::from_raw_fd(fd);
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = index as i32;
+            if libc::bind(
+                fd,
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of_val(&sll) as u32,
+            ) != 0
+            {
+                return last_err("binding the packet socket");
+            }
+            let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of_val(&tv) as u32,
+            );
+            let rfd = libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW);
+            if rfd < 0 {
+                return last_err("raw socket");
+            }
+            Ok(Self {
+                sniff,
+                raw: OwnedFd::from_raw_fd(rfd),
+                target,
+                port,
+            })
+        }
+    }
+
+    /// Waits up to 100 ms for a packet; injects when it is the target's ClientHello.
+    /// Returns whether it injected.
+    pub fn poll(&self) -> Result<bool> {
+        let mut buf = [0u8; 2048];
+        // SAFETY: reading into a local buffer of the given size.
+        let n = unsafe { libc::recv(self.sniff.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+        if n <= 0 {
+            return Ok(false);
+        }
+        let mut pkt = Packet::default();
+        if parse_l3(&buf[..n as usize], 0, ETH_P_IP, &mut pkt).is_err() {
+            return Ok(false);
+        }
+        let src = Ipv4Addr::new(pkt.src[0], pkt.src[1], pkt.src[2], pkt.src[3]);
+        let dst = Ipv4Addr::new(pkt.dst[0], pkt.dst[1], pkt.dst[2], pkt.dst[3]);
+        let is_hello = pkt.head_len as usize >= 6 && pkt.head[0] == 0x16 && pkt.head[1] == 3 && pkt.head[5] == 1;
+        if src != self.target || pkt.dport != self.port || !is_hello {
+            return Ok(false);
+        }
+        // To the server: in its window right after the hello, so its stack accepts it.
+        let mut to_server = TcpFrame::new(IpAddr::V4(src), pkt.sport, IpAddr::V4(dst), pkt.dport).flags(RST | ACK);
+        to_server.seq = pkt.seq.wrapping_add(pkt.payload_len);
+        to_server.ack = pkt.ack;
+        to_server.window = 0;
+        to_server.ip_id = 0;
+        // To the client: the server's next sequence number is what the hello acknowledged.
+        let mut to_client = TcpFrame::new(IpAddr::V4(dst), pkt.dport, IpAddr::V4(src), pkt.sport).flags(RST | ACK);
+        to_client.seq = pkt.ack;
+        to_client.ack = pkt.seq.wrapping_add(pkt.payload_len);
+        to_client.window = 0;
+        to_client.ip_id = 0;
+        for (f, to) in [(&to_server, dst), (&to_client, src)] {
+            self.send(&ipv4_packet(f), to)?;
+        }
+        Ok(true)
+    }
+
+    fn send(&self, p: &[u8], to: Ipv4Addr) -> Result<()> {
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(to.octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: sending a local buffer to a local address structure.
+        let n = unsafe {
+            libc::sendto(
+                self.raw.as_raw_fd(),
+                p.as_ptr() as *const libc::c_void,
+                p.len(),
+                0,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of_val(&sa) as u32,
+            )
+        };
+        if n < 0 {
+            return last_err("sending a reset");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_verify_to_zero() {
+        let f = TcpFrame::new("10.0.0.1".parse().expect("ip"), 1234, "10.0.0.2".parse().expect("ip"), 443)
+            .flags(RST | ACK)
+            .payload(b"abc");
+        let p = ipv4_packet(&f);
+        assert_eq!(checksum(&[&p[..20]]), 0, "IP header");
+        let mut pseudo = p[12..20].to_vec();
+        pseudo.extend_from_slice(&[0, 6, 0, (p.len() - 20) as u8]);
+        assert_eq!(checksum(&[&pseudo, &p[20..]]), 0, "TCP with pseudo-header");
+    }
+}
