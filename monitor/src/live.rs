@@ -157,12 +157,12 @@ pub async fn run_in(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut alerting = Alerting::open(&args.alerting, args.interval)?;
-    if !args.headless {
-        tui::Ui::check_terminal()?;
-    }
     let cfg = args.ports.to_config(0);
     let (mut ebpf, lines) = netns::within(ns, || {
         let targets = targets(&args)?;
+        if !args.headless {
+            tui::Ui::check_terminal()?;
+        }
         let mut ebpf = load(&cfg, args.max_flows)?;
         let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
         Ok((ebpf, lines))

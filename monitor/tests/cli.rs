@@ -96,3 +96,68 @@ fn not_root() {
         .expect("setpriv (util-linux)");
     assert_usage_error(&out, "missing CAP_BPF and CAP_NET_ADMIN");
 }
+
+#[test]
+fn a_bad_alert_config_names_the_key_and_line() {
+    let dir = std::env::temp_dir().join(format!("monitor-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (text, needles) in [
+        ("[stall]\nno_progres_s = 2\n", vec!["line 2", "no_progres_s"]),
+        ("[zero_window]\nheld_s = -1\n", vec!["line 2", "zero_window.held_s"]),
+        (
+            "[retransmit_rate]\nwindow_s = 0.5\n",
+            vec!["line 2", "retransmit_rate.window_s", "tick"],
+        ),
+    ] {
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, text).expect("write config");
+        let p = path.to_string_lossy().to_string();
+        let out = monitor(&["live", "-i", "lo", "--headless", "--config", &p], &[]);
+        for n in needles {
+            assert_usage_error(&out, n);
+        }
+    }
+    let out = monitor(
+        &["live", "-i", "lo", "--headless", "--config", "/nonexistent/cfg.toml"],
+        &[],
+    );
+    assert_usage_error(&out, "cannot read config");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_terminal_ui_without_a_terminal_says_to_use_headless() {
+    // stdin and stdout are pipes here: refused before anything is loaded or attached.
+    let out = monitor(&["live", "-i", "lo"], &[]);
+    assert_usage_error(&out, "needs a terminal");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--headless"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("attached"));
+}
+
+#[test]
+fn the_demo_refuses_without_root_and_leaves_nothing() {
+    if !common::privileged() {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            MONITOR,
+            "demo",
+            "--headless",
+        ])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_usage_error(&out, "needs root");
+    let left = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("mdemo-"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(left, 0, "no demo namespace left behind");
+}

@@ -62,7 +62,8 @@ fn plan(s: &Session) -> Plan {
     };
     match s.name {
         "blackholed" => {
-            p.start_at = FAULT_AT;
+            // After the middlebox's rule is in (it goes in at FAULT_AT).
+            p.start_at = FAULT_AT + 1.0;
             p.retry_after = Some(12.0);
         }
         "reset" => {

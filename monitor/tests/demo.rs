@@ -1,0 +1,137 @@
+//! The demo in headless mode for 20 s: each faulty session raises its expected alert kind,
+//! the healthy ones raise none, and the lab is gone afterwards.
+
+mod common;
+
+use std::{collections::BTreeMap, process::Command};
+
+use monitor::demo::{lab::CLIENT_NET, SESSIONS};
+use serde_json::Value;
+
+fn demo_namespaces(pid: u32) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&format!("mdemo-{pid}-")))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn each_fault_raises_its_alert_and_no_other_session_alerts() {
+    if !common::privileged() {
+        return;
+    }
+    let log = std::env::temp_dir().join(format!("monitor-demo-alerts-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let child = Command::new(common::MONITOR)
+        .args(["demo", "--headless", "--json", "--duration", "20", "--alerts-log"])
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the demo");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("demo output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stderr}");
+    assert!(stderr.contains("lab removed"), "{stderr}");
+
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let transitions: Vec<&Value> = lines.iter().filter(|v| v.get("alert").is_some()).collect();
+    let summaries: Vec<&Value> = lines.iter().filter(|v| v.get("flows").is_some()).collect();
+    assert!(summaries.len() >= 15, "a summary per tick: {}", summaries.len());
+
+    // Kinds raised per client host (the session's remote).
+    let mut raised: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in &transitions {
+        if t["alert"] == "raised" {
+            let session = t["session"].as_str().expect("session");
+            let host = session.split('#').next().unwrap_or_default().to_string();
+            raised.entry(host).or_default().push(t["kind"].as_str().unwrap_or_default().into());
+        }
+    }
+    for s in &SESSIONS {
+        let host = format!("{CLIENT_NET}.{}", s.client);
+        let kinds = raised.get(&host).cloned().unwrap_or_default();
+        match s.expect {
+            Some(k) => assert!(
+                kinds.iter().any(|x| x == k),
+                "session {} ({host}) should raise {k}, raised {kinds:?}\n{stderr}",
+                s.name
+            ),
+            None => assert!(kinds.is_empty(), "session {} ({host}) raised {kinds:?}", s.name),
+        }
+    }
+    // Every raised alert carries its evidence.
+    for t in &transitions {
+        assert!(t["evidence"].is_object() && t["summary"].as_str().is_some_and(|s| !s.is_empty()), "{t}");
+    }
+    // The injected reset is marked as such.
+    let tls = transitions
+        .iter()
+        .find(|t| t["kind"] == "tls_stall")
+        .expect("a tls_stall alert");
+    assert_eq!(tls["evidence"]["suspect_injected"], true, "{tls}");
+
+    // The alerts log has the same transitions, one JSON line each.
+    let logged = std::fs::read_to_string(&log).expect("alerts log");
+    assert_eq!(logged.lines().count(), transitions.len());
+    for l in logged.lines() {
+        let v: Value = serde_json::from_str(l).expect("log line is JSON");
+        assert!(v.get("alert").is_some() && v.get("kind").is_some());
+    }
+    let _ = std::fs::remove_file(&log);
+
+    // The last summary lists the active alerts on their flows.
+    let last = summaries.last().expect("a summary");
+    let flows = last["flows"].as_array().expect("flows");
+    let lossy = flows
+        .iter()
+        .find(|f| f["server"].as_str().is_some_and(|s| s.ends_with(":50002")))
+        .expect("the lossy flow");
+    assert!(lossy["s2c"]["retransmits"].as_u64().unwrap_or(0) > 0);
+    assert!(last["alerts"].as_array().is_some_and(|a| !a.is_empty()));
+    assert_eq!(last["totals"]["lost_events"], 0);
+
+    // Nothing of the lab is left.
+    assert_eq!(demo_namespaces(pid), Vec::<String>::new());
+}
+
+#[test]
+fn the_demo_removes_its_lab_on_sigterm() {
+    if !common::privileged() {
+        return;
+    }
+    let child = Command::new(common::MONITOR)
+        .args(["demo", "--headless", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the demo");
+    let pid = child.id();
+    // Wait until the lab exists and the monitor is attached.
+    let mut up = false;
+    for _ in 0..100 {
+        if demo_namespaces(pid).len() == 3 {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up, "the lab came up");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("demo output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("lab removed"), "{stderr}");
+    assert_eq!(demo_namespaces(pid), Vec::<String>::new());
+}
