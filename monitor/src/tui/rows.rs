@@ -72,7 +72,7 @@ impl Column {
             Column::Client | Column::Server => 21,
             Column::Age => 6,
             Column::State => 7,
-            Column::Handshake => 12,
+            Column::Handshake => 13,
             Column::ThroughputC2S | Column::ThroughputS2C => 7,
             Column::RetxC2S | Column::RetxS2C => 7,
             Column::Resets => 4,
