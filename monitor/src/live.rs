@@ -175,7 +175,15 @@ pub async fn run_in(
         attach: lines.join("; "),
         ports: args.ports.to_string(),
     };
-    let result = watch(&args, &info, &mut ebpf, &mut alerting, &mut sigint, &mut sigterm).await;
+    let result = watch(
+        &args,
+        &info,
+        &mut ebpf,
+        &mut alerting,
+        &mut sigint,
+        &mut sigterm,
+    )
+    .await;
     // Detach where we attached (netlink filters are found by ifindex in that namespace).
     netns::within(ns, move || {
         drop(ebpf);
@@ -195,7 +203,10 @@ async fn watch(
 ) -> Result<()> {
     let mut sink = if args.headless {
         for l in info.attach.split("; ") {
-            output::status(&format!("monitor: attached {l}; watching ports {}", info.ports));
+            output::status(&format!(
+                "monitor: attached {l}; watching ports {}",
+                info.ports
+            ));
         }
         Sink::Headless { json: args.json }
     } else {
@@ -251,7 +262,6 @@ async fn watch(
             _ = &mut stop => break,
         }
     }
-    drop(quit);
     if let Sink::Ui(ui) = sink {
         ui.stop()
     } else {

@@ -102,8 +102,14 @@ fn a_bad_alert_config_names_the_key_and_line() {
     let dir = std::env::temp_dir().join(format!("monitor-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     for (text, needles) in [
-        ("[stall]\nno_progres_s = 2\n", vec!["line 2", "no_progres_s"]),
-        ("[zero_window]\nheld_s = -1\n", vec!["line 2", "zero_window.held_s"]),
+        (
+            "[stall]\nno_progres_s = 2\n",
+            vec!["line 2", "no_progres_s"],
+        ),
+        (
+            "[zero_window]\nheld_s = -1\n",
+            vec!["line 2", "zero_window.held_s"],
+        ),
         (
             "[retransmit_rate]\nwindow_s = 0.5\n",
             vec!["line 2", "retransmit_rate.window_s", "tick"],
@@ -118,7 +124,14 @@ fn a_bad_alert_config_names_the_key_and_line() {
         }
     }
     let out = monitor(
-        &["live", "-i", "lo", "--headless", "--config", "/nonexistent/cfg.toml"],
+        &[
+            "live",
+            "-i",
+            "lo",
+            "--headless",
+            "--config",
+            "/nonexistent/cfg.toml",
+        ],
         &[],
     );
     assert_usage_error(&out, "cannot read config");

@@ -25,10 +25,18 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
     if !common::privileged() {
         return;
     }
-    let log = std::env::temp_dir().join(format!("monitor-demo-alerts-{}.jsonl", std::process::id()));
+    let log =
+        std::env::temp_dir().join(format!("monitor-demo-alerts-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let child = Command::new(common::MONITOR)
-        .args(["demo", "--headless", "--json", "--duration", "20", "--alerts-log"])
+        .args([
+            "demo",
+            "--headless",
+            "--json",
+            "--duration",
+            "20",
+            "--alerts-log",
+        ])
         .arg(&log)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -47,7 +55,11 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
         .collect();
     let transitions: Vec<&Value> = lines.iter().filter(|v| v.get("alert").is_some()).collect();
     let summaries: Vec<&Value> = lines.iter().filter(|v| v.get("flows").is_some()).collect();
-    assert!(summaries.len() >= 15, "a summary per tick: {}", summaries.len());
+    assert!(
+        summaries.len() >= 15,
+        "a summary per tick: {}",
+        summaries.len()
+    );
 
     // Kinds raised per client host (the session's remote).
     let mut raised: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -55,7 +67,10 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
         if t["alert"] == "raised" {
             let session = t["session"].as_str().expect("session");
             let host = session.split('#').next().unwrap_or_default().to_string();
-            raised.entry(host).or_default().push(t["kind"].as_str().unwrap_or_default().into());
+            raised
+                .entry(host)
+                .or_default()
+                .push(t["kind"].as_str().unwrap_or_default().into());
         }
     }
     for s in &SESSIONS {
@@ -67,12 +82,19 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
                 "session {} ({host}) should raise {k}, raised {kinds:?}\n{stderr}",
                 s.name
             ),
-            None => assert!(kinds.is_empty(), "session {} ({host}) raised {kinds:?}", s.name),
+            None => assert!(
+                kinds.is_empty(),
+                "session {} ({host}) raised {kinds:?}",
+                s.name
+            ),
         }
     }
     // Every raised alert carries its evidence.
     for t in &transitions {
-        assert!(t["evidence"].is_object() && t["summary"].as_str().is_some_and(|s| !s.is_empty()), "{t}");
+        assert!(
+            t["evidence"].is_object() && t["summary"].as_str().is_some_and(|s| !s.is_empty()),
+            "{t}"
+        );
     }
     // The injected reset is marked as such.
     let tls = transitions

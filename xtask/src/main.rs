@@ -50,7 +50,8 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// (lint runs clippy on the eBPF target with this compiler).
 const COMPILER_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "rust-web-clippy"];
 /// Debian packages the tests drive: namespaces and tc, bpftool, offload switches, nftables
-/// for loss/resets/blackholes, setpriv to drop root, tcpdump for debugging captures.
+/// for loss/resets/blackholes (and the demo's middlebox), setpriv to drop root, tcpdump for
+/// debugging captures, tmux to drive the terminal UI in a real terminal.
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -59,10 +60,11 @@ const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "procps",
     "tcpdump",
+    "tmux",
 ];
 /// The same tools as commands, checked where there is no dpkg.
 const TEST_COMMANDS: &[&str] = &[
-    "ip", "tc", "bpftool", "ethtool", "nft", "setpriv", "ps", "tcpdump",
+    "ip", "tc", "bpftool", "ethtool", "nft", "setpriv", "ps", "tcpdump", "tmux",
 ];
 const SKIP_PRIVILEGED: &str = "MONITOR_SKIP_PRIVILEGED";
 
@@ -461,6 +463,8 @@ fn test(extra: &[String]) -> Result<()> {
     lint()?;
     run(&mut cargo(&["build", "--workspace"]))?;
     let mut c = cargo(&["test", "--workspace", "--no-fail-fast"]);
+    // UI snapshots are compared, never rewritten, by the test command.
+    c.env("INSTA_UPDATE", "no");
     if skip {
         // The test code reads it; say it explicitly rather than rely on inheritance.
         c.env(SKIP_PRIVILEGED, "1");

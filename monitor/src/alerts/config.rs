@@ -194,7 +194,9 @@ impl AlertConfig {
                     return bad(format!("= {x} must not be negative"))
                 }
                 Rule::Ratio if !(x > 0.0 && x <= 1.0) => {
-                    return bad(format!("= {x} must be a share between 0 and 1 (0.02 = 2 %)"))
+                    return bad(format!(
+                        "= {x} must be a share between 0 and 1 (0.02 = 2 %)"
+                    ))
                 }
                 Rule::Count if x < 1.0 || x.fract() != 0.0 => {
                     return bad(format!("= {x} must be a whole number of at least 1"))
@@ -207,19 +209,84 @@ impl AlertConfig {
         let f = &file;
         let mut min_segments = cfg.retransmit_min_segments as f64;
         let mut stall_retx = cfg.stall_retransmits as f64;
-        set("handshake.timeout_s", &f.handshake.timeout_s, Rule::Seconds, &mut cfg.handshake_timeout_s)?;
-        set("tls.reply_timeout_s", &f.tls.reply_timeout_s, Rule::Seconds, &mut cfg.tls_reply_timeout_s)?;
-        set("retransmit_rate.window_s", &f.retransmit_rate.window_s, Rule::Window, &mut cfg.retransmit_window_s)?;
-        set("retransmit_rate.warning", &f.retransmit_rate.warning, Rule::Ratio, &mut cfg.retransmit_warning)?;
-        set("retransmit_rate.critical", &f.retransmit_rate.critical, Rule::Ratio, &mut cfg.retransmit_critical)?;
-        set("retransmit_rate.min_segments", &f.retransmit_rate.min_segments, Rule::Count, &mut min_segments)?;
-        set("stall.no_progress_s", &f.stall.no_progress_s, Rule::Window, &mut cfg.stall_no_progress_s)?;
-        set("stall.retransmits", &f.stall.retransmits, Rule::Count, &mut stall_retx)?;
-        set("zero_window.held_s", &f.zero_window.held_s, Rule::Seconds, &mut cfg.zero_window_s)?;
-        set("hysteresis.hold_s", &f.hysteresis.hold_s, Rule::Seconds, &mut cfg.hold_s)?;
-        set("hysteresis.clear_after_s", &f.hysteresis.clear_after_s, Rule::Seconds, &mut cfg.clear_after_s)?;
-        set("hysteresis.clear_ratio", &f.hysteresis.clear_ratio, Rule::Ratio, &mut cfg.clear_ratio)?;
-        set("sessions.window_s", &f.sessions.window_s, Rule::Window, &mut cfg.session_window_s)?;
+        set(
+            "handshake.timeout_s",
+            &f.handshake.timeout_s,
+            Rule::Seconds,
+            &mut cfg.handshake_timeout_s,
+        )?;
+        set(
+            "tls.reply_timeout_s",
+            &f.tls.reply_timeout_s,
+            Rule::Seconds,
+            &mut cfg.tls_reply_timeout_s,
+        )?;
+        set(
+            "retransmit_rate.window_s",
+            &f.retransmit_rate.window_s,
+            Rule::Window,
+            &mut cfg.retransmit_window_s,
+        )?;
+        set(
+            "retransmit_rate.warning",
+            &f.retransmit_rate.warning,
+            Rule::Ratio,
+            &mut cfg.retransmit_warning,
+        )?;
+        set(
+            "retransmit_rate.critical",
+            &f.retransmit_rate.critical,
+            Rule::Ratio,
+            &mut cfg.retransmit_critical,
+        )?;
+        set(
+            "retransmit_rate.min_segments",
+            &f.retransmit_rate.min_segments,
+            Rule::Count,
+            &mut min_segments,
+        )?;
+        set(
+            "stall.no_progress_s",
+            &f.stall.no_progress_s,
+            Rule::Window,
+            &mut cfg.stall_no_progress_s,
+        )?;
+        set(
+            "stall.retransmits",
+            &f.stall.retransmits,
+            Rule::Count,
+            &mut stall_retx,
+        )?;
+        set(
+            "zero_window.held_s",
+            &f.zero_window.held_s,
+            Rule::Seconds,
+            &mut cfg.zero_window_s,
+        )?;
+        set(
+            "hysteresis.hold_s",
+            &f.hysteresis.hold_s,
+            Rule::Seconds,
+            &mut cfg.hold_s,
+        )?;
+        set(
+            "hysteresis.clear_after_s",
+            &f.hysteresis.clear_after_s,
+            Rule::Seconds,
+            &mut cfg.clear_after_s,
+        )?;
+        set(
+            "hysteresis.clear_ratio",
+            &f.hysteresis.clear_ratio,
+            Rule::Ratio,
+            &mut cfg.clear_ratio,
+        )?;
+        set(
+            "sessions.window_s",
+            &f.sessions.window_s,
+            Rule::Window,
+            &mut cfg.session_window_s,
+        )?;
         cfg.retransmit_min_segments = min_segments as u64;
         cfg.stall_retransmits = stall_retx as u64;
         if cfg.retransmit_critical < cfg.retransmit_warning {
@@ -264,14 +331,27 @@ mod tests {
     #[test]
     fn bad_files_name_the_key_and_line() {
         for (text, needles) in [
-            ("[stall]\nno_progres_s = 2\n", vec!["line 2", "no_progres_s"]),
-            ("[zero_window]\nheld_s = -1\n", vec!["line 2", "zero_window.held_s", "negative"]),
+            (
+                "[stall]\nno_progres_s = 2\n",
+                vec!["line 2", "no_progres_s"],
+            ),
+            (
+                "[zero_window]\nheld_s = -1\n",
+                vec!["line 2", "zero_window.held_s", "negative"],
+            ),
             (
                 "# tick 1 s\n[retransmit_rate]\n\nwindow_s = 0.5\n",
-                vec!["line 4", "retransmit_rate.window_s", "shorter than the collector's tick"],
+                vec![
+                    "line 4",
+                    "retransmit_rate.window_s",
+                    "shorter than the collector's tick",
+                ],
             ),
             ("[retransmit_rate]\nwarning = 2\n", vec!["line 2", "share"]),
-            ("[retransmit_rate]\nmin_segments = 2.5\n", vec!["whole number"]),
+            (
+                "[retransmit_rate]\nmin_segments = 2.5\n",
+                vec!["whole number"],
+            ),
             ("[retransmit_rate]\nwarning = 0.2\n", vec!["below"]),
             ("[nope]\n", vec!["line 1", "nope"]),
             ("[stall\n", vec!["line 1"]),

@@ -223,7 +223,10 @@ mod tests {
             h.push(sample(t, t * 100, 50), 10_000_000_000);
         }
         let r = h.window_rate(C2S, 20).expect("enough segments");
-        assert_eq!((r.retransmits, r.segments, r.span_ns), (0, 1000, 10_000_000_000));
+        assert_eq!(
+            (r.retransmits, r.segments, r.span_ns),
+            (0, 1000, 10_000_000_000)
+        );
     }
 
     #[test]

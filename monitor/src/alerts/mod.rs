@@ -194,7 +194,13 @@ impl AlertEngine {
             let id = FlowId::of(f);
             present.insert(id);
             let h = self.flows.entry(id).or_default();
-            observe(h, st, now, hellos.get(&f.key).copied(), ns(cfg.retransmit_window_s));
+            observe(
+                h,
+                st,
+                now,
+                hellos.get(&f.key).copied(),
+                ns(cfg.retransmit_window_s),
+            );
             let found = rules::evaluate(&cfg, st, h, now);
             let session = self.sessions.assign(
                 id,
@@ -202,7 +208,11 @@ impl AlertEngine {
                 st.last_seen_ns,
                 ns(cfg.session_window_s),
             );
-            let level = found.iter().map(|x| x.level).filter(|l| *l >= Level::Warning).max();
+            let level = found
+                .iter()
+                .map(|x| x.level)
+                .filter(|l| *l >= Level::Warning)
+                .max();
             let works = st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
                 && !st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0)
                 && level.is_none()
@@ -301,7 +311,9 @@ impl AlertEngine {
         let done: Vec<AlertKey> = self
             .active
             .iter()
-            .filter(|(_, a)| now.saturating_sub(a.last_true_ns) >= clear_after && a.last_true_ns != now)
+            .filter(|(_, a)| {
+                now.saturating_sub(a.last_true_ns) >= clear_after && a.last_true_ns != now
+            })
             .map(|(k, _)| *k)
             .collect();
         for key in done {
@@ -343,14 +355,24 @@ impl AlertEngine {
     /// Active alerts (worst first), then the recently cleared (newest first).
     pub fn alerts(&self) -> Vec<Alert> {
         let mut active: Vec<Alert> = self.active.values().cloned().collect();
-        active.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.since_ns.cmp(&b.since_ns)));
+        active.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.since_ns.cmp(&b.since_ns))
+        });
         active.extend(self.cleared.iter().rev().cloned());
         active
     }
 }
 
 /// Updates a flow's history with this tick's record.
-fn observe(h: &mut FlowHistory, st: &monitor_common::flow::FlowState, now: u64, hello_ns: Option<u64>, window_ns: u64) {
+fn observe(
+    h: &mut FlowHistory,
+    st: &monitor_common::flow::FlowState,
+    now: u64,
+    hello_ns: Option<u64>,
+    window_ns: u64,
+) {
     let first = h.latest().is_none();
     let prev_ts = h.latest().map(|s| s.ts_ns);
     h.push(Sample::of(st, now), window_ns);

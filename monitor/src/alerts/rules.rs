@@ -157,11 +157,19 @@ fn handshake(cfg: &AlertConfig, st: &FlowState, now: u64, out: &mut Vec<Finding>
     };
     if has(seen::REFUSED) {
         if recent {
-            push(Level::Critical, "refused: the SYN was answered by a reset".into(), "refused");
+            push(
+                Level::Critical,
+                "refused: the SYN was answered by a reset".into(),
+                "refused",
+            );
         }
     } else if has(seen::RESET_IN_HANDSHAKE) {
         if recent {
-            push(Level::Critical, "reset during the handshake".into(), "reset");
+            push(
+                Level::Critical,
+                "reset during the handshake".into(),
+                "reset",
+            );
         }
     } else if !has(seen::ESTABLISHED) {
         let waited = now.saturating_sub(st.first_seen_ns);
@@ -238,7 +246,10 @@ fn tls(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, now: u64, out: &mut V
             kind: Kind::TlsStall,
             dir: Some(S2C),
             level: Level::Critical,
-            summary: format!("no server reply {:.1} s after the ClientHello", secs(waited)),
+            summary: format!(
+                "no server reply {:.1} s after the ClientHello",
+                secs(waited)
+            ),
             evidence: evidence(json!({ "what": "no_server_reply", "waited_s": secs(waited) })),
         });
     }
@@ -319,7 +330,14 @@ fn retransmit_rate(cfg: &AlertConfig, h: &FlowHistory, d: usize, out: &mut Vec<F
     });
 }
 
-fn stall(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, d: usize, now: u64, out: &mut Vec<Finding>) {
+fn stall(
+    cfg: &AlertConfig,
+    st: &FlowState,
+    h: &FlowHistory,
+    d: usize,
+    now: u64,
+    out: &mut Vec<Finding>,
+) {
     if st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) == 0 || closed(st) {
         return;
     }
@@ -371,7 +389,14 @@ fn stall(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, d: usize, now: u64,
 }
 
 /// `d` is the side advertising the zero window; the data it blocks flows the other way.
-fn zero_window(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, d: usize, now: u64, out: &mut Vec<Finding>) {
+fn zero_window(
+    cfg: &AlertConfig,
+    st: &FlowState,
+    h: &FlowHistory,
+    d: usize,
+    now: u64,
+    out: &mut Vec<Finding>,
+) {
     let Some(since) = h.zero_since_ns[d] else {
         return;
     };

@@ -38,7 +38,13 @@ pub struct Sessions {
 impl Sessions {
     /// The session of a flow: the one it joined when first seen. A flow starting more than
     /// `window_ns` after its host's latest activity opens the host's next session.
-    pub fn assign(&mut self, id: FlowId, remote: IpAddr, last_seen_ns: u64, window_ns: u64) -> SessionId {
+    pub fn assign(
+        &mut self,
+        id: FlowId,
+        remote: IpAddr,
+        last_seen_ns: u64,
+        window_ns: u64,
+    ) -> SessionId {
         if let Some(s) = self.of_flow.get(&id) {
             let h = self.hosts.entry(remote).or_default();
             h.last_ns = h.last_ns.max(last_seen_ns);

@@ -124,7 +124,10 @@ fn retransmit_rate_raises_escalates_and_clears_with_hysteresis() {
     }
     // The window still holds clean seconds: 4 s of 5 % make 20 of its 1000 segments.
     assert_eq!(raised_after, Some(4));
-    assert_eq!(sim.changes(Kind::RetransmitRate), vec![(Change::Raised, Level::Warning)]);
+    assert_eq!(
+        sim.changes(Kind::RetransmitRate),
+        vec![(Change::Raised, Level::Warning)]
+    );
     let a = &sim.log[0].alert;
     assert_eq!(a.direction, Some("s2c"));
     assert_eq!(a.evidence["data_segments"], 1000);
@@ -135,7 +138,10 @@ fn retransmit_rate_raises_escalates_and_clears_with_hysteresis() {
     }
     assert_eq!(
         sim.changes(Kind::RetransmitRate),
-        vec![(Change::Raised, Level::Warning), (Change::Escalated, Level::Critical)]
+        vec![
+            (Change::Raised, Level::Warning),
+            (Change::Escalated, Level::Critical)
+        ]
     );
     // 1.5 %: below the threshold, above half of it: held, not cleared (no flapping).
     for _ in 0..30 {
@@ -153,7 +159,10 @@ fn retransmit_rate_raises_escalates_and_clears_with_hysteresis() {
     let c = cleared_at.expect("cleared");
     // The window's rate falls under half the threshold (1 %) after 4 clean seconds, then
     // clear_after (10 s) must pass.
-    assert!((13..=15).contains(&c), "cleared after hysteresis + clear_after, at {c} s");
+    assert!(
+        (13..=15).contains(&c),
+        "cleared after hysteresis + clear_after, at {c} s"
+    );
     assert!(sim.last.alerts[0].cleared_ns.is_some());
 }
 
@@ -165,7 +174,11 @@ fn a_quiet_flow_losing_one_packet_is_not_an_alarm() {
         sim.step(|fl, t| data(&mut fl[0], C2S, 1, (i == 5) as u32, t));
     }
     assert!(sim.log.is_empty(), "{:?}", sim.log);
-    assert_eq!(sim.last.health[0].retx_rate, [None, None], "too few segments for a rate");
+    assert_eq!(
+        sim.last.health[0].retx_rate,
+        [None, None],
+        "too few segments for a rate"
+    );
 }
 
 #[test]
@@ -176,7 +189,10 @@ fn handshake_retransmitted_then_timed_out_then_cleared_when_the_client_gives_up(
         fl[0].state.dir[C2S].syns = 2;
         fl[0].state.last_seen_ns = t;
     });
-    assert_eq!(sim.changes(Kind::HandshakeFailure), vec![(Change::Raised, Level::Warning)]);
+    assert_eq!(
+        sim.changes(Kind::HandshakeFailure),
+        vec![(Change::Raised, Level::Warning)]
+    );
     for _ in 0..3 {
         sim.step(|fl, t| {
             fl[0].state.dir[C2S].syns += 1;
@@ -185,7 +201,10 @@ fn handshake_retransmitted_then_timed_out_then_cleared_when_the_client_gives_up(
     }
     assert_eq!(
         sim.changes(Kind::HandshakeFailure),
-        vec![(Change::Raised, Level::Warning), (Change::Escalated, Level::Critical)]
+        vec![
+            (Change::Raised, Level::Warning),
+            (Change::Escalated, Level::Critical)
+        ]
     );
     assert_eq!(sim.last.health[0].level, Some(Level::Critical));
     assert!(!sim.last.alerts[0].session_has_healthy_flow);
@@ -193,7 +212,10 @@ fn handshake_retransmitted_then_timed_out_then_cleared_when_the_client_gives_up(
     for _ in 0..45 {
         sim.step(|_, _| {});
     }
-    assert_eq!(sim.changes(Kind::HandshakeFailure).last().map(|c| c.0), Some(Change::Cleared));
+    assert_eq!(
+        sim.changes(Kind::HandshakeFailure).last().map(|c| c.0),
+        Some(Change::Cleared)
+    );
     assert_eq!(sim.kinds(), vec![Kind::HandshakeFailure]);
 }
 
@@ -207,10 +229,16 @@ fn refused_is_critical_and_a_clean_handshake_raises_nothing() {
         fl[0].state.dir[S2C].rsts = 1;
         fl[0].state.last_seen_ns = t;
     });
-    assert_eq!(sim.changes(Kind::HandshakeFailure), vec![(Change::Raised, Level::Critical)]);
+    assert_eq!(
+        sim.changes(Kind::HandshakeFailure),
+        vec![(Change::Raised, Level::Critical)]
+    );
     assert_eq!(sim.log[0].alert.evidence["what"], "refused");
     assert_eq!(sim.log[0].alert.session.remote.to_string(), "10.0.0.4");
-    assert_eq!(sim.last.health[1].level, None, "the other host's flow is healthy");
+    assert_eq!(
+        sim.last.health[1].level, None,
+        "the other host's flow is healthy"
+    );
 }
 
 #[test]
@@ -234,14 +262,25 @@ fn tls_stall_by_silence_and_by_reset_after_the_hello() {
         st.dir[S2C].ttl_base = 63;
     });
     let t = sim.log.last().expect("reset after hello raised at once");
-    assert_eq!((t.alert.kind, t.alert.severity), (Kind::TlsStall, Level::Critical));
+    assert_eq!(
+        (t.alert.kind, t.alert.severity),
+        (Kind::TlsStall, Level::Critical)
+    );
     assert_eq!(t.alert.evidence["suspect_injected"], true);
-    assert!(t.alert.summary.contains("suspect injected"), "{}", t.alert.summary);
+    assert!(
+        t.alert.summary.contains("suspect injected"),
+        "{}",
+        t.alert.summary
+    );
     // The first: no reply for more than 3 s.
     for _ in 0..3 {
         sim.step(|_, _| {});
     }
-    let tls: Vec<&Transition> = sim.log.iter().filter(|t| t.alert.kind == Kind::TlsStall).collect();
+    let tls: Vec<&Transition> = sim
+        .log
+        .iter()
+        .filter(|t| t.alert.kind == Kind::TlsStall)
+        .collect();
     assert_eq!(tls.len(), 2, "{:?}", sim.log);
     assert_eq!(tls[1].alert.evidence["what"], "no_server_reply");
     assert!(
@@ -265,7 +304,10 @@ fn a_reset_in_an_established_session_marks_suspects_and_clears_after_hold() {
     });
     assert_eq!(
         sim.changes(Kind::Reset),
-        vec![(Change::Raised, Level::Warning), (Change::Raised, Level::Critical)]
+        vec![
+            (Change::Raised, Level::Warning),
+            (Change::Raised, Level::Critical)
+        ]
     );
     let mut cleared = 0;
     for i in 1..=45 {
@@ -274,7 +316,10 @@ fn a_reset_in_an_established_session_marks_suspects_and_clears_after_hold() {
             cleared = i;
         }
     }
-    assert!((38..=42).contains(&cleared), "hold 30 s + clear after 10 s: {cleared}");
+    assert!(
+        (38..=42).contains(&cleared),
+        "hold 30 s + clear after 10 s: {cleared}"
+    );
 }
 
 #[test]
@@ -307,11 +352,19 @@ fn stall_by_silence_and_by_blackhole() {
         fl[1].state.dir[C2S].retransmits += 3;
         fl[1].state.last_seen_ns = t;
     });
-    let stalls: Vec<&Transition> = sim.log.iter().filter(|t| t.alert.kind == Kind::Stall).collect();
+    let stalls: Vec<&Transition> = sim
+        .log
+        .iter()
+        .filter(|t| t.alert.kind == Kind::Stall)
+        .collect();
     assert_eq!(stalls.len(), 1, "the blackhole at once: {:?}", sim.log);
     assert!(stalls[0].alert.summary.contains("blackhole"));
     sim.step(|_, _| {});
-    let stalls: Vec<&Transition> = sim.log.iter().filter(|t| t.alert.kind == Kind::Stall).collect();
+    let stalls: Vec<&Transition> = sim
+        .log
+        .iter()
+        .filter(|t| t.alert.kind == Kind::Stall)
+        .collect();
     assert_eq!(stalls.len(), 2, "2 s without ACK progress: {:?}", sim.log);
     assert_eq!(stalls[1].alert.evidence["bytes_in_flight"], 4000);
     assert_eq!(sim.last.health[0].in_flight[C2S], Some(4000));
@@ -327,7 +380,10 @@ fn stall_by_silence_and_by_blackhole() {
         });
     }
     assert_eq!(
-        sim.log.iter().filter(|t| t.change == Change::Cleared).count(),
+        sim.log
+            .iter()
+            .filter(|t| t.change == Change::Cleared)
+            .count(),
         2,
         "{:?}",
         sim.log
@@ -344,14 +400,24 @@ fn zero_window_held_over_a_second() {
     });
     assert!(sim.log.is_empty(), "seen once: not yet held for 1 s");
     sim.step(|_, _| {});
-    assert_eq!(sim.changes(Kind::ZeroWindow), vec![(Change::Raised, Level::Warning)]);
-    assert_eq!(sim.log[0].alert.direction, Some("c2s"), "the side advertising it");
+    assert_eq!(
+        sim.changes(Kind::ZeroWindow),
+        vec![(Change::Raised, Level::Warning)]
+    );
+    assert_eq!(
+        sim.log[0].alert.direction,
+        Some("c2s"),
+        "the side advertising it"
+    );
     assert_eq!(sim.last.health[0].zero_window_ns[C2S], S);
     sim.step(|fl, _| fl[0].state.tcp.dir[C2S].window_p1 = 65536);
     for _ in 0..11 {
         sim.step(|_, _| {});
     }
-    assert_eq!(sim.changes(Kind::ZeroWindow).last().map(|c| c.0), Some(Change::Cleared));
+    assert_eq!(
+        sim.changes(Kind::ZeroWindow).last().map(|c| c.0),
+        Some(Change::Cleared)
+    );
 }
 
 #[test]

@@ -73,7 +73,11 @@ impl Injector {
                 return last_err(&format!("interface {iface}"));
             }
             let proto = (libc::ETH_P_IP as u16).to_be();
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto as i32);
+            let fd = libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                proto as i32,
+            );
             if fd < 0 {
                 return last_err("packet socket");
             }
@@ -90,7 +94,10 @@ impl Injector {
             {
                 return last_err("binding the packet socket");
             }
-            let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
             libc::setsockopt(
                 fd,
                 libc::SOL_SOCKET,
@@ -98,7 +105,11 @@ impl Injector {
                 &tv as *const _ as *const libc::c_void,
                 std::mem::size_of_val(&tv) as u32,
             );
-            let rfd = libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW);
+            let rfd = libc::socket(
+                libc::AF_INET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_RAW,
+            );
             if rfd < 0 {
                 return last_err("raw socket");
             }
@@ -116,7 +127,14 @@ impl Injector {
     pub fn poll(&self) -> Result<bool> {
         let mut buf = [0u8; 2048];
         // SAFETY: reading into a local buffer of the given size.
-        let n = unsafe { libc::recv(self.sniff.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+        let n = unsafe {
+            libc::recv(
+                self.sniff.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
+        };
         if n <= 0 {
             return Ok(false);
         }
@@ -126,18 +144,23 @@ impl Injector {
         }
         let src = Ipv4Addr::new(pkt.src[0], pkt.src[1], pkt.src[2], pkt.src[3]);
         let dst = Ipv4Addr::new(pkt.dst[0], pkt.dst[1], pkt.dst[2], pkt.dst[3]);
-        let is_hello = pkt.head_len as usize >= 6 && pkt.head[0] == 0x16 && pkt.head[1] == 3 && pkt.head[5] == 1;
+        let is_hello = pkt.head_len as usize >= 6
+            && pkt.head[0] == 0x16
+            && pkt.head[1] == 3
+            && pkt.head[5] == 1;
         if src != self.target || pkt.dport != self.port || !is_hello {
             return Ok(false);
         }
         // To the server: in its window right after the hello, so its stack accepts it.
-        let mut to_server = TcpFrame::new(IpAddr::V4(src), pkt.sport, IpAddr::V4(dst), pkt.dport).flags(RST | ACK);
+        let mut to_server =
+            TcpFrame::new(IpAddr::V4(src), pkt.sport, IpAddr::V4(dst), pkt.dport).flags(RST | ACK);
         to_server.seq = pkt.seq.wrapping_add(pkt.payload_len);
         to_server.ack = pkt.ack;
         to_server.window = 0;
         to_server.ip_id = 0;
         // To the client: the server's next sequence number is what the hello acknowledged.
-        let mut to_client = TcpFrame::new(IpAddr::V4(dst), pkt.dport, IpAddr::V4(src), pkt.sport).flags(RST | ACK);
+        let mut to_client =
+            TcpFrame::new(IpAddr::V4(dst), pkt.dport, IpAddr::V4(src), pkt.sport).flags(RST | ACK);
         to_client.seq = pkt.ack;
         to_client.ack = pkt.seq.wrapping_add(pkt.payload_len);
         to_client.window = 0;
@@ -181,9 +204,14 @@ mod tests {
 
     #[test]
     fn checksums_verify_to_zero() {
-        let f = TcpFrame::new("10.0.0.1".parse().expect("ip"), 1234, "10.0.0.2".parse().expect("ip"), 443)
-            .flags(RST | ACK)
-            .payload(b"abc");
+        let f = TcpFrame::new(
+            "10.0.0.1".parse().expect("ip"),
+            1234,
+            "10.0.0.2".parse().expect("ip"),
+            443,
+        )
+        .flags(RST | ACK)
+        .payload(b"abc");
         let p = ipv4_packet(&f);
         assert_eq!(checksum(&[&p[..20]]), 0, "IP header");
         let mut pseudo = p[12..20].to_vec();

@@ -86,7 +86,9 @@ impl Lab {
         }
         for old in stale() {
             let _ = run(&["ip", "netns", "del", &old]);
-            crate::output::status(&format!("monitor: removed {old}, left by a demo that was killed"));
+            crate::output::status(&format!(
+                "monitor: removed {old}, left by a demo that was killed"
+            ));
         }
         let id = format!("{PREFIX}{}", std::process::id());
         let mut lab = Lab {
@@ -110,25 +112,71 @@ impl Lab {
 
     fn wire(&self, clients: usize) -> Result<()> {
         let (c, m, e) = (&self.clients, &self.middlebox, &self.edge);
-        run(&["ip", "-n", c, "link", "add", "dc0", "type", "veth", "peer", "name", "dm0", "netns", m])?;
-        run(&["ip", "-n", m, "link", "add", "dm1", "type", "veth", "peer", "name", EDGE_IF, "netns", e])?;
+        run(&[
+            "ip", "-n", c, "link", "add", "dc0", "type", "veth", "peer", "name", "dm0", "netns", m,
+        ])?;
+        run(&[
+            "ip", "-n", m, "link", "add", "dm1", "type", "veth", "peer", "name", EDGE_IF, "netns",
+            e,
+        ])?;
         for i in 0..clients {
             let a = format!("{CLIENT_NET}.{}/24", 11 + i);
             run(&["ip", "-n", c, "addr", "add", &a, "dev", "dc0"])?;
         }
-        run(&["ip", "-n", m, "addr", "add", &format!("{CLIENT_NET}.1/24"), "dev", "dm0"])?;
+        run(&[
+            "ip",
+            "-n",
+            m,
+            "addr",
+            "add",
+            &format!("{CLIENT_NET}.1/24"),
+            "dev",
+            "dm0",
+        ])?;
         run(&["ip", "-n", m, "addr", "add", "10.88.2.1/24", "dev", "dm1"])?;
-        run(&["ip", "-n", e, "addr", "add", &format!("{EDGE_IP}/24"), "dev", EDGE_IF])?;
-        for (ns, ifs) in [(c, vec!["lo", "dc0"]), (m, vec!["lo", "dm0", "dm1"]), (e, vec!["lo", EDGE_IF])] {
+        run(&[
+            "ip",
+            "-n",
+            e,
+            "addr",
+            "add",
+            &format!("{EDGE_IP}/24"),
+            "dev",
+            EDGE_IF,
+        ])?;
+        for (ns, ifs) in [
+            (c, vec!["lo", "dc0"]),
+            (m, vec!["lo", "dm0", "dm1"]),
+            (e, vec!["lo", EDGE_IF]),
+        ] {
             for i in ifs {
                 run(&["ip", "-n", ns, "link", "set", i, "up"])?;
             }
         }
-        run(&["ip", "-n", c, "route", "add", "default", "via", &format!("{CLIENT_NET}.1")])?;
+        run(&[
+            "ip",
+            "-n",
+            c,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("{CLIENT_NET}.1"),
+        ])?;
         run(&["ip", "-n", e, "route", "add", "default", "via", "10.88.2.1"])?;
-        run(&["ip", "netns", "exec", m, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            m,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])?;
         self.nft("add table inet demo")?;
-        self.nft("add chain inet demo forward { type filter hook forward priority 0; policy accept; }")?;
+        self.nft(
+            "add chain inet demo forward { type filter hook forward priority 0; policy accept; }",
+        )?;
         Ok(())
     }
 
@@ -141,7 +189,8 @@ impl Lab {
 
     /// A handle on one namespace, for threads that join it.
     pub fn open(name: &str) -> Result<File> {
-        File::open(format!("/run/netns/{name}")).with_context(|| format!("opening namespace {name}"))
+        File::open(format!("/run/netns/{name}"))
+            .with_context(|| format!("opening namespace {name}"))
     }
 
     /// Removes everything; also what `drop` does. Safe to call twice.

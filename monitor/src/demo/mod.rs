@@ -20,10 +20,9 @@ use anyhow::Result;
 
 use crate::{
     cli::{DemoArgs, LiveArgs, TcApi, DEFAULT_PORTS},
-    live,
-    output,
+    live, output,
 };
-use lab::{Lab, CLIENT_NET, EDGE_IP, EDGE_IF};
+use lab::{Lab, CLIENT_NET, EDGE_IF, EDGE_IP};
 use traffic::{Plan, Traffic};
 
 /// When the faults begin (seconds after the sessions start).
@@ -40,16 +39,54 @@ pub struct Session {
 }
 
 pub const SESSIONS: [Session; 6] = [
-    Session { name: "healthy", client: 11, port: 50001, expect: None, story: "steady screen-share traffic both ways" },
-    Session { name: "lossy", client: 12, port: 50002, expect: Some("retransmit_rate"), story: "5 % of the server's packets toward the client dropped by the middlebox" },
-    Session { name: "blackholed", client: 13, port: 50003, expect: Some("handshake_failure"), story: "connects after the faults begin; the middlebox drops every SYN/ACK" },
-    Session { name: "reset", client: 14, port: 50004, expect: Some("tls_stall"), story: "the middlebox resets both sides right after each ClientHello" },
-    Session { name: "stalled", client: 15, port: 50005, expect: Some("zero_window"), story: "the client stops reading: its receive window closes" },
-    Session { name: "closed", client: 16, port: 50006, expect: None, story: "closes cleanly (FIN both ways) two seconds after the faults begin" },
+    Session {
+        name: "healthy",
+        client: 11,
+        port: 50001,
+        expect: None,
+        story: "steady screen-share traffic both ways",
+    },
+    Session {
+        name: "lossy",
+        client: 12,
+        port: 50002,
+        expect: Some("retransmit_rate"),
+        story: "5 % of the server's packets toward the client dropped by the middlebox",
+    },
+    Session {
+        name: "blackholed",
+        client: 13,
+        port: 50003,
+        expect: Some("handshake_failure"),
+        story: "connects after the faults begin; the middlebox drops every SYN/ACK",
+    },
+    Session {
+        name: "reset",
+        client: 14,
+        port: 50004,
+        expect: Some("tls_stall"),
+        story: "the middlebox resets both sides right after each ClientHello",
+    },
+    Session {
+        name: "stalled",
+        client: 15,
+        port: 50005,
+        expect: Some("zero_window"),
+        story: "the client stops reading: its receive window closes",
+    },
+    Session {
+        name: "closed",
+        client: 16,
+        port: 50006,
+        expect: None,
+        story: "closes cleanly (FIN both ways) two seconds after the faults begin",
+    },
 ];
 
 fn client_ip(s: &Session) -> Ipv4Addr {
-    format!("{CLIENT_NET}.{}", s.client).parse().unwrap_or(Ipv4Addr::UNSPECIFIED)
+    format!("{CLIENT_NET}.{}", s.client)
+        .parse()
+        .unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
 fn plan(s: &Session) -> Plan {
@@ -82,7 +119,12 @@ fn plan(s: &Session) -> Plan {
 
 /// The faults the middlebox applies at `FAULT_AT` (nftables rules in its forward chain).
 fn faults(lab: &Lab) -> Result<()> {
-    let s = |name: &str| SESSIONS.iter().find(|s| s.name == name).map(|s| (client_ip(s), s.port));
+    let s = |name: &str| {
+        SESSIONS
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| (client_ip(s), s.port))
+    };
     if let Some((ip, port)) = s("lossy") {
         lab.nft(&format!(
             "add rule inet demo forward ip daddr {ip} tcp sport {port} numgen random mod 100 < 5 counter drop"
@@ -118,7 +160,10 @@ async fn run_in_lab(args: &DemoArgs, lab: &Lab) -> Result<()> {
     let edge = Lab::open(&lab.edge)?;
     let mut traffic = Traffic::new();
     for s in &SESSIONS {
-        traffic.server(Lab::open(&lab.edge)?, SocketAddr::from(([10, 88, 2, 2], s.port)))?;
+        traffic.server(
+            Lab::open(&lab.edge)?,
+            SocketAddr::from(([10, 88, 2, 2], s.port)),
+        )?;
     }
     // The monitor attaches before the sessions start, so it sees every handshake.
     let live_args = LiveArgs {
@@ -137,19 +182,26 @@ async fn run_in_lab(args: &DemoArgs, lab: &Lab) -> Result<()> {
     let injector = {
         let ns = Lab::open(&lab.middlebox)?;
         let stop = stop_inj.clone();
-        let target = SESSIONS.iter().find(|s| s.name == "reset").map(|s| (client_ip(s), s.port));
-        std::thread::Builder::new().name("demo-injector".into()).spawn(move || -> Result<()> {
-            let Some((ip, port)) = target else { return Ok(()) };
-            crate::kernel::netns::within(Some(&ns), || {
-                let inj = injector::Injector::open("dm0", ip, port)?;
-                while !stop.load(Ordering::Relaxed) {
-                    if inj.poll()? {
-                        log::info!("demo: injected resets after a ClientHello from {ip}");
+        let target = SESSIONS
+            .iter()
+            .find(|s| s.name == "reset")
+            .map(|s| (client_ip(s), s.port));
+        std::thread::Builder::new()
+            .name("demo-injector".into())
+            .spawn(move || -> Result<()> {
+                let Some((ip, port)) = target else {
+                    return Ok(());
+                };
+                crate::kernel::netns::within(Some(&ns), || {
+                    let inj = injector::Injector::open("dm0", ip, port)?;
+                    while !stop.load(Ordering::Relaxed) {
+                        if inj.poll()? {
+                            log::info!("demo: injected resets after a ClientHello from {ip}");
+                        }
                     }
-                }
-                Ok(())
-            })
-        })?
+                    Ok(())
+                })
+            })?
     };
     let lab_ref = lab;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -65,6 +65,12 @@ fn stopped(stop: &AtomicBool) -> bool {
     stop.load(Ordering::Relaxed)
 }
 
+impl Default for Traffic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Traffic {
     pub fn new() -> Self {
         Self {
@@ -74,7 +80,12 @@ impl Traffic {
         }
     }
 
-    fn spawn(&mut self, name: &str, ns: File, f: impl FnOnce(&AtomicBool, Instant) + Send + 'static) -> Result<()> {
+    fn spawn(
+        &mut self,
+        name: &str,
+        ns: File,
+        f: impl FnOnce(&AtomicBool, Instant) + Send + 'static,
+    ) -> Result<()> {
         let stop = self.stop.clone();
         let t0 = self.t0;
         let t = std::thread::Builder::new()
@@ -125,21 +136,28 @@ impl Traffic {
 
     /// A client from `src` to `dst` following `plan`.
     pub fn client(&mut self, ns: File, src: SocketAddr, dst: SocketAddr, plan: Plan) -> Result<()> {
-        self.spawn(&format!("demo-cli-{}", src.ip()), ns, move |stop, t0| loop {
-            wait_until(stop, t0, plan.start_at);
-            let began = Instant::now();
-            let _ = client_once(src, dst, plan, stop, t0);
-            match plan.retry_after {
-                Some(r) if !stopped(stop) => {
-                    let next = t0.elapsed().as_secs_f64().max(began.duration_since(t0).as_secs_f64() + r);
-                    wait_until(stop, t0, next);
+        self.spawn(
+            &format!("demo-cli-{}", src.ip()),
+            ns,
+            move |stop, t0| loop {
+                wait_until(stop, t0, plan.start_at);
+                let began = Instant::now();
+                let _ = client_once(src, dst, plan, stop, t0);
+                match plan.retry_after {
+                    Some(r) if !stopped(stop) => {
+                        let next = t0
+                            .elapsed()
+                            .as_secs_f64()
+                            .max(began.duration_since(t0).as_secs_f64() + r);
+                        wait_until(stop, t0, next);
+                    }
+                    _ => return,
                 }
-                _ => return,
-            }
-            if stopped(stop) {
-                return;
-            }
-        })
+                if stopped(stop) {
+                    return;
+                }
+            },
+        )
     }
 
     /// Ends every session (sockets close as their threads end) and waits for the threads.
@@ -163,7 +181,13 @@ fn wait_until(stop: &AtomicBool, t0: Instant, at: f64) {
     }
 }
 
-fn client_once(src: SocketAddr, dst: SocketAddr, plan: Plan, stop: &AtomicBool, t0: Instant) -> std::io::Result<()> {
+fn client_once(
+    src: SocketAddr,
+    dst: SocketAddr,
+    plan: Plan,
+    stop: &AtomicBool,
+    t0: Instant,
+) -> std::io::Result<()> {
     let sock = socket2_connect(src, dst, plan.small_rcvbuf)?;
     sock.set_write_timeout(Some(Duration::from_millis(100)))?;
     let mut sock = sock;
@@ -189,7 +213,11 @@ fn client_once(src: SocketAddr, dst: SocketAddr, plan: Plan, stop: &AtomicBool, 
 
 /// Connects from a chosen source address (the demo's clients share one namespace), with
 /// the receive buffer set before the handshake so the window scale matches it.
-fn socket2_connect(src: SocketAddr, dst: SocketAddr, small_rcvbuf: bool) -> std::io::Result<TcpStream> {
+fn socket2_connect(
+    src: SocketAddr,
+    dst: SocketAddr,
+    small_rcvbuf: bool,
+) -> std::io::Result<TcpStream> {
     use std::os::fd::FromRawFd;
     // SAFETY: plain socket calls on a descriptor this function owns until it is wrapped.
     unsafe {
@@ -209,7 +237,9 @@ fn socket2_connect(src: SocketAddr, dst: SocketAddr, small_rcvbuf: bool) -> std:
             );
         }
         let sa = |a: SocketAddr| -> libc::sockaddr_in {
-            let SocketAddr::V4(a) = a else { unreachable!("the demo is IPv4") };
+            let SocketAddr::V4(a) = a else {
+                unreachable!("the demo is IPv4")
+            };
             libc::sockaddr_in {
                 sin_family: libc::AF_INET as u16,
                 sin_port: a.port().to_be(),
@@ -220,13 +250,21 @@ fn socket2_connect(src: SocketAddr, dst: SocketAddr, small_rcvbuf: bool) -> std:
             }
         };
         let s = sa(src);
-        if libc::bind(fd, &s as *const _ as *const libc::sockaddr, std::mem::size_of_val(&s) as u32) != 0 {
+        if libc::bind(
+            fd,
+            &s as *const _ as *const libc::sockaddr,
+            std::mem::size_of_val(&s) as u32,
+        ) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         let d = sa(dst);
         // Blocking connect: the kernel's own SYN retries (1 s, 3 s, 7 s, ...) are what a
         // blackholed handshake looks like; the timeout ends it.
-        let tv = libc::timeval { tv_sec: 10, tv_usec: 0 };
+        let tv = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
@@ -234,7 +272,12 @@ fn socket2_connect(src: SocketAddr, dst: SocketAddr, small_rcvbuf: bool) -> std:
             &tv as *const _ as *const libc::c_void,
             std::mem::size_of_val(&tv) as u32,
         );
-        if libc::connect(fd, &d as *const _ as *const libc::sockaddr, std::mem::size_of_val(&d) as u32) != 0 {
+        if libc::connect(
+            fd,
+            &d as *const _ as *const libc::sockaddr,
+            std::mem::size_of_val(&d) as u32,
+        ) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         Ok(stream)
@@ -275,7 +318,13 @@ fn serve(mut c: TcpStream, stop: &AtomicBool, t0: Instant) {
 
 /// Writes `chunk` bytes every 20 ms and reads whatever arrives, until the peer closes, the
 /// plan closes, or the demo stops.
-fn pump(s: &mut TcpStream, chunk: usize, plan: Plan, stop: &AtomicBool, t0: Instant) -> std::io::Result<()> {
+fn pump(
+    s: &mut TcpStream,
+    chunk: usize,
+    plan: Plan,
+    stop: &AtomicBool,
+    t0: Instant,
+) -> std::io::Result<()> {
     s.set_read_timeout(Some(POLL))?;
     let data = vec![0x17u8; chunk];
     let mut buf = vec![0u8; 65536];

@@ -16,7 +16,8 @@ pub fn within<T: Send>(ns: Option<&File>, f: impl FnOnce() -> Result<T> + Send) 
         s.spawn(|| {
             // SAFETY: setns on a namespace fd; affects this thread only.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("joining the network namespace");
+                return Err(std::io::Error::last_os_error())
+                    .context("joining the network namespace");
             }
             f()
         })

@@ -35,7 +35,11 @@ use crate::{alerts::FlowId, error::usage, live::RunInfo, snapshot::Snapshot};
 /// Puts the terminal back as it was. Safe to call more than once.
 fn restore() {
     let _ = terminal::disable_raw_mode();
-    let _ = execute!(std::io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+    let _ = execute!(
+        std::io::stdout(),
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
 }
 
 /// Restores the terminal when dropped: normal return, error, or unwinding.

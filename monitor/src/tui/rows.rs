@@ -171,7 +171,10 @@ impl Row<'_> {
                     duration(t)
                 }
             }
-            Column::Tls => match (st.seen & seen::CLIENT_HELLO != 0, st.seen & seen::SERVER_HELLO != 0) {
+            Column::Tls => match (
+                st.seen & seen::CLIENT_HELLO != 0,
+                st.seen & seen::SERVER_HELLO != 0,
+            ) {
                 (true, true) => "CH+SH".into(),
                 (true, false) => "CH".into(),
                 (false, true) => "SH".into(),
@@ -194,7 +197,9 @@ impl Row<'_> {
                 Column::RetxC2S => h.and_then(|h| h.retx_rate[C2S]).unwrap_or(-1.0),
                 Column::RetxS2C => h.and_then(|h| h.retx_rate[S2C]).unwrap_or(-1.0),
                 Column::Resets => (st.dir[C2S].rsts + st.dir[S2C].rsts) as f64,
-                Column::ZeroWindow => h.map_or(0.0, |h| (h.zero_window_ns[C2S] + h.zero_window_ns[S2C]) as f64),
+                Column::ZeroWindow => h.map_or(0.0, |h| {
+                    (h.zero_window_ns[C2S] + h.zero_window_ns[S2C]) as f64
+                }),
                 _ => 0.0,
             }
         };
@@ -366,8 +371,11 @@ pub fn worst(snap: &Snapshot) -> Option<FlowId> {
             a.compare(b, Column::Health, snap.now_ns)
                 .then_with(|| {
                     let rate = |r: &Row| {
-                        r.health
-                            .map_or(0.0, |h| h.retx_rate[0].unwrap_or(0.0).max(h.retx_rate[1].unwrap_or(0.0)))
+                        r.health.map_or(0.0, |h| {
+                            h.retx_rate[0]
+                                .unwrap_or(0.0)
+                                .max(h.retx_rate[1].unwrap_or(0.0))
+                        })
                     };
                     rate(a).total_cmp(&rate(b))
                 })

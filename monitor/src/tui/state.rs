@@ -72,7 +72,13 @@ impl UiState {
     }
 
     pub fn rows<'a>(&self, snap: &'a Snapshot) -> Vec<rows::Row<'a>> {
-        rows::visible(snap, &self.filter, self.min_level, self.sort, self.descending)
+        rows::visible(
+            snap,
+            &self.filter,
+            self.min_level,
+            self.sort,
+            self.descending,
+        )
     }
 
     /// A new snapshot: rates for the header, selection kept on its flow.
@@ -100,7 +106,10 @@ impl UiState {
             self.cursor = 0;
             return;
         }
-        match self.selected.and_then(|id| rows.iter().position(|r| r.id() == id)) {
+        match self
+            .selected
+            .and_then(|id| rows.iter().position(|r| r.id() == id))
+        {
             Some(i) => self.cursor = i,
             None => {
                 self.cursor = self.cursor.min(rows.len() - 1);
@@ -173,11 +182,7 @@ impl UiState {
                     self.filter = Filter::default();
                 }
             }
-            KeyCode::Enter => {
-                if self.selected.is_some() {
-                    self.view = View::Detail;
-                }
-            }
+            KeyCode::Enter if self.selected.is_some() => self.view = View::Detail,
             KeyCode::Down | KeyCode::Char('j') => self.move_cursor(snap, 1),
             KeyCode::Up | KeyCode::Char('k') => self.move_cursor(snap, -1),
             KeyCode::PageDown => self.move_cursor(snap, 10),
@@ -219,6 +224,9 @@ impl UiState {
         let n = all.len() as isize;
         self.sort = all[((i + step).rem_euclid(n)) as usize];
         // Text sorts ascending, figures worst-first.
-        self.descending = !matches!(self.sort, Column::Client | Column::Server | Column::State | Column::Tls);
+        self.descending = !matches!(
+            self.sort,
+            Column::Client | Column::Server | Column::State | Column::Tls
+        );
     }
 }

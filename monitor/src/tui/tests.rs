@@ -34,7 +34,11 @@ fn flow(client: u8, cport: u16, sport: u16) -> FlowRecord {
         first_seen_ns: T0,
         last_seen_ns: T0,
         client_is_a: 1,
-        seen: seen::SYN | seen::SYNACK | seen::ESTABLISHED | seen::CLIENT_HELLO | seen::SERVER_HELLO,
+        seen: seen::SYN
+            | seen::SYNACK
+            | seen::ESTABLISHED
+            | seen::CLIENT_HELLO
+            | seen::SERVER_HELLO,
         ..FlowState::default()
     };
     st.tcp.rtt_ns = 420_000;
@@ -67,7 +71,11 @@ fn advance(f: &mut FlowRecord, now: u64, retx_s2c: u32) {
 /// the server's segments), and a refused handshake.
 fn fixture() -> (Snapshot, AlertEngine) {
     let mut engine = AlertEngine::new(AlertConfig::default());
-    let mut flows = vec![flow(11, 40001, 50001), flow(12, 40002, 50002), flow(13, 40003, 50003)];
+    let mut flows = vec![
+        flow(11, 40001, 50001),
+        flow(12, 40002, 50002),
+        flow(13, 40003, 50003),
+    ];
     flows[2].state.seen = seen::SYN | seen::REFUSED;
     flows[2].state.dir[C2S].syns = 2;
     flows[2].state.dir[S2C].rsts = 1;
@@ -166,10 +174,19 @@ fn help_overlay() {
 #[test]
 fn keys_sort_filter_select_follow_and_quit() {
     let (snap, mut ui) = ready();
-    let order = |ui: &UiState| -> Vec<u16> { ui.rows(&snap).iter().map(|r| r.flow.server().port()).collect() };
+    let order = |ui: &UiState| -> Vec<u16> {
+        ui.rows(&snap)
+            .iter()
+            .map(|r| r.flow.server().port())
+            .collect()
+    };
     // Worst first: refused (critical), lossy (warning... escalated to critical), healthy.
     assert_eq!(ui.sort, Column::Health);
-    assert_eq!(*order(&ui).last().expect("rows"), 50001, "the healthy flow last");
+    assert_eq!(
+        *order(&ui).last().expect("rows"),
+        50001,
+        "the healthy flow last"
+    );
     // Next column: client, ascending.
     ui.on_key(key('s'), &snap);
     assert_eq!(ui.sort, Column::Client);
@@ -219,7 +236,10 @@ fn keys_sort_filter_select_follow_and_quit() {
     ui.on_key(code(KeyCode::Esc), &snap);
     assert_eq!(ui.on_key(key('q'), &snap), Action::Quit);
     assert_eq!(
-        ui.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL), &snap),
+        ui.on_key(
+            KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+            &snap
+        ),
         Action::Quit
     );
 }

@@ -1,7 +1,9 @@
 //! Rendering: a pure function of the run's info, the UI state and one snapshot. Severity
 //! shows as colour and as text (`CRIT!!`, `WARN!`), so it reads without colour too.
 
-use monitor_common::flow::{DirStats, SynOpts, C2S, S2C, SYN_OPT_SACK, SYN_OPT_SEEN, SYN_OPT_TIMESTAMPS};
+use monitor_common::flow::{
+    DirStats, SynOpts, C2S, S2C, SYN_OPT_SACK, SYN_OPT_SEEN, SYN_OPT_TIMESTAMPS,
+};
 use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
@@ -69,8 +71,15 @@ pub fn draw(f: &mut Frame, info: &RunInfo, ui: &mut UiState, snap: &Snapshot) {
 }
 
 fn draw_header(f: &mut Frame, area: Rect, info: &RunInfo, ui: &UiState, snap: &Snapshot) {
-    let active: Vec<&Alert> = snap.alerts.iter().filter(|a| a.cleared_ns.is_none()).collect();
-    let crit = active.iter().filter(|a| a.severity == Level::Critical).count();
+    let active: Vec<&Alert> = snap
+        .alerts
+        .iter()
+        .filter(|a| a.cleared_ns.is_none())
+        .collect();
+    let crit = active
+        .iter()
+        .filter(|a| a.severity == Level::Critical)
+        .count();
     let pps = ui.pps.map_or("-".into(), |p| format!("{p:.0}"));
     let line1 = Line::from(vec![
         Span::styled("monitor ", Style::new().add_modifier(Modifier::BOLD)),
@@ -86,7 +95,11 @@ fn draw_header(f: &mut Frame, area: Rect, info: &RunInfo, ui: &UiState, snap: &S
     } else {
         Span::styled(
             format!("alerts {} ({crit} crit)", active.len()),
-            level_style(Some(if crit > 0 { Level::Critical } else { Level::Warning })),
+            level_style(Some(if crit > 0 {
+                Level::Critical
+            } else {
+                Level::Warning
+            })),
         )
     };
     let line2 = Line::from(vec![
@@ -187,7 +200,10 @@ fn alert_line(a: &Alert, with_flow: bool) -> Line<'static> {
     let mut spans = vec![
         Span::raw(format!("{} ", clock(t))),
         Span::styled(format!("{mark:<7} "), style),
-        Span::styled(format!("{:<17} ", a.kind.name()), Style::new().add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!("{:<17} ", a.kind.name()),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
     ];
     if with_flow {
         spans.push(Span::raw(format!("{} > {}  ", a.client, a.server)));
@@ -210,7 +226,10 @@ fn draw_alerts(f: &mut Frame, area: Rect, alerts: &[Alert], title: &str, only: O
     let lines: Vec<Line> = if shown.is_empty() {
         vec![Line::from("none")]
     } else {
-        shown.iter().map(|a| alert_line(a, only.is_none())).collect()
+        shown
+            .iter()
+            .map(|a| alert_line(a, only.is_none()))
+            .collect()
     };
     let block = Block::new()
         .borders(Borders::ALL)
@@ -220,7 +239,10 @@ fn draw_alerts(f: &mut Frame, area: Rect, alerts: &[Alert], title: &str, only: O
 
 fn draw_footer(f: &mut Frame, area: Rect, ui: &UiState) {
     let text = if ui.editing {
-        format!("filter: {}_   (Enter applies, Esc clears; port:N sev:warn|crit text)", ui.filter_text)
+        format!(
+            "filter: {}_   (Enter applies, Esc clears; port:N sev:warn|crit text)",
+            ui.filter_text
+        )
     } else {
         let filter = if ui.filter_text.is_empty() {
             String::new()
@@ -233,13 +255,19 @@ fn draw_footer(f: &mut Frame, area: Rect, ui: &UiState) {
         };
         format!("{filter}sort {}  {keys}", ui.sort.title())
     };
-    f.render_widget(Paragraph::new(text).style(Style::new().add_modifier(Modifier::REVERSED)), area);
+    f.render_widget(
+        Paragraph::new(text).style(Style::new().add_modifier(Modifier::REVERSED)),
+        area,
+    );
 }
 
 const HELP: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit (the terminal is restored)"),
     ("Up/Down, j/k", "select a flow; PgUp/PgDn, Home/End"),
-    ("Enter", "flow detail: counters, sparklines, handshake, history, alerts"),
+    (
+        "Enter",
+        "flow detail: counters, sparklines, handshake, history, alerts",
+    ),
     ("Esc", "back to the table; clear the filter"),
     ("s / S", "sort by the next / previous column"),
     ("r", "reverse the sort order"),
@@ -260,13 +288,27 @@ fn draw_help(f: &mut Frame, area: Rect) {
     };
     let mut lines: Vec<Line> = HELP
         .iter()
-        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<14}"), Style::new().add_modifier(Modifier::BOLD)), Span::raw(*v)]))
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(
+                    format!("{k:<14}"),
+                    Style::new().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(*v),
+            ])
+        })
         .collect();
     lines.push(Line::from(""));
-    lines.push(Line::from("HEALTH: ok, WARN!, CRIT!!   RST n! = suspect injected"));
+    lines.push(Line::from(
+        "HEALTH: ok, WARN!, CRIT!!   RST n! = suspect injected",
+    ));
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title("Keys (any key closes)")),
+        Paragraph::new(lines).block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title("Keys (any key closes)"),
+        ),
         r,
     );
 }
@@ -323,7 +365,8 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
             ),
             Span::raw(format!(
                 "  session {}  age {}  state {}",
-                h.and_then(|h| h.session).map_or("-".into(), |s| s.to_string()),
+                h.and_then(|h| h.session)
+                    .map_or("-".into(), |s| s.to_string()),
                 rows::duration(snap.now_ns.saturating_sub(st.first_seen_ns)),
                 rows::state(st)
             )),
@@ -331,7 +374,11 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
         Line::from(format!(
             "handshake {}  rtt {}  SYNs {}  SYN/ACKs {}",
             outcome(st, snap.now_ns).unwrap_or("pending"),
-            if st.tcp.rtt_ns == 0 { "-".into() } else { rows::millis(st.tcp.rtt_ns) },
+            if st.tcp.rtt_ns == 0 {
+                "-".into()
+            } else {
+                rows::millis(st.tcp.rtt_ns)
+            },
             c.syns,
             s.synacks
         )),
@@ -354,7 +401,10 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
             h.map_or("-", |h| h.history.as_str())
         )),
     ];
-    f.render_widget(Paragraph::new(head).block(Block::new().borders(Borders::BOTTOM)), top);
+    f.render_widget(
+        Paragraph::new(head).block(Block::new().borders(Borders::BOTTOM)),
+        top,
+    );
     let [left, right] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(mid);
     draw_counters(f, left, c, s, h.map(|h| h.in_flight));
@@ -362,34 +412,97 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
     draw_alerts(f, bottom, &snap.alerts, "This flow's alerts", ui.selected);
 }
 
-fn draw_counters(f: &mut Frame, area: Rect, c: &DirStats, s: &DirStats, flight: Option<[Option<u32>; 2]>) {
+fn draw_counters(
+    f: &mut Frame,
+    area: Rect,
+    c: &DirStats,
+    s: &DirStats,
+    flight: Option<[Option<u32>; 2]>,
+) {
     let n = |v: u64| v.to_string();
-    let fl = |d: usize| flight.and_then(|x| x[d]).map_or("-".into(), |v| v.to_string());
+    let fl = |d: usize| {
+        flight
+            .and_then(|x| x[d])
+            .map_or("-".into(), |v| v.to_string())
+    };
     let rows: Vec<(&str, String, String)> = vec![
         ("packets", n(c.packets), n(s.packets)),
         ("bytes", n(c.bytes), n(s.bytes)),
-        ("retransmits", n(c.retransmits as u64), n(s.retransmits as u64)),
-        ("  fast", n(c.fast_retransmits as u64), n(s.fast_retransmits as u64)),
-        ("  spurious", n(c.spurious_retransmits as u64), n(s.spurious_retransmits as u64)),
-        ("out of order", n(c.out_of_order as u64), n(s.out_of_order as u64)),
-        ("lost segments", n(c.lost_segments as u64), n(s.lost_segments as u64)),
+        (
+            "retransmits",
+            n(c.retransmits as u64),
+            n(s.retransmits as u64),
+        ),
+        (
+            "  fast",
+            n(c.fast_retransmits as u64),
+            n(s.fast_retransmits as u64),
+        ),
+        (
+            "  spurious",
+            n(c.spurious_retransmits as u64),
+            n(s.spurious_retransmits as u64),
+        ),
+        (
+            "out of order",
+            n(c.out_of_order as u64),
+            n(s.out_of_order as u64),
+        ),
+        (
+            "lost segments",
+            n(c.lost_segments as u64),
+            n(s.lost_segments as u64),
+        ),
         ("dup ACKs", n(c.dup_acks as u64), n(s.dup_acks as u64)),
-        ("zero windows", n(c.zero_windows as u64), n(s.zero_windows as u64)),
-        ("zw probes", n(c.zero_window_probes as u64), n(s.zero_window_probes as u64)),
+        (
+            "zero windows",
+            n(c.zero_windows as u64),
+            n(s.zero_windows as u64),
+        ),
+        (
+            "zw probes",
+            n(c.zero_window_probes as u64),
+            n(s.zero_window_probes as u64),
+        ),
         ("resets", n(c.rsts as u64), n(s.rsts as u64)),
-        ("  suspect", n(c.suspect_injected_rsts as u64), n(s.suspect_injected_rsts as u64)),
+        (
+            "  suspect",
+            n(c.suspect_injected_rsts as u64),
+            n(s.suspect_injected_rsts as u64),
+        ),
         ("FINs", n(c.fins as u64), n(s.fins as u64)),
         ("in flight", fl(C2S), fl(S2C)),
         ("data segments", n(c.data_segments), n(s.data_segments)),
         ("payload bytes", n(c.payload_bytes), n(s.payload_bytes)),
-        ("keep-alives", n(c.keep_alives as u64), n(s.keep_alives as u64)),
-        ("window full", n(c.window_full as u64), n(s.window_full as u64)),
-        ("ACKed unseen", n(c.acked_unseen as u64), n(s.acked_unseen as u64)),
+        (
+            "keep-alives",
+            n(c.keep_alives as u64),
+            n(s.keep_alives as u64),
+        ),
+        (
+            "window full",
+            n(c.window_full as u64),
+            n(s.window_full as u64),
+        ),
+        (
+            "ACKed unseen",
+            n(c.acked_unseen as u64),
+            n(s.acked_unseen as u64),
+        ),
     ];
-    let body = rows.into_iter().map(|(k, a, b)| TRow::new(vec![Cell::from(k), Cell::from(a), Cell::from(b)]));
-    let t = Table::new(body, [Constraint::Length(14), Constraint::Length(12), Constraint::Length(12)])
-        .header(TRow::new(vec!["", "C>S", "S>C"]).style(Style::new().add_modifier(Modifier::BOLD)))
-        .block(Block::new().borders(Borders::RIGHT));
+    let body = rows
+        .into_iter()
+        .map(|(k, a, b)| TRow::new(vec![Cell::from(k), Cell::from(a), Cell::from(b)]));
+    let t = Table::new(
+        body,
+        [
+            Constraint::Length(14),
+            Constraint::Length(12),
+            Constraint::Length(12),
+        ],
+    )
+    .header(TRow::new(vec!["", "C>S", "S>C"]).style(Style::new().add_modifier(Modifier::BOLD)))
+    .block(Block::new().borders(Borders::RIGHT));
     f.render_widget(t, area);
 }
 
@@ -401,10 +514,30 @@ fn draw_sparks(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
     let width = area.width.saturating_sub(1) as usize;
     let tail = &points[points.len().saturating_sub(width)..];
     let series: [(&str, Vec<u64>, String); 4] = [
-        ("retx % C>S", tail.iter().map(|p| (p.retx_ratio[C2S] * 1000.0) as u64).collect(), String::new()),
-        ("retx % S>C", tail.iter().map(|p| (p.retx_ratio[S2C] * 1000.0) as u64).collect(), String::new()),
-        ("B/s C>S", tail.iter().map(|p| p.bytes_per_s[C2S] as u64).collect(), String::new()),
-        ("B/s S>C", tail.iter().map(|p| p.bytes_per_s[S2C] as u64).collect(), String::new()),
+        (
+            "retx % C>S",
+            tail.iter()
+                .map(|p| (p.retx_ratio[C2S] * 1000.0) as u64)
+                .collect(),
+            String::new(),
+        ),
+        (
+            "retx % S>C",
+            tail.iter()
+                .map(|p| (p.retx_ratio[S2C] * 1000.0) as u64)
+                .collect(),
+            String::new(),
+        ),
+        (
+            "B/s C>S",
+            tail.iter().map(|p| p.bytes_per_s[C2S] as u64).collect(),
+            String::new(),
+        ),
+        (
+            "B/s S>C",
+            tail.iter().map(|p| p.bytes_per_s[S2C] as u64).collect(),
+            String::new(),
+        ),
     ];
     let areas = Layout::vertical([Constraint::Ratio(1, 4); 4]).split(area);
     for ((name, data, _), a) in series.iter().zip(areas.iter()) {

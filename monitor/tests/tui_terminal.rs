@@ -1,0 +1,184 @@
+//! The terminal UI in a real terminal (tmux): start the demo, sort, filter, open a flow,
+//! quit; the screen shows the expected rows and the terminal is restored afterwards.
+
+mod common;
+
+use std::{
+    process::Command,
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+/// A private tmux server, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux (apt-get install tmux; cargo xtask setup installs it)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", "ui"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "ui"];
+        args.extend_from_slice(keys);
+        self.cmd(&args);
+        sleep(Duration::from_millis(400));
+    }
+
+    /// Waits until the screen satisfies `ok`, or fails with what it showed.
+    fn wait(&self, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "waiting for {what}; the screen shows:\n{s}"
+            );
+            sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// The flow table's rows: a health marker, then the client.
+fn flow_rows(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .filter(|l| {
+            let mut w = l.trim_start_matches('│').split_whitespace();
+            matches!(w.next(), Some("ok" | "WARN!" | "CRIT!!"))
+                && w.next().is_some_and(|c| c.starts_with("10.88.1."))
+        })
+        .collect()
+}
+
+#[test]
+fn start_sort_filter_open_a_flow_and_quit() {
+    if !common::privileged() {
+        return;
+    }
+    let t = Tmux {
+        socket: format!("monitor-test-{}", std::process::id()),
+    };
+    let script = format!(
+        "TERM=xterm-256color {} demo; echo EXIT=$?; stty -a | tr ';' '\\n' | grep -Eo -- '-?(icanon|echo)\\b' | tr '\\n' ' '; echo; sleep 600",
+        common::MONITOR
+    );
+    t.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "ui",
+        "-x",
+        "110",
+        "-y",
+        "32",
+        &script,
+    ]);
+
+    // Rows appear, then the faults turn some of them into alerts.
+    t.wait("the demo's flows", 30, |s| {
+        s.contains("10.88.1.11:") && s.contains("Flows")
+    });
+    let s = t.wait("an alert", 30, |s| {
+        s.contains("CRIT!!") && s.contains("tls_stall")
+    });
+    assert!(s.contains("monitor if edge0"), "header: {s}");
+
+    // Sort by the next column (client, ascending): the marker moves to CLIENT.
+    t.keys(&["s"]);
+    let s = t.wait("the client sort", 5, |s| s.contains("CLIENT^"));
+    let clients: Vec<String> = flow_rows(&s)
+        .iter()
+        .filter_map(|l| {
+            l.trim_start_matches('│')
+                .split_whitespace()
+                .nth(1)
+                .map(String::from)
+        })
+        .collect();
+    let mut sorted = clients.clone();
+    sorted.sort_by_key(|c| c.parse::<std::net::SocketAddr>().ok());
+    assert_eq!(clients, sorted, "rows sorted by client:\n{s}");
+
+    // Filter on the reset session's port: only its flows remain.
+    t.keys(&["/"]);
+    t.keys(&["50004", "Enter"]);
+    let s = t.wait("the filter", 5, |s| s.contains("filter: 50004"));
+    let rows = flow_rows(&s);
+    assert!(!rows.is_empty(), "filtered rows:\n{s}");
+    assert!(
+        rows.iter().all(|l| l.contains(":50004")),
+        "only port 50004:\n{s}"
+    );
+
+    // Open the flow: its detail, history and alerts.
+    t.keys(&["Enter"]);
+    let s = t.wait("the flow detail", 5, |s| {
+        s.contains("history") && s.contains("This flow's alerts")
+    });
+    assert!(s.contains(":50004") && s.contains("tls_stall"), "{s}");
+    assert!(s.contains("resets"), "{s}");
+
+    // Back, clear the filter, help, quit.
+    t.keys(&["Escape"]);
+    t.keys(&["Escape"]);
+    t.wait("the whole table again", 5, |s| s.contains("10.88.1.11:"));
+    t.keys(&["?"]);
+    t.wait("the help", 5, |s| s.contains("Keys (any key closes)"));
+    t.keys(&["x"]);
+    t.keys(&["q"]);
+    let s = t.wait("the exit", 20, |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=0"), "{s}");
+    // Restored: line discipline back (no -icanon/-echo), alternate screen left.
+    let modes = s
+        .lines()
+        .skip_while(|l| !l.contains("EXIT="))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        modes.contains("icanon") && !modes.contains("-icanon"),
+        "stty after exit: {modes:?}\n{s}"
+    );
+    assert!(!modes.contains("-echo "), "stty after exit: {modes:?}");
+    assert_eq!(
+        t.cmd(&["display-message", "-p", "-t", "ui", "#{alternate_on}"])
+            .trim(),
+        "0"
+    );
+    assert!(s.contains("lab removed") || !s.contains("mdemo-"), "{s}");
+    let left = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("mdemo-"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(left, 0, "the demo's namespaces are gone");
+}
