@@ -138,7 +138,13 @@ fn faults(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(args: DemoArgs) -> Result<()> {
+pub async fn run(mut args: DemoArgs) -> Result<()> {
+    if !args.headless && crate::tui::Ui::check_terminal().is_err() {
+        // Run from a script or CI: the same lab, with output a program can read.
+        output::status("monitor demo: no terminal; running headless (alert transitions and JSON summaries on stdout)");
+        args.headless = true;
+        args.json = true;
+    }
     let mut lab = Lab::build(SESSIONS.len())?;
     output::status(&format!(
         "monitor demo: lab {} / {} / {} (clients {CLIENT_NET}.11-16, edge {EDGE_IP} on {EDGE_IF}); faults at {FAULT_AT} s:",
