@@ -364,15 +364,15 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
                 Style::new().add_modifier(Modifier::BOLD),
             ),
             Span::raw(format!(
-                "  session {}  age {}  state {}",
-                h.and_then(|h| h.session)
-                    .map_or("-".into(), |s| s.to_string()),
+                "  {}  age {}",
+                rows::state(st),
                 rows::duration(snap.now_ns.saturating_sub(st.first_seen_ns)),
-                rows::state(st)
             )),
         ]),
         Line::from(format!(
-            "handshake {}  rtt {}  SYNs {}  SYN/ACKs {}",
+            "session {}  handshake {}  rtt {}  SYNs {}  SYN/ACKs {}",
+            h.and_then(|h| h.session)
+                .map_or("-".into(), |s| s.to_string()),
             outcome(st, snap.now_ns).unwrap_or("pending"),
             if st.tcp.rtt_ns == 0 {
                 "-".into()
@@ -397,7 +397,7 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
             }
         )),
         Line::from(format!(
-            "history {}   (Zeek: uppercase client, lowercase server)",
+            "history {}   (Zeek letters: uppercase client, lowercase server)",
             h.map_or("-", |h| h.history.as_str())
         )),
     ];
