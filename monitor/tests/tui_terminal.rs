@@ -182,3 +182,58 @@ fn start_sort_filter_open_a_flow_and_quit() {
         .unwrap_or(0);
     assert_eq!(left, 0, "the demo's namespaces are gone");
 }
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    if !common::privileged() {
+        return;
+    }
+    let t = Tmux {
+        socket: format!("monitor-test-term-{}", std::process::id()),
+    };
+    let script = format!(
+        "TERM=xterm-256color {} live -i lo; echo EXIT=$?; stty -a | tr ';' '\\n' | grep -Eo -- '-?(icanon|echo)\\b' | tr '\\n' ' '; echo; sleep 600",
+        common::MONITOR
+    );
+    t.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "ui",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &script,
+    ]);
+    t.wait("the UI", 30, |s| {
+        s.contains("monitor if lo") && s.contains("Flows")
+    });
+    assert_eq!(
+        t.cmd(&["display-message", "-p", "-t", "ui", "#{alternate_on}"])
+            .trim(),
+        "1"
+    );
+    let shell = t.cmd(&["display-message", "-p", "-t", "ui", "#{pane_pid}"]);
+    let out = Command::new("pkill")
+        .args(["-TERM", "-P", shell.trim(), "monitor"])
+        .output()
+        .expect("pkill (procps)");
+    assert!(out.status.success(), "the monitor was found and signalled");
+    let s = t.wait("the exit", 20, |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=0"), "{s}");
+    let modes = s
+        .lines()
+        .skip_while(|l| !l.contains("EXIT="))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        modes.contains("icanon") && !modes.contains("-icanon"),
+        "stty after exit: {modes:?}\n{s}"
+    );
+    assert_eq!(
+        t.cmd(&["display-message", "-p", "-t", "ui", "#{alternate_on}"])
+            .trim(),
+        "0"
+    );
+}
