@@ -28,3 +28,27 @@ pub const NAMES: [&str; COUNT as usize] = [
     "flow_insert_failed",
     "lost_events",
 ];
+
+/// Traffic per interface and hook direction, whatever the port: what the interface
+/// carried, next to what the monitor analysed. A `PerCpuArray<IfCounters>` indexed by
+/// [`if_slot`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfCounters {
+    pub packets: u64,
+    /// Bytes as the hook saw them (link header included).
+    pub bytes: u64,
+}
+
+/// Interface slots: ifindexes are small on real hosts; two interfaces whose ifindexes
+/// differ by a multiple of this would share a slot (userspace refuses to watch both).
+pub const IF_SLOTS: u32 = 256;
+
+/// The slot of an interface's ingress (`egress` false) or egress counters.
+#[inline(always)]
+pub fn if_slot(ifindex: u32, egress: bool) -> u32 {
+    (ifindex % IF_SLOTS) * 2 + egress as u32
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for IfCounters {}

@@ -83,6 +83,22 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
 static CLOSED: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
 
+#[map]
+static IFACES: PerCpuArray<stats::IfCounters> =
+    PerCpuArray::with_max_entries(stats::IF_SLOTS * 2, 0);
+
+/// Counts a packet on its interface and hook, before any parsing.
+#[inline(always)]
+fn count_iface(ifindex: u32, len: u32, egress: bool) {
+    if let Some(c) = IFACES.get_ptr_mut(stats::if_slot(ifindex, egress)) {
+        // Per-CPU slot: no other CPU writes it.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len as u64;
+        }
+    }
+}
+
 #[inline(always)]
 fn bump(idx: u32) {
     if let Some(p) = STATS.get_ptr_mut(idx) {
@@ -315,7 +331,14 @@ fn tc_now(ctx: &TcContext) -> u64 {
 }
 
 #[inline(always)]
+fn tc_count(ctx: &TcContext, egress: bool) {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    count_iface(ifindex, ctx.len(), egress);
+}
+
+#[inline(always)]
 fn tc_eth(ctx: &TcContext, egress: bool) {
+    tc_count(ctx, egress);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let r = parse_ethernet(&Skb(ctx), unsafe { &mut (*s).pkt });
         track(s, r, tc_segs(ctx), tc_now(ctx), egress);
@@ -325,6 +348,7 @@ fn tc_eth(ctx: &TcContext, egress: bool) {
 /// tc on interfaces without a link header (tun, WireGuard): the IP header is at offset 0.
 #[inline(always)]
 fn tc_rawip(ctx: &TcContext, egress: bool) {
+    tc_count(ctx, egress);
     let proto = u16::from_be(ctx.skb.protocol() as u16);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let r = parse_l3(&Skb(ctx), 0, proto, unsafe { &mut (*s).pkt });
@@ -366,6 +390,11 @@ pub fn tc_rawip_out(ctx: TcContext) -> i32 {
 /// XDP ingress, for the highest packet rates.
 #[xdp]
 pub fn xdp_eth(ctx: XdpContext) -> u32 {
+    count_iface(
+        ctx.ingress_ifindex() as u32,
+        (ctx.data_end() - ctx.data()) as u32,
+        false,
+    );
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let r = parse_ethernet(&Xdp(&ctx), unsafe { &mut (*s).pkt });
         track(s, r, 1, unsafe { bpf_ktime_get_ns() }, false);

@@ -34,6 +34,8 @@ use crate::{
 #[derive(Clone, Debug, Default)]
 pub struct RunInfo {
     pub interfaces: Vec<String>,
+    /// The interfaces attached to: name and ifindex (duplicates removed).
+    pub targets: Vec<(String, u32)>,
     /// How the programs are attached, as the start-up lines said it.
     pub attach: String,
     pub ports: String,
@@ -48,6 +50,16 @@ fn targets(args: &LiveArgs) -> Result<Vec<Target>> {
         let (index, kind) = preflight::interface(name)?;
         if out.iter().any(|t| t.index == index) {
             continue;
+        }
+        let slot = |i: u32| monitor_common::stats::if_slot(i, false);
+        if let Some(t) = out.iter().find(|t| slot(t.index) == slot(index)) {
+            return Err(usage(
+                format!(
+                    "interfaces {} (ifindex {}) and {name} (ifindex {index}) would share traffic counters",
+                    t.name, t.index
+                ),
+                "watch them with two monitors",
+            ));
         }
         preflight::check_no_legacy_filter(name)?;
         out.push(Target {
@@ -158,19 +170,20 @@ pub async fn run_in(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut alerting = Alerting::open(&args.alerting, args.interval)?;
     let cfg = args.ports.to_config(0);
-    let (mut ebpf, lines) = netns::within(ns, || {
+    let (mut ebpf, lines, targets) = netns::within(ns, || {
         let targets = targets(&args)?;
         if !args.headless {
             tui::Ui::check_terminal()?;
         }
         let mut ebpf = load(&cfg, args.max_flows)?;
         let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
-        Ok((ebpf, lines))
+        Ok((ebpf, lines, targets))
     })?;
     if let Some(r) = ready {
         let _ = r.send(());
     }
     let info = RunInfo {
+        targets: targets.iter().map(|t| (t.name.clone(), t.index)).collect(),
         interfaces: args.interfaces.clone(),
         attach: lines.join("; "),
         ports: args.ports.to_string(),
@@ -212,7 +225,7 @@ async fn watch(
     } else {
         Sink::Ui(tui::Ui::start(info.clone())?)
     };
-    let mut collector = Collector::new(ebpf, Clock::monotonic())?;
+    let mut collector = Collector::new(ebpf, Clock::monotonic(), info.targets.clone())?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;

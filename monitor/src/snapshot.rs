@@ -60,6 +60,14 @@ impl Counters {
     }
 }
 
+/// What one watched interface carried, every port included.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IfaceTraffic {
+    pub name: String,
+    pub rx: stats::IfCounters,
+    pub tx: stats::IfCounters,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Sorted by client, then server, then first seen (a reused 4-tuple is several records).
@@ -80,6 +88,8 @@ pub struct Snapshot {
     pub spark: Option<(FlowId, Vec<Point>)>,
     /// Time the collector took to read the kernel and judge the flows.
     pub collect_ns: u64,
+    /// Per watched interface (live only).
+    pub interfaces: Vec<IfaceTraffic>,
 }
 
 impl Snapshot {
@@ -99,6 +109,7 @@ impl Snapshot {
             judged: false,
             spark: None,
             collect_ns: 0,
+            interfaces: Vec::new(),
         }
     }
 }

@@ -105,7 +105,7 @@ fn every_header_case_leaves_exactly_the_expected_map() {
                 continue;
             }
             let mut e = ebpf("50001", 0, 1024);
-            let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
+            let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
             let what = format!("{prog}, case `{}`", case.name);
             if let Err(err) = try_run(&mut e, prog, &case.frame, None) {
                 // The skb test harness itself refuses an IPv4/IPv6 EtherType with less than a
@@ -176,7 +176,7 @@ fn both_directions_count_into_one_flow_and_events_arrive() {
         return;
     }
     let mut e = ebpf("50001", 0, 1024);
-    let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
+    let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
     let c2s = |flags, payload: &[u8]| {
         TcpFrame::new(v4(1), 40000, v4(2), 50001)
             .flags(flags)
@@ -258,7 +258,7 @@ fn ipv6_flows_and_capture_timestamps() {
         return;
     }
     let mut e = ebpf("443", FLAG_SKB_TSTAMP, 1024);
-    let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
+    let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
     let a: IpAddr = "fd00::1".parse().unwrap();
     let b: IpAddr = "fd00::2".parse().unwrap();
     run(
@@ -291,7 +291,7 @@ fn a_full_map_evicts_and_says_so() {
         return;
     }
     let mut e = ebpf("50000-59999", 0, 64);
-    let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
+    let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
     for port in 0..300u16 {
         run(
             &mut e,
@@ -325,7 +325,7 @@ fn a_segment_resent_soon_is_out_of_order_at_ingress_and_a_retransmission_at_egre
             let p: &mut SchedClassifier = e.program_mut("tc_eth_out").unwrap().try_into().unwrap();
             p.load().expect("verifier accepts tc_eth_out");
         }
-        let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
+        let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
         let ms = 1_000_000u64;
         // (frame, time, hook): the client's packets through `prog`, the server's through
         // ingress, as on the client's host.
@@ -354,7 +354,7 @@ fn a_resend_after_two_silent_seconds_is_a_stall_until_the_ack_moves() {
         return;
     }
     let mut e = ebpf("50001", FLAG_SKB_TSTAMP, 1024);
-    let mut c = Collector::new(&mut e, Clock::identity()).unwrap();
+    let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
     let s = 1_000_000_000u64;
     for (f, ts) in [
         (seg(100, 0, SYN, b"", true), s),

@@ -79,7 +79,7 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
                 ebpf.program_mut("tc_eth_in").unwrap().try_into().unwrap();
             p.load().expect("verifier accepts tc_eth");
         }
-        let mut collector = Collector::new(&mut ebpf, Clock::identity()).unwrap();
+        let mut collector = Collector::new(&mut ebpf, Clock::identity(), Vec::new()).unwrap();
         let mut engine = Engine::new(&all);
         let mut pkt = Packet::default();
         let reader = Reader::open(path).unwrap_or_else(|e| panic!("{name}: {e}"));

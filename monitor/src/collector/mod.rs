@@ -17,11 +17,14 @@ use monitor_common::{
 
 pub use clock::Clock;
 
-use crate::snapshot::{Counters, FlowRecord, Snapshot};
+use crate::snapshot::{Counters, FlowRecord, IfaceTraffic, Snapshot};
 
 pub struct Collector {
     flows: HashMap<MapData, FlowKey, FlowState>,
     stats: PerCpuArray<MapData, u64>,
+    ifaces: PerCpuArray<MapData, stats::IfCounters>,
+    /// The watched interfaces: name and ifindex.
+    targets: Vec<(String, u32)>,
     events: RingBuf<MapData>,
     closed_rb: RingBuf<MapData>,
     /// Connection records ended by port reuse, kept for the summary.
@@ -35,11 +38,14 @@ fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
 }
 
 impl Collector {
-    /// Takes the maps out of `ebpf` (its programs and links stay there).
-    pub fn new(ebpf: &mut Ebpf, clock: Clock) -> Result<Self> {
+    /// Takes the maps out of `ebpf` (its programs and links stay there). `targets` are the
+    /// watched interfaces (name, ifindex), for their traffic counters.
+    pub fn new(ebpf: &mut Ebpf, clock: Clock, targets: Vec<(String, u32)>) -> Result<Self> {
         Ok(Self {
             flows: HashMap::try_from(take(ebpf, "FLOWS")?)?,
             stats: PerCpuArray::try_from(take(ebpf, "STATS")?)?,
+            ifaces: PerCpuArray::try_from(take(ebpf, "IFACES")?)?,
+            targets,
             events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
             closed: Vec::new(),
@@ -54,6 +60,30 @@ impl Collector {
             c.0[idx as usize] = per_cpu.iter().sum();
         }
         Ok(c)
+    }
+
+    /// Traffic of each watched interface, ingress and egress, summed over CPUs.
+    pub fn interfaces(&self) -> Result<Vec<IfaceTraffic>> {
+        let mut out = Vec::with_capacity(self.targets.len());
+        for (name, index) in &self.targets {
+            let mut dirs = [stats::IfCounters::default(); 2];
+            for (d, egress) in [false, true].into_iter().enumerate() {
+                let per_cpu = self
+                    .ifaces
+                    .get(&stats::if_slot(*index, egress), 0)
+                    .context("reading IFACES")?;
+                for c in per_cpu.iter() {
+                    dirs[d].packets += c.packets;
+                    dirs[d].bytes += c.bytes;
+                }
+            }
+            out.push(IfaceTraffic {
+                name: name.clone(),
+                rx: dirs[0],
+                tx: dirs[1],
+            });
+        }
+        Ok(out)
     }
 
     /// Every flow in the map. Iterating while the kernel inserts can visit a key twice;
@@ -82,7 +112,9 @@ impl Collector {
                     .map(|(key, state)| FlowRecord { key, state }),
             )
             .collect();
-        Ok(Snapshot::new(flows, live, counters, self.clock.now_epoch()))
+        let mut snap = Snapshot::new(flows, live, counters, self.clock.now_epoch());
+        snap.interfaces = self.interfaces()?;
+        Ok(snap)
     }
 
     fn drain_closed(&mut self) {

@@ -98,6 +98,7 @@ fn fixture() -> (Snapshot, AlertEngine) {
 fn info() -> RunInfo {
     RunInfo {
         interfaces: vec!["edge0".into()],
+        targets: vec![("edge0".into(), 2)],
         attach: "edge0: tc ingress+egress (tcx)".into(),
         ports: "443,50000-59999".into(),
     }
