@@ -45,6 +45,8 @@ pub struct DemoArgs {
     pub duration: Option<f64>,
     #[command(flatten)]
     pub alerting: AlertArgs,
+    #[command(flatten)]
+    pub export: ExportArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -107,6 +109,21 @@ pub struct LiveArgs {
     pub max_flows: u32,
     #[command(flatten)]
     pub alerting: AlertArgs,
+    #[command(flatten)]
+    pub export: ExportArgs,
+}
+
+/// Outputs beside the UI, shared by `live` and `demo`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ExportArgs {
+    /// Serve /metrics (Prometheus text, or OpenMetrics when asked) and /healthz on
+    /// ADDR:PORT; a bare port binds 127.0.0.1.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::output::http::parse_listen)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Also export the retransmission ratio of the N worst flows, one series each
+    /// (default 0: no label per flow, so series stay bounded).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16))]
+    pub metrics_top_flows: u16,
 }
 
 /// Options of the alert engine, shared by `live` and `demo`.

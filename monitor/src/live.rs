@@ -6,7 +6,7 @@ use std::{
     fs::File,
     io::Write,
     path::Path,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -25,7 +25,7 @@ use crate::{
         load::load,
         netns, preflight,
     },
-    output,
+    output::{self, http, metrics::Metrics},
     snapshot::Snapshot,
     tui,
 };
@@ -75,6 +75,8 @@ fn targets(args: &LiveArgs) -> Result<Vec<Target>> {
 pub struct Alerting {
     engine: AlertEngine,
     log: Option<File>,
+    /// Fed every tick when `--metrics` serves them.
+    metrics: Option<Arc<Mutex<Metrics>>>,
 }
 
 impl Alerting {
@@ -87,6 +89,7 @@ impl Alerting {
         Ok(Self {
             engine: AlertEngine::new(cfg),
             log,
+            metrics: None,
         })
     }
 
@@ -169,6 +172,19 @@ pub async fn run_in(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut alerting = Alerting::open(&args.alerting, args.interval)?;
+    // Bound before attaching: a taken port is a usage error with nothing attached.
+    let metrics = Arc::new(Mutex::new(Metrics::new(
+        args.export.metrics_top_flows as usize,
+    )));
+    let server = match args.export.metrics {
+        Some(addr) => {
+            let (bound, task) = http::serve(addr, metrics.clone()).await?;
+            output::status(&format!("monitor: metrics on http://{bound}/metrics"));
+            Some(task)
+        }
+        None => None,
+    };
+    alerting.metrics = args.export.metrics.is_some().then_some(metrics);
     let cfg = args.ports.to_config(0);
     let (mut ebpf, lines, targets) = netns::within(ns, || {
         let targets = targets(&args)?;
@@ -202,6 +218,9 @@ pub async fn run_in(
         drop(ebpf);
         Ok(())
     })?;
+    if let Some(t) = server {
+        t.abort();
+    }
     output::status("monitor: detached");
     result
 }
@@ -260,6 +279,11 @@ async fn watch(
             snap.spark = Some((id, alerting.engine.spark(&id)));
         }
         snap.collect_ns = started.elapsed().as_nanos() as u64;
+        if let Some(m) = &alerting.metrics {
+            if let Ok(mut m) = m.lock() {
+                m.observe(&snap);
+            }
+        }
         Ok(sink.publish(snap, &transitions))
     };
     loop {

@@ -183,6 +183,7 @@ async fn run_in_lab(args: &DemoArgs, lab: &Lab) -> Result<()> {
         duration: args.duration,
         max_flows: 65_536,
         alerting: args.alerting.clone(),
+        export: args.export.clone(),
     };
     let stop_inj = Arc::new(AtomicBool::new(false));
     let injector = {

@@ -1,6 +1,8 @@
 //! Renderings of a [`crate::snapshot::Snapshot`].
 
+pub mod http;
 pub mod json;
+pub mod metrics;
 pub mod text;
 
 use std::io::Write;

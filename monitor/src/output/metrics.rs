@@ -1,0 +1,648 @@
+//! The Prometheus/OpenMetrics families, fed from snapshots. Counters stay monotonic although
+//! flows come and go: each tick adds the growth of every flow's counters since the previous
+//! tick. Label sets are bounded (direction, kind, outcome, interface): no label per flow,
+//! except the opt-in `--metrics-top-flows N`, which exposes only the N worst flows.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::atomic::AtomicU64,
+};
+
+use monitor_common::{
+    flow::{FlowState, C2S, S2C},
+    stats,
+};
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+        info::Info,
+    },
+    registry::{Registry, Unit},
+};
+
+use crate::{
+    alerts::{FlowId, Kind, Level},
+    output::json::outcome,
+    snapshot::Snapshot,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Dir {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IfDir {
+    interface: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Retx {
+    direction: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rst {
+    direction: &'static str,
+    suspect_injected: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    kind: &'static str,
+    severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlowLabels {
+    client: String,
+    server: String,
+    direction: &'static str,
+}
+
+const DIRS: [(usize, &str); 2] = [(C2S, "c2s"), (S2C, "s2c")];
+
+/// Per-direction counters a flow contributes, in a fixed order.
+const FIELDS: usize = 12;
+
+fn fields(st: &FlowState, d: usize) -> [u64; FIELDS] {
+    let s = &st.dir[d];
+    let fast = s.fast_retransmits as u64;
+    let spurious = s.spurious_retransmits as u64;
+    [
+        s.packets,
+        s.bytes,
+        s.data_segments,
+        fast,
+        spurious,
+        // Wireshark's flags are exclusive: fast, spurious and the rest partition them.
+        (s.retransmits as u64).saturating_sub(fast + spurious),
+        s.dup_acks as u64,
+        s.out_of_order as u64,
+        s.lost_segments as u64,
+        s.zero_windows as u64,
+        s.rsts.saturating_sub(s.suspect_injected_rsts) as u64,
+        s.suspect_injected_rsts as u64,
+    ]
+}
+
+pub struct Metrics {
+    registry: Registry,
+    if_packets: Family<IfDir, Counter>,
+    if_bytes: Family<IfDir, Counter>,
+    packets: Family<Dir, Counter>,
+    bytes: Family<Dir, Counter>,
+    data_segments: Family<Dir, Counter>,
+    retransmissions: Family<Retx, Counter>,
+    dup_acks: Family<Dir, Counter>,
+    out_of_order: Family<Dir, Counter>,
+    lost_segments: Family<Dir, Counter>,
+    zero_windows: Family<Dir, Counter>,
+    resets: Family<Rst, Counter>,
+    handshakes: Family<Outcome, Counter>,
+    rtt: Histogram,
+    active_flows: Gauge,
+    active_sessions: Gauge,
+    evicted: Counter,
+    lost_events: Counter,
+    analysed: Counter,
+    alerts: Family<AlertLabels, Gauge>,
+    tick: Gauge<f64, AtomicU64>,
+    worst: Family<FlowLabels, Gauge<f64, AtomicU64>>,
+    top_flows: usize,
+    prev_flows: HashMap<FlowId, [[u64; FIELDS]; 2]>,
+    prev_ifaces: HashMap<String, [u64; 4]>,
+    prev_counters: [u64; 3],
+    judged: HashSet<FlowId>,
+}
+
+impl Metrics {
+    /// `top_flows`: how many worst flows get their own series (0: none).
+    pub fn new(top_flows: usize) -> Self {
+        let mut r = Registry::default();
+        let if_packets = Family::default();
+        let if_bytes = Family::default();
+        let packets = Family::default();
+        let bytes = Family::default();
+        let data_segments = Family::default();
+        let retransmissions = Family::default();
+        let dup_acks = Family::default();
+        let out_of_order = Family::default();
+        let lost_segments = Family::default();
+        let zero_windows = Family::default();
+        let resets = Family::default();
+        let handshakes = Family::default();
+        let rtt = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
+        let active_flows = Gauge::default();
+        let active_sessions = Gauge::default();
+        let evicted = Counter::default();
+        let lost_events = Counter::default();
+        let analysed = Counter::default();
+        let alerts = Family::default();
+        let tick = Gauge::default();
+        let worst = Family::default();
+        let pk = || Unit::Other("packets".into());
+        r.register_with_unit(
+            "monitor_interface",
+            "Packets each watched interface carried, every port (rx: ingress hook, tx: egress)",
+            pk(),
+            if_packets.clone(),
+        );
+        r.register_with_unit(
+            "monitor_interface",
+            "Bytes each watched interface carried, link header included",
+            Unit::Bytes,
+            if_bytes.clone(),
+        );
+        r.register_with_unit(
+            "monitor_flow",
+            "Packets of watched TCP flows, by direction (c2s: client to server)",
+            pk(),
+            packets.clone(),
+        );
+        r.register_with_unit(
+            "monitor_flow",
+            "IP bytes of watched TCP flows, by direction",
+            Unit::Bytes,
+            bytes.clone(),
+        );
+        r.register(
+            "monitor_tcp_data_segments",
+            "TCP segments carrying payload: the denominator of a retransmission rate",
+            data_segments.clone(),
+        );
+        r.register(
+            "monitor_tcp_retransmissions",
+            "Retransmitted segments by direction and Wireshark's kind (fast, spurious, other: exclusive)",
+            retransmissions.clone(),
+        );
+        r.register(
+            "monitor_tcp_dup_acks",
+            "Duplicate ACKs sent, by direction",
+            dup_acks.clone(),
+        );
+        r.register(
+            "monitor_tcp_out_of_order",
+            "Out-of-order segments, by direction",
+            out_of_order.clone(),
+        );
+        r.register(
+            "monitor_tcp_lost_segments",
+            "Gaps: data seen past a segment never seen, by direction",
+            lost_segments.clone(),
+        );
+        r.register(
+            "monitor_tcp_zero_windows",
+            "Zero-window advertisements, by the advertising direction",
+            zero_windows.clone(),
+        );
+        r.register(
+            "monitor_tcp_resets",
+            "Resets by sending direction; suspect_injected by TTL, copied IP-ID or burst",
+            resets.clone(),
+        );
+        r.register(
+            "monitor_handshakes",
+            "Handshakes by outcome (ok, timeout, refused, reset, midstream), counted once decided",
+            handshakes.clone(),
+        );
+        r.register_with_unit(
+            "monitor_handshake_rtt",
+            "SYN to the client's first ACK",
+            Unit::Seconds,
+            rtt.clone(),
+        );
+        r.register(
+            "monitor_active_flows",
+            "Flows in the monitor's table",
+            active_flows.clone(),
+        );
+        r.register(
+            "monitor_active_sessions",
+            "Sessions (flows grouped by remote host) with a flow in the table",
+            active_sessions.clone(),
+        );
+        r.register(
+            "monitor_evicted_flows",
+            "Flows the kernel's LRU map evicted to make room (raise --max-flows)",
+            evicted.clone(),
+        );
+        r.register(
+            "monitor_lost_events",
+            "Kernel events dropped because the ring buffer was full",
+            lost_events.clone(),
+        );
+        r.register_with_unit(
+            "monitor_analysed",
+            "Packets on watched ports the analysis ran on",
+            pk(),
+            analysed.clone(),
+        );
+        r.register(
+            "monitor_active_alerts",
+            "Active alerts by kind and severity",
+            alerts.clone(),
+        );
+        r.register_with_unit(
+            "monitor_collector_tick",
+            "Time the latest tick took to read the kernel and judge the flows",
+            Unit::Seconds,
+            tick.clone(),
+        );
+        if top_flows > 0 {
+            r.register(
+                "monitor_flow_retransmit_ratio",
+                "Retransmitted share of data segments over the alert window, worst flows only (--metrics-top-flows)",
+                worst.clone(),
+            );
+        }
+        r.register(
+            "monitor_build",
+            "Version of the monitor",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        // Every alert series exists from the start, so rules see 0 rather than nothing.
+        for k in Kind::ALL {
+            for l in [Level::Warning, Level::Critical] {
+                let _ = alerts.get_or_create(&AlertLabels {
+                    kind: k.name(),
+                    severity: l.name(),
+                });
+            }
+        }
+        Self {
+            registry: r,
+            if_packets,
+            if_bytes,
+            packets,
+            bytes,
+            data_segments,
+            retransmissions,
+            dup_acks,
+            out_of_order,
+            lost_segments,
+            zero_windows,
+            resets,
+            handshakes,
+            rtt,
+            active_flows,
+            active_sessions,
+            evicted,
+            lost_events,
+            analysed,
+            alerts,
+            tick,
+            worst,
+            top_flows,
+            prev_flows: HashMap::new(),
+            prev_ifaces: HashMap::new(),
+            prev_counters: [0; 3],
+            judged: HashSet::new(),
+        }
+    }
+
+    /// Adds what changed since the previous snapshot.
+    pub fn observe(&mut self, snap: &Snapshot) {
+        for i in &snap.interfaces {
+            let now = [i.rx.packets, i.tx.packets, i.rx.bytes, i.tx.bytes];
+            let prev = self
+                .prev_ifaces
+                .insert(i.name.clone(), now)
+                .unwrap_or([0; 4]);
+            for (k, dir) in [(0, "rx"), (1, "tx")] {
+                let l = IfDir {
+                    interface: i.name.clone(),
+                    direction: dir,
+                };
+                self.if_packets
+                    .get_or_create(&l)
+                    .inc_by(now[k].saturating_sub(prev[k]));
+                self.if_bytes
+                    .get_or_create(&l)
+                    .inc_by(now[k + 2].saturating_sub(prev[k + 2]));
+            }
+        }
+        let mut present = HashSet::with_capacity(snap.flows.len());
+        for f in &snap.flows {
+            let id = FlowId::of(f);
+            present.insert(id);
+            let now = [fields(&f.state, C2S), fields(&f.state, S2C)];
+            let prev = self.prev_flows.insert(id, now).unwrap_or([[0; FIELDS]; 2]);
+            for (d, name) in DIRS {
+                let delta: Vec<u64> = (0..FIELDS)
+                    .map(|k| now[d][k].saturating_sub(prev[d][k]))
+                    .collect();
+                if delta.iter().all(|v| *v == 0) {
+                    continue;
+                }
+                let l = Dir { direction: name };
+                self.packets.get_or_create(&l).inc_by(delta[0]);
+                self.bytes.get_or_create(&l).inc_by(delta[1]);
+                self.data_segments.get_or_create(&l).inc_by(delta[2]);
+                for (k, kind) in [(3, "fast"), (4, "spurious"), (5, "other")] {
+                    self.retransmissions
+                        .get_or_create(&Retx {
+                            direction: name,
+                            kind,
+                        })
+                        .inc_by(delta[k]);
+                }
+                self.dup_acks.get_or_create(&l).inc_by(delta[6]);
+                self.out_of_order.get_or_create(&l).inc_by(delta[7]);
+                self.lost_segments.get_or_create(&l).inc_by(delta[8]);
+                self.zero_windows.get_or_create(&l).inc_by(delta[9]);
+                for (k, suspect) in [(10, "false"), (11, "true")] {
+                    self.resets
+                        .get_or_create(&Rst {
+                            direction: name,
+                            suspect_injected: suspect,
+                        })
+                        .inc_by(delta[k]);
+                }
+            }
+            if !self.judged.contains(&id) {
+                if let Some(o) = outcome(&f.state, snap.now_ns) {
+                    self.judged.insert(id);
+                    self.handshakes.get_or_create(&Outcome { outcome: o }).inc();
+                    if o == "ok" && f.state.tcp.rtt_ns > 0 {
+                        self.rtt.observe(f.state.tcp.rtt_ns as f64 / 1e9);
+                    }
+                }
+            }
+        }
+        self.prev_flows.retain(|id, _| present.contains(id));
+        self.judged.retain(|id| present.contains(id));
+
+        let c = [
+            snap.evicted_flows,
+            snap.counters.get(stats::EVENTS_LOST),
+            snap.counters.get(stats::WATCHED),
+        ];
+        for (k, counter) in [&self.evicted, &self.lost_events, &self.analysed]
+            .into_iter()
+            .enumerate()
+        {
+            counter.inc_by(c[k].saturating_sub(self.prev_counters[k]));
+        }
+        self.prev_counters = self.prev_counters.map(|_| 0);
+        for (k, v) in c.iter().enumerate() {
+            self.prev_counters[k] = *v;
+        }
+        self.active_flows.set(snap.flows.len() as i64);
+        let sessions: HashSet<_> = snap.health.iter().filter_map(|h| h.session).collect();
+        self.active_sessions.set(sessions.len() as i64);
+        for k in Kind::ALL {
+            for l in [Level::Warning, Level::Critical] {
+                let n = snap
+                    .alerts
+                    .iter()
+                    .filter(|a| a.cleared_ns.is_none() && a.kind == k && a.severity == l)
+                    .count();
+                self.alerts
+                    .get_or_create(&AlertLabels {
+                        kind: k.name(),
+                        severity: l.name(),
+                    })
+                    .set(n as i64);
+            }
+        }
+        self.tick.set(snap.collect_ns as f64 / 1e9);
+        if self.top_flows > 0 {
+            self.worst_flows(snap);
+        }
+    }
+
+    fn worst_flows(&self, snap: &Snapshot) {
+        self.worst.clear();
+        let mut rated: Vec<(f64, usize, usize)> = snap
+            .health
+            .iter()
+            .enumerate()
+            .flat_map(|(i, h)| {
+                DIRS.iter()
+                    .filter_map(move |(d, _)| h.retx_rate[*d].map(|r| (r, i, *d)))
+            })
+            .collect();
+        rated.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (r, i, d) in rated.into_iter().take(self.top_flows) {
+            let f = &snap.flows[i];
+            self.worst
+                .get_or_create(&FlowLabels {
+                    client: f.client().to_string(),
+                    server: f.server().to_string(),
+                    direction: DIRS[d].1,
+                })
+                .set(r);
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn openmetrics(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The classic Prometheus text format (0.0.4), for scrapers that do not ask for
+    /// OpenMetrics: counters are typed by their `_total` name, info metrics are gauges,
+    /// and there is no `# UNIT` or `# EOF`.
+    pub fn prometheus_text(&self) -> String {
+        to_prometheus_text(&self.openmetrics())
+    }
+}
+
+pub fn to_prometheus_text(om: &str) -> String {
+    let mut renamed: HashMap<String, (String, &str)> = HashMap::new();
+    for l in om.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let (name, ty) = (it.next().unwrap_or_default(), it.next().unwrap_or_default());
+            match ty {
+                "counter" => {
+                    renamed.insert(name.into(), (format!("{name}_total"), "counter"));
+                }
+                "info" => {
+                    renamed.insert(name.into(), (format!("{name}_info"), "gauge"));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = String::with_capacity(om.len());
+    for l in om.lines() {
+        if l.starts_with("# UNIT ") || l == "# EOF" {
+            continue;
+        }
+        let meta = l
+            .strip_prefix("# HELP ")
+            .map(|r| ("HELP", r))
+            .or_else(|| l.strip_prefix("# TYPE ").map(|r| ("TYPE", r)));
+        if let Some((what, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            if let Some((new, ty)) = renamed.get(name) {
+                let tail = if what == "TYPE" { *ty } else { tail };
+                out.push_str(&format!("# {what} {new} {tail}\n"));
+                continue;
+            }
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Counters, FlowRecord, IfaceTraffic};
+    use monitor_common::flow::{seen, FlowKey};
+
+    fn snap(retx: u32, now_s: u64, keep: bool) -> Snapshot {
+        let mut st = FlowState {
+            first_seen_ns: 1,
+            client_is_a: 1,
+            seen: seen::SYN | seen::SYNACK | seen::ESTABLISHED,
+            ..FlowState::default()
+        };
+        st.tcp.rtt_ns = 2_000_000;
+        st.dir[S2C].packets = 100;
+        st.dir[S2C].data_segments = 100;
+        st.dir[S2C].retransmits = retx;
+        st.dir[S2C].fast_retransmits = retx / 2;
+        st.dir[C2S].rsts = 1;
+        st.dir[C2S].suspect_injected_rsts = 1;
+        let flows = if keep {
+            vec![FlowRecord {
+                key: FlowKey::default(),
+                state: st,
+            }]
+        } else {
+            Vec::new()
+        };
+        let n = flows.len() as u64;
+        let mut s = Snapshot::new(flows, n, Counters::default(), now_s * 1_000_000_000);
+        s.interfaces = vec![IfaceTraffic {
+            name: "edge0".into(),
+            rx: stats::IfCounters {
+                packets: now_s * 10,
+                bytes: now_s * 1000,
+            },
+            tx: stats::IfCounters::default(),
+        }];
+        s
+    }
+
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+    }
+
+    #[test]
+    fn counters_grow_by_deltas_and_survive_flows_leaving() {
+        let mut m = Metrics::new(0);
+        m.observe(&snap(4, 1, true));
+        m.observe(&snap(10, 2, true));
+        // The flow leaves the table: its counts stay in the totals.
+        m.observe(&snap(0, 3, false));
+        let t = m.prometheus_text();
+        let r = |k: &str| {
+            value(
+                &t,
+                &format!("monitor_tcp_retransmissions_total{{direction=\"s2c\",kind=\"{k}\"}}"),
+            )
+        };
+        assert_eq!((r("fast"), r("other"), r("spurious")), (5.0, 5.0, 0.0));
+        assert_eq!(
+            value(
+                &t,
+                "monitor_tcp_resets_total{direction=\"c2s\",suspect_injected=\"true\"}"
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(&t, "monitor_handshakes_total{outcome=\"ok\"}"),
+            1.0,
+            "counted once"
+        );
+        assert_eq!(value(&t, "monitor_handshake_rtt_seconds_count"), 1.0);
+        assert_eq!(
+            value(
+                &t,
+                "monitor_interface_packets_total{interface=\"edge0\",direction=\"rx\"}"
+            ),
+            30.0
+        );
+        assert_eq!(value(&t, "monitor_active_flows"), 0.0);
+        assert_eq!(
+            value(
+                &t,
+                "monitor_active_alerts{kind=\"stall\",severity=\"critical\"}"
+            ),
+            0.0
+        );
+        assert!(
+            t.contains("# TYPE monitor_tcp_retransmissions_total counter"),
+            "{t}"
+        );
+        assert!(t.contains("monitor_build_info{version="), "{t}");
+        assert!(!t.contains("# EOF") && !t.contains("# UNIT"));
+        let om = m.openmetrics();
+        assert!(om.ends_with("# EOF\n"));
+        assert!(om.contains("# TYPE monitor_tcp_retransmissions counter"));
+    }
+
+    #[test]
+    fn per_flow_series_only_when_asked_and_only_the_worst() {
+        // Two flows, 10 % and 30 % of their data segments retransmitted over 2 s.
+        let two = |t: u64| {
+            let mut flows = Vec::new();
+            for (port, retx) in [(1u16, 10u32), (2, 30)] {
+                let mut f = snap(0, t, true).flows.remove(0);
+                f.key.port_a = port;
+                f.state.key = f.key;
+                f.state.dir[S2C].data_segments = 100 * t;
+                f.state.dir[S2C].retransmits = retx * t as u32;
+                f.state.dir[S2C].fast_retransmits = 0;
+                flows.push(f);
+            }
+            Snapshot::new(flows, 2, Counters::default(), t * 1_000_000_000)
+        };
+        let mut engine = crate::alerts::AlertEngine::new(crate::alerts::AlertConfig::default());
+        let (mut s1, mut s2) = (two(1), two(2));
+        engine.tick(&mut s1, &[]);
+        engine.tick(&mut s2, &[]);
+        let mut m = Metrics::new(0);
+        m.observe(&s2);
+        assert!(!m
+            .prometheus_text()
+            .contains("monitor_flow_retransmit_ratio"));
+        let mut m = Metrics::new(1);
+        m.observe(&s2);
+        let t = m.prometheus_text();
+        let series: Vec<&str> = t
+            .lines()
+            .filter(|l| l.starts_with("monitor_flow_retransmit_ratio{"))
+            .collect();
+        assert_eq!(series.len(), 1, "{t}");
+        assert!(
+            series[0].contains("client=\"[::]:2\"") && series[0].ends_with(" 0.3"),
+            "the worse flow: {}",
+            series[0]
+        );
+    }
+}
