@@ -51,7 +51,8 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const COMPILER_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "rust-web-clippy"];
 /// Debian packages the tests drive: namespaces and tc, bpftool, offload switches, nftables
 /// for loss/resets/blackholes (and the demo's middlebox), setpriv to drop root, tcpdump for
-/// debugging captures, tmux to drive the terminal UI in a real terminal.
+/// debugging captures, tmux to drive the terminal UI in a real terminal, Prometheus (and
+/// promtool) for the metrics tests, curl for its query API, Chromium to render reports.
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -61,10 +62,25 @@ const TEST_PACKAGES: &[&str] = &[
     "procps",
     "tcpdump",
     "tmux",
+    "prometheus",
+    "curl",
+    "chromium",
 ];
 /// The same tools as commands, checked where there is no dpkg.
 const TEST_COMMANDS: &[&str] = &[
-    "ip", "tc", "bpftool", "ethtool", "nft", "setpriv", "ps", "tcpdump", "tmux",
+    "ip",
+    "tc",
+    "bpftool",
+    "ethtool",
+    "nft",
+    "setpriv",
+    "ps",
+    "tcpdump",
+    "tmux",
+    "promtool",
+    "prometheus",
+    "curl",
+    "chromium",
 ];
 const SKIP_PRIVILEGED: &str = "MONITOR_SKIP_PRIVILEGED";
 
