@@ -25,6 +25,27 @@ pub enum Command {
     /// Build a private lab (network namespaces, a middlebox, synthetic media sessions with
     /// faults a few seconds in) and watch it live; everything is removed on exit (root).
     Demo(DemoArgs),
+    /// Turn a recording (--record) into a report: one self-contained HTML file, or Markdown.
+    Report(ReportArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained HTML file with timeline charts (default: FILE.html).
+    Html,
+    /// A Markdown summary for a ticket (default: stdout).
+    Md,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// A recording written by `monitor live|demo|replay --record FILE`.
+    pub file: std::path::PathBuf,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+    /// Where to write it (`-`: stdout).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -59,6 +80,11 @@ pub struct ReplayArgs {
     /// Print the flow summary as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// Alert thresholds, as for `live` (alerts are judged every second of capture time).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -124,6 +150,20 @@ pub struct ExportArgs {
     /// (default 0: no label per flow, so series stay bounded).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16))]
     pub metrics_top_flows: u16,
+    #[command(flatten)]
+    pub record: RecordArgs,
+}
+
+/// A recording for `monitor report`, shared by `live`, `demo` and `replay`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RecordArgs {
+    /// Record the session as JSON lines (header, changed flows every tick, events, alert
+    /// transitions) for `monitor report`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
+    /// Rotate the recording past this size: FILE becomes FILE.1 (up to FILE.9).
+    #[arg(long, value_name = "MB", requires = "record", value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_max_mb: Option<u64>,
 }
 
 /// Options of the alert engine, shared by `live` and `demo`.

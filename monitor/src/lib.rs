@@ -15,6 +15,8 @@ pub mod error;
 pub mod kernel;
 pub mod live;
 pub mod output;
+pub mod record;
 pub mod replay;
+pub mod report;
 pub mod snapshot;
 pub mod tui;

@@ -26,6 +26,7 @@ use crate::{
         netns, preflight,
     },
     output::{self, http, metrics::Metrics},
+    record::writer::{Recorder, RunMeta},
     snapshot::Snapshot,
     tui,
 };
@@ -77,6 +78,7 @@ pub struct Alerting {
     log: Option<File>,
     /// Fed every tick when `--metrics` serves them.
     metrics: Option<Arc<Mutex<Metrics>>>,
+    recorder: Option<Recorder>,
 }
 
 impl Alerting {
@@ -90,6 +92,7 @@ impl Alerting {
             engine: AlertEngine::new(cfg),
             log,
             metrics: None,
+            recorder: None,
         })
     }
 
@@ -185,6 +188,29 @@ pub async fn run_in(
         None => None,
     };
     alerting.metrics = args.export.metrics.is_some().then_some(metrics);
+    if let Some(path) = &args.export.record.record {
+        if args.interval > 1.0 {
+            return Err(usage(
+                format!(
+                    "--record with --interval {}: a tick longer than 1 s",
+                    args.interval
+                ),
+                "recordings are written every tick and lose at most one: use --interval 1 or less",
+            ));
+        }
+        alerting.recorder = Some(Recorder::create(
+            path,
+            RunMeta {
+                source: if ns.is_some() { "demo" } else { "live" },
+                interfaces: args.interfaces.clone(),
+                capture: None,
+                ports: args.ports.to_string(),
+                config: serde_json::to_value(alerting.engine.config()).unwrap_or_default(),
+                start_ns: Clock::monotonic().now_epoch(),
+            },
+            args.export.record.record_max_mb,
+        )?);
+    }
     let cfg = args.ports.to_config(0);
     let (mut ebpf, lines, targets) = netns::within(ns, || {
         let targets = targets(&args)?;
@@ -275,6 +301,12 @@ async fn watch(
         let mut snap = collector.collect()?;
         let transitions = alerting.engine.tick(&mut snap, &events);
         alerting.write(&transitions);
+        if let Some(r) = alerting.recorder.as_mut() {
+            if let Err(e) = r.tick(&snap, &events, &transitions) {
+                output::status(&format!("monitor: recording: {e}; no longer written"));
+                alerting.recorder = None;
+            }
+        }
         if let Some(id) = sink.selected() {
             snap.spark = Some((id, alerting.engine.spark(&id)));
         }

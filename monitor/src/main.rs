@@ -1,7 +1,7 @@
 use clap::Parser;
 use monitor::{
     cli::{Cli, Command},
-    demo, error, live, replay,
+    demo, error, live, replay, report,
 };
 
 fn main() {
@@ -18,6 +18,7 @@ fn main() {
                     Command::Live(args) => live::run(args).await,
                     Command::Replay(args) => replay::run(args),
                     Command::Demo(args) => demo::run(args).await,
+                    Command::Report(args) => report::run(args),
                 }
             })
         });

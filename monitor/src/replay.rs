@@ -10,10 +10,12 @@ use monitor_common::{
 };
 
 use crate::{
+    alerts::{AlertConfig, AlertEngine, Transition},
     capture::{CaptureError, Link, Reader},
     engine::Engine,
     error::usage,
     output,
+    record::writer::{Recorder, RunMeta},
     snapshot::Snapshot,
 };
 
@@ -52,11 +54,112 @@ pub fn analyse_reader(reader: &Reader, ports: &PortSet) -> Result<Snapshot, Capt
     Ok(engine.snapshot())
 }
 
+/// Capture time between two judgements: the live monitor's default tick.
+pub const TICK_NS: u64 = 1_000_000_000;
+
+/// The analysis with the alert engine judging every second of capture time, as the live
+/// monitor would have; `each` sees every tick's snapshot and transitions. Returns the
+/// last snapshot, judged.
+pub fn judge_reader(
+    reader: &Reader,
+    ports: &PortSet,
+    alerts: &mut AlertEngine,
+    mut each: impl FnMut(&Snapshot, &[Transition]),
+) -> Result<Snapshot, CaptureError> {
+    let mut engine = Engine::new(ports);
+    let mut pkt = Packet::default();
+    let mut next_tick: Option<u64> = None;
+    let mut judge = |engine: &Engine, at: u64, alerts: &mut AlertEngine| {
+        let mut snap = engine.snapshot();
+        snap.now_ns = at;
+        let t = alerts.tick(&mut snap, &[]);
+        each(&snap, &t);
+        snap
+    };
+    reader.for_each(|frame| {
+        let ts = frame.ts_ns;
+        match next_tick {
+            None => next_tick = Some(ts - ts % TICK_NS + TICK_NS),
+            Some(mut due) => {
+                // A quiet stretch of the capture still gets its ticks (alerts clear).
+                let mut ticks = 0;
+                while ts >= due && ticks < 3600 {
+                    judge(&engine, due, alerts);
+                    due += TICK_NS;
+                    ticks += 1;
+                }
+                if ts >= due {
+                    due = ts - ts % TICK_NS + TICK_NS;
+                }
+                next_tick = Some(due);
+            }
+        }
+        let parsed = match frame.link {
+            Link::Ethernet => parse_ethernet(frame.data, &mut pkt),
+            Link::L3 { offset, ethertype } => parse_l3(frame.data, offset, ethertype, &mut pkt),
+            Link::Unsupported(_) => Err(Skip::NotIp),
+        };
+        match parsed {
+            Ok(()) => engine.packet(&pkt, 1, ts),
+            Err(skip) => engine.skipped(skip),
+        }
+    })?;
+    let end = engine.snapshot().now_ns;
+    Ok(judge(&engine, end, alerts))
+}
+
 pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
     let ports = args
         .ports
         .unwrap_or_else(monitor_common::config::PortSet::all);
-    let snap = analyse(&args.file, &ports)?;
+    let cfg = match &args.config {
+        Some(p) => AlertConfig::load(p, TICK_NS as f64 / 1e9)?,
+        None => AlertConfig::default(),
+    };
+    let reader = Reader::open(&args.file).map_err(|e| {
+        usage(
+            format!("cannot read capture {}: {e}", args.file.display()),
+            "give a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap)",
+        )
+    })?;
+    let mut recorder = match &args.record.record {
+        Some(path) => Some(Recorder::create(
+            path,
+            RunMeta {
+                source: "replay",
+                interfaces: Vec::new(),
+                capture: Some(&args.file),
+                ports: ports.to_string(),
+                config: serde_json::to_value(&cfg).unwrap_or_default(),
+                start_ns: 0,
+            },
+            args.record.record_max_mb,
+        )?),
+        None => None,
+    };
+    let mut alerts = AlertEngine::new(cfg);
+    let mut write_error = None;
+    let snap = judge_reader(&reader, &ports, &mut alerts, |snap, t| {
+        if let Some(r) = recorder.as_mut() {
+            if let Err(e) = r.tick(snap, &[], t) {
+                write_error.get_or_insert(e);
+            }
+        }
+    })
+    .map_err(|e| {
+        // No half-written recording of a capture that could not be read to its end.
+        if let Some(p) = &args.record.record {
+            drop(recorder.take());
+            let _ = std::fs::remove_file(p);
+        }
+        usage(
+            format!("capture {} is damaged: {e}", args.file.display()),
+            "the file may be truncated or not a capture; check it with `capinfos`",
+        )
+    })?;
+    if let Some(e) = write_error {
+        return Err(anyhow::Error::from(e).context("writing the recording"));
+    }
     let text = if args.json {
         output::json::render(&snap)
     } else {

@@ -128,7 +128,7 @@ pub fn outcome(s: &FlowState, now_ns: u64) -> Option<&'static str> {
     }
 }
 
-fn flow(f: &FlowRecord, i: usize, snap: &Snapshot) -> Flow {
+pub fn flow(f: &FlowRecord, i: usize, snap: &Snapshot) -> Flow {
     let now_ns = snap.now_ns;
     let s = &f.state;
     let (c, sv) = (&s.dir[C2S], &s.dir[S2C]);

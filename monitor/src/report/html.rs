@@ -1,0 +1,150 @@
+//! The report as one self-contained HTML file: inline CSS and SVG, no scripts, no fetches.
+
+use std::fmt::Write;
+
+use super::{
+    chart,
+    model::{AlertSummary, Report},
+};
+use crate::tui::rows::{bytes, duration};
+
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn utc(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    let days = s / 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222;max-width:1100px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f4f4f4}.critical{color:#c00;font-weight:bold}.warning{color:#b60}
+.kv td:first-child{color:#666}code{font-size:.9em}.chart svg{max-width:100%;height:auto}
+pre{background:#f8f8f8;padding:4px 8px;margin:0;white-space:pre-wrap}";
+
+fn severity(a: &AlertSummary) -> String {
+    let mark = if a.severity == "critical" {
+        "CRIT!!"
+    } else {
+        "WARN!"
+    };
+    format!(
+        "<span class=\"{}\">{mark} {}</span>",
+        esc(&a.severity),
+        esc(&a.severity)
+    )
+}
+
+pub fn render(r: &Report) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n",
+        esc(&r.title)
+    );
+    let _ = write!(h, "<h1>{}</h1>\n", esc(&r.title));
+    let crit = r.alerts.iter().filter(|a| a.severity == "critical").count();
+    let _ = write!(
+        h,
+        "<table class=\"kv\" id=\"summary\"><tr><td>start</td><td>{}</td></tr><tr><td>duration</td><td>{}</td></tr>\
+         <tr><td>source</td><td>{} {}</td></tr><tr><td>interfaces</td><td>{}</td></tr><tr><td>ports</td><td>{}</td></tr>\
+         <tr><td>flows</td><td>{}</td></tr><tr><td>sessions</td><td>{}</td></tr><tr><td>alerts</td><td>{} ({crit} critical)</td></tr></table>\n",
+        utc(r.start_ns),
+        duration((r.duration_s * 1e9) as u64),
+        esc(&r.source),
+        esc(&r.host),
+        esc(&r.interfaces.join(", ")),
+        esc(&r.ports),
+        r.flows,
+        r.sessions,
+        r.alerts.len()
+    );
+    if r.truncated_tail {
+        h.push_str("<p><em>The recording ends in a cut line (the monitor was killed); it was left out.</em></p>\n");
+    }
+    h.push_str("<h2>Timeline</h2>\n<p>Per flow and direction; vertical lines mark alerts when raised (red: critical, orange: warning).</p>\n");
+    let _ = write!(
+        h,
+        "<div class=\"chart\" id=\"chart-retx\">{}</div>\n<div class=\"chart\" id=\"chart-throughput\">{}</div>\n",
+        chart::timeline("Retransmission rate (share of data segments over the alert window)", "%", &r.retx_rate, &r.alerts, r.duration_s),
+        chart::timeline("Throughput", "bytes/s", &r.throughput, &r.alerts, r.duration_s)
+    );
+    h.push_str("<h2>Worst flows</h2>\n<table id=\"worst\"><tr><th>client</th><th>server</th><th>handshake</th><th>packets c&gt;s / s&gt;c</th><th>retransmits c&gt;s / s&gt;c</th><th>peak retx rate</th><th>resets (suspect)</th><th>alerts</th><th>history</th></tr>\n");
+    for f in &r.worst {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{} / {}</td><td>{:.1} %</td><td>{} ({})</td><td>{}</td><td><code>{}</code></td></tr>\n",
+            esc(&f.client),
+            esc(&f.server),
+            esc(&f.outcome),
+            f.packets[0],
+            f.packets[1],
+            f.retransmits[0],
+            f.retransmits[1],
+            f.peak_retx * 100.0,
+            f.resets,
+            f.suspect_resets,
+            f.alerts,
+            esc(&f.history)
+        );
+    }
+    h.push_str("</table>\n<h2>Alerts</h2>\n");
+    if r.alerts.is_empty() {
+        h.push_str("<p>None: every session stayed healthy.</p>\n");
+    } else {
+        h.push_str("<table id=\"alerts\"><tr><th>#</th><th>raised</th><th>cleared</th><th>severity</th><th>kind</th><th>session</th><th>flow</th><th>what</th><th>evidence</th></tr>\n");
+        for a in &r.alerts {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}{}</td><td>{} &gt; {}</td><td>{}</td><td><pre>{}</pre></td></tr>\n",
+                a.id,
+                a.raised_s,
+                a.cleared_s.map_or("active at the end".into(), |c| format!("{c:.1} s")),
+                severity(a),
+                esc(&a.kind),
+                a.direction.as_deref().map(|d| format!(" ({})", esc(d))).unwrap_or_default(),
+                esc(&a.session),
+                if a.session_has_healthy_flow { "<br>(still has a healthy flow)" } else { "" },
+                esc(&a.client),
+                esc(&a.server),
+                esc(&a.summary),
+                esc(&serde_json::to_string_pretty(&a.evidence).unwrap_or_default())
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    let _ = write!(
+        h,
+        "<p><small>monitor {} · throughput peaks: {}</small></p>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION"),
+        esc(&r
+            .throughput
+            .iter()
+            .take(3)
+            .map(|s| format!("{} {}/s", s.label, bytes(s.peak())))
+            .collect::<Vec<_>>()
+            .join("; "))
+    );
+    h
+}

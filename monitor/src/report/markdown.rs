@@ -1,0 +1,79 @@
+//! The report as Markdown, for a ticket.
+
+use std::fmt::Write;
+
+use super::model::Report;
+use crate::tui::rows::duration;
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+pub fn render(r: &Report) -> String {
+    let mut m = String::new();
+    let crit = r.alerts.iter().filter(|a| a.severity == "critical").count();
+    let _ = writeln!(m, "# {}\n", r.title);
+    let _ = writeln!(
+        m,
+        "- duration: {}\n- interfaces: {}\n- ports: {}\n- flows: {}, sessions: {}\n- alerts: {} ({crit} critical)\n",
+        duration((r.duration_s * 1e9) as u64),
+        if r.interfaces.is_empty() { "-".into() } else { r.interfaces.join(", ") },
+        r.ports,
+        r.flows,
+        r.sessions,
+        r.alerts.len()
+    );
+    if r.truncated_tail {
+        let _ = writeln!(
+            m,
+            "_The recording ends in a cut line (the monitor was killed); it was left out._\n"
+        );
+    }
+    let _ = writeln!(m, "## Alerts\n");
+    if r.alerts.is_empty() {
+        let _ = writeln!(m, "None: every session stayed healthy.\n");
+    } else {
+        let _ = writeln!(m, "| raised | cleared | severity | kind | session | flow | what |\n|---|---|---|---|---|---|---|");
+        for a in &r.alerts {
+            let _ = writeln!(
+                m,
+                "| {:.1} s | {} | {} | {}{} | {}{} | {} > {} | {} |",
+                a.raised_s,
+                a.cleared_s.map_or("active".into(), |c| format!("{c:.1} s")),
+                a.severity,
+                a.kind,
+                a.direction
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default(),
+                a.session,
+                if a.session_has_healthy_flow {
+                    " (has a healthy flow)"
+                } else {
+                    ""
+                },
+                a.client,
+                a.server,
+                cell(&a.summary)
+            );
+        }
+        let _ = writeln!(m);
+    }
+    let _ = writeln!(m, "## Worst flows\n\n| client | server | handshake | retransmits c>s / s>c | peak retx rate | resets (suspect) | history |\n|---|---|---|---|---|---|---|");
+    for f in &r.worst {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} / {} | {:.1} % | {} ({}) | `{}` |",
+            f.client,
+            f.server,
+            f.outcome,
+            f.retransmits[0],
+            f.retransmits[1],
+            f.peak_retx * 100.0,
+            f.resets,
+            f.suspect_resets,
+            f.history
+        );
+    }
+    m
+}
