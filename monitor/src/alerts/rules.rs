@@ -338,7 +338,12 @@ fn stall(
     now: u64,
     out: &mut Vec<Finding>,
 ) {
-    if st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) == 0 || closed(st) {
+    // ACK progress is only known when the other direction is seen (not on a one-sided
+    // capture or an asymmetric path).
+    if st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) == 0
+        || closed(st)
+        || st.dir[d ^ 1].packets == 0
+    {
         return;
     }
     // A receiver that closed its window holds the sender back on purpose: that is the
@@ -367,6 +372,12 @@ fn stall(
         format!(
             "{unacked_resends} retransmissions ({}) without an ACK moving: blackhole",
             dir_name(d)
+        )
+    } else if !silent {
+        format!(
+            "data ({}) resent {:.1} s after the ACK last moved",
+            dir_name(d),
+            secs(quiet)
         )
     } else {
         format!(

@@ -338,6 +338,8 @@ fn stall_by_silence_and_by_blackhole() {
         sim.step(|fl, t| {
             for f in fl.iter_mut() {
                 data(f, C2S, 10, 0, t);
+                // The server's ACKs: the other direction is seen.
+                f.state.dir[S2C].packets += 10;
                 f.state.tcp.dir[C2S].nextseq += 10_000;
                 f.state.tcp.dir[S2C].lastack += 10_000;
             }
@@ -388,6 +390,21 @@ fn stall_by_silence_and_by_blackhole() {
         "{:?}",
         sim.log
     );
+}
+
+#[test]
+fn no_stall_is_judged_without_the_other_direction() {
+    // A one-sided view (asymmetric routing, a one-way capture): ACK progress is unknown.
+    let mut sim = Sim::new(AlertConfig::default());
+    healthy_flow(&mut sim, [10, 0, 1, 3], 40000);
+    for _ in 0..5 {
+        sim.step(|fl, t| {
+            data(&mut fl[0], C2S, 10, 4, t);
+            fl[0].state.acked_ns[C2S] = 0;
+            fl[0].state.seen |= seen::STALLED_C2S;
+        });
+    }
+    assert!(!sim.kinds().contains(&Kind::Stall), "{:?}", sim.log);
 }
 
 #[test]

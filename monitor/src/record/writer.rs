@@ -240,3 +240,64 @@ pub fn flow_id(
 ) -> String {
     format!("{client}>{server}@{first_seen_ns}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Counters, FlowRecord};
+    use monitor_common::flow::FlowState;
+
+    fn snap(t: u64) -> Snapshot {
+        let flows: Vec<FlowRecord> = (0..3000u16)
+            .map(|p| {
+                let mut st = FlowState {
+                    first_seen_ns: 1,
+                    last_seen_ns: t,
+                    client_is_a: 1,
+                    ..FlowState::default()
+                };
+                st.key.port_a = p;
+                st.dir[0].packets = t;
+                FlowRecord {
+                    key: st.key,
+                    state: st,
+                }
+            })
+            .collect();
+        Snapshot::new(flows, 3000, Counters::default(), t)
+    }
+
+    #[test]
+    fn rotation_keeps_every_file_whole_and_readable() {
+        let dir = std::env::temp_dir().join(format!("monitor-rotate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("rec.jsonl");
+        let meta = RunMeta {
+            source: "live",
+            interfaces: vec!["eth0".into()],
+            capture: None,
+            ports: "443".into(),
+            config: Value::Null,
+            start_ns: 0,
+        };
+        let mut r = Recorder::create(&path, meta, Some(1)).expect("create");
+        for t in 1..=3 {
+            r.tick(&snap(t), &[], &[]).expect("tick");
+        }
+        drop(r);
+        for p in [
+            path.clone(),
+            dir.join("rec.jsonl.1"),
+            dir.join("rec.jsonl.2"),
+        ] {
+            let rec =
+                super::super::reader::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert_eq!(rec.header["source"], "live");
+            assert!(!rec.truncated_tail);
+        }
+        // Each full file holds one whole tick: every flow, written again after rotation.
+        let rec = super::super::reader::read(&dir.join("rec.jsonl.1")).expect("read");
+        assert_eq!((rec.ticks.len(), rec.flows.len()), (1, 3000));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -58,18 +58,18 @@ fn severity(a: &AlertSummary) -> String {
 
 pub fn render(r: &Report) -> String {
     let mut h = String::new();
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
         esc(&r.title)
     );
-    let _ = write!(h, "<h1>{}</h1>\n", esc(&r.title));
+    let _ = writeln!(h, "<h1>{}</h1>", esc(&r.title));
     let crit = r.alerts.iter().filter(|a| a.severity == "critical").count();
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<table class=\"kv\" id=\"summary\"><tr><td>start</td><td>{}</td></tr><tr><td>duration</td><td>{}</td></tr>\
-         <tr><td>source</td><td>{} {}</td></tr><tr><td>interfaces</td><td>{}</td></tr><tr><td>ports</td><td>{}</td></tr>\
-         <tr><td>flows</td><td>{}</td></tr><tr><td>sessions</td><td>{}</td></tr><tr><td>alerts</td><td>{} ({crit} critical)</td></tr></table>\n",
+         <tr><td>source</td><td>{} on {}</td></tr><tr><td>interfaces</td><td>{}</td></tr><tr><td>ports</td><td>{}</td></tr>\
+         <tr><td>flows</td><td>{}</td></tr><tr><td>sessions</td><td>{}</td></tr><tr><td>alerts</td><td>{} ({crit} critical)</td></tr></table>",
         utc(r.start_ns),
         duration((r.duration_s * 1e9) as u64),
         esc(&r.source),
@@ -84,17 +84,27 @@ pub fn render(r: &Report) -> String {
         h.push_str("<p><em>The recording ends in a cut line (the monitor was killed); it was left out.</em></p>\n");
     }
     h.push_str("<h2>Timeline</h2>\n<p>Per flow and direction; vertical lines mark alerts when raised (red: critical, orange: warning).</p>\n");
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<div class=\"chart\" id=\"chart-retx\">{}</div>\n<div class=\"chart\" id=\"chart-throughput\">{}</div>\n",
-        chart::timeline("Retransmission rate (share of data segments over the alert window)", "%", &r.retx_rate, &r.alerts, r.duration_s),
+        "<div class=\"chart\" id=\"chart-retx\">{}</div>\n<div class=\"chart\" id=\"chart-throughput\">{}</div>",
+        chart::timeline(
+            if r.retx_rate.is_empty() {
+                "Retransmission rate: none (or too few data segments for a rate)"
+            } else {
+                "Retransmission rate (share of data segments over the alert window)"
+            },
+            "%",
+            &r.retx_rate,
+            &r.alerts,
+            r.duration_s
+        ),
         chart::timeline("Throughput", "bytes/s", &r.throughput, &r.alerts, r.duration_s)
     );
     h.push_str("<h2>Worst flows</h2>\n<table id=\"worst\"><tr><th>client</th><th>server</th><th>handshake</th><th>packets c&gt;s / s&gt;c</th><th>retransmits c&gt;s / s&gt;c</th><th>peak retx rate</th><th>resets (suspect)</th><th>alerts</th><th>history</th></tr>\n");
     for f in &r.worst {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{} / {}</td><td>{:.1} %</td><td>{} ({})</td><td>{}</td><td><code>{}</code></td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{} / {}</td><td>{:.1} %</td><td>{} ({})</td><td>{}</td><td><code>{}</code></td></tr>",
             esc(&f.client),
             esc(&f.server),
             esc(&f.outcome),
@@ -115,9 +125,9 @@ pub fn render(r: &Report) -> String {
     } else {
         h.push_str("<table id=\"alerts\"><tr><th>#</th><th>raised</th><th>cleared</th><th>severity</th><th>kind</th><th>session</th><th>flow</th><th>what</th><th>evidence</th></tr>\n");
         for a in &r.alerts {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}{}</td><td>{} &gt; {}</td><td>{}</td><td><pre>{}</pre></td></tr>\n",
+                "<tr><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}{}</td><td>{} &gt; {}</td><td>{}</td><td><pre>{}</pre></td></tr>",
                 a.id,
                 a.raised_s,
                 a.cleared_s.map_or("active at the end".into(), |c| format!("{c:.1} s")),
@@ -134,9 +144,9 @@ pub fn render(r: &Report) -> String {
         }
         h.push_str("</table>\n");
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p><small>monitor {} · throughput peaks: {}</small></p>\n</body></html>\n",
+        "<p><small>monitor {} · throughput peaks: {}</small></p>\n</body></html>",
         env!("CARGO_PKG_VERSION"),
         esc(&r
             .throughput

@@ -1,0 +1,260 @@
+//! Recordings and reports: `kill -9` mid-run loses at most the last second and the reader
+//! and report still work; a damaged line is an error with its number; a capture becomes a
+//! report with one command; the HTML report renders in headless Chromium, chart included,
+//! with a screenshot kept as a test artifact (`target/test-artifacts/report.png`).
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use common::{Lab, MONITOR};
+use serde_json::Value;
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("monitor-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+fn monitor(args: &[&str]) -> Output {
+    Command::new(MONITOR)
+        .args(args)
+        .output()
+        .expect("run monitor")
+}
+
+fn ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "monitor failed: {err}");
+    err
+}
+
+fn lines(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .expect("recording")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn epoch_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn kill_9_loses_at_most_the_last_second() {
+    if !common::privileged() {
+        return;
+    }
+    let lab = Lab::new("k");
+    let rec = tmp("killed.jsonl");
+    let srv = lab.serve(50001, |mut s| {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let mut child = lab
+        .monitor(&["--ports", "50001", "--record", &rec.to_string_lossy()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start monitor");
+    std::thread::sleep(Duration::from_millis(800));
+    let ip = lab.server_ip;
+    let cli = Lab::in_ns(&lab.client_ns, move || {
+        let mut s = TcpStream::connect((ip, 50001)).expect("connect");
+        for _ in 0..60 {
+            s.write_all(&[1u8; 1000]).expect("write");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(4500));
+    // `ip netns exec` runs the monitor as its child after exec: kill the monitor itself.
+    let killed_at = epoch_ns();
+    let pid = child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = child.wait();
+    let _ = cli.join();
+    let _ = srv.join();
+
+    let all = lines(&rec);
+    assert_eq!(all[0]["type"], "header", "{:?}", all.first());
+    let last_tick = all
+        .iter()
+        .filter(|v| v["type"] == "tick")
+        .filter_map(|v| v["ts_ns"].as_u64())
+        .max()
+        .expect("ticks");
+    let lost = killed_at.saturating_sub(last_tick) as f64 / 1e9;
+    assert!(
+        lost <= 1.5,
+        "the last tick on disk is {lost:.2} s before the kill"
+    );
+    assert!(
+        all.iter().any(|v| v["type"] == "flow"),
+        "flow lines recorded"
+    );
+
+    // A kill in the middle of a write leaves a cut line: the reader drops it and says so.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&rec)
+        .expect("append");
+    f.write_all(br#"{"type":"flow","ts_ns":1,"cli"#)
+        .expect("cut line");
+    drop(f);
+    let md = monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "--format",
+        "md",
+        "-o",
+        "-",
+    ]);
+    ok(&md);
+    let text = String::from_utf8_lossy(&md.stdout);
+    assert!(
+        text.contains("# TCP health report") && text.contains("cut line"),
+        "{text}"
+    );
+    assert!(
+        text.contains(":50001"),
+        "the flow is in the report:\n{text}"
+    );
+    let html = tmp("killed.html");
+    let err = ok(&monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "-o",
+        &html.to_string_lossy(),
+    ]));
+    assert!(err.contains("report written"), "{err}");
+    assert!(std::fs::read_to_string(&html)
+        .expect("html")
+        .contains("<svg"));
+}
+
+#[test]
+fn a_damaged_line_in_the_middle_is_an_error_with_its_number() {
+    let rec = tmp("damaged.jsonl");
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/pcaps/zeek-retransmit-timeout.pcapng");
+    ok(&monitor(&[
+        "replay",
+        &cap.to_string_lossy(),
+        "--record",
+        &rec.to_string_lossy(),
+    ]));
+    let text = std::fs::read_to_string(&rec).expect("recording");
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 10);
+    lines[6] = "{\"type\":\"tick\",\"ts_ns\":12 garbage";
+    std::fs::write(&rec, lines.join("\n") + "\n").expect("damage");
+    let out = monitor(&["report", &rec.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("line 7") && err.contains("hint:"), "{err}");
+    assert!(!err.contains("panicked"));
+    assert!(
+        !rec.with_extension("html").exists(),
+        "no report from a damaged recording"
+    );
+    let out = monitor(&["report", "/nonexistent.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_capture_becomes_a_report_that_renders_in_chromium() {
+    let rec = tmp("capture.jsonl");
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/pcaps/cs-tcp_retransmissions.pcapng");
+    ok(&monitor(&[
+        "replay",
+        &cap.to_string_lossy(),
+        "--record",
+        &rec.to_string_lossy(),
+    ]));
+    let all = lines(&rec);
+    assert_eq!(all[0]["source"], "replay");
+    assert!(
+        all.iter().any(|v| v["type"] == "alert"),
+        "replay judges alerts too"
+    );
+    let html = tmp("capture.html");
+    ok(&monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "-o",
+        &html.to_string_lossy(),
+    ]));
+    let page = std::fs::read_to_string(&html).expect("report");
+    // Self-contained: nothing to fetch (the only URL is the SVG namespace, an identifier).
+    for fetch in [
+        "<script",
+        "<link",
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "@import",
+    ] {
+        assert!(
+            !page.contains(fetch),
+            "the report fetches something: {fetch}"
+        );
+    }
+    assert!(page.contains("id=\"chart-retx\"") && page.contains("<svg"));
+
+    // Rendered by a real browser: the DOM holds the charts' drawn lines...
+    let url = format!("file://{}", html.display());
+    let chrome = |extra: &[&str]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium (Debian package; cargo xtask setup installs it)")
+    };
+    let dom = chrome(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("<svg") && dom.contains("<polyline"),
+        "charts in the DOM"
+    );
+    assert!(
+        dom.contains("Retransmission rate") && dom.contains("Worst flows"),
+        "{dom}"
+    );
+    // ...and a screenshot, kept for people to look at.
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let shot = artifacts.join("report.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = chrome(&[
+        "--window-size=1200,1600",
+        &format!("--screenshot={}", shot.display()),
+    ]);
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real screenshot ({} bytes)",
+        png.len()
+    );
+}
