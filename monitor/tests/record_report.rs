@@ -179,7 +179,7 @@ fn a_damaged_line_in_the_middle_is_an_error_with_its_number() {
 fn a_capture_becomes_a_report_that_renders_in_chromium() {
     let rec = tmp("capture.jsonl");
     let cap = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/pcaps/cs-tcp_retransmissions.pcapng");
+        .join("../testdata/pcaps/zeek-retransmit-timeout.pcapng");
     ok(&monitor(&[
         "replay",
         &cap.to_string_lossy(),
