@@ -66,6 +66,9 @@ pub struct Point {
     pub retx_ratio: [f32; 2],
 }
 
+/// Samples closer than this to the previous one replace it.
+const MIN_GAP_NS: u64 = 100_000_000;
+
 /// Sparkline points kept per flow: a few minutes at the default 1 s tick.
 pub const SPARK_POINTS: usize = 180;
 
@@ -155,6 +158,17 @@ impl FlowHistory {
 impl FlowHistory {
     /// Adds this tick's sample and drops what the window no longer needs.
     pub fn push(&mut self, s: Sample, window_ns: u64) {
+        // A sample right after the previous one (a replay's last, partial tick) replaces
+        // it: a rate over a few milliseconds is noise.
+        if self.samples.len() >= 2
+            && self
+                .samples
+                .back()
+                .is_some_and(|p| s.ts_ns > p.ts_ns && s.ts_ns - p.ts_ns < MIN_GAP_NS)
+        {
+            self.samples.pop_back();
+            self.spark.pop_back();
+        }
         if let Some(prev) = self.samples.back() {
             if s.ts_ns <= prev.ts_ns {
                 return;

@@ -27,12 +27,9 @@ pub fn timeline(
 ) -> String {
     let mut svg = String::new();
     let x_max = duration_s.max(1.0);
-    let y_max = series
-        .iter()
-        .map(Series::peak)
-        .fold(0.0, f64::max)
-        .max(1e-9)
-        * 1.1;
+    let peak = series.iter().map(Series::peak).fold(0.0, f64::max);
+    // Nothing to draw still gets readable axes.
+    let y_max = if peak > 0.0 { peak * 1.1 } else { 1.0 };
     let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
         let root = SVGBackend::with_string(&mut svg, (960, 360)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -42,10 +39,21 @@ pub fn timeline(
             .x_label_area_size(36)
             .y_label_area_size(64)
             .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+        let fmt_y = |v: &f64| {
+            if y_max >= 1000.0 {
+                crate::tui::rows::bytes(*v)
+            } else if y_max >= 10.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        };
         chart
             .configure_mesh()
             .x_desc("seconds from the start")
             .y_desc(unit)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&fmt_y)
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
         for a in alerts {
