@@ -272,7 +272,34 @@ impl Metrics {
             "Version of the monitor",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        // Every alert series exists from the start, so rules see 0 rather than nothing.
+        // Every bounded series exists from the start, so queries and rules see 0 rather
+        // than no data on a quiet host.
+        for (_, d) in DIRS {
+            let l = Dir { direction: d };
+            for f in [
+                &packets,
+                &bytes,
+                &data_segments,
+                &dup_acks,
+                &out_of_order,
+                &lost_segments,
+                &zero_windows,
+            ] {
+                let _ = f.get_or_create(&l);
+            }
+            for kind in ["fast", "spurious", "other"] {
+                let _ = retransmissions.get_or_create(&Retx { direction: d, kind });
+            }
+            for suspect_injected in ["false", "true"] {
+                let _ = resets.get_or_create(&Rst {
+                    direction: d,
+                    suspect_injected,
+                });
+            }
+        }
+        for outcome in ["ok", "timeout", "refused", "reset", "midstream"] {
+            let _ = handshakes.get_or_create(&Outcome { outcome });
+        }
         for k in Kind::ALL {
             for l in [Level::Warning, Level::Critical] {
                 let _ = alerts.get_or_create(&AlertLabels {
