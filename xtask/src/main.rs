@@ -41,6 +41,15 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// The benchmarks (root): BENCHMARKS.md tables and target/bench/results.json.
+    Bench {
+        /// Tiny counts, a few seconds each: proves the harness runs, measures nothing.
+        #[arg(long)]
+        smoke: bool,
+        /// Only these groups: kernel, live, offline, scale (comma-separated).
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 const BPF_TOOLCHAIN: &str = "monitor-bpf";
@@ -65,6 +74,7 @@ const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "curl",
     "chromium",
+    "tshark",
 ];
 /// The same tools as commands, checked where there is no dpkg.
 const TEST_COMMANDS: &[&str] = &[
@@ -81,6 +91,7 @@ const TEST_COMMANDS: &[&str] = &[
     "prometheus",
     "curl",
     "chromium",
+    "tshark",
 ];
 const SKIP_PRIVILEGED: &str = "MONITOR_SKIP_PRIVILEGED";
 
@@ -490,8 +501,86 @@ fn test(extra: &[String]) -> Result<()> {
     fuzz_smoke(20)?;
     if skip {
         skip_warning();
+    } else {
+        bench_smoke()?;
     }
     Ok(())
+}
+
+/// Every benchmark with tiny counts, so the harness cannot rot: it must run and its output
+/// must parse with every group present. Speed is not judged here.
+fn bench_smoke() -> Result<()> {
+    let dir = root().join("target/bench-smoke");
+    std::fs::create_dir_all(&dir)?;
+    let (md, json) = (dir.join("BENCHMARKS.md"), dir.join("results.json"));
+    let _ = std::fs::remove_file(&md);
+    bench_run(&[
+        "--smoke".into(),
+        "--out".into(),
+        md.display().to_string(),
+        "--json".into(),
+        json.display().to_string(),
+    ])?;
+    let text = std::fs::read_to_string(&json).context("the smoke run wrote no JSON")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).context("the smoke run's JSON does not parse")?;
+    for group in ["kernel", "live", "offline", "scale"] {
+        if v.get(group).is_none() {
+            bail!("the smoke run's JSON has no `{group}` group");
+        }
+    }
+    let median = |f: &serde_json::Value| f["median"].as_f64().filter(|m| m.is_finite() && *m > 0.0);
+    let classes = v["kernel"]["classes"].as_array().map(Vec::len).unwrap_or(0);
+    let figures = [
+        median(&v["kernel"]["classes"][0]["ns_per_packet"]),
+        median(&v["live"]["overhead"][0]["pps"]),
+        median(&v["live"]["peers"][1]["cpu_s_per_mpkt"]),
+        median(&v["offline"]["ratio"]),
+        median(&v["scale"]["sizes"][0]["tick_ms"]),
+    ];
+    if classes != 8 || figures.iter().any(Option::is_none) {
+        bail!("the smoke run's figures are incomplete: {classes} kernel classes, {figures:?}");
+    }
+    let tables = std::fs::read_to_string(&md)?;
+    for heading in ["### 1.", "### 2.", "### 3.", "### 4.", "### 5."] {
+        if !tables.contains(heading) {
+            bail!("the smoke run's BENCHMARKS.md lacks section {heading}");
+        }
+    }
+    eprintln!("xtask: benchmark smoke run ok ({})", dir.display());
+    Ok(())
+}
+
+/// `cargo bench` of the harness (release build, root) with `args` after `--`.
+fn bench_run(args: &[String]) -> Result<()> {
+    let mut c = cargo(&["bench", "-p", "monitor", "--bench", "bench", "--"]);
+    c.args(args);
+    run(&mut c)
+}
+
+fn bench(smoke: bool, only: Option<String>) -> Result<()> {
+    if !is_root() {
+        bail!("the benchmarks load eBPF programs and build network namespaces: run them as root");
+    }
+    setup()?;
+    let mut args = Vec::new();
+    if smoke {
+        args.push("--smoke".to_string());
+    }
+    if let Some(o) = only {
+        args.push("--only".into());
+        args.push(o);
+    }
+    args.push("--out".into());
+    args.push(root().join("BENCHMARKS.md").display().to_string());
+    args.push("--json".into());
+    args.push(
+        root()
+            .join("target/bench/results.json")
+            .display()
+            .to_string(),
+    );
+    bench_run(&args)
 }
 
 /// Setup, release build, then replace this process with the monitor: stdio, signals (Ctrl-C
@@ -511,6 +600,7 @@ fn main() -> ExitCode {
         Task::Lint => lint(),
         Task::Test { args } => test(&args),
         Task::Run { args } => run_monitor(&args),
+        Task::Bench { smoke, only } => bench(smoke, only),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

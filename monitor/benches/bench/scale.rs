@@ -1,0 +1,164 @@
+//! Group 5, scale: N concurrent flows in the kernel map (filled through BPF_PROG_TEST_RUN
+//! with synthetic flows), then what one collector tick costs with them (reading the map,
+//! judging the flows, feeding the metrics), the monitor's resident memory, the kernel map's
+//! memory, rendering the flow table, and a `/metrics` scrape.
+
+use std::{net::IpAddr, time::Instant};
+
+use aya::{
+    programs::{SchedClassifier, TestRunOptions},
+    Ebpf, TestRun,
+};
+use monitor::{
+    alerts::{AlertConfig, AlertEngine},
+    collector::{Clock, Collector},
+    kernel::load::load,
+    live::RunInfo,
+    output::metrics::Metrics,
+    tui::{state::UiState, view},
+};
+use monitor_common::{
+    config::PortSet,
+    craft::TcpFrame,
+    parse::{ACK, SYN},
+};
+use ratatui::{backend::TestBackend, Terminal};
+use serde_json::{json, Value};
+
+use crate::stats::Figure;
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// The kernel's accounting of the LRU flow map with `max_entries` (from our fdinfo).
+fn map_memlock(max_entries: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fdinfo") else {
+        return 0;
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let field = |k: &str| {
+            text.lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .map(String::from)
+        };
+        if field("map_type:").as_deref() == Some("9")
+            && field("max_entries:").as_deref() == Some(&max_entries.to_string())
+        {
+            return field("memlock:").and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+    }
+    0
+}
+
+fn fill(e: &mut Ebpf, n: u32) {
+    let p: &mut SchedClassifier = e
+        .program_mut("tc_eth_in")
+        .expect("tc")
+        .try_into()
+        .expect("tc");
+    for i in 0..n {
+        let c = IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+        let s = IpAddr::from([10, 255, 0, 1]);
+        for (src, sp, dst, dp, flags, seq, ack, len) in [
+            (c, 40000, s, 50001, SYN, 1000u32, 0u32, 0usize),
+            (s, 50001, c, 40000, SYN | ACK, 5000, 1001, 0),
+            (c, 40000, s, 50001, ACK, 1001, 5001, 200),
+        ] {
+            let mut f = TcpFrame::new(src, sp, dst, dp)
+                .flags(flags)
+                .payload(&vec![0x17; len]);
+            f.seq = seq;
+            f.ack = ack;
+            let frame = f.ethernet();
+            let mut o = TestRunOptions::new();
+            o.data_in = Some(&frame);
+            p.test_run(o).expect("BPF_PROG_TEST_RUN");
+        }
+    }
+}
+
+pub fn bench(sizes: &[u32], runs: usize) -> Value {
+    let mut out = Vec::new();
+    for &n in sizes {
+        let base_rss = rss_bytes();
+        let max = n + n / 8;
+        let cfg = crate::DEFAULT_PORTS
+            .parse::<PortSet>()
+            .expect("ports")
+            .to_config(0);
+        let mut e = load(&cfg, max).expect("load");
+        let p: &mut SchedClassifier = e
+            .program_mut("tc_eth_in")
+            .expect("tc")
+            .try_into()
+            .expect("tc");
+        p.load().expect("verifier");
+        let t = Instant::now();
+        fill(&mut e, n);
+        let fill_s = t.elapsed().as_secs_f64();
+        let map_bytes = map_memlock(max);
+        let mut collector =
+            Collector::new(&mut e, Clock::monotonic(), Vec::new()).expect("collector");
+        let mut engine = AlertEngine::new(AlertConfig::default());
+        let mut metrics = Metrics::new(0);
+        let (mut read, mut judge, mut feed, mut render, mut scrape) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut flows_seen = 0;
+        let mut rss_after = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let mut snap = collector.collect().expect("collect");
+            read.push(t.elapsed().as_secs_f64() * 1e3);
+            flows_seen = snap.flows.len();
+            let t = Instant::now();
+            engine.tick(&mut snap, &[]);
+            judge.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            metrics.observe(&snap);
+            feed.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            let mut ui = UiState::default();
+            ui.on_snapshot(&snap);
+            let mut term = Terminal::new(TestBackend::new(160, 48)).expect("terminal");
+            term.draw(|f| view::draw(f, &RunInfo::default(), &mut ui, &snap))
+                .expect("draw");
+            render.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            let text = metrics.prometheus_text();
+            scrape.push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(text.contains("monitor_active_flows"));
+            rss_after = rss_after.max(rss_bytes());
+        }
+        let tick: Vec<f64> = (0..runs).map(|i| read[i] + judge[i] + feed[i]).collect();
+        out.push(json!({
+            "flows": n,
+            "flows_read": flows_seen,
+            "fill_s": fill_s,
+            "tick_ms": Figure::of(tick).json(),
+            "read_map_ms": Figure::of(read).json(),
+            "judge_ms": Figure::of(judge).json(),
+            "metrics_observe_ms": Figure::of(feed).json(),
+            "render_table_ms": Figure::of(render).json(),
+            "scrape_ms": Figure::of(scrape).json(),
+            "rss_bytes": rss_after,
+            "rss_growth_bytes": rss_after.saturating_sub(base_rss),
+            "kernel_map_bytes": map_bytes,
+        }));
+        drop(collector);
+        drop(e);
+    }
+    json!({ "sizes": out })
+}
