@@ -1,5 +1,6 @@
 //! Reads the kernel's maps into a [`Snapshot`] and drains its event ring buffer.
 
+mod batch;
 mod clock;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,8 @@ use crate::snapshot::{Counters, FlowRecord, IfaceTraffic, Snapshot};
 
 pub struct Collector {
     flows: HashMap<MapData, FlowKey, FlowState>,
+    /// The same map read in batches, where the kernel can.
+    batch: Option<batch::BatchReader>,
     stats: PerCpuArray<MapData, u64>,
     ifaces: PerCpuArray<MapData, stats::IfCounters>,
     /// The watched interfaces: name and ifindex.
@@ -41,8 +44,17 @@ impl Collector {
     /// Takes the maps out of `ebpf` (its programs and links stay there). `targets` are the
     /// watched interfaces (name, ifindex), for their traffic counters.
     pub fn new(ebpf: &mut Ebpf, clock: Clock, targets: Vec<(String, u32)>) -> Result<Self> {
+        let flows = take(ebpf, "FLOWS")?;
+        let batch = match &flows {
+            aya::maps::Map::LruHashMap(d) | aya::maps::Map::HashMap(d) => {
+                use std::os::fd::AsFd;
+                d.fd().as_fd().try_clone_to_owned().ok().map(batch::BatchReader::new)
+            }
+            _ => None,
+        };
         Ok(Self {
-            flows: HashMap::try_from(take(ebpf, "FLOWS")?)?,
+            flows: HashMap::try_from(flows)?,
+            batch,
             stats: PerCpuArray::try_from(take(ebpf, "STATS")?)?,
             ifaces: PerCpuArray::try_from(take(ebpf, "IFACES")?)?,
             targets,
@@ -92,7 +104,20 @@ impl Collector {
         self.drain_closed();
         let counters = self.counters()?;
         let mut seen = BTreeMap::new();
-        for item in self.flows.iter() {
+        let clock = self.clock;
+        let batched = match self.batch.as_mut() {
+            Some(b) => b
+                .read(|k, st| {
+                    seen.insert(*k, clock.state_to_epoch(*st));
+                })
+                .context("reading FLOWS in batches")?,
+            None => false,
+        };
+        if !batched {
+            self.batch = None;
+            seen.clear();
+        }
+        for item in self.flows.iter().take(if batched { 0 } else { usize::MAX }) {
             match item {
                 Ok((key, state)) => {
                     seen.insert(key, self.clock.state_to_epoch(state));
