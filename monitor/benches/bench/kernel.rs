@@ -34,13 +34,27 @@ fn program(max_flows: u32) -> Ebpf {
         .expect("ports")
         .to_config(0);
     let mut e = load(&cfg, max_flows).expect("load the eBPF object (as root)");
+    for name in ["tc_eth_in", "tc_calibrate"] {
+        let p: &mut SchedClassifier = e.program_mut(name).expect(name).try_into().expect("tc");
+        p.load().expect("verifier");
+    }
+    e
+}
+
+/// The harness's own cost per run: the do-nothing program on the same frame.
+fn floor(e: &mut Ebpf, frame: &[u8], repeat: u32) -> f64 {
     let p: &mut SchedClassifier = e
-        .program_mut("tc_eth_in")
-        .expect("tc_eth_in")
+        .program_mut("tc_calibrate")
+        .expect("tc_calibrate")
         .try_into()
         .expect("tc");
-    p.load().expect("verifier");
-    e
+    let mut o = TestRunOptions::new();
+    o.data_in = Some(frame);
+    o.repeat = repeat;
+    p.test_run(o)
+        .expect("BPF_PROG_TEST_RUN")
+        .duration
+        .as_nanos() as f64
 }
 
 /// Nanoseconds per run of `frame`, averaged by the kernel over `repeat` runs.
@@ -110,6 +124,9 @@ pub fn bench(plan: &Plan) -> Value {
 
     // Per-call overhead of running a frame once, for the classes that must.
     let mut e = program(1 << 20);
+    let harness: Vec<f64> = (0..plan.runs)
+        .map(|_| floor(&mut e, &arp, plan.repeat))
+        .collect();
     let overhead: Vec<f64> = (0..plan.runs)
         .map(|_| {
             let once: f64 = (0..plan.distinct)
@@ -194,6 +211,7 @@ pub fn bench(plan: &Plan) -> Value {
     json!({
         "budget_ns_10gbe_64b": 67.2,
         "overhead_ns": Figure::of(overhead).json(),
+        "harness_floor_ns": Figure::of(harness).json(),
         "repeat": plan.repeat,
         "distinct_frames": plan.distinct,
         "classes": classes.iter().map(|(n, f)| json!({ "class": n, "ns_per_packet": f.json() })).collect::<Vec<_>>(),

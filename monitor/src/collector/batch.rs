@@ -48,7 +48,11 @@ impl BatchReader {
         let mut first = true;
         loop {
             let mut attr = BatchAttr {
-                in_batch: if first { 0 } else { &token_in as *const u32 as u64 },
+                in_batch: if first {
+                    0
+                } else {
+                    &token_in as *const u32 as u64
+                },
                 out_batch: &mut token_out as *mut u32 as u64,
                 keys: self.keys.as_mut_ptr() as u64,
                 values: self.values.as_mut_ptr() as u64,
@@ -84,7 +88,9 @@ impl BatchReader {
                     self.values.resize(more, FlowState::default());
                     continue;
                 }
-                Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(libc::EOPNOTSUPP) if first => return Ok(false),
+                Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(libc::EOPNOTSUPP) if first => {
+                    return Ok(false)
+                }
                 Some(_) => return Err(err.unwrap_or_else(std::io::Error::last_os_error)),
             }
             first = false;

@@ -3,8 +3,6 @@
 mod batch;
 mod clock;
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context, Result};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
@@ -48,7 +46,11 @@ impl Collector {
         let batch = match &flows {
             aya::maps::Map::LruHashMap(d) | aya::maps::Map::HashMap(d) => {
                 use std::os::fd::AsFd;
-                d.fd().as_fd().try_clone_to_owned().ok().map(batch::BatchReader::new)
+                d.fd()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .ok()
+                    .map(batch::BatchReader::new)
             }
             _ => None,
         };
@@ -103,30 +105,30 @@ impl Collector {
     pub fn collect(&mut self) -> Result<Snapshot> {
         self.drain_closed();
         let counters = self.counters()?;
-        let mut seen = BTreeMap::new();
+        // Collected unsorted, then sorted once and deduplicated: iterating while the kernel
+        // inserts can visit a key twice.
+        let mut seen: Vec<(FlowKey, FlowState)> = Vec::new();
         let clock = self.clock;
         let batched = match self.batch.as_mut() {
             Some(b) => b
-                .read(|k, st| {
-                    seen.insert(*k, clock.state_to_epoch(*st));
-                })
+                .read(|k, st| seen.push((*k, clock.state_to_epoch(*st))))
                 .context("reading FLOWS in batches")?,
             None => false,
         };
         if !batched {
             self.batch = None;
             seen.clear();
-        }
-        for item in self.flows.iter().take(if batched { 0 } else { usize::MAX }) {
-            match item {
-                Ok((key, state)) => {
-                    seen.insert(key, self.clock.state_to_epoch(state));
+            for item in self.flows.iter() {
+                match item {
+                    Ok((key, state)) => seen.push((key, clock.state_to_epoch(state))),
+                    // The entry was evicted between listing and reading it.
+                    Err(aya::maps::MapError::KeyNotFound) => continue,
+                    Err(e) => return Err(e).context("reading FLOWS"),
                 }
-                // The entry was evicted between listing and reading it.
-                Err(aya::maps::MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e).context("reading FLOWS"),
             }
         }
+        seen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        seen.dedup_by(|a, b| a.0 == b.0);
         let live = seen.len() as u64;
         let flows = self
             .closed
