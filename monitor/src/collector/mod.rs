@@ -127,7 +127,7 @@ impl Collector {
                 }
             }
         }
-        seen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        seen.sort_unstable_by_key(|a| a.0);
         seen.dedup_by(|a, b| a.0 == b.0);
         let live = seen.len() as u64;
         let flows = self
