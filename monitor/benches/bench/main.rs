@@ -172,7 +172,16 @@ fn main() {
         "the benchmarks load eBPF programs and build namespaces: run them as root"
     );
     let want = |s: &str| a.only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
-    let mut r = json!({ "machine": machine(), "smoke": a.smoke });
+    // `--only` refreshes some groups: the others keep their figures from the last run.
+    let previous = a
+        .only
+        .as_ref()
+        .and_then(|_| std::fs::read_to_string(&a.json).ok())
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .filter(|v| v["smoke"] == a.smoke);
+    let mut r = previous.unwrap_or_else(|| json!({}));
+    r["machine"] = machine();
+    r["smoke"] = json!(a.smoke);
     let runs = if a.smoke { 2 } else { 5 };
     if want("kernel") {
         eprintln!("bench: 1. kernel cost per packet");

@@ -90,6 +90,8 @@ pub struct FlowHistory {
     pub client_hello_ns: Option<u64>,
     /// Zeek's conn.log history string, letters in the order ticks first saw them.
     pub zeek: String,
+    /// The same letters, shared with the snapshot (cloned only when a letter is added).
+    pub zeek_shared: std::sync::Arc<str>,
     zeek_emitted: [u8; ZEEK_LETTERS],
 }
 
@@ -137,6 +139,7 @@ impl FlowHistory {
     /// Appends the letters this tick's record makes due; resets come last in a tick, as
     /// they end a connection.
     pub fn update_zeek(&mut self, st: &FlowState) {
+        let before = self.zeek.len();
         let mut add = |i: usize, ch: char, n: u8| {
             while self.zeek_emitted[i] < n {
                 self.zeek.push(ch);
@@ -151,6 +154,9 @@ impl FlowHistory {
             if rsts[d] > 0 && !self.zeek.contains(ch) {
                 self.zeek.push(ch);
             }
+        }
+        if self.zeek.len() != before {
+            self.zeek_shared = self.zeek.as_str().into();
         }
     }
 }

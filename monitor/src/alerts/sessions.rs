@@ -1,11 +1,9 @@
 //! Flows grouped into sessions by remote host: a client opens several candidate
 //! connections at once (and some failing is normal), so an alert is judged per session.
 
-use std::{
-    collections::{HashMap, HashSet},
-    fmt,
-    net::IpAddr,
-};
+use std::{fmt, net::IpAddr};
+
+use foldhash::{HashMap, HashSet};
 
 use super::FlowId;
 

@@ -3,10 +3,9 @@
 //! tick. Label sets are bounded (direction, kind, outcome, interface): no label per flow,
 //! except the opt-in `--metrics-top-flows N`, which exposes only the N worst flows.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::atomic::AtomicU64,
-};
+use std::sync::atomic::AtomicU64;
+
+use foldhash::{HashMap, HashSet};
 
 use monitor_common::{
     flow::{FlowState, C2S, S2C},
@@ -332,10 +331,10 @@ impl Metrics {
             tick,
             worst,
             top_flows,
-            prev_flows: HashMap::new(),
-            prev_ifaces: HashMap::new(),
+            prev_flows: HashMap::default(),
+            prev_ifaces: HashMap::default(),
             prev_counters: [0; 3],
-            judged: HashSet::new(),
+            judged: HashSet::default(),
         }
     }
 
@@ -360,42 +359,47 @@ impl Metrics {
                     .inc_by(now[k + 2].saturating_sub(prev[k + 2]));
             }
         }
-        let mut present = HashSet::with_capacity(snap.flows.len());
+        let mut present = HashSet::with_capacity_and_hasher(snap.flows.len(), Default::default());
         for f in &snap.flows {
             let id = FlowId::of(f);
             present.insert(id);
             let now = [fields(&f.state, C2S), fields(&f.state, S2C)];
             let prev = self.prev_flows.insert(id, now).unwrap_or([[0; FIELDS]; 2]);
-            for (d, name) in DIRS {
-                let delta: Vec<u64> = (0..FIELDS)
-                    .map(|k| now[d][k].saturating_sub(prev[d][k]))
-                    .collect();
-                if delta.iter().all(|v| *v == 0) {
-                    continue;
-                }
-                let l = Dir { direction: name };
-                self.packets.get_or_create(&l).inc_by(delta[0]);
-                self.bytes.get_or_create(&l).inc_by(delta[1]);
-                self.data_segments.get_or_create(&l).inc_by(delta[2]);
-                for (k, kind) in [(3, "fast"), (4, "spurious"), (5, "other")] {
-                    self.retransmissions
-                        .get_or_create(&Retx {
-                            direction: name,
-                            kind,
-                        })
-                        .inc_by(delta[k]);
-                }
-                self.dup_acks.get_or_create(&l).inc_by(delta[6]);
-                self.out_of_order.get_or_create(&l).inc_by(delta[7]);
-                self.lost_segments.get_or_create(&l).inc_by(delta[8]);
-                self.zero_windows.get_or_create(&l).inc_by(delta[9]);
-                for (k, suspect) in [(10, "false"), (11, "true")] {
-                    self.resets
-                        .get_or_create(&Rst {
-                            direction: name,
-                            suspect_injected: suspect,
-                        })
-                        .inc_by(delta[k]);
+            if prev == now {
+                // Most flows in a big table did not move since the last tick.
+            } else {
+                for (d, name) in DIRS {
+                    let mut delta = [0u64; FIELDS];
+                    for k in 0..FIELDS {
+                        delta[k] = now[d][k].saturating_sub(prev[d][k]);
+                    }
+                    if delta == [0; FIELDS] {
+                        continue;
+                    }
+                    let l = Dir { direction: name };
+                    self.packets.get_or_create(&l).inc_by(delta[0]);
+                    self.bytes.get_or_create(&l).inc_by(delta[1]);
+                    self.data_segments.get_or_create(&l).inc_by(delta[2]);
+                    for (k, kind) in [(3, "fast"), (4, "spurious"), (5, "other")] {
+                        self.retransmissions
+                            .get_or_create(&Retx {
+                                direction: name,
+                                kind,
+                            })
+                            .inc_by(delta[k]);
+                    }
+                    self.dup_acks.get_or_create(&l).inc_by(delta[6]);
+                    self.out_of_order.get_or_create(&l).inc_by(delta[7]);
+                    self.lost_segments.get_or_create(&l).inc_by(delta[8]);
+                    self.zero_windows.get_or_create(&l).inc_by(delta[9]);
+                    for (k, suspect) in [(10, "false"), (11, "true")] {
+                        self.resets
+                            .get_or_create(&Rst {
+                                direction: name,
+                                suspect_injected: suspect,
+                            })
+                            .inc_by(delta[k]);
+                    }
                 }
             }
             if !self.judged.contains(&id) {
@@ -491,7 +495,7 @@ impl Metrics {
 }
 
 pub fn to_prometheus_text(om: &str) -> String {
-    let mut renamed: HashMap<String, (String, &str)> = HashMap::new();
+    let mut renamed: HashMap<String, (String, &str)> = HashMap::default();
     for l in om.lines() {
         if let Some(rest) = l.strip_prefix("# TYPE ") {
             let mut it = rest.split(' ');

@@ -170,7 +170,7 @@ impl Recorder {
                             "throughput_bps": h.throughput,
                             "retx_rate": h.retx_rate,
                             "zero_window_ns": h.zero_window_ns,
-                            "history": h.history,
+                            "history": &*h.history,
                         }),
                     );
                 }

@@ -398,7 +398,7 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
         )),
         Line::from(format!(
             "history {}   (Zeek letters: uppercase client, lowercase server)",
-            h.map_or("-", |h| h.history.as_str())
+            h.map_or("-", |h| &*h.history)
         )),
     ];
     f.render_widget(
