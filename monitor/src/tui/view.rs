@@ -17,7 +17,7 @@ use super::{
     state::{UiState, View},
 };
 use crate::{
-    alerts::{Alert, FlowId, Level},
+    alerts::{history::Point, Alert, FlowId, Level},
     live::RunInfo,
     output::json::outcome,
     snapshot::Snapshot,
@@ -419,76 +419,35 @@ fn draw_counters(
     s: &DirStats,
     flight: Option<[Option<u32>; 2]>,
 ) {
-    let n = |v: u64| v.to_string();
+    // One row per counter, the client's and the server's side by side.
+    let row = |name: &'static str, get: fn(&DirStats) -> u64| {
+        (name, get(c).to_string(), get(s).to_string())
+    };
     let fl = |d: usize| {
         flight
             .and_then(|x| x[d])
             .map_or("-".into(), |v| v.to_string())
     };
     let rows: Vec<(&str, String, String)> = vec![
-        ("packets", n(c.packets), n(s.packets)),
-        ("bytes", n(c.bytes), n(s.bytes)),
-        (
-            "retransmits",
-            n(c.retransmits as u64),
-            n(s.retransmits as u64),
-        ),
-        (
-            "  fast",
-            n(c.fast_retransmits as u64),
-            n(s.fast_retransmits as u64),
-        ),
-        (
-            "  spurious",
-            n(c.spurious_retransmits as u64),
-            n(s.spurious_retransmits as u64),
-        ),
-        (
-            "out of order",
-            n(c.out_of_order as u64),
-            n(s.out_of_order as u64),
-        ),
-        (
-            "lost segments",
-            n(c.lost_segments as u64),
-            n(s.lost_segments as u64),
-        ),
-        ("dup ACKs", n(c.dup_acks as u64), n(s.dup_acks as u64)),
-        (
-            "zero windows",
-            n(c.zero_windows as u64),
-            n(s.zero_windows as u64),
-        ),
-        (
-            "zw probes",
-            n(c.zero_window_probes as u64),
-            n(s.zero_window_probes as u64),
-        ),
-        ("resets", n(c.rsts as u64), n(s.rsts as u64)),
-        (
-            "  suspect",
-            n(c.suspect_injected_rsts as u64),
-            n(s.suspect_injected_rsts as u64),
-        ),
-        ("FINs", n(c.fins as u64), n(s.fins as u64)),
+        row("packets", |d| d.packets),
+        row("bytes", |d| d.bytes),
+        row("retransmits", |d| d.retransmits as u64),
+        row("  fast", |d| d.fast_retransmits as u64),
+        row("  spurious", |d| d.spurious_retransmits as u64),
+        row("out of order", |d| d.out_of_order as u64),
+        row("lost segments", |d| d.lost_segments as u64),
+        row("dup ACKs", |d| d.dup_acks as u64),
+        row("zero windows", |d| d.zero_windows as u64),
+        row("zw probes", |d| d.zero_window_probes as u64),
+        row("resets", |d| d.rsts as u64),
+        row("  suspect", |d| d.suspect_injected_rsts as u64),
+        row("FINs", |d| d.fins as u64),
         ("in flight", fl(C2S), fl(S2C)),
-        ("data segments", n(c.data_segments), n(s.data_segments)),
-        ("payload bytes", n(c.payload_bytes), n(s.payload_bytes)),
-        (
-            "keep-alives",
-            n(c.keep_alives as u64),
-            n(s.keep_alives as u64),
-        ),
-        (
-            "window full",
-            n(c.window_full as u64),
-            n(s.window_full as u64),
-        ),
-        (
-            "ACKed unseen",
-            n(c.acked_unseen as u64),
-            n(s.acked_unseen as u64),
-        ),
+        row("data segments", |d| d.data_segments),
+        row("payload bytes", |d| d.payload_bytes),
+        row("keep-alives", |d| d.keep_alives as u64),
+        row("window full", |d| d.window_full as u64),
+        row("ACKed unseen", |d| d.acked_unseen as u64),
     ];
     let body = rows
         .into_iter()
@@ -513,55 +472,35 @@ fn draw_sparks(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
     };
     let width = area.width.saturating_sub(1) as usize;
     let tail = &points[points.len().saturating_sub(width)..];
-    let series: [(&str, Vec<u64>, String); 4] = [
-        (
-            "retx % C>S",
-            tail.iter()
-                .map(|p| (p.retx_ratio[C2S] * 1000.0) as u64)
-                .collect(),
-            String::new(),
-        ),
-        (
-            "retx % S>C",
-            tail.iter()
-                .map(|p| (p.retx_ratio[S2C] * 1000.0) as u64)
-                .collect(),
-            String::new(),
-        ),
-        (
-            "B/s C>S",
-            tail.iter().map(|p| p.bytes_per_s[C2S] as u64).collect(),
-            String::new(),
-        ),
-        (
-            "B/s S>C",
-            tail.iter().map(|p| p.bytes_per_s[S2C] as u64).collect(),
-            String::new(),
-        ),
+    // (title, direction, retransmission share or throughput)
+    let series = [
+        ("retx % C>S", C2S, true),
+        ("retx % S>C", S2C, true),
+        ("B/s C>S", C2S, false),
+        ("B/s S>C", S2C, false),
     ];
     let areas = Layout::vertical([Constraint::Ratio(1, 4); 4]).split(area);
-    for ((name, data, _), a) in series.iter().zip(areas.iter()) {
-        let last = match (*name, tail.last()) {
-            (n, Some(p)) if n.starts_with("retx") => {
-                let d = if n.ends_with("C>S") { C2S } else { S2C };
-                rows::percent(Some(p.retx_ratio[d] as f64))
+    for ((name, d, retx), a) in series.into_iter().zip(areas.iter()) {
+        // Sparklines take integers: retransmission shares in tenths of a percent.
+        let value = |p: &Point| {
+            if retx {
+                (p.retx_ratio[d] * 1000.0) as u64
+            } else {
+                p.bytes_per_s[d] as u64
             }
-            (n, Some(p)) => {
-                let d = if n.ends_with("C>S") { C2S } else { S2C };
-                rows::bytes(p.bytes_per_s[d] as f64)
-            }
-            _ => "-".into(),
+        };
+        let data: Vec<u64> = tail.iter().map(value).collect();
+        let last = match tail.last() {
+            Some(p) if retx => rows::percent(Some(p.retx_ratio[d] as f64)),
+            Some(p) => rows::bytes(p.bytes_per_s[d] as f64),
+            None => "-".into(),
         };
         let title = format!(" {name} now {last} ({} s)", tail.len());
-        let style = if name.starts_with("retx") {
-            Style::new().fg(Color::Red)
-        } else {
-            Style::new().fg(Color::Cyan)
-        };
+        let style = Style::new().fg(if retx { Color::Red } else { Color::Cyan });
         f.render_widget(
             Sparkline::default()
                 .block(Block::new().title(title))
-                .data(data)
+                .data(&data)
                 .style(style),
             *a,
         );
