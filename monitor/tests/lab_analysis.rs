@@ -12,6 +12,8 @@ use std::{
 };
 
 use common::{last_json, sh, tcp_segs, Lab};
+use monitor::demo::injector::ipv4_packet;
+use monitor_common::{craft::TcpFrame, parse::RST};
 use serde_json::Value;
 
 /// The monitor on the client's veth for `secs`, watching `ports`; its flows at exit.
@@ -177,39 +179,21 @@ fn refused_and_blackholed_handshakes() {
     );
 }
 
-/// Internet checksum over `data`, starting from `sum`.
-fn csum(mut sum: u32, data: &[u8]) -> u16 {
-    for c in data.chunks(2) {
-        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An IPv4 TCP RST from `src` to `dst` with the given TTL, checksums right.
+/// An IPv4 TCP RST from `src` to `dst` with the given TTL, checksums right (the demo's
+/// injector builds the same packets).
 fn rst_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ttl: u8) -> Vec<u8> {
-    let mut tcp = Vec::new();
-    tcp.extend_from_slice(&src.port().to_be_bytes());
-    tcp.extend_from_slice(&dst.port().to_be_bytes());
-    tcp.extend_from_slice(&seq.to_be_bytes());
-    tcp.extend_from_slice(&0u32.to_be_bytes());
-    tcp.extend_from_slice(&[0x50, 0x04, 0, 0, 0, 0, 0, 0]);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src.ip().octets());
-    pseudo.extend_from_slice(&dst.ip().octets());
-    pseudo.extend_from_slice(&[0, 6, 0, tcp.len() as u8]);
-    pseudo.extend_from_slice(&tcp);
-    let c = csum(0, &pseudo);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let mut ip = vec![0x45, 0, 0, 40, 0x12, 0x34, 0, 0, ttl, 6, 0, 0];
-    ip.extend_from_slice(&src.ip().octets());
-    ip.extend_from_slice(&dst.ip().octets());
-    let c = csum(0, &ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(&tcp);
-    ip
+    let mut f = TcpFrame::new(
+        (*src.ip()).into(),
+        src.port(),
+        (*dst.ip()).into(),
+        dst.port(),
+    )
+    .flags(RST);
+    f.seq = seq;
+    f.window = 0;
+    f.ttl = ttl;
+    f.ip_id = 0x1234;
+    ipv4_packet(&f)
 }
 
 /// (d) A reset injected into an established flow from another namespace, with a TTL the

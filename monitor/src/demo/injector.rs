@@ -11,6 +11,8 @@ use std::{
 };
 
 use anyhow::{bail, Result};
+
+use super::sys;
 use monitor_common::{
     craft::TcpFrame,
     parse::{parse_l3, Packet, ACK, ETH_P_IP, RST},
@@ -86,25 +88,15 @@ impl Injector {
             sll.sll_family = libc::AF_PACKET as u16;
             sll.sll_protocol = proto;
             sll.sll_ifindex = index as i32;
-            if libc::bind(
-                fd,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of_val(&sll) as u32,
-            ) != 0
-            {
+            let (addr, len) = sys::raw(&sll);
+            if libc::bind(fd, addr, len) != 0 {
                 return last_err("binding the packet socket");
             }
             let tv = libc::timeval {
                 tv_sec: 0,
                 tv_usec: 100_000,
             };
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                std::mem::size_of_val(&tv) as u32,
-            );
+            sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
             let rfd = libc::socket(
                 libc::AF_INET,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
@@ -172,23 +164,16 @@ impl Injector {
     }
 
     fn send(&self, p: &[u8], to: Ipv4Addr) -> Result<()> {
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(to.octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        // SAFETY: sending a local buffer to a local address structure.
+        let (addr, len) = sys::raw(&sys::sockaddr_in(to, 0));
+        // SAFETY: sending a local buffer to a valid address structure.
         let n = unsafe {
             libc::sendto(
                 self.raw.as_raw_fd(),
                 p.as_ptr() as *const libc::c_void,
                 p.len(),
                 0,
-                &sa as *const _ as *const libc::sockaddr,
-                std::mem::size_of_val(&sa) as u32,
+                addr,
+                len,
             )
         };
         if n < 0 {

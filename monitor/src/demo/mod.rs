@@ -5,6 +5,7 @@
 
 pub mod injector;
 pub mod lab;
+mod sys;
 pub mod traffic;
 
 use std::{

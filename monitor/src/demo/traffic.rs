@@ -18,6 +18,8 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use super::sys;
+
 /// What a client does, and when (seconds from the demo's start).
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
@@ -219,69 +221,38 @@ fn socket2_connect(
     small_rcvbuf: bool,
 ) -> std::io::Result<TcpStream> {
     use std::os::fd::FromRawFd;
-    // SAFETY: plain socket calls on a descriptor this function owns until it is wrapped.
-    unsafe {
+    let (SocketAddr::V4(src), SocketAddr::V4(dst)) = (src, dst) else {
+        return Err(std::io::Error::other("the demo is IPv4"));
+    };
+    // SAFETY: a new descriptor, owned by the stream right away.
+    let stream = unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let stream = TcpStream::from_raw_fd(fd);
-        if small_rcvbuf {
-            let v: libc::c_int = 4096;
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &v as *const _ as *const libc::c_void,
-                std::mem::size_of_val(&v) as u32,
-            );
-        }
-        let sa = |a: SocketAddr| -> libc::sockaddr_in {
-            let SocketAddr::V4(a) = a else {
-                unreachable!("the demo is IPv4")
-            };
-            libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            }
-        };
-        let s = sa(src);
-        if libc::bind(
-            fd,
-            &s as *const _ as *const libc::sockaddr,
-            std::mem::size_of_val(&s) as u32,
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        let d = sa(dst);
-        // Blocking connect: the kernel's own SYN retries (1 s, 3 s, 7 s, ...) are what a
-        // blackholed handshake looks like; the timeout ends it.
-        let tv = libc::timeval {
-            tv_sec: 10,
-            tv_usec: 0,
-        };
-        libc::setsockopt(
+        TcpStream::from_raw_fd(fd)
+    };
+    let fd = stream.as_raw_fd();
+    if small_rcvbuf {
+        sys::setsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of_val(&tv) as u32,
-        );
-        if libc::connect(
-            fd,
-            &d as *const _ as *const libc::sockaddr,
-            std::mem::size_of_val(&d) as u32,
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(stream)
+            libc::SO_RCVBUF,
+            &(4096 as libc::c_int),
+        )?;
     }
+    // Blocking connect: the kernel's own SYN retries (1 s, 3 s, 7 s, ...) are what a
+    // blackholed handshake looks like; the send timeout ends it.
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let (s, d) = (
+        sys::sockaddr_in(*src.ip(), src.port()),
+        sys::sockaddr_in(*dst.ip(), dst.port()),
+    );
+    let ((sp, sl), (dp, dl)) = (sys::raw(&s), sys::raw(&d));
+    // SAFETY: valid address structures of the given lengths.
+    sys::check(unsafe { libc::bind(fd, sp, sl) })?;
+    sys::check(unsafe { libc::connect(fd, dp, dl) })?;
+    Ok(stream)
 }
 
 fn serve(mut c: TcpStream, stop: &AtomicBool, t0: Instant) {
