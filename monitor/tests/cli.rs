@@ -81,20 +81,23 @@ fn not_root() {
     if !common::privileged() {
         return;
     }
-    let out = Command::new("setpriv")
+    let out = as_nobody(&["live", "-i", "lo"]);
+    assert_usage_error(&out, "missing CAP_BPF and CAP_NET_ADMIN");
+}
+
+/// The monitor run as user `nobody` with no capabilities.
+fn as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
         .args([
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
             "--inh-caps=-all",
             MONITOR,
-            "live",
-            "-i",
-            "lo",
         ])
+        .args(args)
         .output()
-        .expect("setpriv (util-linux)");
-    assert_usage_error(&out, "missing CAP_BPF and CAP_NET_ADMIN");
+        .expect("setpriv (util-linux)")
 }
 
 #[test]
@@ -152,25 +155,8 @@ fn the_demo_refuses_without_root_and_leaves_nothing() {
     if !common::privileged() {
         return;
     }
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            MONITOR,
-            "demo",
-            "--headless",
-        ])
-        .output()
-        .expect("setpriv (util-linux)");
+    let out = as_nobody(&["demo", "--headless"]);
     assert_usage_error(&out, "needs root");
-    let left = std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("mdemo-"))
-                .count()
-        })
-        .unwrap_or(0);
+    let left = common::demo_namespaces(None).len();
     assert_eq!(left, 0, "no demo namespace left behind");
 }

@@ -8,18 +8,6 @@ use std::{collections::BTreeMap, process::Command};
 use monitor::demo::{lab::CLIENT_NET, SESSIONS};
 use serde_json::Value;
 
-fn demo_namespaces(pid: u32) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with(&format!("mdemo-{pid}-")))
-        .map(String::from)
-        .collect()
-}
-
 #[test]
 fn each_fault_raises_its_alert_and_no_other_session_alerts() {
     if !common::privileged() {
@@ -124,7 +112,7 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
     assert_eq!(last["totals"]["lost_events"], 0);
 
     // Nothing of the lab is left.
-    assert_eq!(demo_namespaces(pid), Vec::<String>::new());
+    assert_eq!(common::demo_namespaces(Some(pid)), Vec::<String>::new());
 }
 
 #[test]
@@ -142,7 +130,7 @@ fn the_demo_removes_its_lab_on_sigterm() {
     // Wait until the lab exists and the monitor is attached.
     let mut up = false;
     for _ in 0..100 {
-        if demo_namespaces(pid).len() == 3 {
+        if common::demo_namespaces(Some(pid)).len() == 3 {
             up = true;
             break;
         }
@@ -155,5 +143,5 @@ fn the_demo_removes_its_lab_on_sigterm() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("lab removed"), "{stderr}");
-    assert_eq!(demo_namespaces(pid), Vec::<String>::new());
+    assert_eq!(common::demo_namespaces(Some(pid)), Vec::<String>::new());
 }

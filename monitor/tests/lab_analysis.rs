@@ -55,18 +55,10 @@ fn nft(ns: &str, rules: &str) {
 
 /// A server that reads everything, or one that stops reading (its window closes).
 fn server(lab: &Lab, port: u16, read: bool) -> std::thread::JoinHandle<()> {
-    lab.serve(port, move |mut s| {
-        if !read {
-            std::thread::sleep(Duration::from_secs(4));
-            return;
-        }
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
-    })
+    if read {
+        return lab.sink(port);
+    }
+    lab.serve(port, |_s| std::thread::sleep(Duration::from_secs(4)))
 }
 
 /// (a) 3 % random loss of client-to-server data: the monitor's retransmissions for that

@@ -47,14 +47,7 @@ fn drop_5_percent(ns: &str) {
 
 /// A server reading everything, and a client sending until `stop`.
 fn traffic(lab: &Lab, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
-    let srv = lab.serve(50001, |mut s| {
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
-    });
+    let srv = lab.sink(50001);
     let ip = lab.server_ip;
     let cli = Lab::in_ns(&lab.client_ns, move || {
         let mut s = TcpStream::connect((ip, 50001)).expect("connect");

@@ -6,7 +6,7 @@
 mod common;
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
@@ -57,14 +57,7 @@ fn kill_9_loses_at_most_the_last_second() {
     }
     let lab = Lab::new("k");
     let rec = tmp("killed.jsonl");
-    let srv = lab.serve(50001, |mut s| {
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
-    });
+    let srv = lab.sink(50001);
     let mut child = lab
         .monitor(&["--ports", "50001", "--record", &rec.to_string_lossy()])
         .stdout(Stdio::null())
@@ -149,14 +142,7 @@ fn kill_9_loses_at_most_the_last_second() {
 #[test]
 fn a_damaged_line_in_the_middle_is_an_error_with_its_number() {
     let rec = tmp("damaged.jsonl");
-    let cap = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/pcaps/zeek-retransmit-timeout.pcapng");
-    ok(&monitor(&[
-        "replay",
-        &cap.to_string_lossy(),
-        "--record",
-        &rec.to_string_lossy(),
-    ]));
+    record_capture(&rec);
     let text = std::fs::read_to_string(&rec).expect("recording");
     let mut lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() > 10);
@@ -178,14 +164,7 @@ fn a_damaged_line_in_the_middle_is_an_error_with_its_number() {
 #[test]
 fn a_capture_becomes_a_report_that_renders_in_chromium() {
     let rec = tmp("capture.jsonl");
-    let cap = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/pcaps/zeek-retransmit-timeout.pcapng");
-    ok(&monitor(&[
-        "replay",
-        &cap.to_string_lossy(),
-        "--record",
-        &rec.to_string_lossy(),
-    ]));
+    record_capture(&rec);
     let all = lines(&rec);
     assert_eq!(all[0]["source"], "replay");
     assert!(
@@ -257,4 +236,16 @@ fn a_capture_becomes_a_report_that_renders_in_chromium() {
         "a real screenshot ({} bytes)",
         png.len()
     );
+}
+
+/// Records the replay of a capture with retransmissions and a timeout into `rec`.
+fn record_capture(rec: &Path) {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/pcaps/zeek-retransmit-timeout.pcapng");
+    ok(&monitor(&[
+        "replay",
+        &cap.to_string_lossy(),
+        "--record",
+        &rec.to_string_lossy(),
+    ]));
 }

@@ -15,6 +15,46 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A private tmux server running `monitor ARGS` in a `w`x`h` terminal; when the monitor
+    /// exits, the pane shows `EXIT=<code>` and, on the next line, the terminal's line modes.
+    fn start(tag: &str, args: &str, w: u16, h: u16) -> Self {
+        let t = Tmux {
+            socket: format!("monitor-test-{tag}-{}", std::process::id()),
+        };
+        let script = format!(
+            "TERM=xterm-256color {} {args}; echo EXIT=$?; stty -a | tr ';' '\\n' | grep -Eo -- '-?(icanon|echo)\\b' | tr '\\n' ' '; echo; sleep 600",
+            common::MONITOR
+        );
+        let (w, h) = (w.to_string(), h.to_string());
+        t.cmd(&["new-session", "-d", "-s", "ui", "-x", &w, "-y", &h, &script]);
+        t
+    }
+
+    fn alternate_screen(&self) -> bool {
+        self.cmd(&["display-message", "-p", "-t", "ui", "#{alternate_on}"])
+            .trim()
+            == "1"
+    }
+
+    /// Waits for the monitor to exit; asserts it exited 0 and left the terminal as it found
+    /// it (line discipline back, alternate screen left). Returns the screen.
+    fn assert_exited_restored(&self) -> String {
+        let s = self.wait("the exit", 20, |s| s.contains("EXIT="));
+        assert!(s.contains("EXIT=0"), "{s}");
+        let modes = s
+            .lines()
+            .skip_while(|l| !l.contains("EXIT="))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            modes.contains("icanon") && !modes.contains("-icanon"),
+            "stty after exit: {modes:?}\n{s}"
+        );
+        assert!(!modes.contains("-echo "), "stty after exit: {modes:?}");
+        assert!(!self.alternate_screen(), "the alternate screen was left");
+        s
+    }
+
     fn cmd(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
             .arg("-L")
@@ -83,24 +123,7 @@ fn start_sort_filter_open_a_flow_and_quit() {
     if !common::privileged() {
         return;
     }
-    let t = Tmux {
-        socket: format!("monitor-test-{}", std::process::id()),
-    };
-    let script = format!(
-        "TERM=xterm-256color {} demo; echo EXIT=$?; stty -a | tr ';' '\\n' | grep -Eo -- '-?(icanon|echo)\\b' | tr '\\n' ' '; echo; sleep 600",
-        common::MONITOR
-    );
-    t.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "ui",
-        "-x",
-        "110",
-        "-y",
-        "32",
-        &script,
-    ]);
+    let t = Tmux::start("ui", "demo", 110, 32);
 
     // Rows appear, then the faults turn some of them into alerts.
     t.wait("the demo's flows", 30, |s| {
@@ -154,32 +177,9 @@ fn start_sort_filter_open_a_flow_and_quit() {
     t.wait("the help", 5, |s| s.contains("Keys (any key closes)"));
     t.keys(&["x"]);
     t.keys(&["q"]);
-    let s = t.wait("the exit", 20, |s| s.contains("EXIT="));
-    assert!(s.contains("EXIT=0"), "{s}");
-    // Restored: line discipline back (no -icanon/-echo), alternate screen left.
-    let modes = s
-        .lines()
-        .skip_while(|l| !l.contains("EXIT="))
-        .nth(1)
-        .unwrap_or_default();
-    assert!(
-        modes.contains("icanon") && !modes.contains("-icanon"),
-        "stty after exit: {modes:?}\n{s}"
-    );
-    assert!(!modes.contains("-echo "), "stty after exit: {modes:?}");
-    assert_eq!(
-        t.cmd(&["display-message", "-p", "-t", "ui", "#{alternate_on}"])
-            .trim(),
-        "0"
-    );
+    let s = t.assert_exited_restored();
     assert!(s.contains("lab removed") || !s.contains("mdemo-"), "{s}");
-    let left = std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("mdemo-"))
-                .count()
-        })
-        .unwrap_or(0);
+    let left = common::demo_namespaces(None).len();
     assert_eq!(left, 0, "the demo's namespaces are gone");
 }
 
@@ -188,52 +188,16 @@ fn sigterm_restores_the_terminal() {
     if !common::privileged() {
         return;
     }
-    let t = Tmux {
-        socket: format!("monitor-test-term-{}", std::process::id()),
-    };
-    let script = format!(
-        "TERM=xterm-256color {} live -i lo; echo EXIT=$?; stty -a | tr ';' '\\n' | grep -Eo -- '-?(icanon|echo)\\b' | tr '\\n' ' '; echo; sleep 600",
-        common::MONITOR
-    );
-    t.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "ui",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        &script,
-    ]);
+    let t = Tmux::start("term", "live -i lo", 80, 24);
     t.wait("the UI", 30, |s| {
         s.contains("monitor if lo") && s.contains("Flows")
     });
-    assert_eq!(
-        t.cmd(&["display-message", "-p", "-t", "ui", "#{alternate_on}"])
-            .trim(),
-        "1"
-    );
+    assert!(t.alternate_screen(), "the UI is on the alternate screen");
     let shell = t.cmd(&["display-message", "-p", "-t", "ui", "#{pane_pid}"]);
     let out = Command::new("pkill")
         .args(["-TERM", "-P", shell.trim(), "monitor"])
         .output()
         .expect("pkill (procps)");
     assert!(out.status.success(), "the monitor was found and signalled");
-    let s = t.wait("the exit", 20, |s| s.contains("EXIT="));
-    assert!(s.contains("EXIT=0"), "{s}");
-    let modes = s
-        .lines()
-        .skip_while(|l| !l.contains("EXIT="))
-        .nth(1)
-        .unwrap_or_default();
-    assert!(
-        modes.contains("icanon") && !modes.contains("-icanon"),
-        "stty after exit: {modes:?}\n{s}"
-    );
-    assert_eq!(
-        t.cmd(&["display-message", "-p", "-t", "ui", "#{alternate_on}"])
-            .trim(),
-        "0"
-    );
+    t.assert_exited_restored();
 }

@@ -41,13 +41,10 @@ fn program(max_flows: u32) -> Ebpf {
     e
 }
 
-/// The harness's own cost per run: the do-nothing program on the same frame.
-fn floor(e: &mut Ebpf, frame: &[u8], repeat: u32) -> f64 {
-    let p: &mut SchedClassifier = e
-        .program_mut("tc_calibrate")
-        .expect("tc_calibrate")
-        .try_into()
-        .expect("tc");
+/// Nanoseconds per run of `frame` through program `name`, averaged by the kernel over
+/// `repeat` runs.
+fn run_prog(e: &mut Ebpf, name: &str, frame: &[u8], repeat: u32) -> f64 {
+    let p: &mut SchedClassifier = e.program_mut(name).expect(name).try_into().expect("tc");
     let mut o = TestRunOptions::new();
     o.data_in = Some(frame);
     o.repeat = repeat;
@@ -57,18 +54,14 @@ fn floor(e: &mut Ebpf, frame: &[u8], repeat: u32) -> f64 {
         .as_nanos() as f64
 }
 
-/// Nanoseconds per run of `frame`, averaged by the kernel over `repeat` runs.
+/// The monitor's tc ingress program.
 fn run(e: &mut Ebpf, frame: &[u8], repeat: u32) -> f64 {
-    let p: &mut SchedClassifier = e
-        .program_mut("tc_eth_in")
-        .expect("tc")
-        .try_into()
-        .expect("tc");
-    let mut o = TestRunOptions::new();
-    o.data_in = Some(frame);
-    o.repeat = repeat;
-    let r = p.test_run(o).expect("BPF_PROG_TEST_RUN");
-    r.duration.as_nanos() as f64
+    run_prog(e, "tc_eth_in", frame, repeat)
+}
+
+/// The harness's own cost per run: the do-nothing program on the same frame.
+fn floor(e: &mut Ebpf, frame: &[u8], repeat: u32) -> f64 {
+    run_prog(e, "tc_calibrate", frame, repeat)
 }
 
 fn ip(a: [u8; 4]) -> IpAddr {

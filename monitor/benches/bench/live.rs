@@ -79,14 +79,7 @@ struct Traffic {
 fn start_traffic(lab: &Lab) -> Traffic {
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
-    let srv = lab.serve(50001, |mut s| {
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
-    });
+    let srv = lab.sink(50001);
     let ip = lab.server_ip;
     let cli = Lab::in_ns(&lab.client_ns, move || {
         let mut s = TcpStream::connect((ip, 50001)).expect("connect");
@@ -228,18 +221,7 @@ fn measure(lab: &Lab, tool: Option<&str>, secs: f64) -> Sample {
 pub fn bench(secs: f64, runs: usize) -> Value {
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
     let lab = Lab::with_offloads("bl", true);
-    for ns in [&lab.client_ns, &lab.server_ns] {
-        let _ = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv4.tcp_autocorking=0",
-            ])
-            .status();
-    }
+    lab.no_autocork();
     let modes = [("detached", None), ("tc", Some("tc")), ("xdp", Some("xdp"))];
     let mut pps: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); 3];
@@ -290,15 +272,6 @@ pub fn bench(secs: f64, runs: usize) -> Value {
     json!({ "seconds": secs, "runs": runs, "overhead": overhead, "peers": peers })
 }
 
-fn fig(v: &Value) -> Figure {
-    Figure::of(
-        v["runs"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default(),
-    )
-}
-
 pub fn table(l: &Value) -> String {
     let mut s = format!(
         "### 2. Overhead on a live path (veth lab, 64-byte segments)\n\n{} runs of {} s per mode, alternating. CPU: the whole machine's busy time per million packets delivered.\n\n| mode | packets/s delivered | vs detached (per run) | machine CPU s per Mpkt |\n|---|---|---|---|\n",
@@ -308,9 +281,9 @@ pub fn table(l: &Value) -> String {
         s += &format!(
             "| {} | {} | {} | {} |\n",
             m["mode"].as_str().unwrap_or(""),
-            fig(&m["pps"]).cell(0),
-            fig(&m["pps_vs_detached"]).cell(3),
-            fig(&m["machine_cpu_s_per_mpkt"]).cell(2)
+            Figure::from_json(&m["pps"]).cell(0),
+            Figure::from_json(&m["pps_vs_detached"]).cell(3),
+            Figure::from_json(&m["machine_cpu_s_per_mpkt"]).cell(2)
         );
     }
     s += "\n### 3. Peers on the same traffic\n\nCPU of each tool's own process (for the monitor: its process plus the kernel's run time of its programs), per million packets delivered; packets the tool reported dropped.\n\n| tool | CPU s per Mpkt | vs monitor (per run) | dropped | packets/s delivered meanwhile |\n|---|---|---|---|---|\n";
@@ -318,10 +291,10 @@ pub fn table(l: &Value) -> String {
         s += &format!(
             "| {} | {} | {} | {} | {} |\n",
             p["tool"].as_str().unwrap_or(""),
-            fig(&p["cpu_s_per_mpkt"]).cell(3),
-            fig(&p["cpu_vs_monitor"]).cell(1),
-            fig(&p["dropped"]).cell(0),
-            fig(&p["pps"]).cell(0)
+            Figure::from_json(&p["cpu_s_per_mpkt"]).cell(3),
+            Figure::from_json(&p["cpu_vs_monitor"]).cell(1),
+            Figure::from_json(&p["dropped"]).cell(0),
+            Figure::from_json(&p["pps"]).cell(0)
         );
     }
     s + "\n"

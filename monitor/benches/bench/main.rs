@@ -80,15 +80,6 @@ fn machine() -> Value {
     json!({ "cpu": cpu, "cores": cores, "kernel": kernel, "memory_gib": mem / 1024 / 1024 })
 }
 
-fn fig(v: &Value) -> Figure {
-    Figure::of(
-        v["runs"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default(),
-    )
-}
-
 fn tables(r: &Value) -> String {
     let m = &r["machine"];
     let mut s = format!(
@@ -99,15 +90,15 @@ fn tables(r: &Value) -> String {
     if let Some(k) = r.get("kernel") {
         s += &format!(
             "### 1. Kernel cost per packet (BPF_PROG_TEST_RUN, tc ingress)\n\n{} runs; repeat {} for repeatable classes, {} distinct frames otherwise (per-call overhead {} ns subtracted).\nBudget of one core at 10 GbE line rate with minimum frames (14.88 Mpps): 67.2 ns.\n\n| class | ns/packet (measured) | ns above the floor | share of the 67.2 ns budget |\n|---|---|---|---|\n",
-            fig(&k["classes"][0]["ns_per_packet"]).runs.len(), k["repeat"], k["distinct_frames"], fig(&k["overhead_ns"]).cell(1)
+            Figure::from_json(&k["classes"][0]["ns_per_packet"]).runs.len(), k["repeat"], k["distinct_frames"], Figure::from_json(&k["overhead_ns"]).cell(1)
         );
-        let floor = fig(&k["harness_floor_ns"]);
+        let floor = Figure::from_json(&k["harness_floor_ns"]);
         s += &format!(
             "| *harness floor (a program that does nothing)* | {} | | |\n",
             floor.cell(1)
         );
         for c in k["classes"].as_array().into_iter().flatten() {
-            let f = fig(&c["ns_per_packet"]);
+            let f = Figure::from_json(&c["ns_per_packet"]);
             let net = f.median() - floor.median();
             s += &format!(
                 "| {} | {} | {:.1} | {:.0} % |\n",
@@ -125,14 +116,14 @@ fn tables(r: &Value) -> String {
     if let Some(o) = r.get("offline") {
         s += &format!(
             "### 4. Offline: `monitor replay` vs `tshark -r` with TCP analysis\n\nA lab capture of {} packets ({} bytes), {} runs.\n\n| tool | packets/s |\n|---|---|\n| monitor replay | {} |\n| tshark -o tcp.analyze_sequence_numbers:TRUE -Y tcp.analysis.flags | {} |\n| ratio (monitor / tshark, per run) | {} |\n\n",
-            o["packets"], o["capture_bytes"], fig(&o["ratio"]).runs.len(),
-            fig(&o["monitor_replay_pps"]).cell(0), fig(&o["tshark_pps"]).cell(0), fig(&o["ratio"]).cell(1)
+            o["packets"], o["capture_bytes"], Figure::from_json(&o["ratio"]).runs.len(),
+            Figure::from_json(&o["monitor_replay_pps"]).cell(0), Figure::from_json(&o["tshark_pps"]).cell(0), Figure::from_json(&o["ratio"]).cell(1)
         );
     }
     if let Some(sc) = r.get("scale") {
         s += "### 5. Scale: flows in the kernel map\n\nTimes in ms; a tick = reading the map + judging the flows + feeding the metrics. Render: the flow table on a 160x48 terminal. Scrape: encoding `/metrics`.\n\n| flows | runs | tick | read map | judge | metrics | render | scrape | monitor RSS MB | kernel map MB |\n|---|---|---|---|---|---|---|---|---|---|\n";
         for z in sc["sizes"].as_array().into_iter().flatten() {
-            let f = |k: &str| fig(&z[k]);
+            let f = |k: &str| Figure::from_json(&z[k]);
             s += &format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |\n",
                 z["flows"],

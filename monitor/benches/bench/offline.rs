@@ -2,7 +2,7 @@
 //! made by the lab (a veth pair, small segments, tcpdump writing the file).
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::TcpStream,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -18,26 +18,8 @@ use crate::{
 /// Records at least `packets` packets of one client's small writes to a server.
 pub fn capture(path: &std::path::Path, packets: u64) -> u64 {
     let lab = Lab::new("bo");
-    for ns in [&lab.client_ns, &lab.server_ns] {
-        let _ = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv4.tcp_autocorking=0",
-            ])
-            .status();
-    }
-    let srv = lab.serve(50001, |mut s| {
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
-    });
+    lab.no_autocork();
+    let srv = lab.sink(50001);
     let mut dump = Command::new("ip")
         .args([
             "netns",

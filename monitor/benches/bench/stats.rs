@@ -36,6 +36,16 @@ impl Figure {
         }
     }
 
+    /// A figure back from its JSON form (the runs; the summary is recomputed).
+    pub fn from_json(v: &Value) -> Self {
+        Self::of(
+            v["runs"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default(),
+        )
+    }
+
     pub fn json(&self) -> Value {
         json!({ "runs": self.runs, "min": self.min(), "median": self.median(), "max": self.max() })
     }

@@ -219,6 +219,51 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// A server on `port` that reads everything it is sent, until the client closes.
+    pub fn sink(&self, port: u16) -> std::thread::JoinHandle<()> {
+        self.serve(port, |mut s| {
+            use std::io::Read;
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// Small writes leave as small segments (no autocorking) in both namespaces.
+    pub fn no_autocork(&self) {
+        for ns in [&self.client_ns, &self.server_ns] {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.tcp_autocorking=0",
+            ]);
+        }
+    }
+}
+
+/// Network namespaces of `monitor demo` runs (`mdemo-PID-...`), of one pid or of any.
+pub fn demo_namespaces(pid: Option<u32>) -> Vec<String> {
+    let prefix = match pid {
+        Some(p) => format!("mdemo-{p}-"),
+        None => "mdemo-".into(),
+    };
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The monitor's last JSON summary (the one printed at exit) and its exit status.
 pub fn last_json(child: Child) -> (serde_json::Value, ExitStatus) {
     let out = child.wait_with_output().expect("monitor output");
