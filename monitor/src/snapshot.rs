@@ -94,9 +94,26 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// `live` is how many of `flows` are still in the kernel map (the rest were closed).
-    pub fn new(mut flows: Vec<FlowRecord>, live: u64, counters: Counters, now_ns: u64) -> Self {
-        // The key is built once per record, not once per comparison.
-        flows.sort_by_cached_key(|f| (f.client(), f.server(), f.state.first_seen_ns));
+    pub fn new(flows: Vec<FlowRecord>, live: u64, counters: Counters, now_ns: u64) -> Self {
+        Self::gather(&[&flows], live, counters, now_ns)
+    }
+
+    /// A snapshot of records held elsewhere (closed ones, the collector's buffer), copied
+    /// once each straight into the order of [`Snapshot::flows`].
+    pub fn gather(parts: &[&[FlowRecord]], live: u64, counters: Counters, now_ns: u64) -> Self {
+        let all = || parts.iter().flat_map(|p| p.iter());
+        // Sorting small keys, then copying each record once, moves far less memory than
+        // sorting the 536-byte records themselves (a third of a tick at a million flows).
+        let mut order: Vec<(OrderKey, u32)> = all()
+            .enumerate()
+            .map(|(i, f)| (OrderKey::of(f), i as u32))
+            .collect();
+        order.sort_unstable();
+        let index: Vec<&FlowRecord> = all().collect();
+        let flows: Vec<FlowRecord> = order
+            .iter()
+            .map(|&(_, i)| index[i as usize].clone())
+            .collect();
         let created = counters.get(stats::FLOWS_CREATED);
         let closed = flows.len() as u64 - live;
         let evicted_flows = created.saturating_sub(live + closed);
@@ -112,5 +129,28 @@ impl Snapshot {
             collect_ns: 0,
             interfaces: Vec::new(),
         }
+    }
+}
+
+/// Client, then server, then first seen, as bytes that compare as `SocketAddr`s do
+/// (family, address, port, all big-endian).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct OrderKey([u8; 19], [u8; 19], u64);
+
+impl OrderKey {
+    fn of(f: &FlowRecord) -> Self {
+        let end = |a: SocketAddr| {
+            let mut b = [0u8; 19];
+            match a.ip() {
+                IpAddr::V4(v4) => b[1..5].copy_from_slice(&v4.octets()),
+                IpAddr::V6(v6) => {
+                    b[0] = 1;
+                    b[1..17].copy_from_slice(&v6.octets());
+                }
+            }
+            b[17..].copy_from_slice(&a.port().to_be_bytes());
+            b
+        };
+        Self(end(f.client()), end(f.server()), f.state.first_seen_ns)
     }
 }

@@ -206,6 +206,14 @@ impl FlowHistory {
         retransmit_rate(old, new, dir, min_segments)
     }
 
+    /// Retransmissions counted within the rate window.
+    pub fn window_retransmits(&self, dir: usize) -> u64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(old), Some(new)) => new.retransmits[dir].saturating_sub(old.retransmits[dir]),
+            _ => 0,
+        }
+    }
+
     /// Throughput over the latest tick.
     pub fn current_throughput(&self, dir: usize) -> f64 {
         let n = self.samples.len();

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 // foldhash: several times faster than SipHash on our 48-byte keys, and seeded per map at
 // random, so flows crafted to collide do not degrade the tick.
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use monitor_common::{
     event::{self, Event},
@@ -141,8 +141,13 @@ const RECENT_CLEARED: usize = 200;
 
 pub struct AlertEngine {
     cfg: AlertConfig,
-    flows: HashMap<FlowId, FlowHistory>,
+    flows: HashMap<FlowId, Tracked>,
     sessions: sessions::Sessions,
+    /// Ticks judged so far: stamps which flows the latest tick saw.
+    ticks: u64,
+    /// Settled flows whose record did not change are not judged again (off only in the
+    /// test that holds the shortcut to judging everything).
+    skip_settled: bool,
     active: BTreeMap<AlertKey, Alert>,
     cleared: VecDeque<Alert>,
     next_id: u64,
@@ -158,6 +163,8 @@ impl AlertEngine {
             cfg,
             flows: HashMap::default(),
             sessions: sessions::Sessions::default(),
+            ticks: 0,
+            skip_settled: true,
             active: BTreeMap::new(),
             cleared: VecDeque::new(),
             next_id: 1,
@@ -172,7 +179,7 @@ impl AlertEngine {
     pub fn spark(&self, id: &FlowId) -> Vec<Point> {
         self.flows
             .get(id)
-            .map(|h| h.spark.iter().copied().collect())
+            .map(|t| t.hist.spark.iter().copied().collect())
             .unwrap_or_default()
     }
 
@@ -181,71 +188,68 @@ impl AlertEngine {
     pub fn tick(&mut self, snap: &mut Snapshot, events: &[Event]) -> Vec<Transition> {
         let now = snap.now_ns;
         let cfg = self.cfg.clone();
+        self.ticks += 1;
+        let tick = self.ticks;
         let mut hellos: HashMap<FlowKey, u64> = HashMap::default();
         for ev in events.iter().filter(|e| e.kind == event::CLIENT_HELLO) {
             hellos.entry(ev.key).or_insert(ev.ts_ns);
         }
-        // New flows join sessions in the order they started.
-        let mut order: Vec<usize> = (0..snap.flows.len()).collect();
-        order.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
         let mut health = vec![FlowHealth::default(); snap.flows.len()];
+        let mut works = vec![false; snap.flows.len()];
         let mut findings: BTreeMap<AlertKey, Vec<(usize, rules::Finding)>> = BTreeMap::new();
-        let mut present = HashSet::with_capacity_and_hasher(snap.flows.len(), Default::default());
-        let mut session_ok: HashMap<SessionId, bool> = HashMap::default();
-        for &i in &order {
+        // Known flows first; new ones then join sessions in the order they started.
+        let mut fresh = Vec::new();
+        for (i, f) in snap.flows.iter().enumerate() {
+            let Some(t) = self.flows.get_mut(&FlowId::of(f)) else {
+                fresh.push(i);
+                continue;
+            };
+            let hello = hellos.get(&f.key).copied();
+            t.settled &= self.skip_settled;
+            let found = t.judge(&cfg, f, now, hello, tick, i, &mut self.sessions);
+            (health[i], works[i]) = t.health(&cfg, f, now, &found);
+            collect(&mut findings, t.session, i, found);
+        }
+        fresh.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
+        for i in fresh {
             let f = &snap.flows[i];
             let st = &f.state;
-            let id = FlowId::of(f);
-            present.insert(id);
-            let h = self.flows.entry(id).or_default();
-            observe(
-                h,
-                st,
-                now,
-                hellos.get(&f.key).copied(),
-                ns(cfg.retransmit_window_s),
-            );
-            let found = rules::evaluate(&cfg, st, h, now);
-            let session = self.sessions.assign(
-                id,
+            let session = self.sessions.join(
+                st.first_seen_ns,
                 f.client().ip(),
                 st.last_seen_ns,
                 ns(cfg.session_window_s),
             );
-            let level = found
-                .iter()
-                .map(|x| x.level)
-                .filter(|l| *l >= Level::Warning)
-                .max();
-            let works = st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
-                && !st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0)
-                && level.is_none()
-                && now.saturating_sub(st.last_seen_ns) < ns(cfg.session_window_s);
-            *session_ok.entry(session).or_default() |= works;
-            health[i] = FlowHealth {
-                session: Some(session),
-                level,
-                throughput: [h.current_throughput(C2S), h.current_throughput(S2C)],
-                retx_rate: [C2S, S2C].map(|d| {
-                    h.window_rate(d, cfg.retransmit_min_segments)
-                        .map(|r| r.ratio)
-                }),
-                zero_window_ns: h.zero_total_ns,
-                in_flight: [rules::in_flight(st, C2S), rules::in_flight(st, S2C)],
-                alerts: Vec::new(),
-                history: h.zeek_shared.clone(),
-            };
-            for x in found {
-                let key = AlertKey {
-                    session,
-                    kind: x.kind,
-                    dir: x.dir,
-                };
-                findings.entry(key).or_default().push((i, x));
+            let t = self.flows.entry(FlowId::of(f)).or_insert(Tracked {
+                hist: FlowHistory::default(),
+                session,
+                tick,
+                index: i,
+                mark: None,
+                settled: false,
+            });
+            let hello = hellos.get(&f.key).copied();
+            let found = t.judge(&cfg, f, now, hello, tick, i, &mut self.sessions);
+            (health[i], works[i]) = t.health(&cfg, f, now, &found);
+            collect(&mut findings, t.session, i, found);
+        }
+        self.flows.retain(|_, t| t.tick == tick);
+        // Whether a session still has a working flow matters only where something is wrong.
+        let mut session_ok: HashMap<SessionId, bool> = findings
+            .keys()
+            .map(|k| k.session)
+            .chain(self.active.keys().map(|k| k.session))
+            .map(|s| (s, false))
+            .collect();
+        if !session_ok.is_empty() {
+            for (h, ok) in health.iter().zip(&works) {
+                if let (true, Some(s)) = (*ok, h.session) {
+                    if let Some(v) = session_ok.get_mut(&s) {
+                        *v = true;
+                    }
+                }
             }
         }
-        self.flows.retain(|id, _| present.contains(id));
-        self.sessions.retain(&present);
 
         let mut out = Vec::new();
         for (key, list) in findings {
@@ -337,16 +341,10 @@ impl AlertEngine {
             }
         }
         // Which active alerts each flow is part of.
-        let index: HashMap<FlowId, usize> = snap
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (FlowId::of(f), i))
-            .collect();
         for a in self.active.values() {
             for id in &a.flow_ids {
-                if let Some(&i) = index.get(id) {
-                    health[i].alerts.push(a.id);
+                if let Some(t) = self.flows.get(id) {
+                    health[t.index].alerts.push(a.id);
                 }
             }
         }
@@ -366,6 +364,111 @@ impl AlertEngine {
         });
         active.extend(self.cleared.iter().rev().cloned());
         active
+    }
+}
+
+/// What the engine keeps of one flow between ticks.
+struct Tracked {
+    hist: FlowHistory,
+    /// The session the flow joined when first seen.
+    session: SessionId,
+    /// The latest tick that saw the flow: flows the latest tick did not see are gone.
+    tick: u64,
+    /// The flow's position in that tick's snapshot.
+    index: usize,
+    /// The record when last judged: time of its last packet, packets each way, `seen` bits.
+    mark: Option<(u64, [u64; 2], u16)>,
+    /// The rules found nothing when last judged and time alone cannot change that: while
+    /// the record stays as it was, judging it again would find nothing. Most flows of a big
+    /// table are in this state, and skipping them is what keeps a tick short.
+    settled: bool,
+}
+
+impl Tracked {
+    /// This tick's findings for the flow at `index` of the snapshot.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &mut self,
+        cfg: &AlertConfig,
+        f: &FlowRecord,
+        now: u64,
+        hello: Option<u64>,
+        tick: u64,
+        index: usize,
+        sessions: &mut sessions::Sessions,
+    ) -> Vec<rules::Finding> {
+        let st = &f.state;
+        self.tick = tick;
+        self.index = index;
+        let window = ns(cfg.retransmit_window_s);
+        let mark = Some((
+            st.last_seen_ns,
+            [st.dir[C2S].packets, st.dir[S2C].packets],
+            st.seen,
+        ));
+        if self.settled && hello.is_none() && mark == self.mark {
+            // Same counters as before: the sample only moves the rate window on.
+            self.hist.push(Sample::of(st, now), window);
+            return Vec::new();
+        }
+        sessions.touch(f.client().ip(), st.last_seen_ns);
+        observe(&mut self.hist, st, now, hello, window);
+        let found = rules::evaluate(cfg, st, &self.hist, now);
+        self.settled = found.is_empty() && !rules::time_may_raise(st, &self.hist);
+        self.mark = mark;
+        found
+    }
+
+    /// The flow's health for the snapshot, and whether it counts as a working flow of its
+    /// session.
+    fn health(
+        &self,
+        cfg: &AlertConfig,
+        f: &FlowRecord,
+        now: u64,
+        found: &[rules::Finding],
+    ) -> (FlowHealth, bool) {
+        let (st, h) = (&f.state, &self.hist);
+        let level = found
+            .iter()
+            .map(|x| x.level)
+            .filter(|l| *l >= Level::Warning)
+            .max();
+        let works = st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
+            && !st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0)
+            && level.is_none()
+            && now.saturating_sub(st.last_seen_ns) < ns(cfg.session_window_s);
+        let health = FlowHealth {
+            session: Some(self.session),
+            level,
+            throughput: [h.current_throughput(C2S), h.current_throughput(S2C)],
+            retx_rate: [C2S, S2C].map(|d| {
+                h.window_rate(d, cfg.retransmit_min_segments)
+                    .map(|r| r.ratio)
+            }),
+            zero_window_ns: h.zero_total_ns,
+            in_flight: [rules::in_flight(st, C2S), rules::in_flight(st, S2C)],
+            alerts: Vec::new(),
+            history: h.zeek_shared.clone(),
+        };
+        (health, works)
+    }
+}
+
+/// Files a flow's findings under the alert they belong to.
+fn collect(
+    findings: &mut BTreeMap<AlertKey, Vec<(usize, rules::Finding)>>,
+    session: SessionId,
+    index: usize,
+    found: Vec<rules::Finding>,
+) {
+    for x in found {
+        let key = AlertKey {
+            session,
+            kind: x.kind,
+            dir: x.dir,
+        };
+        findings.entry(key).or_default().push((index, x));
     }
 }
 

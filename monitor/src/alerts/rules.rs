@@ -131,6 +131,27 @@ pub fn evaluate(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, now: u64) ->
     out
 }
 
+/// Whether time alone, the record unchanged, could make [`evaluate`] find something it
+/// finds nothing of now: a handshake or a ClientHello still unanswered (timeouts), data in
+/// flight (a stall), a zero window (held too long), retransmissions in the rate window (a
+/// rate over a shrinking window). Everything else only expires with time.
+pub fn time_may_raise(st: &FlowState, h: &FlowHistory) -> bool {
+    let has = |b: u16| st.seen & b != 0;
+    let ended_handshake =
+        seen::ESTABLISHED | seen::MIDSTREAM | seen::REFUSED | seen::RESET_IN_HANDSHAKE;
+    let handshake_open = has(seen::SYN) && !has(ended_handshake);
+    let hello_unanswered = h.client_hello_ns.is_some()
+        && has(seen::CLIENT_HELLO)
+        && st.dir[S2C].payload_bytes == 0
+        && !closed(st);
+    let flight = [C2S, S2C]
+        .iter()
+        .any(|&d| in_flight(st, d).unwrap_or(0) > 0);
+    let zero = h.zero_since_ns.iter().any(Option::is_some);
+    let retx = [C2S, S2C].iter().any(|&d| h.window_retransmits(d) > 0);
+    handshake_open || hello_unanswered || flight || zero || retx
+}
+
 fn handshake(cfg: &AlertConfig, st: &FlowState, now: u64, out: &mut Vec<Finding>) {
     let has = |b: u16| st.seen & b != 0;
     if has(seen::MIDSTREAM) || !has(seen::SYN) {

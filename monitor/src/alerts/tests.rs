@@ -476,3 +476,212 @@ fn the_client_hello_event_time_starts_the_tls_clock() {
     sim.tick(&[ev]);
     assert_eq!(sim.kinds(), vec![Kind::TlsStall]);
 }
+
+mod shortcut {
+    //! Skipping settled flows must not change anything the engine says: two engines, one
+    //! judging every flow every tick, see the same random histories and must agree on
+    //! every transition, every flow's health and every alert.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Act {
+        Silent,
+        Data {
+            d: usize,
+            segs: u64,
+            retx: u32,
+            acked: bool,
+        },
+        ZeroWindow {
+            d: usize,
+            zero: bool,
+        },
+        Reset {
+            d: usize,
+            suspect: bool,
+        },
+        Fin {
+            d: usize,
+        },
+        Hello,
+        ServerReply,
+        SynAgain,
+        Established,
+    }
+
+    fn act() -> impl Strategy<Value = Act> {
+        let d = 0usize..2;
+        prop_oneof![
+            4 => Just(Act::Silent),
+            // Mostly clean data, sometimes a few retransmissions among many segments: a
+            // rate that rises only as the window slides past the clean seconds.
+            6 => (d.clone(), 1u64..2000, prop_oneof![3 => Just(0u32), 1 => 0u32..30], any::<bool>())
+                .prop_map(|(d, segs, retx, acked)| Act::Data { d, segs, retx, acked }),
+            1 => (d.clone(), any::<bool>()).prop_map(|(d, zero)| Act::ZeroWindow { d, zero }),
+            1 => (d.clone(), any::<bool>()).prop_map(|(d, suspect)| Act::Reset { d, suspect }),
+            1 => d.prop_map(|d| Act::Fin { d }),
+            1 => Just(Act::Hello),
+            1 => Just(Act::ServerReply),
+            1 => Just(Act::SynAgain),
+            2 => Just(Act::Established),
+        ]
+    }
+
+    /// Applies one second's packets to a record, as the kernel would count them.
+    fn apply(f: &mut FlowRecord, a: &Act, now: u64) {
+        let st = &mut f.state;
+        let touch = |st: &mut FlowState, d: usize| {
+            st.dir[d].packets += 1;
+            st.last_seen_ns = now;
+        };
+        match *a {
+            Act::Silent => {}
+            Act::Data {
+                d,
+                segs,
+                retx,
+                acked,
+            } => {
+                touch(st, d);
+                st.dir[d].packets += segs;
+                st.dir[d].data_segments += segs;
+                st.dir[d].bytes += segs * 1000;
+                st.dir[d].payload_bytes += segs * 960;
+                st.dir[d].retransmits += retx;
+                st.progress_ns[d] = now;
+                let (tx, rx) = (d, d ^ 1);
+                st.tcp.dir[tx].base_set = 1;
+                st.tcp.dir[tx].nextseq = st.tcp.dir[tx].nextseq.wrapping_add(segs as u32 * 960);
+                st.tcp.dir[rx].ack_seen = 1;
+                if acked {
+                    st.tcp.dir[rx].lastack = st.tcp.dir[tx].nextseq;
+                    st.acked_ns[d] = now;
+                    touch(st, rx);
+                } else if st.tcp.dir[rx].lastack == 0 {
+                    st.tcp.dir[rx].lastack = 1;
+                }
+            }
+            Act::ZeroWindow { d, zero } => {
+                touch(st, d);
+                st.tcp.dir[d].window_p1 = if zero { 1 } else { 65536 };
+                st.dir[d].zero_windows += zero as u32;
+            }
+            Act::Reset { d, suspect } => {
+                touch(st, d);
+                st.dir[d].rsts += 1;
+                st.dir[d].suspect_injected_rsts += suspect as u32;
+                st.dir[d].last_rst_ns = now;
+                if st.seen & seen::CLIENT_HELLO != 0 && st.dir[S2C].payload_bytes == 0 {
+                    st.seen |= seen::RESET_AFTER_HELLO;
+                } else if st.seen & seen::ESTABLISHED == 0 {
+                    st.seen |= seen::RESET_IN_HANDSHAKE;
+                }
+            }
+            Act::Fin { d } => {
+                touch(st, d);
+                st.dir[d].fins += 1;
+            }
+            Act::Hello => {
+                touch(st, C2S);
+                st.seen |= seen::CLIENT_HELLO;
+            }
+            Act::ServerReply => {
+                touch(st, S2C);
+                st.dir[S2C].payload_bytes += 100;
+            }
+            Act::SynAgain => {
+                touch(st, C2S);
+                st.dir[C2S].syns += 1;
+            }
+            Act::Established => {
+                touch(st, S2C);
+                st.seen |= seen::SYNACK | seen::ESTABLISHED;
+                st.dir[S2C].synacks = 1;
+            }
+        }
+    }
+
+    /// Runs both engines over the same flows and acts; the first disagreement, if any.
+    fn compare(
+        starts: &[(bool, u8)],
+        ticks: &[(Vec<Act>, u64)],
+    ) -> Result<Vec<Transition>, String> {
+        let mut fast = Sim::new(AlertConfig::default());
+        let mut full = Sim::new(AlertConfig::default());
+        full.engine.skip_settled = false;
+        let t0 = fast.now;
+        let mut flows: Vec<FlowRecord> = starts
+            .iter()
+            .enumerate()
+            .map(|(i, &(established, host))| {
+                let mut f = record([10, 0, 0, host], 40000 + i as u16, 50000, t0);
+                if established {
+                    establish(&mut f);
+                }
+                f
+            })
+            .collect();
+        let mut now = t0;
+        for (n, (acts, gap)) in ticks.iter().enumerate() {
+            now += gap * S;
+            for (f, a) in flows.iter_mut().zip(acts) {
+                apply(f, a, now);
+            }
+            for sim in [&mut fast, &mut full] {
+                sim.now = now;
+                sim.flows = flows.clone();
+            }
+            let (a, b) = (fast.tick(&[]), full.tick(&[]));
+            let said = |sim: &Sim, t: &[Transition]| serde_json::json!({ "transitions": t, "alerts": sim.last.alerts });
+            if said(&fast, &a) != said(&full, &b) || fast.last.health != full.last.health {
+                return Err(format!(
+                    "tick {n}: skipping says {} / {:?}\njudging all says {} / {:?}",
+                    said(&fast, &a),
+                    fast.last.health,
+                    said(&full, &b),
+                    full.last.health
+                ));
+            }
+        }
+        Ok(full.log)
+    }
+
+    #[test]
+    fn a_rate_that_rises_as_the_window_slides_is_still_seen() {
+        // 10 s of 1000 clean segments, then 5 of 100 resent (0.05 % of the window: nothing),
+        // then silence: as the clean seconds leave the window the rate is 5 %.
+        let data = |segs, retx| Act::Data {
+            d: S2C,
+            segs,
+            retx,
+            acked: true,
+        };
+        let mut ticks: Vec<(Vec<Act>, u64)> = (0..10).map(|_| (vec![data(1000, 0)], 1)).collect();
+        ticks.push((vec![data(100, 5)], 1));
+        ticks.extend((0..15).map(|_| (vec![Act::Silent], 1)));
+        let log = compare(&[(true, 1)], &ticks).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            log.iter().any(|t| t.alert.kind == Kind::RetransmitRate),
+            "the scenario raises a rate alert: {log:?}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn skipping_settled_flows_changes_nothing(
+            starts in prop::collection::vec((any::<bool>(), 0u8..3), 1..5),
+            ticks in prop::collection::vec(
+                (prop::collection::vec(act(), 4), prop_oneof![8 => Just(1u64), 1 => 2u64..40]),
+                1..60,
+            ),
+        ) {
+            if let Err(e) = compare(&starts, &ticks) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
+}

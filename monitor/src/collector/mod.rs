@@ -30,6 +30,8 @@ pub struct Collector {
     closed_rb: RingBuf<MapData>,
     /// Connection records ended by port reuse, kept for the summary.
     closed: Vec<FlowRecord>,
+    /// Entries the latest tick read.
+    last_len: usize,
     clock: Clock,
 }
 
@@ -63,6 +65,7 @@ impl Collector {
             events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
             closed: Vec::new(),
+            last_len: 0,
             clock,
         })
     }
@@ -100,46 +103,51 @@ impl Collector {
         Ok(out)
     }
 
-    /// Every flow in the map. Iterating while the kernel inserts can visit a key twice;
-    /// the BTreeMap keeps one.
+    /// Every flow in the map, and the records port reuse closed.
     pub fn collect(&mut self) -> Result<Snapshot> {
         self.drain_closed();
         let counters = self.counters()?;
-        // Collected unsorted, then sorted once and deduplicated: iterating while the kernel
-        // inserts can visit a key twice.
-        let mut seen: Vec<(FlowKey, FlowState)> = Vec::new();
         let clock = self.clock;
+        // Sized for the table as the last tick found it: growing by doubling would copy
+        // the records several times over. Not kept between ticks, so it does not hold a
+        // second copy of a big table in memory.
+        let mut buf = Vec::with_capacity(self.last_len + self.last_len / 16);
+        let buf = &mut buf;
         let batched = match self.batch.as_mut() {
             Some(b) => b
-                .read(|k, st| seen.push((*k, clock.state_to_epoch(*st))))
+                .read(|k, st| {
+                    buf.push(FlowRecord {
+                        key: *k,
+                        state: clock.state_to_epoch(*st),
+                    })
+                })
                 .context("reading FLOWS in batches")?,
             None => false,
         };
         if !batched {
             self.batch = None;
-            seen.clear();
+            buf.clear();
             for item in self.flows.iter() {
                 match item {
-                    Ok((key, state)) => seen.push((key, clock.state_to_epoch(state))),
+                    Ok((key, state)) => buf.push(FlowRecord {
+                        key,
+                        state: clock.state_to_epoch(state),
+                    }),
                     // The entry was evicted between listing and reading it.
                     Err(aya::maps::MapError::KeyNotFound) => continue,
                     Err(e) => return Err(e).context("reading FLOWS"),
                 }
             }
+            // The key-by-key walk starts over when the key it stands on is evicted, and
+            // can visit an entry twice. Batches go bucket by bucket, each read whole under
+            // its lock, and a key always hashes to the same bucket: no duplicates there.
+            let mut seen = foldhash::HashSet::default();
+            buf.retain(|f| seen.insert(f.key));
         }
-        seen.sort_unstable_by_key(|a| a.0);
-        seen.dedup_by(|a, b| a.0 == b.0);
-        let live = seen.len() as u64;
-        let flows = self
-            .closed
-            .iter()
-            .cloned()
-            .chain(
-                seen.into_iter()
-                    .map(|(key, state)| FlowRecord { key, state }),
-            )
-            .collect();
-        let mut snap = Snapshot::new(flows, live, counters, self.clock.now_epoch());
+        let live = buf.len() as u64;
+        self.last_len = buf.len();
+        let mut snap =
+            Snapshot::gather(&[&self.closed, buf], live, counters, self.clock.now_epoch());
         snap.interfaces = self.interfaces()?;
         Ok(snap)
     }

@@ -120,10 +120,21 @@ pub struct Metrics {
     tick: Gauge<f64, AtomicU64>,
     worst: Family<FlowLabels, Gauge<f64, AtomicU64>>,
     top_flows: usize,
-    prev_flows: HashMap<FlowId, [[u64; FIELDS]; 2]>,
+    /// What each flow had counted at the previous snapshot.
+    prev_flows: HashMap<FlowId, Prev>,
     prev_ifaces: HashMap<String, [u64; 4]>,
     prev_counters: [u64; 3],
-    judged: HashSet<FlowId>,
+    /// Snapshots observed: stamps which flows the latest one held.
+    observed: u64,
+}
+
+/// A flow's counters at the previous snapshot, and whether its handshake outcome was
+/// counted already.
+struct Prev {
+    counters: [[u64; FIELDS]; 2],
+    handshake_counted: bool,
+    /// The latest snapshot that held the flow.
+    stamp: u64,
 }
 
 impl Metrics {
@@ -334,7 +345,7 @@ impl Metrics {
             prev_flows: HashMap::default(),
             prev_ifaces: HashMap::default(),
             prev_counters: [0; 3],
-            judged: HashSet::default(),
+            observed: 0,
         }
     }
 
@@ -359,15 +370,19 @@ impl Metrics {
                     .inc_by(now[k + 2].saturating_sub(prev[k + 2]));
             }
         }
-        let mut present = HashSet::with_capacity_and_hasher(snap.flows.len(), Default::default());
+        self.observed += 1;
+        let stamp = self.observed;
         for f in &snap.flows {
-            let id = FlowId::of(f);
-            present.insert(id);
             let now = [fields(&f.state, C2S), fields(&f.state, S2C)];
-            let prev = self.prev_flows.insert(id, now).unwrap_or([[0; FIELDS]; 2]);
-            if prev == now {
-                // Most flows in a big table did not move since the last tick.
-            } else {
+            let p = self.prev_flows.entry(FlowId::of(f)).or_insert(Prev {
+                counters: [[0; FIELDS]; 2],
+                handshake_counted: false,
+                stamp,
+            });
+            p.stamp = stamp;
+            // Most flows in a big table did not move since the last tick.
+            if p.counters != now {
+                let prev = std::mem::replace(&mut p.counters, now);
                 for (d, name) in DIRS {
                     let mut delta = [0u64; FIELDS];
                     for k in 0..FIELDS {
@@ -402,9 +417,9 @@ impl Metrics {
                     }
                 }
             }
-            if !self.judged.contains(&id) {
+            if !p.handshake_counted {
                 if let Some(o) = outcome(&f.state, snap.now_ns) {
-                    self.judged.insert(id);
+                    p.handshake_counted = true;
                     self.handshakes.get_or_create(&Outcome { outcome: o }).inc();
                     if o == "ok" && f.state.tcp.rtt_ns > 0 {
                         self.rtt.observe(f.state.tcp.rtt_ns as f64 / 1e9);
@@ -412,8 +427,7 @@ impl Metrics {
                 }
             }
         }
-        self.prev_flows.retain(|id, _| present.contains(id));
-        self.judged.retain(|id| present.contains(id));
+        self.prev_flows.retain(|_, p| p.stamp == stamp);
 
         let c = [
             snap.evicted_flows,
