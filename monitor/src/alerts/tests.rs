@@ -544,20 +544,18 @@ mod shortcut {
                 retx,
                 acked,
             } => {
-                touch(st, d);
-                st.dir[d].packets += segs;
-                st.dir[d].data_segments += segs;
-                st.dir[d].bytes += segs * 1000;
-                st.dir[d].payload_bytes += segs * 960;
-                st.dir[d].retransmits += retx;
-                st.progress_ns[d] = now;
+                let acked_before = f.state.acked_ns[d];
+                data(f, d, segs, retx, now);
+                let st = &mut f.state;
+                if !acked {
+                    st.acked_ns[d] = acked_before;
+                }
                 let (tx, rx) = (d, d ^ 1);
                 st.tcp.dir[tx].base_set = 1;
                 st.tcp.dir[tx].nextseq = st.tcp.dir[tx].nextseq.wrapping_add(segs as u32 * 960);
                 st.tcp.dir[rx].ack_seen = 1;
                 if acked {
                     st.tcp.dir[rx].lastack = st.tcp.dir[tx].nextseq;
-                    st.acked_ns[d] = now;
                     touch(st, rx);
                 } else if st.tcp.dir[rx].lastack == 0 {
                     st.tcp.dir[rx].lastack = 1;
