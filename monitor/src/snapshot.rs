@@ -94,8 +94,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// `live` is how many of `flows` are still in the kernel map (the rest were closed).
-    pub fn new(flows: Vec<FlowRecord>, live: u64, counters: Counters, now_ns: u64) -> Self {
-        Self::gather(&[&flows], live, counters, now_ns)
+    pub fn new(mut flows: Vec<FlowRecord>, live: u64, counters: Counters, now_ns: u64) -> Self {
+        // Owned records are sorted where they are (the key is built once per record).
+        flows.sort_by_cached_key(OrderKey::of);
+        Self::with_flows(flows, live, counters, now_ns)
     }
 
     /// A snapshot of records held elsewhere (closed ones, the collector's buffer), copied
@@ -114,6 +116,10 @@ impl Snapshot {
             .iter()
             .map(|&(_, i)| index[i as usize].clone())
             .collect();
+        Self::with_flows(flows, live, counters, now_ns)
+    }
+
+    fn with_flows(flows: Vec<FlowRecord>, live: u64, counters: Counters, now_ns: u64) -> Self {
         let created = counters.get(stats::FLOWS_CREATED);
         let closed = flows.len() as u64 - live;
         let evicted_flows = created.saturating_sub(live + closed);

@@ -55,7 +55,7 @@ fn run_prog(e: &mut Ebpf, name: &str, frame: &[u8], repeat: u32) -> f64 {
 }
 
 /// The monitor's tc ingress program.
-fn run(e: &mut Ebpf, frame: &[u8], repeat: u32) -> f64 {
+pub fn run(e: &mut Ebpf, frame: &[u8], repeat: u32) -> f64 {
     run_prog(e, "tc_eth_in", frame, repeat)
 }
 
@@ -77,7 +77,8 @@ fn client(n: u32) -> (IpAddr, u16) {
 
 const SERVER: [u8; 4] = [10, 255, 0, 1];
 
-fn seg(n: u32, c2s: bool, seq: u32, ack: u32, flags: u8, payload: usize) -> Vec<u8> {
+/// A segment of synthetic flow `n` (client 10.x.y.z, server 10.255.0.1:50001).
+pub fn seg(n: u32, c2s: bool, seq: u32, ack: u32, flags: u8, payload: usize) -> Vec<u8> {
     let (c, cp) = client(n);
     let (src, sp, dst, dp) = if c2s {
         (c, cp, ip(SERVER), 50001)

@@ -3,12 +3,9 @@
 //! judging the flows, feeding the metrics), the monitor's resident memory, the kernel map's
 //! memory, rendering the flow table, and a `/metrics` scrape.
 
-use std::{net::IpAddr, time::Instant};
+use std::time::Instant;
 
-use aya::{
-    programs::{SchedClassifier, TestRunOptions},
-    Ebpf, TestRun,
-};
+use aya::{programs::SchedClassifier, Ebpf};
 use monitor::{
     alerts::{AlertConfig, AlertEngine},
     collector::{Clock, Collector},
@@ -19,13 +16,15 @@ use monitor::{
 };
 use monitor_common::{
     config::PortSet,
-    craft::TcpFrame,
     parse::{ACK, SYN},
 };
 use ratatui::{backend::TestBackend, Terminal};
 use serde_json::{json, Value};
 
-use crate::stats::Figure;
+use crate::{
+    kernel::{run, seg},
+    stats::Figure,
+};
 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -63,66 +62,22 @@ fn map_memlock(max_entries: u32) -> u64 {
     0
 }
 
-fn client(i: u32) -> IpAddr {
-    IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8])
-}
-
-const SERVER: [u8; 4] = [10, 255, 0, 1];
-
-/// Runs frames through the tc program as if they had crossed the interface.
-fn send(e: &mut Ebpf, frames: impl Iterator<Item = Vec<u8>>) {
-    let p: &mut SchedClassifier = e
-        .program_mut("tc_eth_in")
-        .expect("tc")
-        .try_into()
-        .expect("tc");
-    for frame in frames {
-        let mut o = TestRunOptions::new();
-        o.data_in = Some(&frame);
-        p.test_run(o).expect("BPF_PROG_TEST_RUN");
-    }
-}
-
-/// A segment of flow `i` (client `client(i)`:40000, server SERVER:50001).
-fn frame(i: u32, from_client: bool, flags: u8, seq: u32, ack: u32, len: usize) -> Vec<u8> {
-    let (c, s) = (client(i), IpAddr::from(SERVER));
-    let (src, sp, dst, dp) = if from_client {
-        (c, 40000, s, 50001)
-    } else {
-        (s, 50001, c, 40000)
-    };
-    let mut f = TcpFrame::new(src, sp, dst, dp)
-        .flags(flags)
-        .payload(&vec![0x17; len]);
-    f.seq = seq;
-    f.ack = ack;
-    f.ethernet()
-}
-
 /// `n` flows, each a handshake and one data segment.
 fn fill(e: &mut Ebpf, n: u32) {
-    send(
-        e,
-        (0..n).flat_map(|i| {
-            [
-                frame(i, true, SYN, 1000, 0, 0),
-                frame(i, false, SYN | ACK, 5000, 1001, 0),
-                frame(i, true, ACK, 1001, 5001, 200),
-            ]
-        }),
-    );
+    for i in 0..n {
+        run(e, &seg(i, true, 1000, 0, SYN, 0), 1);
+        run(e, &seg(i, false, 5000, 1001, SYN | ACK, 0), 1);
+        run(e, &seg(i, true, 1001, 5001, ACK, 200), 1);
+    }
 }
 
 /// The next data segment of every `step`th flow starting at `first` (the `round`th since
 /// the fill): the flows that changed between two ticks.
 fn touch(e: &mut Ebpf, n: u32, first: u32, step: u32, round: u32) {
     let seq = 1201 + 200 * round;
-    send(
-        e,
-        (first..n)
-            .step_by(step as usize)
-            .map(|i| frame(i, true, ACK, seq, 5001, 200)),
-    );
+    for i in (first..n).step_by(step as usize) {
+        run(e, &seg(i, true, seq, 5001, ACK, 200), 1);
+    }
 }
 
 /// Between two ticks one flow in this many gets a packet.

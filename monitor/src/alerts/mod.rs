@@ -197,18 +197,22 @@ impl AlertEngine {
         let mut health = vec![FlowHealth::default(); snap.flows.len()];
         let mut works = vec![false; snap.flows.len()];
         let mut findings: BTreeMap<AlertKey, Vec<(usize, rules::Finding)>> = BTreeMap::new();
+        let skip_settled = self.skip_settled;
+        let mut judge = |t: &mut Tracked, i: usize, sessions: &mut sessions::Sessions| {
+            let f = &snap.flows[i];
+            t.settled &= skip_settled;
+            let hello = hellos.get(&f.key).copied();
+            let found = t.judge(&cfg, f, now, hello, tick, i, sessions);
+            (health[i], works[i]) = t.health(&cfg, f, now, &found);
+            collect(&mut findings, t.session, i, found);
+        };
         // Known flows first; new ones then join sessions in the order they started.
         let mut fresh = Vec::new();
         for (i, f) in snap.flows.iter().enumerate() {
-            let Some(t) = self.flows.get_mut(&FlowId::of(f)) else {
-                fresh.push(i);
-                continue;
-            };
-            let hello = hellos.get(&f.key).copied();
-            t.settled &= self.skip_settled;
-            let found = t.judge(&cfg, f, now, hello, tick, i, &mut self.sessions);
-            (health[i], works[i]) = t.health(&cfg, f, now, &found);
-            collect(&mut findings, t.session, i, found);
+            match self.flows.get_mut(&FlowId::of(f)) {
+                Some(t) => judge(t, i, &mut self.sessions),
+                None => fresh.push(i),
+            }
         }
         fresh.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
         for i in fresh {
@@ -228,10 +232,7 @@ impl AlertEngine {
                 mark: None,
                 settled: false,
             });
-            let hello = hellos.get(&f.key).copied();
-            let found = t.judge(&cfg, f, now, hello, tick, i, &mut self.sessions);
-            (health[i], works[i]) = t.health(&cfg, f, now, &found);
-            collect(&mut findings, t.session, i, found);
+            judge(t, i, &mut self.sessions);
         }
         self.flows.retain(|_, t| t.tick == tick);
         // Whether a session still has a working flow matters only where something is wrong.

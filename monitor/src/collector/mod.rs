@@ -112,7 +112,6 @@ impl Collector {
         // the records several times over. Not kept between ticks, so it does not hold a
         // second copy of a big table in memory.
         let mut buf = Vec::with_capacity(self.last_len + self.last_len / 16);
-        let buf = &mut buf;
         let batched = match self.batch.as_mut() {
             Some(b) => b
                 .read(|k, st| {
@@ -146,8 +145,12 @@ impl Collector {
         }
         let live = buf.len() as u64;
         self.last_len = buf.len();
-        let mut snap =
-            Snapshot::gather(&[&self.closed, buf], live, counters, self.clock.now_epoch());
+        let mut snap = Snapshot::gather(
+            &[&self.closed, &buf],
+            live,
+            counters,
+            self.clock.now_epoch(),
+        );
         snap.interfaces = self.interfaces()?;
         Ok(snap)
     }
