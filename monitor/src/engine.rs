@@ -83,6 +83,11 @@ impl Engine {
         update(st, src_is_a, pkt, segs, ts, false);
     }
 
+    /// The latest capture timestamp seen.
+    pub fn last_ts(&self) -> u64 {
+        self.last_ts
+    }
+
     /// Every record, closed and open, as the outputs want them. "Now" is the capture's
     /// last timestamp, so handshake timeouts are judged in capture time.
     pub fn snapshot(&self) -> Snapshot {

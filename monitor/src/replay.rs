@@ -104,7 +104,7 @@ pub fn judge_reader(
             Err(skip) => engine.skipped(skip),
         }
     })?;
-    let end = engine.snapshot().now_ns;
+    let end = engine.last_ts();
     Ok(judge(&engine, end, alerts))
 }
 

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::alerts::{history::Point, Alert, FlowHealth, FlowId};
+use crate::alerts::{config::HANDSHAKE_TIMEOUT_S, history::Point, Alert, FlowHealth, FlowId};
 use monitor_common::{
     flow::{FlowKey, FlowState},
     stats,
@@ -68,7 +68,7 @@ pub struct IfaceTraffic {
     pub tx: stats::IfCounters,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Snapshot {
     /// Sorted by client, then server, then first seen (a reused 4-tuple is several records).
     pub flows: Vec<FlowRecord>,
@@ -90,6 +90,15 @@ pub struct Snapshot {
     pub collect_ns: u64,
     /// Per watched interface (live only).
     pub interfaces: Vec<IfaceTraffic>,
+    /// How long a handshake may stay open before it is a timeout: the alert engine's
+    /// setting, so the flow table, JSON and metrics agree with the alerts.
+    pub handshake_timeout_ns: u64,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self::with_flows(Vec::new(), 0, Counters::default(), 0)
+    }
 }
 
 impl Snapshot {
@@ -119,6 +128,11 @@ impl Snapshot {
         Self::with_flows(flows, live, counters, now_ns)
     }
 
+    /// A flow's handshake outcome at this snapshot, or `None` while pending.
+    pub fn outcome(&self, st: &FlowState) -> Option<&'static str> {
+        crate::output::json::outcome(st, self.now_ns, self.handshake_timeout_ns)
+    }
+
     fn with_flows(flows: Vec<FlowRecord>, live: u64, counters: Counters, now_ns: u64) -> Self {
         let created = counters.get(stats::FLOWS_CREATED);
         let closed = flows.len() as u64 - live;
@@ -134,6 +148,7 @@ impl Snapshot {
             spark: None,
             collect_ns: 0,
             interfaces: Vec::new(),
+            handshake_timeout_ns: (HANDSHAKE_TIMEOUT_S * 1e9) as u64,
         }
     }
 }

@@ -42,10 +42,13 @@ pub struct AlertConfig {
     pub session_window_s: f64,
 }
 
+/// DESIGN.md's handshake timeout: also what a snapshot no alert engine judged uses.
+pub const HANDSHAKE_TIMEOUT_S: f64 = 3.0;
+
 impl Default for AlertConfig {
     fn default() -> Self {
         Self {
-            handshake_timeout_s: 3.0,
+            handshake_timeout_s: HANDSHAKE_TIMEOUT_S,
             tls_reply_timeout_s: 3.0,
             retransmit_window_s: 10.0,
             retransmit_warning: 0.02,

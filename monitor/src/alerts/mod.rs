@@ -352,6 +352,7 @@ impl AlertEngine {
         snap.health = health;
         snap.alerts = self.alerts();
         snap.judged = true;
+        snap.handshake_timeout_ns = ns(cfg.handshake_timeout_s);
         out
     }
 

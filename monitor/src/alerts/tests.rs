@@ -477,6 +477,24 @@ fn the_client_hello_event_time_starts_the_tls_clock() {
     assert_eq!(sim.kinds(), vec![Kind::TlsStall]);
 }
 
+#[test]
+fn the_handshake_outcome_everywhere_uses_the_configured_timeout() {
+    // A SYN with no answer, 5 s old: a timeout by default, pending with a 10 s timeout.
+    for (timeout_s, expected) in [(3.0, Some("timeout")), (10.0, None)] {
+        let mut sim = Sim::new(AlertConfig {
+            handshake_timeout_s: timeout_s,
+            ..AlertConfig::default()
+        });
+        let t0 = sim.now;
+        sim.flows.push(record([10, 0, 0, 1], 40000, 50000, t0));
+        for _ in 0..5 {
+            sim.step(|_, _| {});
+        }
+        let st = &sim.last.flows[0].state;
+        assert_eq!(sim.last.outcome(st), expected, "timeout {timeout_s} s");
+    }
+}
+
 mod shortcut {
     //! Skipping settled flows must not change anything the engine says: two engines, one
     //! judging every flow every tick, see the same random histories and must agree on

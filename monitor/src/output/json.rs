@@ -107,11 +107,9 @@ fn direction(d: &DirStats) -> Direction {
     }
 }
 
-/// How long a handshake may wait for its SYN/ACK or final ACK before it is a timeout.
-pub const HANDSHAKE_TIMEOUT_NS: u64 = 3_000_000_000;
-
-/// The handshake's outcome, or `None` while it is still pending.
-pub fn outcome(s: &FlowState, now_ns: u64) -> Option<&'static str> {
+/// The handshake's outcome, or `None` while it is still pending: a handshake still open
+/// `timeout_ns` after the first SYN is a timeout.
+pub fn outcome(s: &FlowState, now_ns: u64, timeout_ns: u64) -> Option<&'static str> {
     let has = |b: u16| s.seen & b != 0;
     if has(seen::MIDSTREAM) {
         Some("midstream")
@@ -121,7 +119,7 @@ pub fn outcome(s: &FlowState, now_ns: u64) -> Option<&'static str> {
         Some("reset")
     } else if has(seen::ESTABLISHED) {
         Some("ok")
-    } else if now_ns.saturating_sub(s.first_seen_ns) > HANDSHAKE_TIMEOUT_NS {
+    } else if now_ns.saturating_sub(s.first_seen_ns) > timeout_ns {
         Some("timeout")
     } else {
         None
@@ -129,7 +127,6 @@ pub fn outcome(s: &FlowState, now_ns: u64) -> Option<&'static str> {
 }
 
 pub fn flow(f: &FlowRecord, i: usize, snap: &Snapshot) -> Flow {
-    let now_ns = snap.now_ns;
     let s = &f.state;
     let (c, sv) = (&s.dir[C2S], &s.dir[S2C]);
     // A hello is known absent only once that side has sent payload.
@@ -145,7 +142,7 @@ pub fn flow(f: &FlowRecord, i: usize, snap: &Snapshot) -> Flow {
             syn: c.syns as u64,
             syn_retransmits: Some(c.syns.saturating_sub(1) as u64),
             synack_retransmits: Some(sv.synacks.saturating_sub(1) as u64),
-            outcome: outcome(s, now_ns),
+            outcome: snap.outcome(s),
             rtt_us: (s.tcp.rtt_ns != 0).then_some(s.tcp.rtt_ns / 1000),
         },
         tls: Tls {

@@ -25,7 +25,6 @@ use prometheus_client::{
 
 use crate::{
     alerts::{FlowId, Kind, Level},
-    output::json::outcome,
     snapshot::Snapshot,
 };
 
@@ -418,7 +417,7 @@ impl Metrics {
                 }
             }
             if !p.handshake_counted {
-                if let Some(o) = outcome(&f.state, snap.now_ns) {
+                if let Some(o) = snap.outcome(&f.state) {
                     p.handshake_counted = true;
                     self.handshakes.get_or_create(&Outcome { outcome: o }).inc();
                     if o == "ok" && f.state.tcp.rtt_ns > 0 {

@@ -8,7 +8,6 @@ use monitor_common::flow::{seen, FlowState, C2S, S2C};
 
 use crate::{
     alerts::{FlowHealth, FlowId, Level},
-    output::json::outcome,
     snapshot::{FlowRecord, Snapshot},
 };
 
@@ -129,7 +128,7 @@ impl Row<'_> {
         self.health.and_then(|h| h.level)
     }
 
-    pub fn cell(&self, c: Column, now_ns: u64) -> String {
+    pub fn cell(&self, c: Column, snap: &Snapshot) -> String {
         let st = &self.flow.state;
         let h = self.health;
         match c {
@@ -140,10 +139,10 @@ impl Row<'_> {
             },
             Column::Client => self.flow.client().to_string(),
             Column::Server => self.flow.server().to_string(),
-            Column::Age => duration(now_ns.saturating_sub(st.first_seen_ns)),
+            Column::Age => duration(snap.now_ns.saturating_sub(st.first_seen_ns)),
             Column::State => state(st).into(),
             Column::Handshake => {
-                let o = outcome(st, now_ns).unwrap_or("pending");
+                let o = snap.outcome(st).unwrap_or("pending");
                 if st.tcp.rtt_ns != 0 {
                     format!("{o} {}", millis(st.tcp.rtt_ns))
                 } else {
@@ -184,13 +183,13 @@ impl Row<'_> {
     }
 
     /// Orders two rows by a column (numbers as numbers).
-    fn compare(&self, other: &Row, c: Column, now_ns: u64) -> Ordering {
+    fn compare(&self, other: &Row, c: Column, snap: &Snapshot) -> Ordering {
         let num = |r: &Row| -> f64 {
             let st = &r.flow.state;
             let h = r.health;
             match c {
                 Column::Health => r.level().map_or(0.0, |l| 1.0 + l as u8 as f64),
-                Column::Age => now_ns.saturating_sub(st.first_seen_ns) as f64,
+                Column::Age => snap.now_ns.saturating_sub(st.first_seen_ns) as f64,
                 Column::Handshake => st.tcp.rtt_ns as f64,
                 Column::ThroughputC2S => h.map_or(0.0, |h| h.throughput[C2S]),
                 Column::ThroughputS2C => h.map_or(0.0, |h| h.throughput[S2C]),
@@ -206,7 +205,7 @@ impl Row<'_> {
         match c {
             Column::Client => self.flow.client().cmp(&other.flow.client()),
             Column::Server => self.flow.server().cmp(&other.flow.server()),
-            Column::State | Column::Tls => self.cell(c, now_ns).cmp(&other.cell(c, now_ns)),
+            Column::State | Column::Tls => self.cell(c, snap).cmp(&other.cell(c, snap)),
             _ => num(self).total_cmp(&num(other)),
         }
     }
@@ -354,7 +353,7 @@ pub fn visible<'a>(
         .filter(|r| filter.matches(r, snap))
         .collect();
     rows.sort_by(|a, b| {
-        let o = a.compare(b, sort, snap.now_ns);
+        let o = a.compare(b, sort, snap);
         let o = if descending { o.reverse() } else { o };
         // Ties keep the snapshot's order (client, server): stable on every tick.
         o.then(a.index.cmp(&b.index))
@@ -368,7 +367,7 @@ pub fn worst(snap: &Snapshot) -> Option<FlowId> {
     rows.into_iter()
         .filter(|r| r.level().is_some())
         .max_by(|a, b| {
-            a.compare(b, Column::Health, snap.now_ns)
+            a.compare(b, Column::Health, snap)
                 .then_with(|| {
                     let rate = |r: &Row| {
                         r.health.map_or(0.0, |h| {

@@ -19,7 +19,6 @@ use super::{
 use crate::{
     alerts::{history::Point, Alert, FlowId, Level},
     live::RunInfo,
-    output::json::outcome,
     snapshot::Snapshot,
 };
 
@@ -138,7 +137,7 @@ fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot) {
         .enumerate()
         .skip(ui.offset)
         .take(height)
-        .map(|(i, r)| table_row(r, &cols, snap.now_ns, i == ui.cursor))
+        .map(|(i, r)| table_row(r, &cols, snap, i == ui.cursor))
         .collect();
     let title = format!(
         "Flows {}/{}{}{}",
@@ -172,10 +171,10 @@ fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot) {
     }
 }
 
-fn table_row<'a>(r: &Row, cols: &[Column], now: u64, selected: bool) -> TRow<'a> {
+fn table_row<'a>(r: &Row, cols: &[Column], snap: &Snapshot, selected: bool) -> TRow<'a> {
     let level = r.level();
     let cells = cols.iter().map(|c| {
-        let text = r.cell(*c, now);
+        let text = r.cell(*c, snap);
         let style = match c {
             Column::Health => level_style(level),
             Column::Resets if text.ends_with('!') => level_style(Some(Level::Critical)),
@@ -373,7 +372,7 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
             "session {}  handshake {}  rtt {}  SYNs {}  SYN/ACKs {}",
             h.and_then(|h| h.session)
                 .map_or("-".into(), |s| s.to_string()),
-            outcome(st, snap.now_ns).unwrap_or("pending"),
+            snap.outcome(st).unwrap_or("pending"),
             if st.tcp.rtt_ns == 0 {
                 "-".into()
             } else {
