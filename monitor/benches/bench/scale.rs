@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use aya::{programs::SchedClassifier, Ebpf};
 use monitor::{
-    alerts::{AlertConfig, AlertEngine},
+    alerts::{history::SPARK_POINTS, AlertConfig, AlertEngine},
     collector::{Clock, Collector},
     kernel::load::load,
     live::RunInfo,
@@ -154,6 +154,13 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
                 }
             }
         }
+        // Three minutes on: every flow's sparkline full (the flows idle since).
+        let mut snap = collector.collect().expect("collect");
+        for _ in 0..SPARK_POINTS {
+            snap.now_ns += 1_000_000_000;
+            engine.tick(&mut snap, &[]);
+        }
+        let rss_3min = rss_bytes();
         let tick: Vec<f64> = (0..runs).map(|i| read[i] + judge[i] + feed[i]).collect();
         out.push(json!({
             "flows": n,
@@ -169,6 +176,7 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             "scrape_ms": Figure::of(scrape).json(),
             "rss_bytes": rss_after,
             "rss_growth_bytes": rss_after.saturating_sub(base_rss),
+            "rss_after_3min_bytes": rss_3min,
             "kernel_map_bytes": map_bytes,
         }));
         drop(collector);

@@ -72,12 +72,81 @@ const MIN_GAP_NS: u64 = 100_000_000;
 /// Sparkline points kept per flow: a few minutes at the default 1 s tick.
 pub const SPARK_POINTS: usize = 180;
 
+/// A flow's sparkline points, oldest first, at most [`SPARK_POINTS`], kept as runs of equal
+/// points: a flow that sits idle (most of a big table) pushes the same zero point every
+/// tick, and costs one run instead of a few kilobytes. Counts sit in their own deque so a
+/// busy flow's points stay 16 bytes plus one.
+#[derive(Clone, Debug, Default)]
+pub struct Spark {
+    points: VecDeque<Point>,
+    counts: VecDeque<u8>,
+    len: usize,
+}
+
+impl Spark {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, p: Point) {
+        if self.len == SPARK_POINTS {
+            self.pop_front();
+        }
+        match (self.points.back(), self.counts.back_mut()) {
+            (Some(q), Some(n)) if *q == p && *n < u8::MAX => *n += 1,
+            _ => {
+                self.points.push_back(p);
+                self.counts.push_back(1);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(n) = self.counts.front_mut() {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.pop_front();
+                self.points.pop_front();
+            }
+            self.len -= 1;
+        }
+    }
+
+    pub fn pop_back(&mut self) {
+        if let Some(n) = self.counts.back_mut() {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.pop_back();
+                self.points.pop_back();
+            }
+            self.len -= 1;
+        }
+    }
+
+    pub fn back(&self) -> Option<&Point> {
+        self.points.back()
+    }
+
+    /// Every point, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = Point> + '_ {
+        self.points
+            .iter()
+            .zip(&self.counts)
+            .flat_map(|(p, n)| std::iter::repeat_n(*p, *n as usize))
+    }
+}
+
 /// What the engine remembers of one flow between ticks.
 #[derive(Clone, Debug, Default)]
 pub struct FlowHistory {
     /// Cumulative samples spanning the retransmission window (and one before it).
     samples: VecDeque<Sample>,
-    pub spark: VecDeque<Point>,
+    pub spark: Spark,
     /// Since when each direction has been seen advertising a zero window.
     pub zero_since_ns: [Option<u64>; 2],
     /// Total time each direction's window was seen at zero.
@@ -184,10 +253,7 @@ impl FlowHistory {
                 p.bytes_per_s[d] = throughput(prev, &s, d) as f32;
                 p.retx_ratio[d] = retransmit_rate(prev, &s, d, 1).map_or(0.0, |r| r.ratio) as f32;
             }
-            if self.spark.len() == SPARK_POINTS {
-                self.spark.pop_front();
-            }
-            self.spark.push_back(p);
+            self.spark.push(p);
         }
         self.samples.push_back(s);
         // Keep exactly one sample at or before the window's start.
@@ -277,6 +343,27 @@ mod tests {
         assert_eq!(p.bytes_per_s[C2S], 1000.0);
         assert!((p.retx_ratio[C2S] - 0.1).abs() < 1e-6);
         assert_eq!(h.current_throughput(C2S), 1000.0);
+    }
+
+    #[test]
+    fn equal_points_share_a_run_and_expand_in_order() {
+        let mut s = Spark::default();
+        let busy = Point {
+            bytes_per_s: [5.0, 1.0],
+            retx_ratio: [0.0, 0.5],
+        };
+        let mut expect = Vec::new();
+        for i in 0..(SPARK_POINTS + 300) {
+            let p = if i % 97 == 0 { busy } else { Point::default() };
+            s.push(p);
+            expect.push(p);
+        }
+        let expect = &expect[expect.len() - SPARK_POINTS..];
+        assert_eq!(s.len(), SPARK_POINTS);
+        assert_eq!(s.iter().collect::<Vec<_>>(), expect);
+        assert!(s.points.len() <= 6, "{} runs", s.points.len());
+        s.pop_back();
+        assert_eq!(s.iter().collect::<Vec<_>>(), expect[..SPARK_POINTS - 1]);
     }
 
     #[test]

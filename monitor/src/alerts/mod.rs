@@ -179,7 +179,7 @@ impl AlertEngine {
     pub fn spark(&self, id: &FlowId) -> Vec<Point> {
         self.flows
             .get(id)
-            .map(|t| t.hist.spark.iter().copied().collect())
+            .map(|t| t.hist.spark.iter().collect())
             .unwrap_or_default()
     }
 
