@@ -7,6 +7,11 @@ pub const PORT_WORDS: usize = 65536 / 64;
 /// captures replayed with BPF_PROG_TEST_RUN carry their own time.
 pub const FLAG_SKB_TSTAMP: u32 = 1;
 
+/// Headers are always read with the copy helpers, never in place. Tests set it so the
+/// fallback for headers outside the linear part of a packet (which BPF_PROG_TEST_RUN never
+/// makes) runs the same cases as the direct path.
+pub const FLAG_COPY_ONLY: u32 = 2;
+
 /// Written into the program's `.rodata` before load, so the verifier sees constants and the
 /// port test costs one load: a bitmap instead of a loop over ranges.
 #[repr(C)]

@@ -1,10 +1,10 @@
 //! Header parsing, shared by the kernel program and the capture reader.
 //!
 //! The parser reads the frame only through [`Frame::load`], fixed-size copies at an offset.
-//! In the kernel that is `bpf_skb_load_bytes`/`bpf_xdp_load_bytes`, whose bounds check the
-//! kernel does at run time, so the verifier never has to prove packet-pointer arithmetic over
-//! variable header lengths; on the host it is a slice copy. Both sides thus run this exact
-//! code, and every loop has a constant bound.
+//! In the kernel that is a copy straight from the packet when the bytes are in its linear
+//! part, else `bpf_skb_load_bytes`/`bpf_xdp_load_bytes` (the program's `in_place` says how
+//! the verifier is kept to one path per header); on the host it is a slice copy. Both sides
+//! thus run this exact code, and every loop has a constant bound.
 
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;

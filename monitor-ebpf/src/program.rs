@@ -4,7 +4,7 @@
 use core::{
     ffi::c_void,
     mem::MaybeUninit,
-    ptr::{addr_of, addr_of_mut, read_volatile},
+    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
 };
 
 use aya_ebpf::{
@@ -23,7 +23,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use monitor_common::{
-    config::{Config, FLAG_SKB_TSTAMP},
+    config::{Config, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
     event::{self, Event},
     flow::{seen, src_is_client, starts_new_connection, update, FlowKey, FlowState, Outcome},
     parse::{parse_ethernet, parse_l3, Frame, Packet, Skip, RST},
@@ -71,6 +71,8 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
 struct Scratch {
     pkt: Packet,
     init: FlowState,
+    /// Where [`in_place`] hides a header offset from the verifier.
+    off: u64,
 }
 
 #[map]
@@ -119,7 +121,50 @@ fn flags() -> u32 {
     unsafe { read_volatile(addr_of!(CONFIG.flags)) }
 }
 
-struct Skb<'a>(&'a TcContext);
+/// Copies `N` bytes at `off` into `buf` straight from the packet when they lie within
+/// `[data, end)`: the headers of nearly every packet are in the linear part, and a helper
+/// call costs more than the copy (a call and a return, each through the return thunks of
+/// CPUs that need them).
+///
+/// Written for the verifier, which walks every path: both routes leave the bytes in the same
+/// stack buffer, so it sees one state after either. The offset goes through map memory
+/// first, which the verifier does not track, so it becomes "some value below 32 KiB": added
+/// to a packet pointer, an offset's exact range would otherwise have to match between paths
+/// (TCP header length times IP header length times option position...) and the paths would
+/// multiply past its budget.
+#[inline(always)]
+fn in_place<const N: usize>(
+    data: usize,
+    end: usize,
+    off: usize,
+    slot: *mut u64,
+    buf: &mut MaybeUninit<[u8; N]>,
+) -> bool {
+    if flags() & FLAG_COPY_ONLY != 0 {
+        return false;
+    }
+    let off = unsafe {
+        write_volatile(slot, off as u64);
+        read_volatile(slot) as usize
+    };
+    // The verifier grants packet ranges only to offsets it knows stay below 64 KiB.
+    if off > 0x7fff {
+        return false;
+    }
+    let start = data + off;
+    // At least two: LLVM turns a one-byte check into `start >= end`, from which the
+    // verifier grants nothing. A last byte thus comes through the helper.
+    let need = if N < 2 { 2 } else { N };
+    if start + need > end {
+        return false;
+    }
+    // Bounds checked just above, in the form the verifier follows.
+    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, buf.as_mut_ptr() as *mut u8, N) };
+    true
+}
+
+/// A packet at tc, and a word of per-CPU map memory for [`in_place`].
+struct Skb<'a>(&'a TcContext, *mut u64);
 
 impl Frame for Skb<'_> {
     #[inline(always)]
@@ -129,22 +174,33 @@ impl Frame for Skb<'_> {
 
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        // Uninitialised on purpose: zeroing costs a byte loop (BPF has no memset), and the
-        // helper writes every byte (zeros on failure).
+        // Uninitialised on purpose: zeroing costs a byte loop (BPF has no memset), and
+        // either route writes every byte (the helper zeros on failure).
         let mut buf = MaybeUninit::<[u8; N]>::uninit();
-        let r = unsafe {
-            bpf_skb_load_bytes(
-                self.0.as_ptr() as *const _,
-                off as u32,
-                buf.as_mut_ptr() as *mut c_void,
-                N as u32,
+        // Volatile: read afresh for each copy, so no packet pointer stays live between
+        // copies to differ between the two routes.
+        let (data, end) = unsafe {
+            let skb = self.0.skb.skb;
+            (
+                read_volatile(addr_of!((*skb).data)) as usize,
+                read_volatile(addr_of!((*skb).data_end)) as usize,
             )
         };
-        (r == 0).then(|| unsafe { buf.assume_init() })
+        let ok = in_place(data, end, off, self.1, &mut buf)
+            || unsafe {
+                bpf_skb_load_bytes(
+                    self.0.as_ptr() as *const _,
+                    off as u32,
+                    buf.as_mut_ptr() as *mut c_void,
+                    N as u32,
+                )
+            } == 0;
+        ok.then(|| unsafe { buf.assume_init() })
     }
 }
 
-struct Xdp<'a>(&'a XdpContext);
+/// A packet at XDP, as [`Skb`].
+struct Xdp<'a>(&'a XdpContext, *mut u64);
 
 impl Frame for Xdp<'_> {
     #[inline(always)]
@@ -155,18 +211,25 @@ impl Frame for Xdp<'_> {
 
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        // Uninitialised on purpose: zeroing costs a byte loop (BPF has no memset), and the
-        // helper writes every byte (zeros on failure).
+        // As for tc; the helper also reaches the fragments of multi-buffer XDP.
         let mut buf = MaybeUninit::<[u8; N]>::uninit();
-        let r = unsafe {
-            bpf_xdp_load_bytes(
-                self.0.as_ptr() as *mut _,
-                off as u32,
-                buf.as_mut_ptr() as *mut c_void,
-                N as u32,
+        let (data, end) = unsafe {
+            let x = self.0.ctx;
+            (
+                read_volatile(addr_of!((*x).data)) as usize,
+                read_volatile(addr_of!((*x).data_end)) as usize,
             )
         };
-        (r == 0).then(|| unsafe { buf.assume_init() })
+        let ok = in_place(data, end, off, self.1, &mut buf)
+            || unsafe {
+                bpf_xdp_load_bytes(
+                    self.0.as_ptr() as *mut _,
+                    off as u32,
+                    buf.as_mut_ptr() as *mut c_void,
+                    N as u32,
+                )
+            } == 0;
+        ok.then(|| unsafe { buf.assume_init() })
     }
 }
 
@@ -349,7 +412,8 @@ fn tc_count(ctx: &TcContext, egress: bool) {
 fn tc_eth(ctx: &TcContext, egress: bool) {
     tc_count(ctx, egress);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
-        let r = parse_ethernet(&Skb(ctx), unsafe { &mut (*s).pkt });
+        let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
+        let r = parse_ethernet(&Skb(ctx, slot), pkt);
         track(s, r, tc_segs(ctx), || tc_now(ctx), egress);
     }
 }
@@ -360,7 +424,8 @@ fn tc_rawip(ctx: &TcContext, egress: bool) {
     tc_count(ctx, egress);
     let proto = u16::from_be(ctx.skb.protocol() as u16);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
-        let r = parse_l3(&Skb(ctx), 0, proto, unsafe { &mut (*s).pkt });
+        let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
+        let r = parse_l3(&Skb(ctx, slot), 0, proto, pkt);
         track(s, r, tc_segs(ctx), || tc_now(ctx), egress);
     }
 }
@@ -412,7 +477,8 @@ pub fn xdp_eth(ctx: XdpContext) -> u32 {
         false,
     );
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
-        let r = parse_ethernet(&Xdp(&ctx), unsafe { &mut (*s).pkt });
+        let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
+        let r = parse_ethernet(&Xdp(&ctx, slot), pkt);
         track(s, r, 1, || unsafe { bpf_ktime_get_ns() }, false);
     }
     xdp_action::XDP_PASS

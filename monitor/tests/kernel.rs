@@ -15,7 +15,7 @@ use monitor::{
     snapshot::Snapshot,
 };
 use monitor_common::{
-    config::{PortSet, FLAG_SKB_TSTAMP},
+    config::{PortSet, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
     craft::{parser_cases, TcpFrame},
     event,
     flow::{C2S, S2C},
@@ -98,53 +98,57 @@ fn every_header_case_leaves_exactly_the_expected_map() {
     if !common::privileged() {
         return;
     }
-    for prog in ["tc_eth_in", "xdp_eth"] {
-        for case in parser_cases() {
-            // BPF_PROG_TEST_RUN refuses skb input shorter than an Ethernet header.
-            if case.frame.len() < 14 {
-                continue;
-            }
-            let mut e = ebpf("50001", 0, 1024);
-            let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
-            let what = format!("{prog}, case `{}`", case.name);
-            if let Err(err) = try_run(&mut e, prog, &case.frame, None) {
-                // The skb test harness itself refuses an IPv4/IPv6 EtherType with less than a
-                // network header behind it; XDP takes any frame, so the case is covered there.
-                assert!(
-                    prog == "tc_eth_in" && case.expect == Err(Skip::Truncated),
-                    "{what}: BPF_PROG_TEST_RUN failed: {err:?}"
-                );
-                eprintln!("{what}: the skb test harness refuses this frame; checked under XDP");
-                continue;
-            }
-            let snap = c.collect().unwrap();
-            assert_eq!(snap.counters.get(stats::PACKETS), 1, "{what}");
-            match case.expect {
-                Ok((sport, dport, payload, l3)) => {
-                    assert_eq!(snap.counters.get(stats::WATCHED), 1, "{what}");
-                    assert_eq!(snap.flows.len(), 1, "{what}: one flow");
-                    let f = &snap.flows[0];
-                    assert_eq!(
-                        (f.client().port(), f.server().port()),
-                        (sport, dport),
-                        "{what}"
-                    );
-                    let d = f.state.dir[C2S];
-                    assert_eq!(
-                        (d.packets, d.bytes, d.payload_bytes),
-                        (1, l3 as u64, payload as u64),
-                        "{what}"
-                    );
-                    assert_eq!(f.state.dir[S2C], Default::default(), "{what}");
+    // Headers are read in place; with FLAG_COPY_ONLY through the copy helpers, the route
+    // for headers outside a packet's linear part, which BPF_PROG_TEST_RUN never makes.
+    for (flags, route) in [(0, "in place"), (FLAG_COPY_ONLY, "copied")] {
+        for prog in ["tc_eth_in", "xdp_eth"] {
+            for case in parser_cases() {
+                // BPF_PROG_TEST_RUN refuses skb input shorter than an Ethernet header.
+                if case.frame.len() < 14 {
+                    continue;
                 }
-                Err(skip) => {
-                    assert_eq!(
-                        snap.counters.get(skip_counter(skip)),
-                        1,
-                        "{what}: counted as {skip:?}"
+                let mut e = ebpf("50001", flags, 1024);
+                let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
+                let what = format!("{prog} ({route}), case `{}`", case.name);
+                if let Err(err) = try_run(&mut e, prog, &case.frame, None) {
+                    // The skb test harness itself refuses an IPv4/IPv6 EtherType with less than a
+                    // network header behind it; XDP takes any frame, so the case is covered there.
+                    assert!(
+                        prog == "tc_eth_in" && case.expect == Err(Skip::Truncated),
+                        "{what}: BPF_PROG_TEST_RUN failed: {err:?}"
                     );
-                    assert!(snap.flows.is_empty(), "{what}: no flow");
-                    assert_eq!(snap.counters.get(stats::WATCHED), 0, "{what}");
+                    eprintln!("{what}: the skb test harness refuses this frame; checked under XDP");
+                    continue;
+                }
+                let snap = c.collect().unwrap();
+                assert_eq!(snap.counters.get(stats::PACKETS), 1, "{what}");
+                match case.expect {
+                    Ok((sport, dport, payload, l3)) => {
+                        assert_eq!(snap.counters.get(stats::WATCHED), 1, "{what}");
+                        assert_eq!(snap.flows.len(), 1, "{what}: one flow");
+                        let f = &snap.flows[0];
+                        assert_eq!(
+                            (f.client().port(), f.server().port()),
+                            (sport, dport),
+                            "{what}"
+                        );
+                        let d = f.state.dir[C2S];
+                        assert_eq!(
+                            (d.packets, d.bytes, d.payload_bytes),
+                            (1, l3 as u64, payload as u64),
+                            "{what}"
+                        );
+                        assert_eq!(f.state.dir[S2C], Default::default(), "{what}");
+                    }
+                    Err(skip) => {
+                        assert_eq!(
+                            snap.counters.get(skip_counter(skip)),
+                            1,
+                            "{what}: counted as {skip:?}"
+                        );
+                        assert!(snap.flows.is_empty(), "{what}: no flow");
+                        assert_eq!(snap.counters.get(stats::WATCHED), 0, "{what}");
+                    }
                 }
             }
         }

@@ -239,6 +239,9 @@ fn main() {
     r["machine"] = machine();
     r["smoke"] = json!(a.smoke);
     let runs = if a.smoke { 2 } else { 5 };
+    if live::run_time_stats_on() {
+        eprintln!("bench: warning: kernel.bpf_stats_enabled is 1, so every BPF program run pays two extra clock reads: groups 1 and 2 are inflated (set it to 0)");
+    }
     if want("kernel") {
         eprintln!("bench: 1. kernel cost per packet");
         let plan = if a.smoke {
