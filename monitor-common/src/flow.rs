@@ -20,7 +20,9 @@ pub struct FlowKey {
     pub port_b: u16,
     /// 4 or 6.
     pub family: u8,
-    pub _pad: [u8; 3],
+    // Two fields, not `[u8; 3]`: zeroing that array compiles to a memset call in the kernel.
+    pub _pad: u8,
+    pub _pad2: u16,
 }
 
 impl FlowKey {
@@ -52,7 +54,8 @@ impl FlowKey {
                 port_a: pa,
                 port_b: pb,
                 family: pkt.family,
-                _pad: [0; 3],
+                _pad: 0,
+                _pad2: 0,
             },
             src_is_a,
         )
