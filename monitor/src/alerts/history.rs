@@ -141,11 +141,98 @@ impl Spark {
     }
 }
 
+/// Cumulative samples, oldest first: their times, and their counters as runs of equal
+/// values. An idle flow's samples differ only in time, so a big table of mostly idle flows
+/// keeps eight bytes per sample instead of a whole [`Sample`]; every sample stays exact.
+#[derive(Clone, Debug, Default)]
+struct Samples {
+    ts: VecDeque<u64>,
+    /// Counters (the sample's `ts_ns` unused) and how many consecutive samples have them.
+    runs: VecDeque<(Sample, u32)>,
+}
+
+impl Samples {
+    fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    fn same_counters(a: &Sample, b: &Sample) -> bool {
+        (a.data_segments, a.retransmits, a.bytes) == (b.data_segments, b.retransmits, b.bytes)
+    }
+
+    fn push_back(&mut self, s: Sample) {
+        self.ts.push_back(s.ts_ns);
+        match self.runs.back_mut() {
+            Some((c, n)) if Self::same_counters(c, &s) => *n += 1,
+            _ => {
+                // Room for one run only at first (a deque would take four): most flows of a
+                // big table never change run.
+                if self.runs.is_empty() {
+                    self.runs.reserve_exact(1);
+                }
+                self.runs.push_back((Sample { ts_ns: 0, ..s }, 1));
+            }
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if self.ts.pop_front().is_some() {
+            if let Some((_, n)) = self.runs.front_mut() {
+                *n -= 1;
+                if *n == 0 {
+                    self.runs.pop_front();
+                    // A flow gone idle is down to one run for good, most likely: give
+                    // back the room its busy spell took (a deque never shrinks itself).
+                    if self.runs.len() == 1 {
+                        self.runs.shrink_to_fit();
+                    }
+                }
+            }
+        }
+    }
+
+    fn pop_back(&mut self) {
+        if self.ts.pop_back().is_some() {
+            if let Some((_, n)) = self.runs.back_mut() {
+                *n -= 1;
+                if *n == 0 {
+                    self.runs.pop_back();
+                }
+            }
+        }
+    }
+
+    fn front(&self) -> Option<Sample> {
+        let (c, _) = self.runs.front()?;
+        Some(Sample {
+            ts_ns: *self.ts.front()?,
+            ..*c
+        })
+    }
+
+    fn back(&self) -> Option<Sample> {
+        self.nth_back(0)
+    }
+
+    /// The sample `k` places before the newest.
+    fn nth_back(&self, k: usize) -> Option<Sample> {
+        let ts = *self.ts.get(self.ts.len().checked_sub(k + 1)?)?;
+        let mut skip = k;
+        for (c, n) in self.runs.iter().rev() {
+            if skip < *n as usize {
+                return Some(Sample { ts_ns: ts, ..*c });
+            }
+            skip -= *n as usize;
+        }
+        None
+    }
+}
+
 /// What the engine remembers of one flow between ticks.
 #[derive(Clone, Debug, Default)]
 pub struct FlowHistory {
     /// Cumulative samples spanning the retransmission window (and one before it).
-    samples: VecDeque<Sample>,
+    samples: Samples,
     pub spark: Spark,
     /// Since when each direction has been seen advertising a zero window.
     pub zero_since_ns: [Option<u64>; 2],
@@ -244,7 +331,7 @@ impl FlowHistory {
             self.samples.pop_back();
             self.spark.pop_back();
         }
-        if let Some(prev) = self.samples.back() {
+        if let Some(prev) = &self.samples.back() {
             if s.ts_ns <= prev.ts_ns {
                 return;
             }
@@ -257,19 +344,19 @@ impl FlowHistory {
         }
         self.samples.push_back(s);
         // Keep exactly one sample at or before the window's start.
-        while self.samples.len() >= 2 && self.samples[1].ts_ns + window_ns <= s.ts_ns {
+        while self.samples.len() >= 2 && self.samples.ts[1] + window_ns <= s.ts_ns {
             self.samples.pop_front();
         }
     }
 
-    pub fn latest(&self) -> Option<&Sample> {
+    pub fn latest(&self) -> Option<Sample> {
         self.samples.back()
     }
 
     /// The retransmission rate over (up to) the window.
     pub fn window_rate(&self, dir: usize, min_segments: u64) -> Option<Rate> {
         let (old, new) = (self.samples.front()?, self.samples.back()?);
-        retransmit_rate(old, new, dir, min_segments)
+        retransmit_rate(&old, &new, dir, min_segments)
     }
 
     /// Retransmissions counted within the rate window.
@@ -282,11 +369,10 @@ impl FlowHistory {
 
     /// Throughput over the latest tick.
     pub fn current_throughput(&self, dir: usize) -> f64 {
-        let n = self.samples.len();
-        if n < 2 {
-            return 0.0;
+        match (self.samples.nth_back(1), self.samples.back()) {
+            (Some(old), Some(new)) => throughput(&old, &new, dir),
+            _ => 0.0,
         }
-        throughput(&self.samples[n - 2], &self.samples[n - 1], dir)
     }
 }
 
@@ -387,6 +473,84 @@ mod tests {
         st.dir[C2S].segments = 21;
         h.update_zeek(&st);
         assert_eq!(h.zeek, "ShAaDdttR");
+    }
+
+    mod samples {
+        use super::super::{Sample, Samples};
+        use proptest::prelude::*;
+        use std::collections::VecDeque;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Push { retx: u64, bytes: u64 },
+            PopFront,
+            PopBack,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            // Few distinct counter values, so runs of equal ones form and break.
+            prop_oneof![
+                4 => (0u64..3, 0u64..2).prop_map(|(retx, bytes)| Op::Push { retx, bytes }),
+                1 => Just(Op::PopFront),
+                1 => Just(Op::PopBack),
+            ]
+        }
+
+        proptest! {
+            /// The run-length store answers exactly as a plain deque of samples would.
+            #[test]
+            fn runs_of_equal_counters_answer_as_a_plain_deque(ops in prop::collection::vec(op(), 0..200)) {
+                let (mut runs, mut plain) = (Samples::default(), VecDeque::<Sample>::new());
+                for (t, o) in ops.into_iter().enumerate() {
+                    match o {
+                        Op::Push { retx, bytes } => {
+                            let s = Sample {
+                                ts_ns: t as u64,
+                                data_segments: [7, 1],
+                                retransmits: [retx, 0],
+                                bytes: [bytes, 3],
+                            };
+                            runs.push_back(s);
+                            plain.push_back(s);
+                        }
+                        Op::PopFront => {
+                            runs.pop_front();
+                            plain.pop_front();
+                        }
+                        Op::PopBack => {
+                            runs.pop_back();
+                            plain.pop_back();
+                        }
+                    }
+                    prop_assert_eq!(runs.len(), plain.len());
+                    prop_assert_eq!(runs.front(), plain.front().copied());
+                    for k in 0..=plain.len() {
+                        let want = plain.len().checked_sub(k + 1).map(|i| plain[i]);
+                        prop_assert_eq!(runs.nth_back(k), want);
+                    }
+                    let counted: u32 = runs.runs.iter().map(|(_, n)| n).sum();
+                    prop_assert_eq!(counted as usize, plain.len());
+                }
+            }
+        }
+
+        #[test]
+        fn an_idle_flow_keeps_one_run() {
+            let mut h = super::FlowHistory::default();
+            for t in 0..60 {
+                h.push(super::sample(t, 100, 5), 10_000_000_000);
+            }
+            assert_eq!(h.samples.len(), 11, "the window and one before it");
+            assert_eq!(h.samples.runs.len(), 1);
+            assert_eq!(h.samples.runs.capacity(), 1);
+            assert_eq!(h.latest().map(|s| s.ts_ns), Some(59_000_000_000));
+            // Busy for a while, then idle past the window: back to one run's room.
+            for t in 60..120 {
+                let segs = 100 + t.min(80) * 10;
+                h.push(super::sample(t, segs, 5), 10_000_000_000);
+            }
+            assert_eq!((h.samples.runs.len(), h.samples.runs.capacity()), (1, 1));
+        }
     }
 
     #[test]
