@@ -2,7 +2,7 @@
 //!
 //! The parser reads the frame only through [`Frame::load`], fixed-size copies at an offset.
 //! In the kernel that is a copy straight from the packet when the bytes are in its linear
-//! part, else `bpf_skb_load_bytes`/`bpf_xdp_load_bytes` (the program's `in_place` says how
+//! part, else `bpf_skb_load_bytes`/`bpf_xdp_load_bytes` (the program's `read` says how
 //! the verifier is kept to one path per header); on the host it is a slice copy. Both sides
 //! thus run this exact code, and every loop has a constant bound.
 

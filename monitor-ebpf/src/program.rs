@@ -71,7 +71,7 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
 struct Scratch {
     pkt: Packet,
     init: FlowState,
-    /// Where [`in_place`] hides a header offset from the verifier.
+    /// Where [`read`] hides a header offset from the verifier.
     off: u64,
 }
 
@@ -121,49 +121,57 @@ fn flags() -> u32 {
     unsafe { read_volatile(addr_of!(CONFIG.flags)) }
 }
 
-/// Copies `N` bytes at `off` into `buf` straight from the packet when they lie within
-/// `[data, end)`: the headers of nearly every packet are in the linear part, and a helper
-/// call costs more than the copy (a call and a return, each through the return thunks of
-/// CPUs that need them).
+/// `N` bytes at `off`: copied straight from the packet when they lie within `[data, end)`,
+/// else by `copy` (the kernel's copy helper, which writes `N` bytes to its argument and
+/// returns 0, or zeros and an error). The headers of nearly every packet are in the linear
+/// part, and a helper call costs more than the copy (a call and a return, each through the
+/// return thunks of CPUs that need them).
 ///
 /// Written for the verifier, which walks every path: both routes leave the bytes in the same
-/// stack buffer, so it sees one state after either. The offset goes through map memory
-/// first, which the verifier does not track, so it becomes "some value below 32 KiB": added
-/// to a packet pointer, an offset's exact range would otherwise have to match between paths
-/// (TCP header length times IP header length times option position...) and the paths would
-/// multiply past its budget.
+/// stack buffer, so it sees one state after either. `data` and `end` are read afresh for
+/// each copy (volatile), so no packet pointer stays live to differ between the routes. The
+/// offset goes through map memory (`slot`), which the verifier does not track, so it
+/// becomes "some value below 32 KiB": added to a packet pointer, an offset's exact range
+/// would otherwise have to match between paths (TCP header length times IP header length
+/// times option position...) and the paths would multiply past its budget.
 #[inline(always)]
-fn in_place<const N: usize>(
-    data: usize,
-    end: usize,
+fn read<const N: usize>(
+    (data, end): (*const u32, *const u32),
     off: usize,
     slot: *mut u64,
-    buf: &mut MaybeUninit<[u8; N]>,
-) -> bool {
-    if flags() & FLAG_COPY_ONLY != 0 {
-        return false;
-    }
-    let off = unsafe {
+    copy: impl FnOnce(*mut c_void) -> i64,
+) -> Option<[u8; N]> {
+    // Uninitialised on purpose: zeroing costs a byte loop (BPF has no memset), and either
+    // route writes every byte.
+    let mut buf = MaybeUninit::<[u8; N]>::uninit();
+    let (data, end) = unsafe { (read_volatile(data) as usize, read_volatile(end) as usize) };
+    let off_seen = unsafe {
         write_volatile(slot, off as u64);
         read_volatile(slot) as usize
     };
-    // The verifier grants packet ranges only to offsets it knows stay below 64 KiB.
-    if off > 0x7fff {
-        return false;
-    }
-    let start = data + off;
     // At least two: LLVM turns a one-byte check into `start >= end`, from which the
     // verifier grants nothing. A last byte thus comes through the helper.
     let need = if N < 2 { 2 } else { N };
-    if start + need > end {
-        return false;
-    }
-    // Bounds checked just above, in the form the verifier follows.
-    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, buf.as_mut_ptr() as *mut u8, N) };
-    true
+    // The verifier grants packet ranges only to offsets it knows stay below 64 KiB.
+    let in_place =
+        flags() & FLAG_COPY_ONLY == 0 && off_seen <= 0x7fff && data + off_seen + need <= end;
+    let ok = if in_place {
+        // Bounds checked just above, in the form the verifier follows.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (data + off_seen) as *const u8,
+                buf.as_mut_ptr() as *mut u8,
+                N,
+            )
+        };
+        true
+    } else {
+        copy(buf.as_mut_ptr() as *mut c_void) == 0
+    };
+    ok.then(|| unsafe { buf.assume_init() })
 }
 
-/// A packet at tc, and a word of per-CPU map memory for [`in_place`].
+/// A packet at tc, and a word of per-CPU map memory for [`read`].
 struct Skb<'a>(&'a TcContext, *mut u64);
 
 impl Frame for Skb<'_> {
@@ -174,32 +182,15 @@ impl Frame for Skb<'_> {
 
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        // Uninitialised on purpose: zeroing costs a byte loop (BPF has no memset), and
-        // either route writes every byte (the helper zeros on failure).
-        let mut buf = MaybeUninit::<[u8; N]>::uninit();
-        // Volatile: read afresh for each copy, so no packet pointer stays live between
-        // copies to differ between the two routes.
-        let (data, end) = unsafe {
-            let skb = self.0.skb.skb;
-            (
-                read_volatile(addr_of!((*skb).data)) as usize,
-                read_volatile(addr_of!((*skb).data_end)) as usize,
-            )
-        };
-        let ok = in_place(data, end, off, self.1, &mut buf)
-            || unsafe {
-                bpf_skb_load_bytes(
-                    self.0.as_ptr() as *const _,
-                    off as u32,
-                    buf.as_mut_ptr() as *mut c_void,
-                    N as u32,
-                )
-            } == 0;
-        ok.then(|| unsafe { buf.assume_init() })
+        let skb = self.0.skb.skb;
+        let bounds = unsafe { (addr_of!((*skb).data), addr_of!((*skb).data_end)) };
+        read::<N>(bounds, off, self.1, |dst| unsafe {
+            bpf_skb_load_bytes(self.0.as_ptr() as *const _, off as u32, dst, N as u32)
+        })
     }
 }
 
-/// A packet at XDP, as [`Skb`].
+/// A packet at XDP, as [`Skb`]; the helper also reaches the fragments of multi-buffer XDP.
 struct Xdp<'a>(&'a XdpContext, *mut u64);
 
 impl Frame for Xdp<'_> {
@@ -211,25 +202,11 @@ impl Frame for Xdp<'_> {
 
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        // As for tc; the helper also reaches the fragments of multi-buffer XDP.
-        let mut buf = MaybeUninit::<[u8; N]>::uninit();
-        let (data, end) = unsafe {
-            let x = self.0.ctx;
-            (
-                read_volatile(addr_of!((*x).data)) as usize,
-                read_volatile(addr_of!((*x).data_end)) as usize,
-            )
-        };
-        let ok = in_place(data, end, off, self.1, &mut buf)
-            || unsafe {
-                bpf_xdp_load_bytes(
-                    self.0.as_ptr() as *mut _,
-                    off as u32,
-                    buf.as_mut_ptr() as *mut c_void,
-                    N as u32,
-                )
-            } == 0;
-        ok.then(|| unsafe { buf.assume_init() })
+        let x = self.0.ctx;
+        let bounds = unsafe { (addr_of!((*x).data), addr_of!((*x).data_end)) };
+        read::<N>(bounds, off, self.1, |dst| unsafe {
+            bpf_xdp_load_bytes(self.0.as_ptr() as *mut _, off as u32, dst, N as u32)
+        })
     }
 }
 
