@@ -155,11 +155,11 @@ impl Snapshot {
 
 /// Client, then server, then first seen, as bytes that compare as `SocketAddr`s do
 /// (family, address, port, all big-endian).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct OrderKey([u8; 19], [u8; 19], u64);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct OrderKey([u8; 19], [u8; 19], u64);
 
 impl OrderKey {
-    fn of(f: &FlowRecord) -> Self {
+    pub(crate) fn of(f: &FlowRecord) -> Self {
         let end = |a: SocketAddr| {
             let mut b = [0u8; 19];
             match a.ip() {

@@ -29,7 +29,7 @@ use history::{FlowHistory, Point, Sample};
 pub use rules::{Kind, Level};
 pub use sessions::SessionId;
 
-use crate::snapshot::{FlowRecord, Snapshot};
+use crate::snapshot::{FlowRecord, OrderKey, Snapshot};
 
 /// A connection record across ticks: a reused 4-tuple is another record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -141,10 +141,13 @@ const RECENT_CLEARED: usize = 200;
 
 pub struct AlertEngine {
     cfg: AlertConfig,
-    flows: HashMap<FlowId, Tracked>,
+    /// Every flow of the last snapshot, in its order (client, server, first seen). A tick
+    /// pairs them with the new snapshot's flows by walking both: a hash table of a million
+    /// flows cost a cache miss per lookup, half of a tick. Boxed: each tick rebuilds the
+    /// list, moving a pointer per flow rather than its few hundred bytes.
+    #[allow(clippy::vec_box)]
+    flows: Vec<Box<Tracked>>,
     sessions: sessions::Sessions,
-    /// Ticks judged so far: stamps which flows the latest tick saw.
-    ticks: u64,
     /// Settled flows whose record did not change are not judged again (off only in the
     /// test that holds the shortcut to judging everything).
     skip_settled: bool,
@@ -161,9 +164,8 @@ impl AlertEngine {
     pub fn new(cfg: AlertConfig) -> Self {
         Self {
             cfg,
-            flows: HashMap::default(),
+            flows: Vec::new(),
             sessions: sessions::Sessions::default(),
-            ticks: 0,
             skip_settled: true,
             active: BTreeMap::new(),
             cleared: VecDeque::new(),
@@ -175,10 +177,12 @@ impl AlertEngine {
         &self.cfg
     }
 
-    /// The sparkline points of one flow, oldest first.
+    /// The sparkline points of one flow, oldest first. A scan: called for the one flow the
+    /// UI shows in detail, once a tick.
     pub fn spark(&self, id: &FlowId) -> Vec<Point> {
         self.flows
-            .get(id)
+            .iter()
+            .find(|t| t.id == *id)
             .map(|t| t.hist.spark.iter().collect())
             .unwrap_or_default()
     }
@@ -188,8 +192,6 @@ impl AlertEngine {
     pub fn tick(&mut self, snap: &mut Snapshot, events: &[Event]) -> Vec<Transition> {
         let now = snap.now_ns;
         let cfg = self.cfg.clone();
-        self.ticks += 1;
-        let tick = self.ticks;
         let mut hellos: HashMap<FlowKey, u64> = HashMap::default();
         for ev in events.iter().filter(|e| e.kind == event::CLIENT_HELLO) {
             hellos.entry(ev.key).or_insert(ev.ts_ns);
@@ -202,16 +204,27 @@ impl AlertEngine {
             let f = &snap.flows[i];
             t.settled &= skip_settled;
             let hello = hellos.get(&f.key).copied();
-            let found = t.judge(&cfg, f, now, hello, tick, i, sessions);
+            let found = t.judge(&cfg, f, now, hello, sessions);
             (health[i], works[i]) = t.health(&cfg, f, now, &found);
             collect(&mut findings, t.session, i, found);
         };
-        // Known flows first; new ones then join sessions in the order they started.
+        // Known flows first; new ones then join sessions in the order they started. Flows
+        // the snapshot no longer has are dropped with `old`.
+        let pairs = pair(&self.flows, &snap.flows);
+        let mut old: Vec<Option<Box<Tracked>>> = std::mem::take(&mut self.flows)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut slots: Vec<Option<Box<Tracked>>> = Vec::with_capacity(snap.flows.len());
         let mut fresh = Vec::new();
-        for (i, f) in snap.flows.iter().enumerate() {
-            match self.flows.get_mut(&FlowId::of(f)) {
-                Some(t) => judge(t, i, &mut self.sessions),
-                None => fresh.push(i),
+        for (i, p) in pairs.into_iter().enumerate() {
+            let known = p.and_then(|j| old[j].take());
+            slots.push(known.map(|mut t| {
+                judge(&mut t, i, &mut self.sessions);
+                t
+            }));
+            if slots[i].is_none() {
+                fresh.push(i);
             }
         }
         fresh.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
@@ -224,17 +237,18 @@ impl AlertEngine {
                 st.last_seen_ns,
                 ns(cfg.session_window_s),
             );
-            let t = self.flows.entry(FlowId::of(f)).or_insert(Tracked {
+            let mut t = Box::new(Tracked {
+                id: FlowId::of(f),
+                order: OrderKey::of(f),
                 hist: FlowHistory::default(),
                 session,
-                tick,
-                index: i,
                 mark: None,
                 settled: false,
             });
-            judge(t, i, &mut self.sessions);
+            judge(&mut t, i, &mut self.sessions);
+            slots[i] = Some(t);
         }
-        self.flows.retain(|_, t| t.tick == tick);
+        self.flows = slots.into_iter().flatten().collect();
         // Whether a session still has a working flow matters only where something is wrong.
         let mut session_ok: HashMap<SessionId, bool> = findings
             .keys()
@@ -341,11 +355,17 @@ impl AlertEngine {
                 self.cleared.push_back(a);
             }
         }
-        // Which active alerts each flow is part of.
+        // Which active alerts each flow is part of (`self.flows` is in snapshot order now).
+        let mut part_of: HashMap<FlowId, Vec<u64>> = HashMap::default();
         for a in self.active.values() {
             for id in &a.flow_ids {
-                if let Some(t) = self.flows.get(id) {
-                    health[t.index].alerts.push(a.id);
+                part_of.entry(*id).or_default().push(a.id);
+            }
+        }
+        if !part_of.is_empty() {
+            for (t, h) in self.flows.iter().zip(health.iter_mut()) {
+                if let Some(ids) = part_of.get(&t.id) {
+                    h.alerts.extend_from_slice(ids);
                 }
             }
         }
@@ -371,13 +391,12 @@ impl AlertEngine {
 
 /// What the engine keeps of one flow between ticks.
 struct Tracked {
+    id: FlowId,
+    /// Where the flow sorts in a snapshot (fixed: a record's roles never change).
+    order: OrderKey,
     hist: FlowHistory,
     /// The session the flow joined when first seen.
     session: SessionId,
-    /// The latest tick that saw the flow: flows the latest tick did not see are gone.
-    tick: u64,
-    /// The flow's position in that tick's snapshot.
-    index: usize,
     /// The record when last judged: time of its last packet, packets each way, `seen` bits.
     mark: Option<(u64, [u64; 2], u16)>,
     /// The rules found nothing when last judged and time alone cannot change that: while
@@ -387,21 +406,16 @@ struct Tracked {
 }
 
 impl Tracked {
-    /// This tick's findings for the flow at `index` of the snapshot.
-    #[allow(clippy::too_many_arguments)]
+    /// This tick's findings for the flow.
     fn judge(
         &mut self,
         cfg: &AlertConfig,
         f: &FlowRecord,
         now: u64,
         hello: Option<u64>,
-        tick: u64,
-        index: usize,
         sessions: &mut sessions::Sessions,
     ) -> Vec<rules::Finding> {
         let st = &f.state;
-        self.tick = tick;
-        self.index = index;
         let window = ns(cfg.retransmit_window_s);
         let mark = Some((
             st.last_seen_ns,
@@ -455,6 +469,41 @@ impl Tracked {
         };
         (health, works)
     }
+}
+
+/// For each flow of the snapshot, the index of its tracked state in `old` (the previous
+/// snapshot's flows, in order). Both lists are sorted the same way, so one walk pairs
+/// nearly all; anything it misses (a list not in order) is looked up by id, so the result
+/// never depends on the order.
+fn pair(old: &[Box<Tracked>], flows: &[FlowRecord]) -> Vec<Option<usize>> {
+    let mut out = vec![None; flows.len()];
+    let mut taken = vec![false; old.len()];
+    let mut j = 0;
+    for (i, f) in flows.iter().enumerate() {
+        let k = OrderKey::of(f);
+        while j < old.len() && old[j].order < k {
+            j += 1;
+        }
+        if j < old.len() && old[j].order == k && old[j].id == FlowId::of(f) {
+            out[i] = Some(j);
+            taken[j] = true;
+            j += 1;
+        }
+    }
+    if out.iter().any(Option::is_none) {
+        let spare: HashMap<FlowId, usize> = old
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| !taken[*j])
+            .map(|(j, t)| (t.id, j))
+            .collect();
+        for (i, f) in flows.iter().enumerate() {
+            if out[i].is_none() {
+                out[i] = spare.get(&FlowId::of(f)).copied();
+            }
+        }
+    }
+    out
 }
 
 /// Files a flow's findings under the alert they belong to.

@@ -701,3 +701,71 @@ mod shortcut {
         }
     }
 }
+
+mod pairing {
+    //! A tick pairs the snapshot's flows with the tracked ones by walking both in order;
+    //! whatever the orders and whichever flows come and go, it must pair exactly as a
+    //! lookup by id would.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn flow(n: u8) -> FlowRecord {
+        // Some flows share a client and ports and differ only in start time (port reuse).
+        record(
+            [10, 0, n / 4, 1],
+            40000 + (n % 4) as u16,
+            443,
+            u64::from(n % 3) * S,
+        )
+    }
+
+    fn tracked(f: &FlowRecord) -> Box<Tracked> {
+        Box::new(Tracked {
+            id: FlowId::of(f),
+            order: OrderKey::of(f),
+            hist: FlowHistory::default(),
+            session: SessionId {
+                remote: f.client().ip(),
+                n: 0,
+            },
+            mark: None,
+            settled: false,
+        })
+    }
+
+    /// Distinct flows, in snapshot order or shuffled.
+    fn flows() -> impl Strategy<Value = Vec<FlowRecord>> {
+        (
+            prop::collection::btree_set(0u8..64, 0..40),
+            any::<bool>(),
+            any::<u64>(),
+        )
+            .prop_map(|(ns, sorted, seed)| {
+                let mut v: Vec<FlowRecord> = ns.into_iter().map(flow).collect();
+                v.sort_by_key(OrderKey::of);
+                v.dedup_by_key(|f| FlowId::of(f));
+                if !sorted {
+                    // A cheap deterministic shuffle.
+                    let len = v.len().max(1) as u64;
+                    for i in 0..v.len() {
+                        let j = ((seed ^ (i as u64 * 0x9e37_79b9)) % len) as usize;
+                        v.swap(i, j);
+                    }
+                }
+                v
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn the_walk_pairs_as_a_lookup_by_id_would(old in flows(), new in flows()) {
+            let kept: Vec<Box<Tracked>> = old.iter().map(tracked).collect();
+            let got = pair(&kept, &new);
+            for (i, f) in new.iter().enumerate() {
+                let want = kept.iter().position(|t| t.id == FlowId::of(f));
+                prop_assert_eq!(got[i], want, "flow {} of the snapshot", i);
+            }
+        }
+    }
+}
