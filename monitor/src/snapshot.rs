@@ -153,6 +153,47 @@ impl Snapshot {
     }
 }
 
+/// What a consumer keeps per flow between snapshots, kept in snapshot order (see [`pair`]).
+pub(crate) trait PerFlow {
+    fn id(&self) -> FlowId;
+    fn order(&self) -> &OrderKey;
+}
+
+/// For each flow of `flows`, the index of its state in `old` (kept in the previous
+/// snapshot's order). Both are sorted the same way, so one walk pairs nearly all: a hash
+/// lookup per flow cost a cache miss each, most of a tick at a million flows. What the walk
+/// misses (a list out of order) is looked up by id, so the result never depends on order.
+pub(crate) fn pair<T: PerFlow>(old: &[T], flows: &[FlowRecord]) -> Vec<Option<usize>> {
+    let mut out = vec![None; flows.len()];
+    let mut taken = vec![false; old.len()];
+    let mut j = 0;
+    for (i, f) in flows.iter().enumerate() {
+        let k = OrderKey::of(f);
+        while j < old.len() && *old[j].order() < k {
+            j += 1;
+        }
+        if j < old.len() && *old[j].order() == k && old[j].id() == FlowId::of(f) {
+            out[i] = Some(j);
+            taken[j] = true;
+            j += 1;
+        }
+    }
+    if out.iter().any(Option::is_none) {
+        let spare: foldhash::HashMap<FlowId, usize> = old
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| !taken[*j])
+            .map(|(j, t)| (t.id(), j))
+            .collect();
+        for (i, f) in flows.iter().enumerate() {
+            if out[i].is_none() {
+                out[i] = spare.get(&FlowId::of(f)).copied();
+            }
+        }
+    }
+    out
+}
+
 /// Client, then server, then first seen, as bytes that compare as `SocketAddr`s do
 /// (family, address, port, all big-endian).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -29,7 +29,7 @@ use history::{FlowHistory, Point, Sample};
 pub use rules::{Kind, Level};
 pub use sessions::SessionId;
 
-use crate::snapshot::{FlowRecord, OrderKey, Snapshot};
+use crate::snapshot::{pair, FlowRecord, OrderKey, PerFlow, Snapshot};
 
 /// A connection record across ticks: a reused 4-tuple is another record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -471,39 +471,14 @@ impl Tracked {
     }
 }
 
-/// For each flow of the snapshot, the index of its tracked state in `old` (the previous
-/// snapshot's flows, in order). Both lists are sorted the same way, so one walk pairs
-/// nearly all; anything it misses (a list not in order) is looked up by id, so the result
-/// never depends on the order.
-fn pair(old: &[Box<Tracked>], flows: &[FlowRecord]) -> Vec<Option<usize>> {
-    let mut out = vec![None; flows.len()];
-    let mut taken = vec![false; old.len()];
-    let mut j = 0;
-    for (i, f) in flows.iter().enumerate() {
-        let k = OrderKey::of(f);
-        while j < old.len() && old[j].order < k {
-            j += 1;
-        }
-        if j < old.len() && old[j].order == k && old[j].id == FlowId::of(f) {
-            out[i] = Some(j);
-            taken[j] = true;
-            j += 1;
-        }
+impl PerFlow for Box<Tracked> {
+    fn id(&self) -> FlowId {
+        self.id
     }
-    if out.iter().any(Option::is_none) {
-        let spare: HashMap<FlowId, usize> = old
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| !taken[*j])
-            .map(|(j, t)| (t.id, j))
-            .collect();
-        for (i, f) in flows.iter().enumerate() {
-            if out[i].is_none() {
-                out[i] = spare.get(&FlowId::of(f)).copied();
-            }
-        }
+
+    fn order(&self) -> &OrderKey {
+        &self.order
     }
-    out
 }
 
 /// Files a flow's findings under the alert they belong to.

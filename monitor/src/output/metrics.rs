@@ -25,7 +25,7 @@ use prometheus_client::{
 
 use crate::{
     alerts::{FlowId, Kind, Level},
-    snapshot::Snapshot,
+    snapshot::{pair, OrderKey, PerFlow, Snapshot},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,21 +119,31 @@ pub struct Metrics {
     tick: Gauge<f64, AtomicU64>,
     worst: Family<FlowLabels, Gauge<f64, AtomicU64>>,
     top_flows: usize,
-    /// What each flow had counted at the previous snapshot.
-    prev_flows: HashMap<FlowId, Prev>,
+    /// What each flow had counted at the previous snapshot, in its order (see
+    /// [`pair`]); boxed so the per-tick rebuild moves a pointer per flow.
+    #[allow(clippy::vec_box)]
+    prev_flows: Vec<Box<Prev>>,
     prev_ifaces: HashMap<String, [u64; 4]>,
     prev_counters: [u64; 3],
-    /// Snapshots observed: stamps which flows the latest one held.
-    observed: u64,
 }
 
 /// A flow's counters at the previous snapshot, and whether its handshake outcome was
 /// counted already.
 struct Prev {
+    id: FlowId,
+    order: OrderKey,
     counters: [[u64; FIELDS]; 2],
     handshake_counted: bool,
-    /// The latest snapshot that held the flow.
-    stamp: u64,
+}
+
+impl PerFlow for Box<Prev> {
+    fn id(&self) -> FlowId {
+        self.id
+    }
+
+    fn order(&self) -> &OrderKey {
+        &self.order
+    }
 }
 
 impl Metrics {
@@ -341,10 +351,9 @@ impl Metrics {
             tick,
             worst,
             top_flows,
-            prev_flows: HashMap::default(),
+            prev_flows: Vec::new(),
             prev_ifaces: HashMap::default(),
             prev_counters: [0; 3],
-            observed: 0,
         }
     }
 
@@ -369,16 +378,22 @@ impl Metrics {
                     .inc_by(now[k + 2].saturating_sub(prev[k + 2]));
             }
         }
-        self.observed += 1;
-        let stamp = self.observed;
-        for f in &snap.flows {
+        let pairs = pair(&self.prev_flows, &snap.flows);
+        let mut old: Vec<Option<Box<Prev>>> = std::mem::take(&mut self.prev_flows)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut kept = Vec::with_capacity(snap.flows.len());
+        for (f, j) in snap.flows.iter().zip(pairs) {
             let now = [fields(&f.state, C2S), fields(&f.state, S2C)];
-            let p = self.prev_flows.entry(FlowId::of(f)).or_insert(Prev {
-                counters: [[0; FIELDS]; 2],
-                handshake_counted: false,
-                stamp,
+            let mut p = j.and_then(|j| old[j].take()).unwrap_or_else(|| {
+                Box::new(Prev {
+                    id: FlowId::of(f),
+                    order: OrderKey::of(f),
+                    counters: [[0; FIELDS]; 2],
+                    handshake_counted: false,
+                })
             });
-            p.stamp = stamp;
             // Most flows in a big table did not move since the last tick.
             if p.counters != now {
                 let prev = std::mem::replace(&mut p.counters, now);
@@ -425,8 +440,10 @@ impl Metrics {
                     }
                 }
             }
+            kept.push(p);
         }
-        self.prev_flows.retain(|_, p| p.stamp == stamp);
+        // Flows the snapshot no longer holds go with `old`.
+        self.prev_flows = kept;
 
         let c = [
             snap.evicted_flows,
