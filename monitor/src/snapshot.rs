@@ -202,20 +202,22 @@ pub(crate) fn pair<T: PerFlow>(old: &[T], flows: &[FlowRecord]) -> Vec<Option<us
 pub(crate) struct OrderKey([u64; 6]);
 
 impl OrderKey {
+    /// Straight from the key's bytes (an IPv4 address is its first four, the rest zero),
+    /// which is what `SocketAddr`s would compare, without building them.
     pub(crate) fn of(f: &FlowRecord) -> Self {
-        let end = |b: &mut [u8], a: SocketAddr| {
-            match a.ip() {
-                IpAddr::V4(v4) => b[1..5].copy_from_slice(&v4.octets()),
-                IpAddr::V6(v6) => {
-                    b[0] = 1;
-                    b[1..17].copy_from_slice(&v6.octets());
-                }
-            }
-            b[17..19].copy_from_slice(&a.port().to_be_bytes());
+        let k = &f.key;
+        let ((ca, cp), (sa, sp)) = if f.state.client_is_a != 0 {
+            ((&k.addr_a, k.port_a), (&k.addr_b, k.port_b))
+        } else {
+            ((&k.addr_b, k.port_b), (&k.addr_a, k.port_a))
         };
+        let v6 = u8::from(k.family != 4);
         let mut b = [0u8; 48];
-        end(&mut b[..19], f.client());
-        end(&mut b[19..38], f.server());
+        for (at, a, p) in [(0, ca, cp), (19, sa, sp)] {
+            b[at] = v6;
+            b[at + 1..at + 17].copy_from_slice(a);
+            b[at + 17..at + 19].copy_from_slice(&p.to_be_bytes());
+        }
         b[38..46].copy_from_slice(&f.state.first_seen_ns.to_be_bytes());
         let mut w = [0u64; 6];
         for (w, c) in w.iter_mut().zip(b.chunks_exact(8)) {

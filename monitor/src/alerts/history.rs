@@ -355,8 +355,18 @@ impl FlowHistory {
 
     /// The retransmission rate over (up to) the window.
     pub fn window_rate(&self, dir: usize, min_segments: u64) -> Option<Rate> {
-        let (old, new) = (self.samples.front()?, self.samples.back()?);
-        retransmit_rate(&old, &new, dir, min_segments)
+        self.window_rates(min_segments)[dir]
+    }
+
+    /// The same for both directions, reading the window's ends once (every flow's health
+    /// wants both, every tick).
+    pub fn window_rates(&self, min_segments: u64) -> [Option<Rate>; 2] {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(old), Some(new)) => {
+                [C2S, S2C].map(|d| retransmit_rate(&old, &new, d, min_segments))
+            }
+            _ => [None; 2],
+        }
     }
 
     /// Retransmissions counted within the rate window.
@@ -367,11 +377,11 @@ impl FlowHistory {
         }
     }
 
-    /// Throughput over the latest tick.
-    pub fn current_throughput(&self, dir: usize) -> f64 {
+    /// Throughput over the latest tick, each direction.
+    pub fn current_throughput(&self) -> [f64; 2] {
         match (self.samples.nth_back(1), self.samples.back()) {
-            (Some(old), Some(new)) => throughput(&old, &new, dir),
-            _ => 0.0,
+            (Some(old), Some(new)) => [C2S, S2C].map(|d| throughput(&old, &new, d)),
+            _ => [0.0; 2],
         }
     }
 }
@@ -428,7 +438,7 @@ mod tests {
         let p = h.spark.back().expect("points");
         assert_eq!(p.bytes_per_s[C2S], 1000.0);
         assert!((p.retx_ratio[C2S] - 0.1).abs() < 1e-6);
-        assert_eq!(h.current_throughput(C2S), 1000.0);
+        assert_eq!(h.current_throughput()[C2S], 1000.0);
     }
 
     #[test]

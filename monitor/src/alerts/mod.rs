@@ -457,11 +457,10 @@ impl Tracked {
         let health = FlowHealth {
             session: Some(self.session),
             level,
-            throughput: [h.current_throughput(C2S), h.current_throughput(S2C)],
-            retx_rate: [C2S, S2C].map(|d| {
-                h.window_rate(d, cfg.retransmit_min_segments)
-                    .map(|r| r.ratio)
-            }),
+            throughput: h.current_throughput(),
+            retx_rate: h
+                .window_rates(cfg.retransmit_min_segments)
+                .map(|r| r.map(|r| r.ratio)),
             zero_window_ns: h.zero_total_ns,
             in_flight: [rules::in_flight(st, C2S), rules::in_flight(st, S2C)],
             alerts: Vec::new(),
