@@ -104,27 +104,9 @@ impl Default for Snapshot {
 impl Snapshot {
     /// `live` is how many of `flows` are still in the kernel map (the rest were closed).
     pub fn new(mut flows: Vec<FlowRecord>, live: u64, counters: Counters, now_ns: u64) -> Self {
-        // Owned records are sorted where they are (the key is built once per record).
+        // Sorted where they are: the small keys are sorted, then the records moved once
+        // each into place (no second copy of a big table).
         flows.sort_by_cached_key(OrderKey::of);
-        Self::with_flows(flows, live, counters, now_ns)
-    }
-
-    /// A snapshot of records held elsewhere (closed ones, the collector's buffer), copied
-    /// once each straight into the order of [`Snapshot::flows`].
-    pub fn gather(parts: &[&[FlowRecord]], live: u64, counters: Counters, now_ns: u64) -> Self {
-        let all = || parts.iter().flat_map(|p| p.iter());
-        // Sorting small keys, then copying each record once, moves far less memory than
-        // sorting the 536-byte records themselves (a third of a tick at a million flows).
-        let mut order: Vec<(OrderKey, u32)> = all()
-            .enumerate()
-            .map(|(i, f)| (OrderKey::of(f), i as u32))
-            .collect();
-        order.sort_unstable();
-        let index: Vec<&FlowRecord> = all().collect();
-        let flows: Vec<FlowRecord> = order
-            .iter()
-            .map(|&(_, i)| index[i as usize].clone())
-            .collect();
         Self::with_flows(flows, live, counters, now_ns)
     }
 

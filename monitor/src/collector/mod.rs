@@ -145,12 +145,10 @@ impl Collector {
         }
         let live = buf.len() as u64;
         self.last_len = buf.len();
-        let mut snap = Snapshot::gather(
-            &[&self.closed, &buf],
-            live,
-            counters,
-            self.clock.now_epoch(),
-        );
+        // The buffer becomes the snapshot, sorted where it is: a second copy of a big table
+        // would cost the kernel zeroing as many fresh pages again.
+        buf.extend_from_slice(&self.closed);
+        let mut snap = Snapshot::new(buf, live, counters, self.clock.now_epoch());
         snap.interfaces = self.interfaces()?;
         Ok(snap)
     }
