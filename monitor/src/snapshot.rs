@@ -176,6 +176,17 @@ pub(crate) fn pair<T: PerFlow>(old: &[T], flows: &[FlowRecord]) -> Vec<Option<us
     out
 }
 
+/// Each flow's state moved out of `old` (kept in the previous snapshot's order, see
+/// [`pair`]): `None` for a flow new to `flows`. States of flows that left are dropped.
+pub(crate) fn carry<T: PerFlow>(old: Vec<T>, flows: &[FlowRecord]) -> Vec<Option<T>> {
+    let pairs = pair(&old, flows);
+    let mut old: Vec<Option<T>> = old.into_iter().map(Some).collect();
+    pairs
+        .into_iter()
+        .map(|j| j.and_then(|j| old[j].take()))
+        .collect()
+}
+
 /// Client, then server, then first seen, as bytes that compare as `SocketAddr`s do
 /// (family, address, port, all big-endian), packed into big-endian words: comparing words
 /// is a few integer compares where comparing the bytes was a `memcmp` call, and a tick

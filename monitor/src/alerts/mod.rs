@@ -29,7 +29,7 @@ use history::{FlowHistory, Point, Sample};
 pub use rules::{Kind, Level};
 pub use sessions::SessionId;
 
-use crate::snapshot::{pair, FlowRecord, OrderKey, PerFlow, Snapshot};
+use crate::snapshot::{carry, FlowRecord, OrderKey, PerFlow, Snapshot};
 
 /// A connection record across ticks: a reused 4-tuple is another record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -208,17 +208,11 @@ impl AlertEngine {
             (health[i], works[i]) = t.health(&cfg, f, now, &found);
             collect(&mut findings, t.session, i, found);
         };
-        // Known flows first; new ones then join sessions in the order they started. Flows
-        // the snapshot no longer has are dropped with `old`.
-        let pairs = pair(&self.flows, &snap.flows);
-        let mut old: Vec<Option<Box<Tracked>>> = std::mem::take(&mut self.flows)
-            .into_iter()
-            .map(Some)
-            .collect();
+        // Known flows first; new ones then join sessions in the order they started.
+        let carried = carry(std::mem::take(&mut self.flows), &snap.flows);
         let mut slots: Vec<Option<Box<Tracked>>> = Vec::with_capacity(snap.flows.len());
         let mut fresh = Vec::new();
-        for (i, p) in pairs.into_iter().enumerate() {
-            let known = p.and_then(|j| old[j].take());
+        for (i, known) in carried.into_iter().enumerate() {
             slots.push(known.map(|mut t| {
                 judge(&mut t, i, &mut self.sessions);
                 t

@@ -761,7 +761,7 @@ mod pairing {
         #[test]
         fn the_walk_pairs_as_a_lookup_by_id_would(old in flows(), new in flows()) {
             let kept: Vec<Box<Tracked>> = old.iter().map(tracked).collect();
-            let got = pair(&kept, &new);
+            let got = crate::snapshot::pair(&kept, &new);
             for (i, f) in new.iter().enumerate() {
                 let want = kept.iter().position(|t| t.id == FlowId::of(f));
                 prop_assert_eq!(got[i], want, "flow {} of the snapshot", i);

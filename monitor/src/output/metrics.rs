@@ -25,7 +25,7 @@ use prometheus_client::{
 
 use crate::{
     alerts::{FlowId, Kind, Level},
-    snapshot::{pair, OrderKey, PerFlow, Snapshot},
+    snapshot::{carry, OrderKey, PerFlow, Snapshot},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,7 +120,7 @@ pub struct Metrics {
     worst: Family<FlowLabels, Gauge<f64, AtomicU64>>,
     top_flows: usize,
     /// What each flow had counted at the previous snapshot, in its order (see
-    /// [`pair`]); boxed so the per-tick rebuild moves a pointer per flow.
+    /// [`carry`]); boxed so the per-tick rebuild moves a pointer per flow.
     #[allow(clippy::vec_box)]
     prev_flows: Vec<Box<Prev>>,
     prev_ifaces: HashMap<String, [u64; 4]>,
@@ -378,15 +378,12 @@ impl Metrics {
                     .inc_by(now[k + 2].saturating_sub(prev[k + 2]));
             }
         }
-        let pairs = pair(&self.prev_flows, &snap.flows);
-        let mut old: Vec<Option<Box<Prev>>> = std::mem::take(&mut self.prev_flows)
-            .into_iter()
-            .map(Some)
-            .collect();
+        // Flows the snapshot no longer holds are dropped by `carry`.
+        let carried = carry(std::mem::take(&mut self.prev_flows), &snap.flows);
         let mut kept = Vec::with_capacity(snap.flows.len());
-        for (f, j) in snap.flows.iter().zip(pairs) {
+        for (f, p) in snap.flows.iter().zip(carried) {
             let now = [fields(&f.state, C2S), fields(&f.state, S2C)];
-            let mut p = j.and_then(|j| old[j].take()).unwrap_or_else(|| {
+            let mut p = p.unwrap_or_else(|| {
                 Box::new(Prev {
                     id: FlowId::of(f),
                     order: OrderKey::of(f),
@@ -442,7 +439,6 @@ impl Metrics {
             }
             kept.push(p);
         }
-        // Flows the snapshot no longer holds go with `old`.
         self.prev_flows = kept;
 
         let c = [
