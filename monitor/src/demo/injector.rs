@@ -164,7 +164,9 @@ impl Injector {
     }
 
     fn send(&self, p: &[u8], to: Ipv4Addr) -> Result<()> {
-        let (addr, len) = sys::raw(&sys::sockaddr_in(to, 0));
+        // Bound to a name: a temporary would be gone by the call, its pointer dangling.
+        let sa = sys::sockaddr_in(to, 0);
+        let (addr, len) = sys::raw(&sa);
         // SAFETY: sending a local buffer to a valid address structure.
         let n = unsafe {
             libc::sendto(

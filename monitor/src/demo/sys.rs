@@ -14,7 +14,9 @@ pub fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     }
 }
 
-/// The address as the pointer and length `bind`, `connect` and `sendto` take.
+/// The address as the pointer and length `bind`, `connect` and `sendto` take. The pointer
+/// is valid only while `sa` is: pass a named value, never a temporary (`raw(&make())`
+/// dangles once the statement ends).
 pub fn raw<T>(sa: &T) -> (*const libc::sockaddr, libc::socklen_t) {
     (
         sa as *const T as *const libc::sockaddr,
