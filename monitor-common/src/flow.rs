@@ -220,7 +220,9 @@ pub struct FlowState {
     pub role_by: u8,
     /// `seen::*` bits.
     pub seen: u16,
-    pub _pad: [u8; 4],
+    /// The kernel's marking epoch the last time it reported this flow as changed (see
+    /// [`Changed`]); zero in userspace, which has no use for it once the record is read.
+    pub epoch: u32,
     /// Indexed by `C2S` / `S2C`.
     pub dir: [DirStats; 2],
     pub tcp: crate::analysis::ConnState,
@@ -251,6 +253,26 @@ impl FlowState {
             S2C
         }
     }
+}
+
+/// A flow whose record changed during marking epoch `epoch`. The kernel sends one the
+/// first time a flow changes in each epoch; userspace starts a new epoch every tick and
+/// reads back only the flows sent, instead of the whole map (a million records per tick).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changed {
+    pub key: FlowKey,
+    pub epoch: u32,
+    pub _pad: u32,
+}
+
+/// Bytes of the changed-flows ring for a map of `max_flows`: room for one flow in four to
+/// change per tick (a ring entry is its 8-byte header and the record), a power of two as
+/// the kernel requires. When more change, the ring fills and userspace reads the whole map.
+pub fn changed_ring_bytes(max_flows: u32) -> u32 {
+    let entry = (core::mem::size_of::<Changed>() + 8) as u64;
+    let want = (max_flows as u64 / 4).max(4096) * entry;
+    want.next_power_of_two().min(1 << 30) as u32
 }
 
 /// What the latest packet did, for the caller to turn into events. Kept in the record,
@@ -448,6 +470,8 @@ pub fn update(
 unsafe impl aya::Pod for FlowKey {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for FlowState {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Changed {}
 
 #[cfg(all(test, feature = "user"))]
 mod tests {

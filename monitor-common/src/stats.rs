@@ -12,7 +12,9 @@ pub const WATCHED: u32 = 7;
 pub const FLOWS_CREATED: u32 = 8;
 pub const FLOW_INSERT_FAILED: u32 = 9;
 pub const EVENTS_LOST: u32 = 10;
-pub const COUNT: u32 = 11;
+/// Changed flows the kernel could not report (ring full): userspace then reads the map whole.
+pub const CHANGES_LOST: u32 = 11;
+pub const COUNT: u32 = 12;
 
 /// Names used in JSON and logs, indexed like the constants above.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -27,6 +29,7 @@ pub const NAMES: [&str; COUNT as usize] = [
     "flows_created",
     "flow_insert_failed",
     "lost_events",
+    "lost_changes",
 ];
 
 /// Traffic per interface and hook direction, whatever the port: what the interface

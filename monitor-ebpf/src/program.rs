@@ -18,14 +18,16 @@ use aya_ebpf::{
         },
     },
     macros::{btf_map, classifier, map, xdp},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array as LegacyArray, LruHashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
     EbpfContext,
 };
 use monitor_common::{
     config::{Config, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
     event::{self, Event},
-    flow::{seen, src_is_client, starts_new_connection, update, FlowKey, FlowState, Outcome},
+    flow::{
+        seen, src_is_client, starts_new_connection, update, Changed, FlowKey, FlowState, Outcome,
+    },
     parse::{parse_ethernet, parse_l3, Frame, Packet, Skip, RST},
     stats,
 };
@@ -84,6 +86,14 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// Connection records closed by port reuse (a new ISN on the same 4-tuple).
 #[map]
 static CLOSED: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+
+/// The marking epoch, advanced by userspace at each tick (slot 0).
+#[map]
+static EPOCH: LegacyArray<u32> = LegacyArray::with_max_entries(1, 0);
+
+/// Flows changed in an epoch, once each (see [`mark`]). Resized by userspace with the map.
+#[map]
+static CHANGED: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 #[map]
 static IFACES: PerCpuArray<stats::IfCounters> =
@@ -361,7 +371,36 @@ fn track(
         bpf_spin_unlock(lock);
         o
     };
+    mark(entry, &key);
     emit_outcome(&outcome, &key, pkt, now);
+}
+
+/// Reports the flow as changed, once per epoch. Called after the record is written, and
+/// the epoch read after that: a tick that advanced the epoch before this read also reads
+/// the record after this write, and one that advanced it later sees the flow again in the
+/// new epoch. A flow the ring has no room for stays unmarked (the next packet tries again)
+/// and is counted, and userspace reads the whole map.
+#[inline(always)]
+fn mark(entry: *mut FlowState, key: &FlowKey) {
+    let Some(e) = EPOCH.get_ptr(0) else { return };
+    let epoch = unsafe { read_volatile(e) };
+    let at = unsafe { addr_of_mut!((*entry).epoch) };
+    if unsafe { read_volatile(at) } == epoch {
+        return;
+    }
+    match CHANGED.reserve::<Changed>(0) {
+        Some(mut slot) => {
+            slot.write(Changed {
+                key: *key,
+                epoch,
+                _pad: 0,
+            });
+            slot.submit(0);
+            // Unlocked: two CPUs racing here both report the flow, which userspace dedups.
+            unsafe { write_volatile(at, epoch) };
+        }
+        None => bump(stats::CHANGES_LOST),
+    }
 }
 
 /// Segments in the skb: a GSO/GRO super-packet carries several.

@@ -1,7 +1,10 @@
 //! One consistent view of everything the monitor knows at a tick. Outputs render from it
 //! and never touch the kernel.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+};
 
 use crate::alerts::{config::HANDSHAKE_TIMEOUT_S, history::Point, Alert, FlowHealth, FlowId};
 use monitor_common::{
@@ -71,7 +74,9 @@ pub struct IfaceTraffic {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     /// Sorted by client, then server, then first seen (a reused 4-tuple is several records).
-    pub flows: Vec<FlowRecord>,
+    /// Shared with the collector, which keeps the table between ticks and changes only
+    /// what moved: a snapshot of a million flows is not a copy of half a gigabyte.
+    pub flows: Arc<Vec<FlowRecord>>,
     pub counters: Counters,
     /// Flows the kernel created that are no longer in its map: the LRU evicted them.
     pub evicted_flows: u64,
@@ -97,7 +102,7 @@ pub struct Snapshot {
 
 impl Default for Snapshot {
     fn default() -> Self {
-        Self::with_flows(Vec::new(), 0, Counters::default(), 0)
+        Self::sorted(Arc::default(), 0, Counters::default(), 0)
     }
 }
 
@@ -107,7 +112,7 @@ impl Snapshot {
         // Sorted where they are: the small keys are sorted, then the records moved once
         // each into place (no second copy of a big table).
         flows.sort_by_cached_key(OrderKey::of);
-        Self::with_flows(flows, live, counters, now_ns)
+        Self::sorted(Arc::new(flows), live, counters, now_ns)
     }
 
     /// A flow's handshake outcome at this snapshot, or `None` while pending.
@@ -115,7 +120,8 @@ impl Snapshot {
         crate::output::json::outcome(st, self.now_ns, self.handshake_timeout_ns)
     }
 
-    fn with_flows(flows: Vec<FlowRecord>, live: u64, counters: Counters, now_ns: u64) -> Self {
+    /// As [`Snapshot::new`], for `flows` already in snapshot order.
+    pub fn sorted(flows: Arc<Vec<FlowRecord>>, live: u64, counters: Counters, now_ns: u64) -> Self {
         let created = counters.get(stats::FLOWS_CREATED);
         let closed = flows.len() as u64 - live;
         let evicted_flows = created.saturating_sub(live + closed);
@@ -191,7 +197,7 @@ pub(crate) fn carry<T: PerFlow>(old: Vec<T>, flows: &[FlowRecord]) -> Vec<Option
 /// (family, address, port, all big-endian), packed into big-endian words: comparing words
 /// is a few integer compares where comparing the bytes was a `memcmp` call, and a tick
 /// compares keys tens of millions of times at a million flows (sorting, pairing).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct OrderKey([u64; 6]);
 
 impl OrderKey {

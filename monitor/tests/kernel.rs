@@ -289,6 +289,93 @@ fn ipv6_flows_and_capture_timestamps() {
     assert_eq!((f.state.dir[C2S].syns, f.state.dir[S2C].synacks), (1, 1));
 }
 
+/// Ticks read back only the flows the kernel reported changed: each must show what reading
+/// the whole map shows, through new flows, port reuse, resets and a full map evicting.
+#[test]
+fn reading_only_changed_flows_equals_reading_the_whole_map() {
+    if !common::privileged() {
+        return;
+    }
+    // Larger than the margin below which the collector trusts reports (a few hundred
+    // entries per CPU), smaller than the flows of the second half.
+    let max = 2048;
+    let mut e = ebpf("50000-59999", 0, max);
+    let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
+    // xorshift: the same packets every run, no dependency.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for round in 0..60u32 {
+        // Forty flows fit the map; then a crowd fills it, and it evicts.
+        let flows = 40;
+        if round == 30 {
+            for port in 0..max as u16 + 100 {
+                let f = TcpFrame::new(v4(3), 1024 + port, v4(2), 50001).flags(SYN);
+                run(&mut e, "tc_eth_in", &f.ethernet(), None);
+            }
+        }
+        for _ in 0..next(12) {
+            let port = 30000 + next(flows) as u16;
+            let (seq, ack) = (next(1 << 31) as u32, next(1 << 31) as u32);
+            let (flags, fwd, data): (u8, bool, &[u8]) = match next(5) {
+                0 => (SYN, true, b""),
+                1 => (SYN | ACK, false, b""),
+                2 => (RST | ACK, next(2) == 0, b""),
+                _ => (ACK, next(2) == 0, b"media"),
+            };
+            let mut f = if fwd {
+                TcpFrame::new(v4(1), port, v4(2), 50001)
+            } else {
+                TcpFrame::new(v4(2), 50001, v4(1), port)
+            }
+            .flags(flags)
+            .payload(data);
+            f.seq = seq;
+            f.ack = ack;
+            run(&mut e, "tc_eth_in", &f.ethernet(), None);
+        }
+        let ticked = c.collect().unwrap();
+        c.forget();
+        let whole = c.collect().unwrap();
+        if ticked.flows != whole.flows {
+            let brief = |s: &Snapshot| -> Vec<String> {
+                s.flows
+                    .iter()
+                    .map(|f| {
+                        let d = &f.state.dir;
+                        format!(
+                            "{}@{}:{}+{}",
+                            f.client().port(),
+                            f.state.first_seen_ns,
+                            d[0].packets,
+                            d[1].packets
+                        )
+                    })
+                    .collect()
+            };
+            panic!(
+                "round {round}: updated table differs from a whole read\n{:?}\n{:?}",
+                brief(&ticked),
+                brief(&whole)
+            );
+        }
+        assert_eq!(ticked.evicted_flows, whole.evicted_flows, "round {round}");
+    }
+    let s = c.collect().unwrap();
+    let keys: std::collections::HashSet<_> = s.flows.iter().map(|f| f.key).collect();
+    assert!(keys.len() < s.flows.len(), "no port reuse happened");
+    assert!(s.evicted_flows > 0, "the map never evicted");
+    assert!(
+        c.reads.changed >= 25 && c.reads.records > 0,
+        "ticks did not update from reports: {:?}",
+        c.reads
+    );
+}
+
 #[test]
 fn a_full_map_evicts_and_says_so() {
     if !common::privileged() {

@@ -114,7 +114,7 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
             host.flows.len(),
             "{name}: number of records"
         );
-        for (k, h) in kernel.flows.iter().zip(&host.flows) {
+        for (k, h) in kernel.flows.iter().zip(host.flows.iter()) {
             assert_eq!(k.key, h.key, "{name}: record order");
             if k.state != h.state {
                 panic!(

@@ -150,16 +150,17 @@ fn tables_without_machines(r: &Value) -> String {
         );
     }
     if let Some(sc) = r.get("scale") {
-        s += "### 5. Scale: flows in the kernel map\n\nTimes in ms; a tick = reading the map + judging the flows + feeding the metrics. The first tick meets every flow; the ticks measured after it each see 1 % of the flows changed (one data segment each since the tick before). Render: the flow table on a 160x48 terminal. Scrape: encoding `/metrics`. RSS after 3 min: after 180 more ticks of judging (the flows idle), when every sparkline is full.\n\n| flows | first tick | runs | tick | read map | judge | metrics | render | scrape | monitor RSS MB | RSS MB after 3 min | kernel map MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        s += "### 5. Scale: flows in the kernel map\n\nTimes in ms; a tick = reading the map + judging the flows + feeding the metrics. The first tick meets every flow and reads the map whole; the ticks measured after it each see 1 % of the flows changed (one data segment each since the tick before), and read back the flows the kernel reported changed (\"whole reads\": how many of them read the whole map instead). Render: the flow table on a 160x48 terminal. Scrape: encoding `/metrics`. RSS after 3 min: after 180 more ticks of judging (the flows idle), when every sparkline is full.\n\n| flows | first tick | runs | tick | read map | whole reads | judge | metrics | render | scrape | monitor RSS MB | RSS MB after 3 min | kernel map MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
         for z in sc["sizes"].as_array().into_iter().flatten() {
             let f = |k: &str| Figure::from_json(&z[k]);
             s += &format!(
-                "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |\n",
+                "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |\n",
                 z["flows"],
                 z["first_tick_ms"].as_f64().unwrap_or(0.0),
                 f("tick_ms").runs.len(),
                 f("tick_ms").cell(1),
                 f("read_map_ms").cell(1),
+                z["ticks_read_whole"],
                 f("judge_ms").cell(1),
                 f("metrics_observe_ms").cell(1),
                 f("render_table_ms").cell(1),

@@ -112,6 +112,7 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
         let mut flows_seen = 0;
         let mut rss_after = 0;
         let mut first_tick = 0.0;
+        let mut reads_after_first = collector.reads;
         // The first tick meets every flow; the others see 1 % of the flows changed since
         // the tick before (one data segment each), as on a busy edge where most media
         // flows of a huge table are between bursts.
@@ -148,12 +149,14 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             assert!(text.contains("monitor_active_flows"));
             rss_after = rss_after.max(rss_bytes());
             if run == 0 {
+                reads_after_first = collector.reads;
                 first_tick = read[0] + judge[0] + feed[0];
                 for v in [&mut read, &mut judge, &mut feed, &mut render, &mut scrape] {
                     v.clear();
                 }
             }
         }
+        let measured = collector.reads;
         // Three minutes on: every flow's sparkline full (the flows idle since).
         let mut snap = collector.collect().expect("collect");
         for _ in 0..SPARK_POINTS {
@@ -178,6 +181,10 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             "rss_growth_bytes": rss_after.saturating_sub(base_rss),
             "rss_after_3min_bytes": rss_3min,
             "kernel_map_bytes": map_bytes,
+            // Of the measured ticks, how many read the map whole (the rest read back only
+            // the flows the kernel reported changed), and how many records they read back.
+            "ticks_read_whole": measured.full - reads_after_first.full,
+            "records_read_back": measured.records - reads_after_first.records,
         }));
         drop(collector);
         drop(e);

@@ -1,22 +1,30 @@
 //! Reads the kernel's maps into a [`Snapshot`] and drains its event ring buffer.
+//!
+//! The first tick reads the flow map whole; later ticks read back only the flows the
+//! kernel reported changed (see `mark` in the eBPF program) and update the table kept
+//! from the tick before. When the kernel could not report everything (its ring was full,
+//! or the map evicted flows), the tick reads the map whole again.
 
 mod batch;
 mod clock;
+mod table;
+
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     Ebpf,
 };
 use monitor_common::{
     event::Event,
-    flow::{FlowKey, FlowState},
+    flow::{Changed, FlowKey, FlowState},
     stats,
 };
 
 pub use clock::Clock;
 
-use crate::snapshot::{Counters, FlowRecord, IfaceTraffic, Snapshot};
+use crate::snapshot::{Counters, FlowRecord, IfaceTraffic, OrderKey, Snapshot};
 
 pub struct Collector {
     flows: HashMap<MapData, FlowKey, FlowState>,
@@ -30,9 +38,36 @@ pub struct Collector {
     closed_rb: RingBuf<MapData>,
     /// Connection records ended by port reuse, kept for the summary.
     closed: Vec<FlowRecord>,
-    /// Entries the latest tick read.
-    last_len: usize,
+    /// Their order keys: the table never replaces those records by key.
+    closed_orders: foldhash::HashSet<OrderKey>,
+    /// Live records and closed ones, in snapshot order, as of the last tick.
+    table: Arc<Vec<FlowRecord>>,
+    /// Whether `table` is a base later ticks can update (false: read the map whole).
+    synced: bool,
+    epoch_map: Array<MapData, u32>,
+    epoch: u32,
+    changed: RingBuf<MapData>,
+    /// Flows reported in the epoch that was current at the last tick: they may have
+    /// changed again after that tick read them, unreported (see `mark`), so read again.
+    recent: Vec<FlowKey>,
+    /// The kernel's count of lost reports at the last tick.
+    lost_changes: u64,
+    /// The map's size, and how close to it the LRU may start evicting: it hands out free
+    /// entries to each CPU in batches (up to 128), and evicts when the shared pool runs low.
+    max_flows: u64,
+    evict_margin: u64,
+    /// How many full reads and how many updates from reports (for the benchmarks).
+    pub reads: ReadCounts,
     clock: Clock,
+}
+
+/// How the ticks so far read the kernel map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    pub full: u64,
+    pub changed: u64,
+    /// Records read back one by one for reported flows.
+    pub records: u64,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
@@ -45,6 +80,10 @@ impl Collector {
     /// watched interfaces (name, ifindex), for their traffic counters.
     pub fn new(ebpf: &mut Ebpf, clock: Clock, targets: Vec<(String, u32)>) -> Result<Self> {
         let flows = take(ebpf, "FLOWS")?;
+        let max_flows = match &flows {
+            aya::maps::Map::LruHashMap(d) | aya::maps::Map::HashMap(d) => d.info()?.max_entries(),
+            _ => 0,
+        } as u64;
         let batch = match &flows {
             aya::maps::Map::LruHashMap(d) | aya::maps::Map::HashMap(d) => {
                 use std::os::fd::AsFd;
@@ -65,7 +104,17 @@ impl Collector {
             events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
             closed: Vec::new(),
-            last_len: 0,
+            closed_orders: Default::default(),
+            table: Arc::default(),
+            synced: false,
+            epoch_map: Array::try_from(take(ebpf, "EPOCH")?)?,
+            epoch: 0,
+            changed: RingBuf::try_from(take(ebpf, "CHANGED")?)?,
+            recent: Vec::new(),
+            lost_changes: 0,
+            max_flows,
+            evict_margin: 256 * (aya::util::nr_cpus().unwrap_or(64) as u64 + 1),
+            reads: ReadCounts::default(),
             clock,
         })
     }
@@ -103,23 +152,89 @@ impl Collector {
         Ok(out)
     }
 
+    /// Makes the next tick read the map whole, as the first does.
+    pub fn forget(&mut self) {
+        self.synced = false;
+    }
+
     /// Every flow in the map, and the records port reuse closed.
     pub fn collect(&mut self) -> Result<Snapshot> {
-        self.drain_closed();
+        // A new epoch first: every change from here on is reported again (see `mark`).
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        self.epoch_map
+            .set(0, self.epoch, 0)
+            .context("advancing the marking epoch")?;
+        // Reports before records that closed: a new connection's report comes after the
+        // record of the one it replaced, so that record is here when the report is.
+        let keys = self.drain_changed();
+        let closed = self.drain_closed();
+        // Right after the reports: flows created since are neither counted nor reported.
         let counters = self.counters()?;
+        let lost = counters.get(stats::CHANGES_LOST);
+        // Past this many, one batch read of everything costs less than lookups one by one.
+        let cheap = keys.len() <= self.table.len() / 4 + 1024;
+        let mut updated = false;
+        if self.synced && lost == self.lost_changes && cheap {
+            updated = self.update(keys, closed)?;
+        }
+        if !updated {
+            self.read_all()?;
+        }
+        self.lost_changes = lost;
+        let mut snap = Snapshot::sorted(
+            self.table.clone(),
+            self.live(),
+            counters,
+            self.clock.now_epoch(),
+        );
+        snap.interfaces = self.interfaces()?;
+        Ok(snap)
+    }
+
+    fn live(&self) -> u64 {
+        (self.table.len() - self.closed.len()) as u64
+    }
+
+    /// The table from the last tick, updated with the reported flows. `false` when it
+    /// cannot be trusted: the LRU map may have evicted flows, which it does not report.
+    /// It evicts only near full, and every flow it holds was reported, so the table holds
+    /// at least as many live flows as the map; a reported flow no longer there was evicted.
+    fn update(&mut self, keys: Vec<FlowKey>, closed: Vec<FlowRecord>) -> Result<bool> {
+        let mut ch = table::Changes {
+            closed,
+            ..Default::default()
+        };
+        for key in keys {
+            match self.flows.get(&key, 0) {
+                Ok(st) => ch.fresh.push(record(self.clock, st)),
+                Err(aya::maps::MapError::KeyNotFound) => ch.gone.push(key),
+                Err(e) => return Err(e).context("reading FLOWS"),
+            }
+        }
+        if !ch.gone.is_empty() {
+            return Ok(false);
+        }
+        self.reads.records += ch.fresh.len() as u64;
+        table::apply(Arc::make_mut(&mut self.table), &mut self.closed_orders, ch);
+        if self.live() + self.evict_margin >= self.max_flows {
+            return Ok(false);
+        }
+        self.reads.changed += 1;
+        Ok(true)
+    }
+
+    /// Reads the whole map into a new table.
+    fn read_all(&mut self) -> Result<()> {
         let clock = self.clock;
         // Sized for the table as the last tick found it: growing by doubling would copy
-        // the records several times over. Not kept between ticks, so it does not hold a
-        // second copy of a big table in memory.
-        let mut buf = Vec::with_capacity(self.last_len + self.last_len / 16);
+        // the records several times over.
+        let mut buf = Vec::with_capacity(self.table.len() + self.table.len() / 16);
+        // The old table goes first: a second copy of a big table would cost the kernel
+        // zeroing as many fresh pages again.
+        self.table = Arc::default();
         let batched = match self.batch.as_mut() {
             Some(b) => b
-                .read(|k, st| {
-                    buf.push(FlowRecord {
-                        key: *k,
-                        state: clock.state_to_epoch(*st),
-                    })
-                })
+                .read(|_, st| buf.push(record(clock, *st)))
                 .context("reading FLOWS in batches")?,
             None => false,
         };
@@ -128,10 +243,7 @@ impl Collector {
             buf.clear();
             for item in self.flows.iter() {
                 match item {
-                    Ok((key, state)) => buf.push(FlowRecord {
-                        key,
-                        state: clock.state_to_epoch(state),
-                    }),
+                    Ok((_, state)) => buf.push(record(clock, state)),
                     // The entry was evicted between listing and reading it.
                     Err(aya::maps::MapError::KeyNotFound) => continue,
                     Err(e) => return Err(e).context("reading FLOWS"),
@@ -143,28 +255,48 @@ impl Collector {
             let mut seen = foldhash::HashSet::default();
             buf.retain(|f| seen.insert(f.key));
         }
-        let live = buf.len() as u64;
-        self.last_len = buf.len();
-        // The buffer becomes the snapshot, sorted where it is: a second copy of a big table
-        // would cost the kernel zeroing as many fresh pages again.
         buf.extend_from_slice(&self.closed);
-        let mut snap = Snapshot::new(buf, live, counters, self.clock.now_epoch());
-        snap.interfaces = self.interfaces()?;
-        Ok(snap)
+        // Sorted where it is: the small keys are sorted, then the records moved once.
+        buf.sort_by_cached_key(OrderKey::of);
+        self.table = Arc::new(buf);
+        self.synced = true;
+        self.reads.full += 1;
+        Ok(())
     }
 
-    fn drain_closed(&mut self) {
+    /// Keys reported since the last tick, once each, with those reported in the epoch
+    /// that tick opened.
+    fn drain_changed(&mut self) -> Vec<FlowKey> {
+        let mut keys = std::mem::take(&mut self.recent);
+        while let Some(item) = self.changed.next() {
+            if item.len() >= std::mem::size_of::<Changed>() {
+                // SAFETY: the kernel wrote a `Changed` (repr(C), any bit pattern valid).
+                let c: Changed =
+                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Changed) };
+                keys.push(c.key);
+                if c.epoch == self.epoch {
+                    self.recent.push(c.key);
+                }
+            }
+        }
+        let mut seen = foldhash::HashSet::default();
+        keys.retain(|k| seen.insert(*k));
+        keys
+    }
+
+    /// Records port reuse closed since the last tick (also kept for full reads).
+    fn drain_closed(&mut self) -> Vec<FlowRecord> {
+        let mut out = Vec::new();
         while let Some(item) = self.closed_rb.next() {
             if item.len() >= std::mem::size_of::<FlowState>() {
                 // SAFETY: the kernel wrote a `FlowState` (repr(C), any bit pattern valid).
                 let st: FlowState =
                     unsafe { std::ptr::read_unaligned(item.as_ptr() as *const FlowState) };
-                self.closed.push(FlowRecord {
-                    key: st.key,
-                    state: self.clock.state_to_epoch(st),
-                });
+                out.push(record(self.clock, st));
             }
         }
+        self.closed.extend_from_slice(&out);
+        out
     }
 
     /// Events the kernel sent since the last call, timestamps in Unix-epoch ns.
@@ -180,5 +312,15 @@ impl Collector {
             }
         }
         out
+    }
+}
+
+/// A kernel record as the outputs see it: times on the Unix epoch, the marking epoch
+/// (kernel bookkeeping) cleared.
+fn record(clock: Clock, mut st: FlowState) -> FlowRecord {
+    st.epoch = 0;
+    FlowRecord {
+        key: st.key,
+        state: clock.state_to_epoch(st),
     }
 }

@@ -7,13 +7,18 @@ use monitor_common::config::Config;
 /// The eBPF object built by build.rs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
-/// Loads the object: `cfg` into `.rodata` (frozen), the flow map sized to `max_flows`.
+/// Loads the object: `cfg` into `.rodata` (frozen), the flow map and the ring of changed
+/// flows sized to `max_flows`.
 /// Nothing is attached yet.
 pub fn load(cfg: &Config, max_flows: u32) -> Result<Ebpf> {
     raise_memlock();
     EbpfLoader::new()
         .override_global("CONFIG", cfg, true)
         .map_max_entries("FLOWS", max_flows)
+        .map_max_entries(
+            "CHANGED",
+            monitor_common::flow::changed_ring_bytes(max_flows),
+        )
         .load(OBJECT)
         .context("loading the eBPF program")
 }

@@ -669,7 +669,7 @@ mod tests {
         let two = |t: u64| {
             let mut flows = Vec::new();
             for (port, retx) in [(1u16, 10u32), (2, 30)] {
-                let mut f = snap(0, t, true).flows.remove(0);
+                let mut f = snap(0, t, true).flows[0].clone();
                 f.key.port_a = port;
                 f.state.key = f.key;
                 f.state.dir[S2C].data_segments = 100 * t;

@@ -13,7 +13,7 @@ pub fn render(snap: &Snapshot) -> String {
         "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
         "CLIENT", "SERVER", "PKTS C>S", "PKTS S>C", "BYTES C>S", "BYTES S>C", "RST", "FIN"
     );
-    for f in &snap.flows {
+    for f in snap.flows.iter() {
         let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
         let _ = writeln!(
             out,
