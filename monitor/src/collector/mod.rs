@@ -42,6 +42,10 @@ pub struct Collector {
     closed_orders: foldhash::HashSet<OrderKey>,
     /// Live records and closed ones, in snapshot order, as of the last tick.
     table: Arc<Vec<FlowRecord>>,
+    /// The table a tick older, and the changes that brought it up to `table`. A UI still
+    /// shows the last snapshot, which shares `table`: the next tick brings this one up to
+    /// date instead of copying the whole table. Kept only while someone else holds `table`.
+    spare: Option<(Arc<Vec<FlowRecord>>, table::Changes)>,
     /// Whether `table` is a base later ticks can update (false: read the map whole).
     synced: bool,
     epoch_map: Array<MapData, u32>,
@@ -68,6 +72,8 @@ pub struct ReadCounts {
     pub changed: u64,
     /// Records read back one by one for reported flows.
     pub records: u64,
+    /// Updates that had to copy the table (the previous two snapshots were still held).
+    pub copies: u64,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
@@ -106,6 +112,7 @@ impl Collector {
             closed: Vec::new(),
             closed_orders: Default::default(),
             table: Arc::default(),
+            spare: None,
             synced: false,
             epoch_map: Array::try_from(take(ebpf, "EPOCH")?)?,
             epoch: 0,
@@ -150,11 +157,6 @@ impl Collector {
             });
         }
         Ok(out)
-    }
-
-    /// Makes the next tick read the map whole, as the first does.
-    pub fn forget(&mut self) {
-        self.synced = false;
     }
 
     /// Every flow in the map, and the records port reuse closed.
@@ -215,7 +217,7 @@ impl Collector {
             return Ok(false);
         }
         self.reads.records += ch.fresh.len() as u64;
-        table::apply(Arc::make_mut(&mut self.table), &mut self.closed_orders, ch);
+        self.apply(ch);
         if self.live() + self.evict_margin >= self.max_flows {
             return Ok(false);
         }
@@ -223,15 +225,60 @@ impl Collector {
         Ok(true)
     }
 
+    /// Applies `ch` to the table: in place when no snapshot holds it (headless), else to the
+    /// spare table, brought up to date first (the UI holds the last snapshot).
+    fn apply(&mut self, ch: table::Changes) {
+        if let Some(t) = Arc::get_mut(&mut self.table) {
+            self.spare = None;
+            table::apply(t, &mut self.closed_orders, ch);
+            return;
+        }
+        let mut next = match self.spare.take() {
+            Some((mut old, last)) => match Arc::get_mut(&mut old) {
+                Some(t) => {
+                    table::apply(t, &mut self.closed_orders, last);
+                    old
+                }
+                None => self.copy(),
+            },
+            None => self.copy(),
+        };
+        if let Some(t) = Arc::get_mut(&mut next) {
+            table::apply(t, &mut self.closed_orders, ch.clone());
+        }
+        let shown = std::mem::replace(&mut self.table, next);
+        self.spare = Some((shown, ch));
+    }
+
+    fn copy(&mut self) -> Arc<Vec<FlowRecord>> {
+        self.reads.copies += 1;
+        Arc::new(self.table.as_ref().clone())
+    }
+
     /// Reads the whole map into a new table.
     fn read_all(&mut self) -> Result<()> {
+        // The old tables go first: a second copy of a big table would cost the kernel
+        // zeroing as many fresh pages again.
+        let len = self.table.len();
+        self.table = Arc::default();
+        self.spare = None;
+        self.table = Arc::new(self.read_whole(len)?);
+        self.synced = true;
+        self.reads.full += 1;
+        Ok(())
+    }
+
+    /// Every record in the map and every closed one, in snapshot order, read now; the
+    /// table the ticks keep is left alone (tests hold it to this).
+    pub fn whole(&mut self) -> Result<Vec<FlowRecord>> {
+        self.read_whole(self.table.len())
+    }
+
+    fn read_whole(&mut self, expect: usize) -> Result<Vec<FlowRecord>> {
         let clock = self.clock;
         // Sized for the table as the last tick found it: growing by doubling would copy
         // the records several times over.
-        let mut buf = Vec::with_capacity(self.table.len() + self.table.len() / 16);
-        // The old table goes first: a second copy of a big table would cost the kernel
-        // zeroing as many fresh pages again.
-        self.table = Arc::default();
+        let mut buf = Vec::with_capacity(expect + expect / 16);
         let batched = match self.batch.as_mut() {
             Some(b) => b
                 .read(|_, st| buf.push(record(clock, *st)))
@@ -258,10 +305,7 @@ impl Collector {
         buf.extend_from_slice(&self.closed);
         // Sorted where it is: the small keys are sorted, then the records moved once.
         buf.sort_by_cached_key(OrderKey::of);
-        self.table = Arc::new(buf);
-        self.synced = true;
-        self.reads.full += 1;
-        Ok(())
+        Ok(buf)
     }
 
     /// Keys reported since the last tick, once each, with those reported in the epoch

@@ -13,7 +13,7 @@ use crate::snapshot::{FlowRecord, OrderKey};
 use monitor_common::flow::FlowKey;
 
 /// What the kernel reported since the last tick.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Changes {
     /// Records read back for the flows the kernel marked changed (one per key).
     pub fresh: Vec<FlowRecord>,
