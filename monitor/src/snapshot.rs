@@ -98,6 +98,44 @@ pub struct Snapshot {
     /// How long a handshake may stay open before it is a timeout: the alert engine's
     /// setting, so the flow table, JSON and metrics agree with the alerts.
     pub handshake_timeout_ns: u64,
+    /// The rows whose record differs from the previous snapshot of the same source, in
+    /// row order (`None`: not known; a consumer can find them with [`changes`]). A tick
+    /// changes a few rows of a big table, and consumers that count should not walk it.
+    pub changed: Option<Vec<RowChange>>,
+}
+
+/// A row of a snapshot whose record changed since the previous snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowChange {
+    pub row: usize,
+    /// The record before (`None`: new to this snapshot).
+    pub before: Option<FlowState>,
+}
+
+/// The rows of `new` that are not in `old` as they are: one walk of both (each sorted in
+/// snapshot order). Records of `old` gone from `new` are not rows of it, and are left out.
+pub fn changes(old: &[FlowRecord], new: &[FlowRecord]) -> Vec<RowChange> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for (row, f) in new.iter().enumerate() {
+        let k = OrderKey::of(f);
+        while j < old.len() && OrderKey::of(&old[j]) < k {
+            j += 1;
+        }
+        match old.get(j) {
+            Some(o) if OrderKey::of(o) == k => {
+                if o.state != f.state {
+                    out.push(RowChange {
+                        row,
+                        before: Some(o.state),
+                    });
+                }
+                j += 1;
+            }
+            _ => out.push(RowChange { row, before: None }),
+        }
+    }
+    out
 }
 
 impl Default for Snapshot {
@@ -137,6 +175,7 @@ impl Snapshot {
             collect_ns: 0,
             interfaces: Vec::new(),
             handshake_timeout_ns: (HANDSHAKE_TIMEOUT_S * 1e9) as u64,
+            changed: None,
         }
     }
 }

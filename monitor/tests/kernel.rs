@@ -12,7 +12,7 @@ use aya::{
 use monitor::{
     collector::{Clock, Collector},
     kernel::load::load,
-    snapshot::Snapshot,
+    snapshot::{changes, Snapshot},
 };
 use monitor_common::{
     config::{PortSet, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
@@ -310,6 +310,7 @@ fn reading_only_changed_flows_equals_reading_the_whole_map() {
         x % n
     };
     let mut shown: Option<Snapshot> = None;
+    let mut prev = Vec::new();
     for round in 0..60u32 {
         // Forty flows fit the map; then a crowd fills it, and it evicts.
         let flows = 40;
@@ -367,6 +368,13 @@ fn reading_only_changed_flows_equals_reading_the_whole_map() {
                 brief(&whole)
             );
         }
+        // The rows the tick says changed are those a walk of both tables finds.
+        assert_eq!(
+            ticked.changed.as_deref(),
+            Some(&changes(&prev, &ticked.flows)[..]),
+            "round {round}: changed rows"
+        );
+        prev = ticked.flows.to_vec();
         shown = Some(ticked);
     }
     drop(shown);

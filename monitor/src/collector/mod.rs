@@ -24,7 +24,7 @@ use monitor_common::{
 
 pub use clock::Clock;
 
-use crate::snapshot::{Counters, FlowRecord, IfaceTraffic, OrderKey, Snapshot};
+use crate::snapshot::{changes, Counters, FlowRecord, IfaceTraffic, OrderKey, RowChange, Snapshot};
 
 pub struct Collector {
     flows: HashMap<MapData, FlowKey, FlowState>,
@@ -175,13 +175,14 @@ impl Collector {
         let lost = counters.get(stats::CHANGES_LOST);
         // Past this many, one batch read of everything costs less than lookups one by one.
         let cheap = keys.len() <= self.table.len() / 4 + 1024;
-        let mut updated = false;
+        let mut changed = None;
         if self.synced && lost == self.lost_changes && cheap {
-            updated = self.update(keys, closed)?;
+            changed = self.update(keys, closed)?;
         }
-        if !updated {
-            self.read_all()?;
-        }
+        let changed = match changed {
+            Some(rows) => rows,
+            None => self.read_all()?,
+        };
         self.lost_changes = lost;
         let mut snap = Snapshot::sorted(
             self.table.clone(),
@@ -189,6 +190,7 @@ impl Collector {
             counters,
             self.clock.now_epoch(),
         );
+        snap.changed = Some(changed);
         snap.interfaces = self.interfaces()?;
         Ok(snap)
     }
@@ -197,11 +199,16 @@ impl Collector {
         (self.table.len() - self.closed.len()) as u64
     }
 
-    /// The table from the last tick, updated with the reported flows. `false` when it
-    /// cannot be trusted: the LRU map may have evicted flows, which it does not report.
-    /// It evicts only near full, and every flow it holds was reported, so the table holds
-    /// at least as many live flows as the map; a reported flow no longer there was evicted.
-    fn update(&mut self, keys: Vec<FlowKey>, closed: Vec<FlowRecord>) -> Result<bool> {
+    /// The table from the last tick, updated with the reported flows, and the rows that
+    /// changed. `None` when it cannot be trusted: the LRU map may have evicted flows, which
+    /// it does not report. It evicts only near full, and every flow it holds was reported,
+    /// so the table holds at least as many live flows as the map; a reported flow no longer
+    /// there was evicted.
+    fn update(
+        &mut self,
+        keys: Vec<FlowKey>,
+        closed: Vec<FlowRecord>,
+    ) -> Result<Option<Vec<RowChange>>> {
         let mut ch = table::Changes {
             closed,
             ..Default::default()
@@ -213,25 +220,24 @@ impl Collector {
                 Err(e) => return Err(e).context("reading FLOWS"),
             }
         }
-        if !ch.gone.is_empty() {
-            return Ok(false);
+        // Checked before the table changes: a whole read then walks it as last shown.
+        // Each reported flow adds at most one live record.
+        let live = self.live() + ch.fresh.len() as u64;
+        if !ch.gone.is_empty() || live + self.evict_margin >= self.max_flows {
+            return Ok(None);
         }
         self.reads.records += ch.fresh.len() as u64;
-        self.apply(ch);
-        if self.live() + self.evict_margin >= self.max_flows {
-            return Ok(false);
-        }
+        let replaced = self.apply(ch);
         self.reads.changed += 1;
-        Ok(true)
+        Ok(Some(table::rows(&self.table, replaced)))
     }
 
     /// Applies `ch` to the table: in place when no snapshot holds it (headless), else to the
     /// spare table, brought up to date first (the UI holds the last snapshot).
-    fn apply(&mut self, ch: table::Changes) {
+    fn apply(&mut self, ch: table::Changes) -> table::Replaced {
         if let Some(t) = Arc::get_mut(&mut self.table) {
             self.spare = None;
-            table::apply(t, &mut self.closed_orders, ch);
-            return;
+            return table::apply(t, &mut self.closed_orders, ch);
         }
         let mut next = match self.spare.take() {
             Some((mut old, last)) => match Arc::get_mut(&mut old) {
@@ -243,11 +249,15 @@ impl Collector {
             },
             None => self.copy(),
         };
-        if let Some(t) = Arc::get_mut(&mut next) {
-            table::apply(t, &mut self.closed_orders, ch.clone());
-        }
+        // Unshared (a fresh copy, or a spare no snapshot holds): updated in place.
+        let replaced = table::apply(
+            Arc::make_mut(&mut next),
+            &mut self.closed_orders,
+            ch.clone(),
+        );
         let shown = std::mem::replace(&mut self.table, next);
         self.spare = Some((shown, ch));
+        replaced
     }
 
     fn copy(&mut self) -> Arc<Vec<FlowRecord>> {
@@ -255,17 +265,16 @@ impl Collector {
         Arc::new(self.table.as_ref().clone())
     }
 
-    /// Reads the whole map into a new table.
-    fn read_all(&mut self) -> Result<()> {
-        // The old tables go first: a second copy of a big table would cost the kernel
-        // zeroing as many fresh pages again.
-        let len = self.table.len();
-        self.table = Arc::default();
+    /// Reads the whole map into a new table; the rows that changed are found by walking
+    /// it with the old one, which is dropped only then.
+    fn read_all(&mut self) -> Result<Vec<RowChange>> {
         self.spare = None;
-        self.table = Arc::new(self.read_whole(len)?);
+        let new = self.read_whole(self.table.len())?;
+        let changed = changes(&self.table, &new);
+        self.table = Arc::new(new);
         self.synced = true;
         self.reads.full += 1;
-        Ok(())
+        Ok(changed)
     }
 
     /// Every record in the map and every closed one, in snapshot order, read now; the

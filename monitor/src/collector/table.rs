@@ -9,8 +9,8 @@
 
 use foldhash::HashSet;
 
-use crate::snapshot::{FlowRecord, OrderKey};
-use monitor_common::flow::FlowKey;
+use crate::snapshot::{FlowRecord, OrderKey, RowChange};
+use monitor_common::flow::{FlowKey, FlowState};
 
 /// What the kernel reported since the last tick.
 #[derive(Clone, Debug, Default)]
@@ -23,28 +23,47 @@ pub struct Changes {
     pub closed: Vec<FlowRecord>,
 }
 
+/// What a reported record replaced: its order key, and the record before (`None`: it is
+/// new to the table).
+pub type Replaced = Vec<(OrderKey, Option<FlowState>)>;
+
 /// Brings `table` (sorted, no two records with one order key) up to date. `closed_orders`
 /// holds the order keys of the closed records already in it, and gains the new ones:
 /// a closed record is history, never replaced or removed by its key.
-pub fn apply(table: &mut Vec<FlowRecord>, closed_orders: &mut HashSet<OrderKey>, ch: Changes) {
+pub fn apply(
+    table: &mut Vec<FlowRecord>,
+    closed_orders: &mut HashSet<OrderKey>,
+    ch: Changes,
+) -> Replaced {
     let mut remove: Vec<usize> = Vec::new();
     let mut insert: Vec<(OrderKey, FlowRecord)> = Vec::new();
+    let mut replaced = Vec::with_capacity(ch.closed.len() + ch.fresh.len());
     for c in ch.closed {
         let k = OrderKey::of(&c);
         closed_orders.insert(k);
         match find(table, &k) {
-            Ok(i) => table[i] = c,
-            Err(_) => insert.push((k, c)),
+            Ok(i) => {
+                replaced.push((k, Some(table[i].state)));
+                table[i] = c;
+            }
+            Err(_) => {
+                replaced.push((k, None));
+                insert.push((k, c));
+            }
         }
     }
     for f in ch.fresh {
         let k = OrderKey::of(&f);
         match find(table, &k) {
-            Ok(i) if table[i].key == f.key && !closed_orders.contains(&k) => table[i] = f,
+            Ok(i) if table[i].key == f.key && !closed_orders.contains(&k) => {
+                replaced.push((k, Some(table[i].state)));
+                table[i] = f;
+            }
             // A new flow, or a new record for a key whose old one ended unseen (evicted and
             // created again, or its closing lost): the old one goes.
             _ => {
                 remove.extend(live_with_key(table, closed_orders, &f.key));
+                replaced.push((k, None));
                 insert.push((k, f));
             }
         }
@@ -58,6 +77,22 @@ pub fn apply(table: &mut Vec<FlowRecord>, closed_orders: &mut HashSet<OrderKey>,
     insert.sort_unstable_by_key(|(k, _)| *k);
     insert.dedup_by_key(|(k, _)| *k);
     merge(table, insert);
+    replaced
+}
+
+/// The rows of the updated `table` that `replaced` changed, as [`crate::snapshot::changes`]
+/// would find them by walking the whole table: in row order, unchanged records left out.
+pub fn rows(table: &[FlowRecord], replaced: Replaced) -> Vec<RowChange> {
+    let mut out: Vec<RowChange> = replaced
+        .into_iter()
+        .filter_map(|(k, before)| {
+            let row = find(table, &k).ok()?;
+            (before.as_ref() != Some(&table[row].state)).then_some(RowChange { row, before })
+        })
+        .collect();
+    out.sort_unstable_by_key(|c| c.row);
+    out.dedup_by_key(|c| c.row);
+    out
 }
 
 fn find(table: &[FlowRecord], k: &OrderKey) -> Result<usize, usize> {
@@ -246,10 +281,13 @@ mod tests {
                 }
             }
             let mut table = sorted(c.live.iter().chain(&c.closed).cloned().collect());
+            let before = table.clone();
             let mut orders: HashSet<OrderKey> = c.closed.iter().map(OrderKey::of).collect();
-            apply(&mut table, &mut orders, ch);
+            let replaced = apply(&mut table, &mut orders, ch);
             let want = sorted(live.into_values().chain(closed).collect());
-            prop_assert_eq!(table, want);
+            prop_assert_eq!(&table, &want);
+            // What changed, as the reports say it and as a walk of both tables finds it.
+            prop_assert_eq!(rows(&table, replaced), crate::snapshot::changes(&before, &table));
         }
     }
 

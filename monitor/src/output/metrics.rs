@@ -3,7 +3,7 @@
 //! tick. Label sets are bounded (direction, kind, outcome, interface): no label per flow,
 //! except the opt-in `--metrics-top-flows N`, which exposes only the N worst flows.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::{atomic::AtomicU64, Arc};
 
 use foldhash::{HashMap, HashSet};
 
@@ -24,8 +24,8 @@ use prometheus_client::{
 };
 
 use crate::{
-    alerts::{FlowId, Kind, Level},
-    snapshot::{carry, OrderKey, PerFlow, Snapshot},
+    alerts::{Kind, Level},
+    snapshot::{changes, FlowRecord, OrderKey, RowChange, Snapshot},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,31 +119,14 @@ pub struct Metrics {
     tick: Gauge<f64, AtomicU64>,
     worst: Family<FlowLabels, Gauge<f64, AtomicU64>>,
     top_flows: usize,
-    /// What each flow had counted at the previous snapshot, in its order (see
-    /// [`carry`]); boxed so the per-tick rebuild moves a pointer per flow.
-    #[allow(clippy::vec_box)]
-    prev_flows: Vec<Box<Prev>>,
+    /// Flows whose handshake outcome is not known yet: counted once it is.
+    pending: Vec<OrderKey>,
+    /// The previous snapshot's flows, kept only while snapshots do not say which rows
+    /// changed (replay, tests): the rows are then found by walking both. The collector
+    /// says, and keeping its table would make it copy the table every tick.
+    prev_flows: Option<Arc<Vec<FlowRecord>>>,
     prev_ifaces: HashMap<String, [u64; 4]>,
     prev_counters: [u64; 3],
-}
-
-/// A flow's counters at the previous snapshot, and whether its handshake outcome was
-/// counted already.
-struct Prev {
-    id: FlowId,
-    order: OrderKey,
-    counters: [[u64; FIELDS]; 2],
-    handshake_counted: bool,
-}
-
-impl PerFlow for Box<Prev> {
-    fn id(&self) -> FlowId {
-        self.id
-    }
-
-    fn order(&self) -> &OrderKey {
-        &self.order
-    }
 }
 
 impl Metrics {
@@ -351,7 +334,8 @@ impl Metrics {
             tick,
             worst,
             top_flows,
-            prev_flows: Vec::new(),
+            pending: Vec::new(),
+            prev_flows: None,
             prev_ifaces: HashMap::default(),
             prev_counters: [0; 3],
         }
@@ -378,68 +362,81 @@ impl Metrics {
                     .inc_by(now[k + 2].saturating_sub(prev[k + 2]));
             }
         }
-        // Flows the snapshot no longer holds are dropped by `carry`.
-        let carried = carry(std::mem::take(&mut self.prev_flows), &snap.flows);
-        let mut kept = Vec::with_capacity(snap.flows.len());
-        for (f, p) in snap.flows.iter().zip(carried) {
-            let now = [fields(&f.state, C2S), fields(&f.state, S2C)];
-            let mut p = p.unwrap_or_else(|| {
-                Box::new(Prev {
-                    id: FlowId::of(f),
-                    order: OrderKey::of(f),
-                    counters: [[0; FIELDS]; 2],
-                    handshake_counted: false,
-                })
-            });
-            // Most flows in a big table did not move since the last tick.
-            if p.counters != now {
-                let prev = std::mem::replace(&mut p.counters, now);
-                for (d, name) in DIRS {
-                    let mut delta = [0u64; FIELDS];
-                    for k in 0..FIELDS {
-                        delta[k] = now[d][k].saturating_sub(prev[d][k]);
-                    }
-                    if delta == [0; FIELDS] {
-                        continue;
-                    }
-                    let l = Dir { direction: name };
-                    self.packets.get_or_create(&l).inc_by(delta[0]);
-                    self.bytes.get_or_create(&l).inc_by(delta[1]);
-                    self.data_segments.get_or_create(&l).inc_by(delta[2]);
-                    for (k, kind) in [(3, "fast"), (4, "spurious"), (5, "other")] {
-                        self.retransmissions
-                            .get_or_create(&Retx {
-                                direction: name,
-                                kind,
-                            })
-                            .inc_by(delta[k]);
-                    }
-                    self.dup_acks.get_or_create(&l).inc_by(delta[6]);
-                    self.out_of_order.get_or_create(&l).inc_by(delta[7]);
-                    self.lost_segments.get_or_create(&l).inc_by(delta[8]);
-                    self.zero_windows.get_or_create(&l).inc_by(delta[9]);
-                    for (k, suspect) in [(10, "false"), (11, "true")] {
-                        self.resets
-                            .get_or_create(&Rst {
-                                direction: name,
-                                suspect_injected: suspect,
-                            })
-                            .inc_by(delta[k]);
-                    }
+        // Each tick adds what the rows that changed grew by: a million-flow table changes
+        // a few thousand rows a tick, and the metrics no longer keep a copy of every flow.
+        let walked;
+        let changed: &[RowChange] = match &snap.changed {
+            Some(c) => {
+                self.prev_flows = None;
+                c
+            }
+            None => {
+                let prev = self.prev_flows.as_deref().map_or(&[][..], |v| &v[..]);
+                walked = changes(prev, &snap.flows);
+                self.prev_flows = Some(snap.flows.clone());
+                &walked
+            }
+        };
+        for c in changed {
+            let Some(f) = snap.flows.get(c.row) else {
+                continue;
+            };
+            for (d, name) in DIRS {
+                let now = fields(&f.state, d);
+                let before = c.before.as_ref().map_or([0; FIELDS], |b| fields(b, d));
+                let mut delta = [0u64; FIELDS];
+                for k in 0..FIELDS {
+                    delta[k] = now[k].saturating_sub(before[k]);
+                }
+                if delta == [0; FIELDS] {
+                    continue;
+                }
+                let l = Dir { direction: name };
+                self.packets.get_or_create(&l).inc_by(delta[0]);
+                self.bytes.get_or_create(&l).inc_by(delta[1]);
+                self.data_segments.get_or_create(&l).inc_by(delta[2]);
+                for (k, kind) in [(3, "fast"), (4, "spurious"), (5, "other")] {
+                    self.retransmissions
+                        .get_or_create(&Retx {
+                            direction: name,
+                            kind,
+                        })
+                        .inc_by(delta[k]);
+                }
+                self.dup_acks.get_or_create(&l).inc_by(delta[6]);
+                self.out_of_order.get_or_create(&l).inc_by(delta[7]);
+                self.lost_segments.get_or_create(&l).inc_by(delta[8]);
+                self.zero_windows.get_or_create(&l).inc_by(delta[9]);
+                for (k, suspect) in [(10, "false"), (11, "true")] {
+                    self.resets
+                        .get_or_create(&Rst {
+                            direction: name,
+                            suspect_injected: suspect,
+                        })
+                        .inc_by(delta[k]);
                 }
             }
-            if !p.handshake_counted {
-                if let Some(o) = snap.outcome(&f.state) {
-                    p.handshake_counted = true;
+            if c.before.is_none() {
+                self.pending.push(OrderKey::of(f));
+            }
+        }
+        // Each connection's handshake outcome, once, when it is known (a timeout is known
+        // by time alone); flows that left before are forgotten.
+        for k in std::mem::take(&mut self.pending) {
+            let Ok(row) = snap.flows.binary_search_by(|r| OrderKey::of(r).cmp(&k)) else {
+                continue;
+            };
+            let f = &snap.flows[row];
+            match snap.outcome(&f.state) {
+                Some(o) => {
                     self.handshakes.get_or_create(&Outcome { outcome: o }).inc();
                     if o == "ok" && f.state.tcp.rtt_ns > 0 {
                         self.rtt.observe(f.state.tcp.rtt_ns as f64 / 1e9);
                     }
                 }
+                None => self.pending.push(k),
             }
-            kept.push(p);
         }
-        self.prev_flows = kept;
 
         let c = [
             snap.evicted_flows,
