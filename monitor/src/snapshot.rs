@@ -180,56 +180,58 @@ impl Snapshot {
     }
 }
 
-/// What a consumer keeps per flow between snapshots, kept in snapshot order (see [`pair`]).
-pub(crate) trait PerFlow {
-    fn id(&self) -> FlowId;
-    fn order(&self) -> &OrderKey;
-}
-
-/// For each flow of `flows`, the index of its state in `old` (kept in the previous
-/// snapshot's order). Both are sorted the same way, so one walk pairs nearly all: a hash
-/// lookup per flow cost a cache miss each, most of a tick at a million flows. What the walk
-/// misses (a list out of order) is looked up by id, so the result never depends on order.
-pub(crate) fn pair<T: PerFlow>(old: &[T], flows: &[FlowRecord]) -> Vec<Option<usize>> {
+/// For each flow of `flows`, the index of its state in a consumer's list kept in the
+/// previous snapshot's order, whose order keys are `old` (a dense list: walking the states
+/// themselves cost a cache miss per flow); and the flows' own order keys, the consumer's
+/// `old` next time. Both are sorted the same way, so one walk pairs nearly all. What the
+/// walk misses (a list out of order) is looked up by key, so the result never depends on
+/// order. Equal order keys are the same connection record: same endpoints, same start.
+pub(crate) fn pair(old: &[OrderKey], flows: &[FlowRecord]) -> (Vec<Option<usize>>, Vec<OrderKey>) {
+    let keys: Vec<OrderKey> = flows.iter().map(OrderKey::of).collect();
     let mut out = vec![None; flows.len()];
     let mut taken = vec![false; old.len()];
     let mut j = 0;
-    for (i, f) in flows.iter().enumerate() {
-        let k = OrderKey::of(f);
-        while j < old.len() && *old[j].order() < k {
+    for (i, k) in keys.iter().enumerate() {
+        while j < old.len() && old[j] < *k {
             j += 1;
         }
-        if j < old.len() && *old[j].order() == k && old[j].id() == FlowId::of(f) {
+        if j < old.len() && old[j] == *k {
             out[i] = Some(j);
             taken[j] = true;
             j += 1;
         }
     }
     if out.iter().any(Option::is_none) {
-        let spare: foldhash::HashMap<FlowId, usize> = old
+        let spare: foldhash::HashMap<OrderKey, usize> = old
             .iter()
             .enumerate()
             .filter(|(j, _)| !taken[*j])
-            .map(|(j, t)| (t.id(), j))
+            .map(|(j, k)| (*k, j))
             .collect();
-        for (i, f) in flows.iter().enumerate() {
+        for (i, k) in keys.iter().enumerate() {
             if out[i].is_none() {
-                out[i] = spare.get(&FlowId::of(f)).copied();
+                out[i] = spare.get(k).copied();
             }
         }
     }
-    out
+    (out, keys)
 }
 
-/// Each flow's state moved out of `old` (kept in the previous snapshot's order, see
-/// [`pair`]): `None` for a flow new to `flows`. States of flows that left are dropped.
-pub(crate) fn carry<T: PerFlow>(old: Vec<T>, flows: &[FlowRecord]) -> Vec<Option<T>> {
-    let pairs = pair(&old, flows);
+/// Each flow's state moved out of `old` (kept in the previous snapshot's order, with order
+/// keys `old_orders`, see [`pair`]): `None` for a flow new to `flows`. States of flows that
+/// left are dropped. Also returns the flows' order keys.
+pub(crate) fn carry<T>(
+    old: Vec<T>,
+    old_orders: &[OrderKey],
+    flows: &[FlowRecord],
+) -> (Vec<Option<T>>, Vec<OrderKey>) {
+    let (pairs, keys) = pair(old_orders, flows);
     let mut old: Vec<Option<T>> = old.into_iter().map(Some).collect();
-    pairs
+    let carried = pairs
         .into_iter()
-        .map(|j| j.and_then(|j| old[j].take()))
-        .collect()
+        .map(|j| j.and_then(|j| old.get_mut(j).and_then(Option::take)))
+        .collect();
+    (carried, keys)
 }
 
 /// Client, then server, then first seen, as bytes that compare as `SocketAddr`s do

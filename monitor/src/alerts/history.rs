@@ -317,7 +317,46 @@ impl FlowHistory {
     }
 }
 
+/// Asks the CPU to bring `x` into cache (a hint: never faults, does nothing elsewhere).
+#[inline(always)]
+pub(crate) fn prefetch<T>(x: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing architecturally and cannot fault; SSE is baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(x as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
+/// The same for every cache line of `x`.
+#[inline(always)]
+pub(crate) fn prefetch_block<T>(x: &T) {
+    let p = x as *const T as *const u8;
+    for off in (0..std::mem::size_of::<T>()).step_by(64) {
+        prefetch(p.wrapping_add(off));
+    }
+}
+
 impl FlowHistory {
+    /// Brings into cache what a tick reads and writes of the history's buffers: both ends
+    /// of the sample times, the counter runs, the sparkline's newest points.
+    pub fn prefetch(&self) {
+        let s = &self.samples;
+        for p in [s.ts.front(), s.ts.back()].into_iter().flatten() {
+            prefetch(p);
+        }
+        for p in [s.runs.front(), s.runs.back()].into_iter().flatten() {
+            prefetch(p);
+        }
+        if let Some(p) = self.spark.points.back() {
+            prefetch(p);
+        }
+        if let Some(p) = self.spark.counts.back() {
+            prefetch(p);
+        }
+    }
+
     /// Adds this tick's sample and drops what the window no longer needs.
     pub fn push(&mut self, s: Sample, window_ns: u64) {
         // A sample right after the previous one (a replay's last, partial tick) replaces

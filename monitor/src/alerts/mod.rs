@@ -29,7 +29,7 @@ use history::{FlowHistory, Point, Sample};
 pub use rules::{Kind, Level};
 pub use sessions::SessionId;
 
-use crate::snapshot::{carry, FlowRecord, OrderKey, PerFlow, Snapshot};
+use crate::snapshot::{carry, FlowRecord, OrderKey, Snapshot};
 
 /// A connection record across ticks: a reused 4-tuple is another record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -147,6 +147,8 @@ pub struct AlertEngine {
     /// list, moving a pointer per flow rather than its few hundred bytes.
     #[allow(clippy::vec_box)]
     flows: Vec<Box<Tracked>>,
+    /// Their order keys, apart: the pairing walk reads only these, sequentially.
+    orders: Vec<OrderKey>,
     sessions: sessions::Sessions,
     /// Settled flows whose record did not change are not judged again (off only in the
     /// test that holds the shortcut to judging everything).
@@ -165,6 +167,7 @@ impl AlertEngine {
         Self {
             cfg,
             flows: Vec::new(),
+            orders: Vec::new(),
             sessions: sessions::Sessions::default(),
             skip_settled: true,
             active: BTreeMap::new(),
@@ -209,10 +212,20 @@ impl AlertEngine {
             collect(&mut findings, t.session, i, found);
         };
         // Known flows first; new ones then join sessions in the order they started.
-        let carried = carry(std::mem::take(&mut self.flows), &snap.flows);
+        let (carried, orders) = carry(std::mem::take(&mut self.flows), &self.orders, &snap.flows);
         let mut slots: Vec<Option<Box<Tracked>>> = Vec::with_capacity(snap.flows.len());
         let mut fresh = Vec::new();
-        for (i, known) in carried.into_iter().enumerate() {
+        let mut carried = carried;
+        for i in 0..carried.len() {
+            // Each flow's state is a few scattered heap blocks, a cache miss each: fetched a
+            // few flows ahead, the state first, then (once it is in cache) its buffers.
+            if let Some(Some(t)) = carried.get(i + 16) {
+                history::prefetch_block(&**t);
+            }
+            if let Some(Some(t)) = carried.get(i + 8) {
+                t.hist.prefetch();
+            }
+            let known = carried[i].take();
             slots.push(known.map(|mut t| {
                 judge(&mut t, i, &mut self.sessions);
                 t
@@ -233,7 +246,6 @@ impl AlertEngine {
             );
             let mut t = Box::new(Tracked {
                 id: FlowId::of(f),
-                order: OrderKey::of(f),
                 hist: FlowHistory::default(),
                 session,
                 mark: None,
@@ -242,7 +254,9 @@ impl AlertEngine {
             judge(&mut t, i, &mut self.sessions);
             slots[i] = Some(t);
         }
+        // Every slot is filled: the known flows carried, the new ones just judged.
         self.flows = slots.into_iter().flatten().collect();
+        self.orders = orders;
         // Whether a session still has a working flow matters only where something is wrong.
         let mut session_ok: HashMap<SessionId, bool> = findings
             .keys()
@@ -386,8 +400,6 @@ impl AlertEngine {
 /// What the engine keeps of one flow between ticks.
 struct Tracked {
     id: FlowId,
-    /// Where the flow sorts in a snapshot (fixed: a record's roles never change).
-    order: OrderKey,
     hist: FlowHistory,
     /// The session the flow joined when first seen.
     session: SessionId,
@@ -461,16 +473,6 @@ impl Tracked {
             history: h.zeek_shared.clone(),
         };
         (health, works)
-    }
-}
-
-impl PerFlow for Box<Tracked> {
-    fn id(&self) -> FlowId {
-        self.id
-    }
-
-    fn order(&self) -> &OrderKey {
-        &self.order
     }
 }
 
