@@ -391,6 +391,47 @@ fn reading_only_changed_flows_equals_reading_the_whole_map() {
     assert!(c.reads.copies <= c.reads.full, "{:?}", c.reads);
 }
 
+/// A record port reuse closed during a tick that read the map whole is history still when a
+/// later tick, updating from reports, meets the same 4-tuple again.
+#[test]
+fn closed_records_outlive_whole_reads() {
+    if !common::privileged() {
+        return;
+    }
+    let mut e = ebpf("50000-59999", 0, 8192);
+    let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
+    let syn = |e: &mut Ebpf, port: u16, isn: u32| {
+        let mut f = TcpFrame::new(v4(1), port, v4(2), 50001).flags(SYN);
+        f.seq = isn;
+        run(e, "tc_eth_in", &f.ethernet(), None);
+    };
+    syn(&mut e, 40000, 1);
+    c.collect().unwrap();
+    // Port reuse, among more new flows than a tick reads back one by one.
+    syn(&mut e, 40000, 2);
+    for port in 0..1500 {
+        syn(&mut e, 20000 + port, 1);
+    }
+    c.collect().unwrap();
+    assert_eq!(c.reads.full, 2, "{:?}", c.reads);
+    syn(&mut e, 40000, 3);
+    let s = c.collect().unwrap();
+    assert_eq!(c.reads.changed, 1, "{:?}", c.reads);
+    let whole = c.whole().unwrap();
+    assert!(
+        *s.flows == whole,
+        "updated table differs from a whole read ({} vs {} records)",
+        s.flows.len(),
+        whole.len()
+    );
+    let conns = s
+        .flows
+        .iter()
+        .filter(|f| f.client().port() == 40000)
+        .count();
+    assert_eq!(conns, 3, "two closed connections and the live one");
+}
+
 #[test]
 fn a_full_map_evicts_and_says_so() {
     if !common::privileged() {

@@ -170,7 +170,6 @@ impl Collector {
         // record of the one it replaced, so that record is here when the report is.
         let keys = self.drain_changed();
         let closed = self.drain_closed();
-        // Right after the reports: flows created since are neither counted nor reported.
         let counters = self.counters()?;
         let lost = counters.get(stats::CHANGES_LOST);
         // Past this many, one batch read of everything costs less than lookups one by one.
@@ -337,7 +336,8 @@ impl Collector {
         keys
     }
 
-    /// Records port reuse closed since the last tick (also kept for full reads).
+    /// Records port reuse closed since the last tick, also kept (with their order keys)
+    /// for whole reads and for the updates after them.
     fn drain_closed(&mut self) -> Vec<FlowRecord> {
         let mut out = Vec::new();
         while let Some(item) = self.closed_rb.next() {
@@ -348,6 +348,7 @@ impl Collector {
                 out.push(record(self.clock, st));
             }
         }
+        self.closed_orders.extend(out.iter().map(OrderKey::of));
         self.closed.extend_from_slice(&out);
         out
     }
