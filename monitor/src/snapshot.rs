@@ -115,27 +115,20 @@ pub struct RowChange {
 /// The rows of `new` that are not in `old` as they are: one walk of both (each sorted in
 /// snapshot order). Records of `old` gone from `new` are not rows of it, and are left out.
 pub fn changes(old: &[FlowRecord], new: &[FlowRecord]) -> Vec<RowChange> {
-    let mut out = Vec::new();
-    let mut j = 0;
-    for (row, f) in new.iter().enumerate() {
-        let k = OrderKey::of(f);
-        while j < old.len() && OrderKey::of(&old[j]) < k {
-            j += 1;
-        }
-        match old.get(j) {
-            Some(o) if OrderKey::of(o) == k => {
-                if o.state != f.state {
-                    out.push(RowChange {
-                        row,
-                        before: Some(o.state),
-                    });
-                }
-                j += 1;
-            }
-            _ => out.push(RowChange { row, before: None }),
-        }
-    }
-    out
+    let old_orders: Vec<OrderKey> = old.iter().map(OrderKey::of).collect();
+    let (pairs, _) = pair(&old_orders, new);
+    pairs
+        .into_iter()
+        .zip(new)
+        .enumerate()
+        .filter_map(|(row, (j, f))| match j {
+            Some(j) if old[j].state == f.state => None,
+            j => Some(RowChange {
+                row,
+                before: j.map(|j| old[j].state),
+            }),
+        })
+        .collect()
 }
 
 impl Default for Snapshot {
@@ -242,6 +235,11 @@ pub(crate) fn carry<T>(
 pub(crate) struct OrderKey([u64; 6]);
 
 impl OrderKey {
+    /// Where the record with this key is, or would be, in `flows` (in snapshot order).
+    pub(crate) fn find(&self, flows: &[FlowRecord]) -> Result<usize, usize> {
+        flows.binary_search_by(|r| OrderKey::of(r).cmp(self))
+    }
+
     /// Straight from the key's bytes (an IPv4 address is its first four, the rest zero),
     /// which is what `SocketAddr`s would compare, without building them.
     pub(crate) fn of(f: &FlowRecord) -> Self {

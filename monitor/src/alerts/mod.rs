@@ -212,10 +212,10 @@ impl AlertEngine {
             collect(&mut findings, t.session, i, found);
         };
         // Known flows first; new ones then join sessions in the order they started.
-        let (carried, orders) = carry(std::mem::take(&mut self.flows), &self.orders, &snap.flows);
+        let (mut carried, orders) =
+            carry(std::mem::take(&mut self.flows), &self.orders, &snap.flows);
         let mut slots: Vec<Option<Box<Tracked>>> = Vec::with_capacity(snap.flows.len());
         let mut fresh = Vec::new();
-        let mut carried = carried;
         for i in 0..carried.len() {
             // Each flow's state is a few scattered heap blocks, a cache miss each: fetched a
             // few flows ahead, the state first, then (once it is in cache) its buffers.

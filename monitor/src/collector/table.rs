@@ -41,7 +41,7 @@ pub fn apply(
     for c in ch.closed {
         let k = OrderKey::of(&c);
         closed_orders.insert(k);
-        match find(table, &k) {
+        match k.find(table) {
             Ok(i) => {
                 replaced.push((k, Some(table[i].state)));
                 table[i] = c;
@@ -54,7 +54,7 @@ pub fn apply(
     }
     for f in ch.fresh {
         let k = OrderKey::of(&f);
-        match find(table, &k) {
+        match k.find(table) {
             Ok(i) if table[i].key == f.key && !closed_orders.contains(&k) => {
                 replaced.push((k, Some(table[i].state)));
                 table[i] = f;
@@ -86,17 +86,13 @@ pub fn rows(table: &[FlowRecord], replaced: Replaced) -> Vec<RowChange> {
     let mut out: Vec<RowChange> = replaced
         .into_iter()
         .filter_map(|(k, before)| {
-            let row = find(table, &k).ok()?;
+            let row = k.find(table).ok()?;
             (before.as_ref() != Some(&table[row].state)).then_some(RowChange { row, before })
         })
         .collect();
     out.sort_unstable_by_key(|c| c.row);
     out.dedup_by_key(|c| c.row);
     out
-}
-
-fn find(table: &[FlowRecord], k: &OrderKey) -> Result<usize, usize> {
-    table.binary_search_by(|r| OrderKey::of(r).cmp(k))
 }
 
 /// Indices of the live records of `key`: they sit among the records between the same

@@ -423,7 +423,7 @@ impl Metrics {
         // Each connection's handshake outcome, once, when it is known (a timeout is known
         // by time alone); flows that left before are forgotten.
         for k in std::mem::take(&mut self.pending) {
-            let Ok(row) = snap.flows.binary_search_by(|r| OrderKey::of(r).cmp(&k)) else {
+            let Ok(row) = k.find(&snap.flows) else {
                 continue;
             };
             let f = &snap.flows[row];
