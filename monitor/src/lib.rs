@@ -18,5 +18,6 @@ pub mod output;
 pub mod record;
 pub mod replay;
 pub mod report;
+pub mod shelf;
 pub mod snapshot;
 pub mod tui;

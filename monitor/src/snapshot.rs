@@ -83,7 +83,9 @@ pub struct Snapshot {
     /// When the snapshot was taken (epoch ns; a capture's last timestamp for replay).
     pub now_ns: u64,
     /// The alert engine's view of each flow, aligned with `flows` (empty: not judged).
-    pub health: Vec<FlowHealth>,
+    /// Shared: the alert engine writes the next tick's into the list of a snapshot
+    /// everybody let go (see `shelf`).
+    pub health: Arc<Vec<FlowHealth>>,
     /// Active alerts (worst first), then recently cleared ones (newest first).
     pub alerts: Vec<Alert>,
     /// Whether an alert engine judged this snapshot (live, demo), so "no alerts" means
@@ -161,7 +163,7 @@ impl Snapshot {
             counters,
             evicted_flows,
             now_ns,
-            health: Vec::new(),
+            health: Arc::default(),
             alerts: Vec::new(),
             judged: false,
             spark: None,
@@ -181,50 +183,65 @@ impl Snapshot {
 /// order. Equal order keys are the same connection record: same endpoints, same start.
 pub(crate) fn pair(old: &[OrderKey], flows: &[FlowRecord]) -> (Vec<Option<usize>>, Vec<OrderKey>) {
     let keys: Vec<OrderKey> = flows.iter().map(OrderKey::of).collect();
-    let mut out = vec![None; flows.len()];
-    let mut taken = vec![false; old.len()];
-    let mut j = 0;
-    for (i, k) in keys.iter().enumerate() {
-        while j < old.len() && old[j] < *k {
-            j += 1;
-        }
-        if j < old.len() && old[j] == *k {
-            out[i] = Some(j);
-            taken[j] = true;
-            j += 1;
-        }
-    }
+    let mut walk = Walk::new(old);
+    let mut out: Vec<Option<usize>> = keys.iter().map(|k| walk.step(k)).collect();
     if out.iter().any(Option::is_none) {
-        let spare: foldhash::HashMap<OrderKey, usize> = old
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| !taken[*j])
-            .map(|(j, k)| (*k, j))
-            .collect();
-        for (i, k) in keys.iter().enumerate() {
-            if out[i].is_none() {
-                out[i] = spare.get(k).copied();
+        let spare = walk.spare();
+        for (o, k) in out.iter_mut().zip(&keys) {
+            if o.is_none() {
+                *o = spare.get(k).copied();
             }
         }
     }
     (out, keys)
 }
 
-/// Each flow's state moved out of `old` (kept in the previous snapshot's order, with order
-/// keys `old_orders`, see [`pair`]): `None` for a flow new to `flows`. States of flows that
-/// left are dropped. Also returns the flows' order keys.
-pub(crate) fn carry<T>(
-    old: Vec<T>,
-    old_orders: &[OrderKey],
-    flows: &[FlowRecord],
-) -> (Vec<Option<T>>, Vec<OrderKey>) {
-    let (pairs, keys) = pair(old_orders, flows);
-    let mut old: Vec<Option<T>> = old.into_iter().map(Some).collect();
-    let carried = pairs
-        .into_iter()
-        .map(|j| j.and_then(|j| old.get_mut(j).and_then(Option::take)))
-        .collect();
-    (carried, keys)
+/// The walk of [`pair`] one flow at a time, for a consumer that reads each flow's record
+/// as it goes: the record is read once, for its key and for the consumer's work.
+pub(crate) struct Walk<'a> {
+    old: &'a [OrderKey],
+    next: usize,
+    taken: Vec<bool>,
+}
+
+impl<'a> Walk<'a> {
+    pub(crate) fn new(old: &'a [OrderKey]) -> Self {
+        Self {
+            old,
+            next: 0,
+            taken: vec![false; old.len()],
+        }
+    }
+
+    /// Where the walk stands in `old`: the entries just ahead are the next flows' states
+    /// most likely (worth prefetching).
+    pub(crate) fn position(&self) -> usize {
+        self.next
+    }
+
+    /// The index in `old` of the next flow's state, keys given in snapshot order; `None`
+    /// when the walk does not meet it (a new flow, or a list out of order: see `spare`).
+    pub(crate) fn step(&mut self, k: &OrderKey) -> Option<usize> {
+        while self.next < self.old.len() && self.old[self.next] < *k {
+            self.next += 1;
+        }
+        let j = self.next;
+        (j < self.old.len() && self.old[j] == *k).then(|| {
+            self.taken[j] = true;
+            self.next += 1;
+            j
+        })
+    }
+
+    /// The entries of `old` no step took, by key: a lookup for the flows the walk missed.
+    pub(crate) fn spare(self) -> foldhash::HashMap<OrderKey, usize> {
+        self.old
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| !self.taken[*j])
+            .map(|(j, k)| (*k, j))
+            .collect()
+    }
 }
 
 /// Client, then server, then first seen, as bytes that compare as `SocketAddr`s do

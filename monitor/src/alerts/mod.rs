@@ -29,7 +29,10 @@ use history::{FlowHistory, Point, Sample};
 pub use rules::{Kind, Level};
 pub use sessions::SessionId;
 
-use crate::snapshot::{carry, FlowRecord, OrderKey, Snapshot};
+use crate::{
+    shelf::{Refill, Shelf},
+    snapshot::{FlowRecord, OrderKey, Snapshot, Walk},
+};
 
 /// A connection record across ticks: a reused 4-tuple is another record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -149,6 +152,11 @@ pub struct AlertEngine {
     flows: Vec<Box<Tracked>>,
     /// Their order keys, apart: the pairing walk reads only these, sequentially.
     orders: Vec<OrderKey>,
+    /// The list before, written over with the next tick's keys (not a fresh 48 MB a tick
+    /// at a million flows, faulted in page by page).
+    spare_orders: Vec<OrderKey>,
+    /// The health lists lent to the last snapshots, rewritten once they are let go.
+    health_shelf: Shelf<FlowHealth>,
     sessions: sessions::Sessions,
     /// Settled flows whose record did not change are not judged again (off only in the
     /// test that holds the shortcut to judging everything).
@@ -168,6 +176,8 @@ impl AlertEngine {
             cfg,
             flows: Vec::new(),
             orders: Vec::new(),
+            spare_orders: Vec::new(),
+            health_shelf: Shelf::default(),
             sessions: sessions::Sessions::default(),
             skip_settled: true,
             active: BTreeMap::new(),
@@ -199,8 +209,9 @@ impl AlertEngine {
         for ev in events.iter().filter(|e| e.kind == event::CLIENT_HELLO) {
             hellos.entry(ev.key).or_insert(ev.ts_ns);
         }
-        let mut health = vec![FlowHealth::default(); snap.flows.len()];
-        let mut works = vec![false; snap.flows.len()];
+        let n = snap.flows.len();
+        let mut health = Refill::new(self.health_shelf.take());
+        let mut works = vec![false; n];
         let mut findings: BTreeMap<AlertKey, Vec<(usize, rules::Finding)>> = BTreeMap::new();
         let skip_settled = self.skip_settled;
         let mut judge = |t: &mut Tracked, i: usize, sessions: &mut sessions::Sessions| {
@@ -208,32 +219,67 @@ impl AlertEngine {
             t.settled &= skip_settled;
             let hello = hellos.get(&f.key).copied();
             let found = t.judge(&cfg, f, now, hello, sessions);
-            (health[i], works[i]) = t.health(&cfg, f, now, &found);
+            let (h, ok) = t.health(&cfg, f, now, &found);
+            works[i] = ok;
             collect(&mut findings, t.session, i, found);
+            h
         };
-        // Known flows first; new ones then join sessions in the order they started.
-        let (mut carried, orders) =
-            carry(std::mem::take(&mut self.flows), &self.orders, &snap.flows);
-        let mut slots: Vec<Option<Box<Tracked>>> = Vec::with_capacity(snap.flows.len());
-        let mut fresh = Vec::new();
-        for i in 0..carried.len() {
+        // Known flows first, paired with their state by walking the last tick's order keys
+        // as the rows go (each record is read once, for its key and its judging); new ones
+        // then join sessions in the order they started.
+        let mut old: Vec<Option<Box<Tracked>>> = std::mem::take(&mut self.flows)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut walk = Walk::new(&self.orders);
+        let mut orders = std::mem::take(&mut self.spare_orders);
+        orders.clear();
+        let mut slots: Vec<Option<Box<Tracked>>> = Vec::with_capacity(n);
+        let mut missed = Vec::new();
+        for (i, f) in snap.flows.iter().enumerate() {
             // Each flow's state is a few scattered heap blocks, a cache miss each: fetched a
             // few flows ahead, the state first, then (once it is in cache) its buffers.
-            if let Some(Some(t)) = carried.get(i + 16) {
+            let at = walk.position();
+            if let Some(Some(t)) = old.get(at + 16) {
                 history::prefetch_block(&**t);
             }
-            if let Some(Some(t)) = carried.get(i + 8) {
+            if let Some(Some(t)) = old.get(at + 8) {
                 t.hist.prefetch();
             }
-            let known = carried[i].take();
-            slots.push(known.map(|mut t| {
-                judge(&mut t, i, &mut self.sessions);
-                t
-            }));
-            if slots[i].is_none() {
-                fresh.push(i);
+            let k = OrderKey::of(f);
+            orders.push(k);
+            // Health is written in row order (no default-filled copy of a million first);
+            // a new flow's row is a placeholder until it is judged below.
+            match walk.step(&k).and_then(|j| old[j].take()) {
+                Some(mut t) => {
+                    health.push(judge(&mut t, i, &mut self.sessions));
+                    slots.push(Some(t));
+                }
+                None => {
+                    health.push(FlowHealth::default());
+                    slots.push(None);
+                    missed.push(i);
+                }
             }
         }
+        let mut health = health.finish();
+        // What the walk missed is new, or known from a list out of order: looked up.
+        let spare = if missed.is_empty() {
+            Default::default()
+        } else {
+            walk.spare()
+        };
+        let mut fresh = Vec::new();
+        for i in missed {
+            match spare.get(&orders[i]).and_then(|&j| old[j].take()) {
+                Some(mut t) => {
+                    health[i] = judge(&mut t, i, &mut self.sessions);
+                    slots[i] = Some(t);
+                }
+                None => fresh.push(i),
+            }
+        }
+        drop(old);
         fresh.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
         for i in fresh {
             let f = &snap.flows[i];
@@ -251,12 +297,12 @@ impl AlertEngine {
                 mark: None,
                 settled: false,
             });
-            judge(&mut t, i, &mut self.sessions);
+            health[i] = judge(&mut t, i, &mut self.sessions);
             slots[i] = Some(t);
         }
         // Every slot is filled: the known flows carried, the new ones just judged.
         self.flows = slots.into_iter().flatten().collect();
-        self.orders = orders;
+        self.spare_orders = std::mem::replace(&mut self.orders, orders);
         // Whether a session still has a working flow matters only where something is wrong.
         let mut session_ok: HashMap<SessionId, bool> = findings
             .keys()
@@ -275,7 +321,9 @@ impl AlertEngine {
         }
 
         let mut out = Vec::new();
-        for (key, list) in findings {
+        for (key, mut list) in findings {
+            // In row order, however the flows came to be judged: ties go to the last row.
+            list.sort_by_key(|(i, _)| *i);
             let Some((wi, worst)) = list.iter().max_by_key(|(_, x)| x.level) else {
                 continue;
             };
@@ -377,7 +425,7 @@ impl AlertEngine {
                 }
             }
         }
-        snap.health = health;
+        snap.health = self.health_shelf.lend(health);
         snap.alerts = self.alerts();
         snap.judged = true;
         snap.handshake_timeout_ns = ns(cfg.handshake_timeout_s);

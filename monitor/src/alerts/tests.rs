@@ -4,6 +4,8 @@
 use monitor_common::flow::{FlowKey, FlowState, C2S, S2C};
 
 use super::*;
+use std::sync::Arc;
+
 use crate::snapshot::{Counters, FlowRecord, Snapshot};
 
 const S: u64 = 1_000_000_000;
@@ -493,6 +495,110 @@ fn the_handshake_outcome_everywhere_uses_the_configured_timeout() {
         let st = &sim.last.flows[0].state;
         assert_eq!(sim.last.outcome(st), expected, "timeout {timeout_s} s");
     }
+}
+
+/// Flows in an order the pairing walk does not expect (a snapshot out of order) are still
+/// met as the flows they are: looked up, not taken for new ones.
+#[test]
+fn flows_out_of_order_keep_their_state() {
+    let mut ordered = Sim::new(AlertConfig::default());
+    let mut shuffled = Sim::new(AlertConfig::default());
+    let t0 = ordered.now;
+    let mut flows: Vec<FlowRecord> = (0..5u8)
+        .map(|i| {
+            let mut f = record([10, 0, 0, i], 40000, 50000, t0);
+            establish(&mut f);
+            f
+        })
+        .collect();
+    for tick in 0..8u64 {
+        let now = t0 + (tick + 1) * S;
+        for f in &mut flows {
+            data(f, S2C, 200, if tick > 2 { 30 } else { 0 }, now);
+        }
+        ordered.now = now;
+        ordered.flows = flows.clone();
+        let a = ordered.tick(&[]);
+        // Reversed and turned by a place more each tick, passed as if sorted.
+        let mut rev = flows.clone();
+        rev.reverse();
+        rev.rotate_left(tick as usize % 5);
+        let mut snap = Snapshot::sorted(Arc::new(rev), 5, Counters::default(), now);
+        let b = shuffled.engine.tick(&mut snap, &[]);
+        let said = |t: &[Transition]| serde_json::to_value(t).expect("json");
+        assert_eq!(said(&a), said(&b), "tick {tick}");
+        for (i, f) in snap.flows.iter().enumerate() {
+            let j = ordered
+                .last
+                .flows
+                .iter()
+                .position(|g| g == f)
+                .expect("same flows");
+            assert_eq!(
+                snap.health[i], ordered.last.health[j],
+                "tick {tick}, flow {i}"
+            );
+        }
+    }
+    assert!(!ordered.log.is_empty(), "the losses raised an alert");
+}
+
+/// Health written over a list a snapshot let go reads as a fresh one: rows the table had
+/// are overwritten, it grows and shrinks, alerts (listed in rows) come and go.
+#[test]
+fn health_written_over_a_recycled_list_is_as_written_fresh() {
+    let mut recycling = Sim::new(AlertConfig::default());
+    let mut fresh = Sim::new(AlertConfig::default());
+    // Every snapshot of `fresh` is held: its engine never gets a list back.
+    let mut held = Vec::new();
+    let mut lists = Vec::new();
+    let t0 = recycling.now;
+    let mut flows: Vec<FlowRecord> = (0..6u8)
+        .map(|i| {
+            let mut f = record([10, 0, 0, i], 40000, 50000, t0);
+            establish(&mut f);
+            f
+        })
+        .collect();
+    for tick in 0..16u64 {
+        let now = t0 + (tick + 1) * S;
+        // Flows come and go (the table grows and shrinks) and two of them lose a tenth of
+        // their segments for a while (alerts on their rows, then cleared).
+        if tick % 4 == 1 {
+            let mut f = record([10, 0, 1, tick as u8], 40001, 50000, now);
+            establish(&mut f);
+            flows.push(f);
+        }
+        if tick % 5 == 3 {
+            flows.remove(0);
+        }
+        for (k, f) in flows.iter_mut().enumerate() {
+            let retx = if (2..8).contains(&tick) && k < 2 {
+                20
+            } else {
+                0
+            };
+            data(f, S2C, 200, retx, now);
+        }
+        for sim in [&mut recycling, &mut fresh] {
+            sim.now = now;
+            sim.flows = flows.clone();
+            sim.tick(&[]);
+        }
+        held.push(fresh.last.clone());
+        lists.push(recycling.last.health.as_ptr());
+        assert_eq!(recycling.last.health, fresh.last.health, "tick {tick}");
+    }
+    assert!(
+        fresh.log.iter().any(|t| t.change == Change::Raised)
+            && recycling.log.len() == fresh.log.len(),
+        "the alerts came and went alike: {:?}",
+        fresh.log
+    );
+    assert!(
+        lists.windows(3).any(|w| w[0] == w[2]),
+        "the recycling engine wrote over a list it had lent"
+    );
 }
 
 mod shortcut {
