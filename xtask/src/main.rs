@@ -597,7 +597,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Setup => setup(),
-        Task::Lint => lint(),
+        // The eBPF crate's lint needs the compiler set-up installs (quick when present).
+        Task::Lint => setup().and_then(|()| lint()),
         Task::Test { args } => test(&args),
         Task::Run { args } => run_monitor(&args),
         Task::Bench { smoke, only } => bench(smoke, only),
