@@ -56,9 +56,24 @@ pub struct Refill<T> {
     len: usize,
 }
 
+/// `v` made ready for `n` rows: room reserved, or given back when it is far bigger than
+/// needed (a table that shrank from a million flows should not keep their memory).
+pub fn fit<T>(mut v: Vec<T>, n: usize) -> Vec<T> {
+    if v.capacity() > 2 * n.max(1024) {
+        v.truncate(n);
+        v.shrink_to(n);
+    }
+    v.reserve(n.saturating_sub(v.len()));
+    v
+}
+
 impl<T> Refill<T> {
-    pub fn new(v: Vec<T>) -> Self {
-        Self { v, len: 0 }
+    /// Rewrites `v`, about to hold `n` rows (see [`fit`]).
+    pub fn new(v: Vec<T>, n: usize) -> Self {
+        Self {
+            v: fit(v, n),
+            len: 0,
+        }
     }
 
     /// Writes the next row.
@@ -112,14 +127,24 @@ mod tests {
 
     #[test]
     fn refill_overwrites_then_grows_or_truncates() {
-        let mut r = Refill::new(vec![9, 9, 9]);
+        let mut r = Refill::new(vec![9, 9, 9], 2);
         r.push(1);
         r.push(2);
         assert_eq!(r.finish(), vec![1, 2]);
-        let mut r = Refill::new(vec![9]);
+        let mut r = Refill::new(vec![9], 3);
         for x in 1..=3 {
             r.push(x);
         }
         assert_eq!(r.finish(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_vector_far_too_big_gives_memory_back_and_one_too_small_makes_room() {
+        let big = fit(vec![0u64; 1 << 20], 5000);
+        assert!(big.capacity() < 10_000, "capacity {}", big.capacity());
+        let small = fit(vec![0u64; 10], 5000);
+        assert!(small.capacity() >= 5000 && small.len() == 10);
+        let near = fit(vec![0u64; 9000], 5000);
+        assert_eq!(near.len(), 9000, "within twice the rows: kept as it is");
     }
 }

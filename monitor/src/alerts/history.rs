@@ -340,8 +340,7 @@ pub(crate) fn prefetch_block<T>(x: &T) {
 
 impl FlowHistory {
     /// Brings into cache what a tick reads and writes of the history's buffers: both ends
-    /// of the sample times, the counter runs, the sparkline's newest points, the shared
-    /// history letters.
+    /// of the sample times, the counter runs, the sparkline's newest points.
     pub fn prefetch(&self) {
         let s = &self.samples;
         for p in [s.ts.front(), s.ts.back()].into_iter().flatten() {
@@ -356,8 +355,6 @@ impl FlowHistory {
         if let Some(p) = self.spark.counts.back() {
             prefetch(p);
         }
-        // The history letters' count, which the flow's health takes a share of.
-        prefetch(std::sync::Arc::as_ptr(&self.zeek_shared) as *const u8);
     }
 
     /// Adds this tick's sample and drops what the window no longer needs.

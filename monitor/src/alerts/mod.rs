@@ -30,7 +30,7 @@ pub use rules::{Kind, Level};
 pub use sessions::SessionId;
 
 use crate::{
-    shelf::{Refill, Shelf},
+    shelf::{fit, Refill, Shelf},
     snapshot::{FlowRecord, OrderKey, Snapshot, Walk},
 };
 
@@ -210,7 +210,7 @@ impl AlertEngine {
             hellos.entry(ev.key).or_insert(ev.ts_ns);
         }
         let n = snap.flows.len();
-        let mut health = Refill::new(self.health_shelf.take());
+        let mut health = Refill::new(self.health_shelf.take(), n);
         let mut works = vec![false; n];
         let mut findings: BTreeMap<AlertKey, Vec<(usize, rules::Finding)>> = BTreeMap::new();
         let skip_settled = self.skip_settled;
@@ -232,7 +232,7 @@ impl AlertEngine {
             .map(Some)
             .collect();
         let mut walk = Walk::new(&self.orders);
-        let mut orders = std::mem::take(&mut self.spare_orders);
+        let mut orders = fit(std::mem::take(&mut self.spare_orders), n);
         orders.clear();
         let mut slots: Vec<Option<Box<Tracked>>> = Vec::with_capacity(n);
         let mut missed = Vec::new();
@@ -249,7 +249,7 @@ impl AlertEngine {
             let k = OrderKey::of(f);
             orders.push(k);
             // Health is written in row order (no default-filled copy of a million first);
-            // a new flow's row is a placeholder until it is judged below.
+            // a row the walk did not pair is a placeholder until it is judged below.
             match walk.step(&k).and_then(|j| old[j].take()) {
                 Some(mut t) => {
                     health.push(judge(&mut t, i, &mut self.sessions));
@@ -279,7 +279,7 @@ impl AlertEngine {
                 None => fresh.push(i),
             }
         }
-        drop(old);
+        drop((old, spare));
         fresh.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
         for i in fresh {
             let f = &snap.flows[i];

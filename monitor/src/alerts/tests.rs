@@ -551,7 +551,6 @@ fn health_written_over_a_recycled_list_is_as_written_fresh() {
     let mut fresh = Sim::new(AlertConfig::default());
     // Every snapshot of `fresh` is held: its engine never gets a list back.
     let mut held = Vec::new();
-    let mut lists = Vec::new();
     let t0 = recycling.now;
     let mut flows: Vec<FlowRecord> = (0..6u8)
         .map(|i| {
@@ -586,7 +585,6 @@ fn health_written_over_a_recycled_list_is_as_written_fresh() {
             sim.tick(&[]);
         }
         held.push(fresh.last.clone());
-        lists.push(recycling.last.health.as_ptr());
         assert_eq!(recycling.last.health, fresh.last.health, "tick {tick}");
     }
     assert!(
@@ -594,10 +592,6 @@ fn health_written_over_a_recycled_list_is_as_written_fresh() {
             && recycling.log.len() == fresh.log.len(),
         "the alerts came and went alike: {:?}",
         fresh.log
-    );
-    assert!(
-        lists.windows(3).any(|w| w[0] == w[2]),
-        "the recycling engine wrote over a list it had lent"
     );
 }
 
