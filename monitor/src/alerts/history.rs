@@ -132,6 +132,14 @@ impl Spark {
         self.points.back()
     }
 
+    /// `n` pushes of the zero point (an idle flow's).
+    fn push_zeros(&mut self, n: u64) {
+        // Only the last SPARK_POINTS of them can show.
+        for _ in 0..n.min(SPARK_POINTS as u64) {
+            self.push(Point::default());
+        }
+    }
+
     /// Every point, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = Point> + '_ {
         self.points
@@ -249,6 +257,57 @@ pub struct FlowHistory {
     /// The same letters, shared with the snapshot (cloned only when a letter is added).
     pub zeek_shared: std::sync::Arc<str>,
     zeek_emitted: [u8; ZEEK_LETTERS],
+    /// Set while the flow is idle: its samples stop at the tick it froze, the ones after
+    /// are the engine's [`IdleClock`]'s (see [`FlowHistory::freeze`]).
+    frozen: Option<Frozen>,
+}
+
+/// Where an idle flow's history stopped: the clock's tick and sparkline count then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Frozen {
+    tick: u64,
+    points: u64,
+}
+
+/// The samples an idle flow takes, kept once for every idle flow.
+///
+/// Most flows of a big table are idle: their counters stand, and each tick's sample differs
+/// from the last only in time, which is the tick's. Pushing it into every such flow's
+/// history cost ~70 ms a tick at a million flows (a few heap blocks a flow, a cache miss
+/// each). The clock follows the sample times a flow idle all along would hold (the same
+/// replacing of close samples and the same window), and how many sparkline points it would
+/// have pushed; a frozen flow catches up from it when it changes or is looked at.
+#[derive(Clone, Debug, Default)]
+pub struct IdleClock {
+    /// Ticks so far.
+    tick: u64,
+    /// The sample times an idle flow would hold, each with the tick that added it.
+    times: VecDeque<(u64, u64)>,
+    /// Sparkline points an idle flow would have pushed so far.
+    points: u64,
+}
+
+impl IdleClock {
+    /// The tick at `now` ends: what [`FlowHistory::push`] does to an idle flow's samples.
+    pub fn advance(&mut self, now: u64, window_ns: u64) {
+        self.tick += 1;
+        let t = &mut self.times;
+        if t.len() >= 2
+            && t.back()
+                .is_some_and(|&(_, b)| now > b && now - b < MIN_GAP_NS)
+        {
+            t.pop_back();
+            t.push_back((self.tick, now));
+        } else if t.back().is_none_or(|&(_, b)| now > b) {
+            if !t.is_empty() {
+                self.points += 1;
+            }
+            t.push_back((self.tick, now));
+        }
+        while t.len() >= 2 && t[1].1 + window_ns <= now {
+            t.pop_front();
+        }
+    }
 }
 
 const ZEEK_LETTERS: usize = 16;
@@ -390,6 +449,58 @@ impl FlowHistory {
 
     pub fn latest(&self) -> Option<Sample> {
         self.samples.back()
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Stops taking samples if this tick's `s` would change nothing but the time: the
+    /// counters are those of every sample in the window (so the sparkline's last point is
+    /// zero), and the history ends where the clock's does. `clock` is as the last tick left
+    /// it; the samples after are its own (see [`FlowHistory::thaw`]). Returns whether the
+    /// history froze: the caller then does not push `s`.
+    pub fn freeze(&mut self, s: &Sample, clock: &IdleClock) -> bool {
+        let idle = self.samples.len() >= 2
+            && self.samples.runs.len() == 1
+            && self.samples.back().is_some_and(|b| {
+                Samples::same_counters(&b, s)
+                    && clock.times.len() >= 2
+                    && clock.times.back() == Some(&(clock.tick, b.ts_ns))
+            });
+        if idle {
+            self.frozen = Some(Frozen {
+                tick: clock.tick,
+                points: clock.points,
+            });
+        }
+        idle
+    }
+
+    /// Takes the samples the history skipped while frozen, as pushing each tick's would
+    /// have: the times the clock added since, the replacing of a close sample, the window,
+    /// the sparkline's zero points. `clock` is as the last tick left it.
+    pub fn thaw(&mut self, clock: &IdleClock, window_ns: u64) {
+        let Some(f) = self.frozen.take() else { return };
+        let Some(last) = self.samples.back() else {
+            return;
+        };
+        let at = |ts_ns| Sample { ts_ns, ..last };
+        // The tick after the freeze came too soon and replaced the last sample. (Or the
+        // clock's window moved past the freeze: then every sample the flow had leaves the
+        // window below anyway, and the clock's are all that remain.)
+        if !clock.times.iter().any(|&(tick, _)| tick == f.tick) {
+            self.samples.pop_back();
+        }
+        for &(_, t) in clock.times.iter().filter(|&&(tick, _)| tick > f.tick) {
+            self.samples.push_back(at(t));
+        }
+        if let Some(now) = self.samples.back().map(|b| b.ts_ns) {
+            while self.samples.len() >= 2 && self.samples.ts[1] + window_ns <= now {
+                self.samples.pop_front();
+            }
+        }
+        self.spark.push_zeros(clock.points - f.points);
     }
 
     /// The retransmission rate over (up to) the window.
@@ -599,6 +710,115 @@ mod tests {
                 h.push(super::sample(t, segs, 5), 10_000_000_000);
             }
             assert_eq!((h.samples.runs.len(), h.samples.runs.capacity()), (1, 1));
+        }
+    }
+
+    mod idle {
+        use super::super::{FlowHistory, IdleClock, Sample, MIN_GAP_NS};
+        use proptest::prelude::*;
+
+        /// The time between two ticks: none, too close (replaced), a tick, a long pause.
+        fn gap() -> impl Strategy<Value = u64> {
+            prop_oneof![
+                1 => Just(0u64),
+                2 => 1..MIN_GAP_NS,
+                6 => Just(1_000_000_000u64),
+                2 => (2u64..40).prop_map(|s| s * 1_000_000_000),
+            ]
+        }
+
+        fn same(a: &FlowHistory, b: &FlowHistory) -> Result<(), TestCaseError> {
+            prop_assert_eq!(a.samples.len(), b.samples.len());
+            for k in 0..a.samples.len() {
+                prop_assert_eq!(a.samples.nth_back(k), b.samples.nth_back(k), "sample {}", k);
+            }
+            prop_assert_eq!(
+                a.spark.iter().collect::<Vec<_>>(),
+                b.spark.iter().collect::<Vec<_>>()
+            );
+            Ok(())
+        }
+
+        proptest! {
+            /// A history that froze while its flow was idle and thawed when it moved (or was
+            /// looked at) is the history that took every tick's sample.
+            #[test]
+            fn a_frozen_history_thaws_into_the_one_that_took_every_sample(
+                ticks in prop::collection::vec((gap(), prop::bool::weighted(0.15), any::<bool>()), 1..150),
+                window_s in 1u64..12,
+            ) {
+                let w = window_s * 1_000_000_000;
+                let mut clock = IdleClock::default();
+                let (mut eager, mut lazy) = (FlowHistory::default(), FlowHistory::default());
+                let (mut now, mut segs) = (1_000_000_000_000u64, 0u64);
+                let mut froze = false;
+                for (gap, busy, look) in ticks {
+                    now += gap;
+                    segs += u64::from(busy) * 7;
+                    let s = Sample {
+                        ts_ns: now,
+                        data_segments: [segs, 1],
+                        retransmits: [segs / 3, 0],
+                        bytes: [segs * 100, 5],
+                    };
+                    eager.push(s, w);
+                    // A tick whose sample moved thaws first; freezing is only ever tried,
+                    // and must refuse when the sample moved.
+                    if busy {
+                        lazy.thaw(&clock, w);
+                    }
+                    if !lazy.is_frozen() && !lazy.freeze(&s, &clock) {
+                        lazy.push(s, w);
+                    }
+                    froze |= lazy.is_frozen();
+                    clock.advance(now, w);
+                    if look {
+                        let mut seen = lazy.clone();
+                        seen.thaw(&clock, w);
+                        same(&seen, &eager)?;
+                    }
+                }
+                lazy.thaw(&clock, w);
+                same(&lazy, &eager)?;
+                // Not a check of the result: long runs of idle ticks make most cases freeze.
+                let _ = froze;
+            }
+        }
+
+        #[test]
+        fn an_idle_flow_freezes_and_its_window_still_slides() {
+            let w = 10_000_000_000;
+            let mut clock = IdleClock::default();
+            let mut h = FlowHistory::default();
+            let mut now = 1_000_000_000_000u64;
+            for t in 0..40u64 {
+                now += 1_000_000_000;
+                let segs = 10 * t.min(5);
+                let s = Sample {
+                    ts_ns: now,
+                    data_segments: [segs, 0],
+                    retransmits: [t.min(5), 0],
+                    bytes: [segs * 100, 0],
+                };
+                if !(h.is_frozen() || h.freeze(&s, &clock)) {
+                    h.push(s, w);
+                }
+                clock.advance(now, w);
+            }
+            assert!(h.is_frozen(), "idle for 35 ticks with a 10 s window");
+            let at_freeze = h.samples.nth_back(0).map(|s| s.ts_ns);
+            assert_eq!(h.samples.len(), 11, "froze with a window of one run");
+            h.thaw(&clock, w);
+            assert!(
+                h.samples.nth_back(0).map(|s| s.ts_ns) > at_freeze,
+                "caught up"
+            );
+            assert_eq!(
+                (h.samples.len(), h.latest().map(|s| s.ts_ns)),
+                (11, Some(now))
+            );
+            assert_eq!(h.spark.len(), 39);
+            assert_eq!(h.window_rate(0, 1), None, "no segments within the window");
         }
     }
 

@@ -25,7 +25,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 pub use config::AlertConfig;
-use history::{FlowHistory, Point, Sample};
+use history::{FlowHistory, IdleClock, Point, Sample};
 pub use rules::{Kind, Level};
 pub use sessions::SessionId;
 
@@ -158,6 +158,8 @@ pub struct AlertEngine {
     /// The health lists lent to the last snapshots, rewritten once they are let go.
     health_shelf: Shelf<FlowHealth>,
     sessions: sessions::Sessions,
+    /// The samples idle flows' histories skip (see `history::IdleClock`).
+    clock: IdleClock,
     /// Settled flows whose record did not change are not judged again (off only in the
     /// test that holds the shortcut to judging everything).
     skip_settled: bool,
@@ -179,6 +181,7 @@ impl AlertEngine {
             spare_orders: Vec::new(),
             health_shelf: Shelf::default(),
             sessions: sessions::Sessions::default(),
+            clock: IdleClock::default(),
             skip_settled: true,
             active: BTreeMap::new(),
             cleared: VecDeque::new(),
@@ -193,10 +196,15 @@ impl AlertEngine {
     /// The sparkline points of one flow, oldest first. A scan: called for the one flow the
     /// UI shows in detail, once a tick.
     pub fn spark(&self, id: &FlowId) -> Vec<Point> {
+        let window = ns(self.cfg.retransmit_window_s);
         self.flows
             .iter()
             .find(|t| t.id == *id)
-            .map(|t| t.hist.spark.iter().collect())
+            .map(|t| {
+                let mut h = t.hist.clone();
+                h.thaw(&self.clock, window);
+                h.spark.iter().collect()
+            })
             .unwrap_or_default()
     }
 
@@ -214,11 +222,12 @@ impl AlertEngine {
         let mut works = vec![false; n];
         let mut findings: BTreeMap<AlertKey, Vec<(usize, rules::Finding)>> = BTreeMap::new();
         let skip_settled = self.skip_settled;
+        let clock = &self.clock;
         let mut judge = |t: &mut Tracked, i: usize, sessions: &mut sessions::Sessions| {
             let f = &snap.flows[i];
             t.settled &= skip_settled;
             let hello = hellos.get(&f.key).copied();
-            let found = t.judge(&cfg, f, now, hello, sessions);
+            let found = t.judge(&cfg, f, now, hello, sessions, clock);
             let (h, ok) = t.health(&cfg, f, now, &found);
             works[i] = ok;
             collect(&mut findings, t.session, i, found);
@@ -244,7 +253,9 @@ impl AlertEngine {
                 history::prefetch_block(&**t);
             }
             if let Some(Some(t)) = old.get(at + 8) {
-                t.hist.prefetch();
+                if !t.hist.is_frozen() {
+                    t.hist.prefetch();
+                }
             }
             let k = OrderKey::of(f);
             orders.push(k);
@@ -426,6 +437,7 @@ impl AlertEngine {
             }
         }
         snap.health = self.health_shelf.lend(health);
+        self.clock.advance(now, ns(cfg.retransmit_window_s));
         snap.alerts = self.alerts();
         snap.judged = true;
         snap.handshake_timeout_ns = ns(cfg.handshake_timeout_s);
@@ -468,6 +480,7 @@ impl Tracked {
         now: u64,
         hello: Option<u64>,
         sessions: &mut sessions::Sessions,
+        clock: &IdleClock,
     ) -> Vec<rules::Finding> {
         let st = &f.state;
         let window = ns(cfg.retransmit_window_s);
@@ -477,10 +490,17 @@ impl Tracked {
             st.seen,
         ));
         if self.settled && hello.is_none() && mark == self.mark {
-            // Same counters as before: the sample only moves the rate window on.
-            self.hist.push(Sample::of(st, now), window);
+            // Same counters as before: the sample only moves the rate window on, and once
+            // the window holds nothing else, the idle clock takes the samples for it.
+            if !self.hist.is_frozen() {
+                let s = Sample::of(st, now);
+                if !self.hist.freeze(&s, clock) {
+                    self.hist.push(s, window);
+                }
+            }
             return Vec::new();
         }
+        self.hist.thaw(clock, window);
         sessions.touch(f.client().ip(), st.last_seen_ns);
         observe(&mut self.hist, st, now, hello, window);
         let found = rules::evaluate(cfg, st, &self.hist, now);
@@ -508,13 +528,21 @@ impl Tracked {
             && !st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0)
             && level.is_none()
             && now.saturating_sub(st.last_seen_ns) < ns(cfg.session_window_s);
+        // A frozen history's counters stand over the window: nothing moved, no rate.
+        let (throughput, retx_rate) = if h.is_frozen() {
+            ([0.0; 2], [None; 2])
+        } else {
+            (
+                h.current_throughput(),
+                h.window_rates(cfg.retransmit_min_segments)
+                    .map(|r| r.map(|r| r.ratio)),
+            )
+        };
         let health = FlowHealth {
             session: Some(self.session),
             level,
-            throughput: h.current_throughput(),
-            retx_rate: h
-                .window_rates(cfg.retransmit_min_segments)
-                .map(|r| r.map(|r| r.ratio)),
+            throughput,
+            retx_rate,
             zero_window_ns: h.zero_total_ns,
             in_flight: [rules::in_flight(st, C2S), rules::in_flight(st, S2C)],
             alerts: Vec::new(),

@@ -741,7 +741,7 @@ mod shortcut {
             .collect();
         let mut now = t0;
         for (n, (acts, gap)) in ticks.iter().enumerate() {
-            now += gap * S;
+            now += gap;
             for (f, a) in flows.iter_mut().zip(acts) {
                 apply(f, a, now);
             }
@@ -751,6 +751,21 @@ mod shortcut {
             }
             let (a, b) = (fast.tick(&[]), full.tick(&[]));
             let said = |sim: &Sim, t: &[Transition]| serde_json::json!({ "transitions": t, "alerts": sim.last.alerts });
+            // Every flow's sparkline, which an idle flow's history takes from the clock.
+            let sparks = |sim: &Sim| -> Vec<Vec<Point>> {
+                sim.last
+                    .flows
+                    .iter()
+                    .map(|f| sim.engine.spark(&FlowId::of(f)))
+                    .collect()
+            };
+            if sparks(&fast) != sparks(&full) {
+                return Err(format!(
+                    "tick {n}: sparklines differ\n{:?}\n{:?}",
+                    sparks(&fast),
+                    sparks(&full)
+                ));
+            }
             if said(&fast, &a) != said(&full, &b) || fast.last.health != full.last.health {
                 return Err(format!(
                     "tick {n}: skipping says {} / {:?}\njudging all says {} / {:?}",
@@ -774,9 +789,9 @@ mod shortcut {
             retx,
             acked: true,
         };
-        let mut ticks: Vec<(Vec<Act>, u64)> = (0..10).map(|_| (vec![data(1000, 0)], 1)).collect();
-        ticks.push((vec![data(100, 5)], 1));
-        ticks.extend((0..15).map(|_| (vec![Act::Silent], 1)));
+        let mut ticks: Vec<(Vec<Act>, u64)> = (0..10).map(|_| (vec![data(1000, 0)], S)).collect();
+        ticks.push((vec![data(100, 5)], S));
+        ticks.extend((0..15).map(|_| (vec![Act::Silent], S)));
         let log = compare(&[(true, 1)], &ticks).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             log.iter().any(|t| t.alert.kind == Kind::RetransmitRate),
@@ -791,7 +806,16 @@ mod shortcut {
         fn skipping_settled_flows_changes_nothing(
             starts in prop::collection::vec((any::<bool>(), 0u8..3), 1..5),
             ticks in prop::collection::vec(
-                (prop::collection::vec(act(), 4), prop_oneof![8 => Just(1u64), 1 => 2u64..40]),
+                (
+                    prop::collection::vec(act(), 4),
+                    // Mostly a second; sometimes a pause, or a tick too close to the last
+                    // (a replay's partial tick), which replaces the last sample.
+                    prop_oneof![
+                        8 => Just(S),
+                        1 => (2u64..40).prop_map(|g| g * S),
+                        1 => 1u64..S / 10,
+                    ],
+                ),
                 1..60,
             ),
         ) {
