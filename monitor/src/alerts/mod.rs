@@ -31,7 +31,7 @@ pub use sessions::SessionId;
 
 use crate::{
     shelf::{fit, Refill, Shelf},
-    snapshot::{FlowRecord, OrderKey, Snapshot, Walk},
+    snapshot::{FlowRecord, OrderKey, RowChange, Snapshot, Walk},
 };
 
 /// A connection record across ticks: a reused 4-tuple is another record.
@@ -229,26 +229,22 @@ impl AlertEngine {
             let hello = hellos.get(&f.key).copied();
             let found = t.judge(&cfg, f, now, hello, sessions, clock);
             let (h, ok) = t.health(&cfg, f, now, &found);
-            works[i] = ok;
             collect(&mut findings, t.session, i, found);
-            h
+            (h, ok)
         };
-        // Known flows first, paired with their state by walking the last tick's order keys
-        // as the rows go (each record is read once, for its key and its judging); new ones
-        // then join sessions in the order they started.
+        // Known flows first, paired with their state; new ones then join sessions in the
+        // order they started.
         let mut old: Vec<Option<Box<Tracked>>> = std::mem::take(&mut self.flows)
             .into_iter()
             .map(Some)
             .collect();
-        let mut walk = Walk::new(&self.orders);
         let mut orders = fit(std::mem::take(&mut self.spare_orders), n);
         orders.clear();
         let mut slots: Vec<Option<Box<Tracked>>> = Vec::with_capacity(n);
         let mut missed = Vec::new();
-        for (i, f) in snap.flows.iter().enumerate() {
-            // Each flow's state is a few scattered heap blocks, a cache miss each: fetched a
-            // few flows ahead, the state first, then (once it is in cache) its buffers.
-            let at = walk.position();
+        // Each flow's state is a few scattered heap blocks, a cache miss each: fetched a
+        // few flows ahead, the state first, then (once it is in cache) its buffers.
+        let prefetch = |old: &[Option<Box<Tracked>>], at: usize| {
             if let Some(Some(t)) = old.get(at + 16) {
                 history::prefetch_block(&**t);
             }
@@ -257,34 +253,79 @@ impl AlertEngine {
                     t.hist.prefetch();
                 }
             }
-            let k = OrderKey::of(f);
-            orders.push(k);
-            // Health is written in row order (no default-filled copy of a million first);
-            // a row the walk did not pair is a placeholder until it is judged below.
-            match walk.step(&k).and_then(|j| old[j].take()) {
-                Some(mut t) => {
-                    health.push(judge(&mut t, i, &mut self.sessions));
-                    slots.push(Some(t));
-                }
-                None => {
+        };
+        let mut spare = Default::default();
+        if let Some(changed) = self.aligned(snap) {
+            // The snapshot says which rows changed and which are new, and no row left: the
+            // rows are the last tick's in order. A row whose record did not change and
+            // whose flow is idle is not read at all (its health is the flow's own).
+            let mut changed = changed.iter().peekable();
+            let mut j = 0;
+            for (i, f) in snap.flows.iter().enumerate() {
+                prefetch(&old, j);
+                let (record_changed, new) = match changed.next_if(|c| c.row == i) {
+                    Some(c) => (true, c.before.is_none()),
+                    None => (false, false),
+                };
+                let known = if new {
+                    None
+                } else {
+                    j += 1;
+                    old.get_mut(j - 1).and_then(Option::take)
+                };
+                let Some(mut t) = known else {
+                    orders.push(OrderKey::of(f));
                     health.push(FlowHealth::default());
                     slots.push(None);
                     missed.push(i);
+                    continue;
+                };
+                orders.push(self.orders[j - 1]);
+                if !record_changed && t.idle(&hellos) {
+                    works[i] = t.idle_works(&cfg, now);
+                    health.push(t.idle_health());
+                } else {
+                    let (h, ok) = judge(&mut t, i, &mut self.sessions);
+                    works[i] = ok;
+                    health.push(h);
                 }
+                slots.push(Some(t));
+            }
+        } else {
+            // Paired with their state by walking the last tick's order keys as the rows go
+            // (each record is read once, for its key and its judging).
+            let mut walk = Walk::new(&self.orders);
+            for (i, f) in snap.flows.iter().enumerate() {
+                prefetch(&old, walk.position());
+                let k = OrderKey::of(f);
+                orders.push(k);
+                // Health is written in row order (no default-filled copy of a million
+                // first); a row the walk did not pair is a placeholder until judged below.
+                match walk.step(&k).and_then(|j| old[j].take()) {
+                    Some(mut t) => {
+                        let (h, ok) = judge(&mut t, i, &mut self.sessions);
+                        works[i] = ok;
+                        health.push(h);
+                        slots.push(Some(t));
+                    }
+                    None => {
+                        health.push(FlowHealth::default());
+                        slots.push(None);
+                        missed.push(i);
+                    }
+                }
+            }
+            if !missed.is_empty() {
+                spare = walk.spare();
             }
         }
         let mut health = health.finish();
-        // What the walk missed is new, or known from a list out of order: looked up.
-        let spare = if missed.is_empty() {
-            Default::default()
-        } else {
-            walk.spare()
-        };
+        // What was not paired is new, or known from a list out of order: looked up.
         let mut fresh = Vec::new();
         for i in missed {
             match spare.get(&orders[i]).and_then(|&j| old[j].take()) {
                 Some(mut t) => {
-                    health[i] = judge(&mut t, i, &mut self.sessions);
+                    (health[i], works[i]) = judge(&mut t, i, &mut self.sessions);
                     slots[i] = Some(t);
                 }
                 None => fresh.push(i),
@@ -307,8 +348,10 @@ impl AlertEngine {
                 session,
                 mark: None,
                 settled: false,
+                in_flight: [None; 2],
+                closed: false,
             });
-            health[i] = judge(&mut t, i, &mut self.sessions);
+            (health[i], works[i]) = judge(&mut t, i, &mut self.sessions);
             slots[i] = Some(t);
         }
         // Every slot is filled: the known flows carried, the new ones just judged.
@@ -444,6 +487,32 @@ impl AlertEngine {
         out
     }
 
+    /// The snapshot's changed rows, when they say how its rows follow from the last
+    /// snapshot's: every row not listed new was a row of it, in the same order (no row
+    /// left). Checked on a sample of rows, so a snapshot from elsewhere is not taken for
+    /// the next one; `None`: pair the rows by walking.
+    fn aligned<'a>(&self, snap: &'a Snapshot) -> Option<&'a [RowChange]> {
+        let changed = snap.changed.as_deref()?;
+        let new: Vec<usize> = changed
+            .iter()
+            .filter(|c| c.before.is_none())
+            .map(|c| c.row)
+            .collect();
+        let n = snap.flows.len();
+        if n != self.orders.len() + new.len() {
+            return None;
+        }
+        let same = (0..n)
+            .step_by(1024)
+            .chain(n.checked_sub(1))
+            .filter(|i| new.binary_search(i).is_err())
+            .all(|i| {
+                let j = i - new.partition_point(|&r| r < i);
+                self.orders.get(j) == Some(&OrderKey::of(&snap.flows[i]))
+            });
+        same.then_some(changed)
+    }
+
     /// Active alerts (worst first), then the recently cleared (newest first).
     pub fn alerts(&self) -> Vec<Alert> {
         let mut active: Vec<Alert> = self.active.values().cloned().collect();
@@ -469,6 +538,11 @@ struct Tracked {
     /// the record stays as it was, judging it again would find nothing. Most flows of a big
     /// table are in this state, and skipping them is what keeps a tick short.
     settled: bool,
+    /// What the flow's health took from its record when last computed: an idle flow's
+    /// record stands, and its health is rebuilt without reading it (see `idle_health`).
+    in_flight: [Option<u32>; 2],
+    /// Whether either side sent a FIN or a reset.
+    closed: bool,
 }
 
 impl Tracked {
@@ -509,10 +583,40 @@ impl Tracked {
         found
     }
 
+    /// Whether the flow need not be looked at this tick, its record being as it was: it
+    /// is settled, its history frozen, and no ClientHello event came for it.
+    fn idle(&self, hellos: &HashMap<FlowKey, u64>) -> bool {
+        self.settled && self.hist.is_frozen() && !hellos.contains_key(&self.id.key)
+    }
+
+    /// [`Tracked::health`] of an idle flow, without its record: nothing found, nothing
+    /// moved, the rest as the record gave it when last read.
+    fn idle_health(&self) -> FlowHealth {
+        FlowHealth {
+            session: Some(self.session),
+            level: None,
+            throughput: [0.0; 2],
+            retx_rate: [None; 2],
+            zero_window_ns: self.hist.zero_total_ns,
+            in_flight: self.in_flight,
+            alerts: Vec::new(),
+            history: self.hist.zeek_shared.clone(),
+        }
+    }
+
+    /// Whether an idle flow counts as a working flow of its session (see `health`).
+    fn idle_works(&self, cfg: &AlertConfig, now: u64) -> bool {
+        self.mark.is_some_and(|(last_seen_ns, _, seen)| {
+            seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
+                && !self.closed
+                && now.saturating_sub(last_seen_ns) < ns(cfg.session_window_s)
+        })
+    }
+
     /// The flow's health for the snapshot, and whether it counts as a working flow of its
     /// session.
     fn health(
-        &self,
+        &mut self,
         cfg: &AlertConfig,
         f: &FlowRecord,
         now: u64,
@@ -524,8 +628,10 @@ impl Tracked {
             .map(|x| x.level)
             .filter(|l| *l >= Level::Warning)
             .max();
+        self.closed = st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0);
+        self.in_flight = [rules::in_flight(st, C2S), rules::in_flight(st, S2C)];
         let works = st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
-            && !st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0)
+            && !self.closed
             && level.is_none()
             && now.saturating_sub(st.last_seen_ns) < ns(cfg.session_window_s);
         // A frozen history's counters stand over the window: nothing moved, no rate.
@@ -544,7 +650,7 @@ impl Tracked {
             throughput,
             retx_rate,
             zero_window_ns: h.zero_total_ns,
-            in_flight: [rules::in_flight(st, C2S), rules::in_flight(st, S2C)],
+            in_flight: self.in_flight,
             alerts: Vec::new(),
             history: h.zeek_shared.clone(),
         };
