@@ -568,16 +568,17 @@ fn health_written_over_a_recycled_list_is_as_written_fresh() {
             f
         })
         .collect();
-    for tick in 0..16u64 {
+    for tick in 0..40u64 {
         let now = t0 + (tick + 1) * S;
-        // Flows come and go (the table grows and shrinks) and two of them lose a tenth of
-        // their segments for a while (alerts on their rows, then cleared).
-        if tick % 4 == 1 {
-            let mut f = record([10, 0, 1, tick as u8], 40001, 50000, now);
+        // Flows come (sorted first: every row moves) and go; two of them lose a tenth of
+        // their segments for a while (alerts on their rows, then cleared); most fall idle
+        // (their rows kept from the recycled list while no row moves).
+        if tick % 3 == 1 {
+            let mut f = record([9, 0, 0, tick as u8], 40001, 50000, now);
             establish(&mut f);
             flows.push(f);
         }
-        if tick % 5 == 3 {
+        if tick % 13 == 3 {
             flows.remove(0);
         }
         for (k, f) in flows.iter_mut().enumerate() {
@@ -586,7 +587,9 @@ fn health_written_over_a_recycled_list_is_as_written_fresh() {
             } else {
                 0
             };
-            data(f, S2C, 200, retx, now);
+            if k < 2 || k % 4 == 3 || tick < 3 {
+                data(f, S2C, 200, retx, now);
+            }
         }
         for sim in [&mut recycling, &mut fresh] {
             sim.now = now;
