@@ -108,6 +108,17 @@ fn data(f: &mut FlowRecord, d: usize, segs: u64, retx: u32, now: u64) {
     st.last_seen_ns = now;
 }
 
+/// `n` established flows from 10.0.0.0, 10.0.0.1, ... started at `t0`.
+fn established(n: u8, t0: u64) -> Vec<FlowRecord> {
+    (0..n)
+        .map(|i| {
+            let mut f = record([10, 0, 0, i], 40000, 50000, t0);
+            establish(&mut f);
+            f
+        })
+        .collect()
+}
+
 fn healthy_flow(sim: &mut Sim, client: [u8; 4], port: u16) {
     let mut f = record(client, port, 50000, sim.now);
     establish(&mut f);
@@ -510,13 +521,7 @@ fn flows_out_of_order_keep_their_state() {
     let mut ordered = Sim::new(AlertConfig::default());
     let mut shuffled = Sim::new(AlertConfig::default());
     let t0 = ordered.now;
-    let mut flows: Vec<FlowRecord> = (0..5u8)
-        .map(|i| {
-            let mut f = record([10, 0, 0, i], 40000, 50000, t0);
-            establish(&mut f);
-            f
-        })
-        .collect();
+    let mut flows = established(5, t0);
     for tick in 0..8u64 {
         let now = t0 + (tick + 1) * S;
         for f in &mut flows {
@@ -561,18 +566,12 @@ fn health_written_over_a_recycled_list_is_as_written_fresh() {
     // Every snapshot of `fresh` is held: its engine never gets a list back.
     let mut held = Vec::new();
     let t0 = recycling.now;
-    let mut flows: Vec<FlowRecord> = (0..6u8)
-        .map(|i| {
-            let mut f = record([10, 0, 0, i], 40000, 50000, t0);
-            establish(&mut f);
-            f
-        })
-        .collect();
+    let mut flows = established(6, t0);
     for tick in 0..40u64 {
         let now = t0 + (tick + 1) * S;
         // Flows come (sorted first: every row moves) and go; two of them lose a tenth of
         // their segments for a while (alerts on their rows, then cleared); most fall idle
-        // (their rows kept from the recycled list while no row moves).
+        // (their health then written from their own state, their records not read).
         if tick % 3 == 1 {
             let mut f = record([9, 0, 0, tick as u8], 40001, 50000, now);
             establish(&mut f);
