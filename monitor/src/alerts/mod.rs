@@ -145,9 +145,10 @@ const RECENT_CLEARED: usize = 200;
 pub struct AlertEngine {
     cfg: AlertConfig,
     /// Every flow of the last snapshot, in its order (client, server, first seen). A tick
-    /// pairs them with the new snapshot's flows by walking both: a hash table of a million
-    /// flows cost a cache miss per lookup, half of a tick. Boxed: each tick rebuilds the
-    /// list, moving a pointer per flow rather than its few hundred bytes.
+    /// pairs them with the new snapshot's flows by position when the snapshot says how
+    /// its rows follow from the last (see `aligned`), else by walking both: a hash table of
+    /// a million flows cost a cache miss per lookup, half of a tick. Boxed: each tick
+    /// rebuilds the list, moving a pointer per flow rather than its few hundred bytes.
     #[allow(clippy::vec_box)]
     flows: Vec<Box<Tracked>>,
     /// Their order keys, apart: the pairing walk reads only these, sequentially.
