@@ -219,8 +219,12 @@ impl AlertEngine {
             hellos.entry(ev.key).or_insert(ev.ts_ns);
         }
         let n = snap.flows.len();
-        let mut health = Refill::new(self.health_shelf.take(), n);
-        let mut works = vec![false; n];
+        let mut rows = Rows {
+            health: Refill::new(self.health_shelf.take(), n),
+            works: Vec::with_capacity(n),
+            slots: Vec::with_capacity(n),
+            missed: Vec::new(),
+        };
         let mut findings: BTreeMap<AlertKey, Vec<(usize, rules::Finding)>> = BTreeMap::new();
         let skip_settled = self.skip_settled;
         let clock = &self.clock;
@@ -241,8 +245,6 @@ impl AlertEngine {
             .collect();
         let mut orders = fit(std::mem::take(&mut self.spare_orders), n);
         orders.clear();
-        let mut slots: Vec<Option<Box<Tracked>>> = Vec::with_capacity(n);
-        let mut missed = Vec::new();
         // Each flow's state is a few scattered heap blocks, a cache miss each: fetched a
         // few flows ahead, the state first, then (once it is in cache) its buffers.
         let prefetch = |old: &[Option<Box<Tracked>>], at: usize| {
@@ -276,21 +278,16 @@ impl AlertEngine {
                 };
                 let Some(mut t) = known else {
                     orders.push(OrderKey::of(f));
-                    health.push(FlowHealth::default());
-                    slots.push(None);
-                    missed.push(i);
+                    rows.unpaired(i);
                     continue;
                 };
                 orders.push(self.orders[j - 1]);
-                if !record_changed && t.idle(&hellos) {
-                    works[i] = t.idle_works(&cfg, now);
-                    health.push(t.idle_health());
+                let judged = if !record_changed && t.idle(&hellos) {
+                    (t.idle_health(), t.idle_works(&cfg, now))
                 } else {
-                    let (h, ok) = judge(&mut t, i, &mut self.sessions);
-                    works[i] = ok;
-                    health.push(h);
-                }
-                slots.push(Some(t));
+                    judge(&mut t, i, &mut self.sessions)
+                };
+                rows.paired(t, judged);
             }
         } else {
             // Paired with their state by walking the last tick's order keys as the rows go
@@ -300,26 +297,24 @@ impl AlertEngine {
                 prefetch(&old, walk.position());
                 let k = OrderKey::of(f);
                 orders.push(k);
-                // Health is written in row order (no default-filled copy of a million
-                // first); a row the walk did not pair is a placeholder until judged below.
                 match walk.step(&k).and_then(|j| old[j].take()) {
                     Some(mut t) => {
-                        let (h, ok) = judge(&mut t, i, &mut self.sessions);
-                        works[i] = ok;
-                        health.push(h);
-                        slots.push(Some(t));
+                        let judged = judge(&mut t, i, &mut self.sessions);
+                        rows.paired(t, judged);
                     }
-                    None => {
-                        health.push(FlowHealth::default());
-                        slots.push(None);
-                        missed.push(i);
-                    }
+                    None => rows.unpaired(i),
                 }
             }
-            if !missed.is_empty() {
+            if !rows.missed.is_empty() {
                 spare = walk.spare();
             }
         }
+        let Rows {
+            health,
+            mut works,
+            mut slots,
+            missed,
+        } = rows;
         let mut health = health.finish();
         // What was not paired is new, or known from a list out of order: looked up.
         let mut fresh = Vec::new();
@@ -524,6 +519,32 @@ impl AlertEngine {
         });
         active.extend(self.cleared.iter().rev().cloned());
         active
+    }
+}
+
+/// A tick's rows as they are paired, in row order: health is written over the recycled
+/// list (no default-filled copy of a million first); a row not paired yet holds a
+/// placeholder until it is judged after the walk.
+struct Rows {
+    health: Refill<FlowHealth>,
+    works: Vec<bool>,
+    #[allow(clippy::vec_box)]
+    slots: Vec<Option<Box<Tracked>>>,
+    missed: Vec<usize>,
+}
+
+impl Rows {
+    fn paired(&mut self, t: Box<Tracked>, (health, works): (FlowHealth, bool)) {
+        self.health.push(health);
+        self.works.push(works);
+        self.slots.push(Some(t));
+    }
+
+    fn unpaired(&mut self, row: usize) {
+        self.health.push(FlowHealth::default());
+        self.works.push(false);
+        self.slots.push(None);
+        self.missed.push(row);
     }
 }
 
