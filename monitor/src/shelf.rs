@@ -7,46 +7,163 @@
 //! `clear_page_erms`). Huge pages cut the faults but, on a VM whose balloon takes freed
 //! memory back (free page reporting), made some ticks three times slower; glibc with `mmap`
 //! off doubled the resident memory after minutes. A vector kept in use costs neither.
+//!
+//! Most ticks change few rows of a big table, and rewriting all of them was most of what
+//! was left of a tick (~50 ms at a million flows even when nine in ten were idle): a
+//! vector lent with the last snapshot is edited in place when nobody else holds it, or the
+//! one lent before it is brought up to date (the last tick's edit, then this one's), as the
+//! collector does its table.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::sync::Arc;
 
-/// The vectors lent out with the last few snapshots, newest last.
-#[derive(Debug)]
-pub struct Shelf<T> {
-    lent: VecDeque<Arc<Vec<T>>>,
+/// Rows a tick changed in a per-row vector, by their positions after it (ascending):
+/// the rows new to it, and every row written (the new ones among them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edit {
+    pub inserted: Vec<usize>,
+    pub written: Vec<usize>,
 }
 
-/// How many lent vectors the shelf follows: the terminal UI holds the snapshot it shows
-/// until the next one arrives, so the one lent two ticks ago is free again by now.
-const FOLLOWED: usize = 2;
+/// How a spare vector is behind the current one.
+#[derive(Debug)]
+enum Behind {
+    /// Every row may differ (the current one was rewritten whole).
+    Whole,
+    /// By one edit.
+    Edit(Edit),
+}
 
-impl<T> Default for Shelf<T> {
+/// The vector lent with the last snapshot, and the one lent before it with how it is
+/// behind (not kept while the last one is edited in place: nobody else holds it).
+#[derive(Debug)]
+pub struct Lent<T> {
+    current: Arc<Vec<T>>,
+    spare: Option<(Arc<Vec<T>>, Behind)>,
+}
+
+impl<T> Default for Lent<T> {
     fn default() -> Self {
         Self {
-            lent: VecDeque::new(),
+            current: Arc::default(),
+            spare: None,
         }
     }
 }
 
-impl<T> Shelf<T> {
-    /// A vector nobody else holds any more, with its old contents (the caller overwrites
-    /// them, see [`Refill`]), or an empty one.
-    pub fn take(&mut self) -> Vec<T> {
-        let free = self.lent.iter().position(|a| Arc::strong_count(a) == 1);
-        free.and_then(|i| self.lent.remove(i))
-            .and_then(|a| Arc::try_unwrap(a).ok())
-            .unwrap_or_default()
+impl<T: Clone + Default> Lent<T> {
+    /// The rows lent last.
+    pub fn current(&self) -> &[T] {
+        &self.current
     }
 
-    /// Shares `v` with a snapshot, and follows it to take it back later.
-    pub fn lend(&mut self, v: Vec<T>) -> Arc<Vec<T>> {
-        let a = Arc::new(v);
-        if self.lent.len() == FOLLOWED {
-            self.lent.pop_front();
+    /// A vector nobody else holds, its old rows still in it, for a tick that writes every
+    /// row (see [`Refill`]); an empty one when both lent vectors are still held.
+    pub fn take(&mut self) -> Vec<T> {
+        if let Some((s, _)) = self.spare.take() {
+            if let Ok(v) = Arc::try_unwrap(s) {
+                return v;
+            }
         }
-        self.lent.push_back(a.clone());
-        a
+        match Arc::try_unwrap(std::mem::take(&mut self.current)) {
+            Ok(v) => v,
+            Err(held) => {
+                self.current = held;
+                Vec::new()
+            }
+        }
     }
+
+    /// Lends `v`, every row of it new; the vector lent before becomes the spare.
+    pub fn lend(&mut self, v: Vec<T>) -> Arc<Vec<T>> {
+        let before = std::mem::replace(&mut self.current, Arc::new(v));
+        self.spare = Some((before, Behind::Whole));
+        self.current.clone()
+    }
+
+    /// Lends the current rows with `rows` written over them, after rows were inserted at
+    /// `inserted` (positions after the edit, ascending; each also written).
+    pub fn lend_edited(&mut self, inserted: Vec<usize>, rows: Vec<(usize, T)>) -> Arc<Vec<T>> {
+        let in_place = Arc::get_mut(&mut self.current).is_some();
+        let mut next = if in_place {
+            self.spare = None;
+            std::mem::take(&mut self.current)
+        } else {
+            self.caught_up()
+        };
+        let v = Arc::make_mut(&mut next);
+        insert_default(v, &inserted);
+        let written = rows.iter().map(|(i, _)| *i).collect();
+        for (i, x) in rows {
+            v[i] = x;
+        }
+        let before = std::mem::replace(&mut self.current, next);
+        if !in_place {
+            self.spare = Some((before, Behind::Edit(Edit { inserted, written })));
+        }
+        self.current.clone()
+    }
+
+    /// A vector nobody else holds with the current rows: the spare brought up to date, or
+    /// else a copy.
+    fn caught_up(&mut self) -> Arc<Vec<T>> {
+        if let Some((mut s, behind)) = self.spare.take() {
+            if let Some(v) = Arc::get_mut(&mut s) {
+                match behind {
+                    Behind::Whole => v.clone_from(&self.current),
+                    Behind::Edit(e) => {
+                        insert_default(v, &e.inserted);
+                        for i in e.written {
+                            v[i] = self.current[i].clone();
+                        }
+                    }
+                }
+                return s;
+            }
+        }
+        Arc::new(self.current.as_ref().clone())
+    }
+}
+
+/// Inserts default rows at `at` (positions after the insertion, ascending), moving each
+/// row once, from the back, in place.
+pub fn insert_default<T: Default>(v: &mut Vec<T>, at: &[usize]) {
+    if at.is_empty() {
+        return;
+    }
+    let mut i = v.len();
+    v.resize_with(v.len() + at.len(), T::default);
+    // Rows [i, w) are defaults; an old row goes past insertion k when it would end after it.
+    let mut w = v.len();
+    for (k, &pos) in at.iter().enumerate().rev() {
+        while i > 0 && i + k > pos {
+            v.swap(i - 1, w - 1);
+            i -= 1;
+            w -= 1;
+        }
+        w -= 1;
+    }
+}
+
+/// Inserts `items` at `at` (positions after the insertion, ascending), moving only the
+/// rows from the first insertion on.
+pub fn insert_rows<T>(v: &mut Vec<T>, at: &[usize], items: Vec<T>) {
+    let Some(&first) = at.first() else { return };
+    let tail = v.split_off(first.min(v.len()));
+    v.reserve(tail.len() + items.len());
+    let (mut tail, mut items) = (tail.into_iter(), items.into_iter());
+    let mut next = at.iter().peekable();
+    loop {
+        let x = if next.next_if(|&&p| p == v.len()).is_some() {
+            items.next()
+        } else {
+            tail.next()
+        };
+        match x {
+            Some(x) => v.push(x),
+            None => break,
+        }
+    }
+    v.extend(items);
 }
 
 /// A vector rewritten row by row from the start: rows it had are overwritten in place
@@ -96,33 +213,111 @@ impl<T> Refill<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_vector_comes_back_once_its_snapshot_is_dropped() {
-        let mut shelf = Shelf::default();
-        let a = shelf.lend(vec![1u32, 2, 3]);
-        let addr = a.as_ptr();
-        assert!(shelf.take().is_empty(), "still held: a new vector");
-        drop(a);
-        let back = shelf.take();
-        assert_eq!((back.as_ptr(), back.len()), (addr, 3), "the same memory");
-        assert!(shelf.take().is_empty(), "taken once");
+    use proptest::prelude::*;
+
+    /// Rows inserted at `at` (positions after), the plain way.
+    fn inserted(old: &[u32], at: &[usize], items: &[u32]) -> Vec<u32> {
+        let mut v = old.to_vec();
+        for (&p, &x) in at.iter().zip(items) {
+            v.insert(p, x);
+        }
+        v
+    }
+
+    /// Positions after inserting `m` rows into `n`: any `m` of the `n + m`, ascending.
+    fn positions() -> impl Strategy<Value = (usize, Vec<usize>)> {
+        (0usize..12, 0usize..6).prop_flat_map(|(n, m)| {
+            let m = m.min(n + m);
+            (
+                Just(n),
+                prop::sample::subsequence((0..n + m).collect::<Vec<_>>(), m),
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn inserting_rows_puts_each_where_it_was_asked(
+            (n, at) in positions(),
+        ) {
+            let old: Vec<u32> = (0..n as u32).collect();
+            let items: Vec<u32> = (0..at.len() as u32).map(|k| 100 + k).collect();
+            let want = inserted(&old, &at, &items);
+            let mut v = old.clone();
+            insert_rows(&mut v, &at, items.clone());
+            prop_assert_eq!(&v, &want);
+            let mut d = old.clone();
+            insert_default(&mut d, &at);
+            let zeros = vec![0; at.len()];
+            prop_assert_eq!(d, inserted(&old, &at, &zeros));
+        }
+
+        /// Whoever holds which lent vectors, every lent one is the rows as edited so far.
+        #[test]
+        fn lent_vectors_follow_every_edit(
+            steps in prop::collection::vec((positions(), any::<u8>(), 0u8..4), 1..12),
+        ) {
+            let mut lent: Lent<u32> = Lent::default();
+            let mut model: Vec<u32> = Vec::new();
+            let mut held: Vec<Arc<Vec<u32>>> = Vec::new();
+            for (k, ((_, at), seed, hold)) in steps.into_iter().enumerate() {
+                // Positions drawn for any length, clamped to this one (still ascending).
+                let at: Vec<usize> = at.into_iter().enumerate()
+                    .map(|(i, p)| p.min(model.len() + i)).collect();
+                let items = vec![0; at.len()];
+                model = inserted(&model, &at, &items);
+                let rows: Vec<(usize, u32)> = (0..model.len())
+                    .filter(|i| at.contains(i) || (*i as u8 ^ seed).is_multiple_of(3))
+                    .map(|i| (i, 1000 * k as u32 + i as u32))
+                    .collect();
+                for &(i, x) in &rows {
+                    model[i] = x;
+                }
+                let a = if seed % 5 == 0 {
+                    lent.lend(model.clone())
+                } else {
+                    lent.lend_edited(at, rows)
+                };
+                prop_assert_eq!(a.as_ref(), &model);
+                prop_assert_eq!(lent.current(), &model[..]);
+                // 0: nothing held (headless); 1: the UI holds the last; 2: it holds two.
+                match hold {
+                    0 => held.clear(),
+                    1 => held = vec![a],
+                    _ => {
+                        held.push(a);
+                        if held.len() > 2 {
+                            held.remove(0);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
-    fn the_ui_holding_one_snapshot_leaves_the_other_free() {
-        let mut shelf: Shelf<u8> = Shelf::default();
-        let mut shown = shelf.lend(vec![0; 10]);
-        for tick in 1..6u8 {
-            let mut v = shelf.take();
-            if tick > 1 {
-                assert_eq!(v.len(), 10, "tick {tick}: the vector of two ticks ago");
-            }
-            v.clear();
-            v.resize(10, tick);
-            shown = shelf.lend(v);
-        }
-        assert_eq!(shown[0], 5);
-        assert!(shelf.lent.len() <= FOLLOWED);
+    fn an_unheld_vector_is_edited_in_place_and_a_held_one_never() {
+        let mut lent: Lent<u32> = Lent::default();
+        let a = lent.lend(vec![1, 2, 3]);
+        let addr = a.as_ptr();
+        drop(a);
+        let b = lent.lend_edited(vec![], vec![(1, 20)]);
+        assert_eq!(
+            (b.as_ptr(), b.as_ref()),
+            (addr, &vec![1, 20, 3]),
+            "in place"
+        );
+        // The UI holds `b`: the next tick is written elsewhere, and `b` stays as shown.
+        let c = lent.lend_edited(vec![0], vec![(0, 7)]);
+        assert_eq!(b.as_ref(), &vec![1, 20, 3]);
+        assert_eq!(c.as_ref(), &vec![7, 1, 20, 3]);
+        drop(b);
+        // `b` let go: it is caught up (last edit and this one) rather than copied.
+        let d = lent.lend_edited(vec![], vec![(3, 30)]);
+        assert_eq!((d.as_ptr(), d.as_ref()), (addr, &vec![7, 1, 20, 30]));
+        drop(c);
+        let whole = lent.take();
+        assert_eq!(whole, vec![7, 1, 20, 3], "the spare, as it was lent");
     }
 
     #[test]

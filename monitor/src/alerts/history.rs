@@ -252,10 +252,9 @@ pub struct FlowHistory {
     pub progress_mark_ns: [u64; 2],
     /// When the ClientHello was first known (event time, else first tick that saw it).
     pub client_hello_ns: Option<u64>,
-    /// Zeek's conn.log history string, letters in the order ticks first saw them.
-    pub zeek: String,
-    /// The same letters, shared with the snapshot (cloned only when a letter is added).
-    pub zeek_shared: std::sync::Arc<str>,
+    /// Zeek's conn.log history string, letters in the order ticks first saw them; inline
+    /// up to 24 letters, so a health row's copy touches no heap block.
+    pub zeek: compact_str::CompactString,
     zeek_emitted: [u8; ZEEK_LETTERS],
     /// Set while the flow is idle: its samples stop at the tick before it froze, the ones
     /// from there are the engine's [`IdleClock`]'s (see [`FlowHistory::freeze`]).
@@ -357,7 +356,6 @@ impl FlowHistory {
     /// Appends the letters this tick's record makes due; resets come last in a tick, as
     /// they end a connection.
     pub fn update_zeek(&mut self, st: &FlowState) {
-        let before = self.zeek.len();
         let mut add = |i: usize, ch: char, n: u8| {
             while self.zeek_emitted[i] < n {
                 self.zeek.push(ch);
@@ -372,9 +370,6 @@ impl FlowHistory {
             if rsts[d] > 0 && !self.zeek.contains(ch) {
                 self.zeek.push(ch);
             }
-        }
-        if self.zeek.len() != before {
-            self.zeek_shared = self.zeek.as_str().into();
         }
     }
 }

@@ -30,7 +30,7 @@ pub use rules::{Kind, Level};
 pub use sessions::SessionId;
 
 use crate::{
-    shelf::{fit, Refill, Shelf},
+    shelf::{fit, insert_rows, Lent, Refill},
     snapshot::{FlowRecord, OrderKey, RowChange, Snapshot, Walk},
 };
 
@@ -128,8 +128,8 @@ pub struct FlowHealth {
     pub in_flight: [Option<u32>; 2],
     /// Ids of the active alerts this flow is part of.
     pub alerts: Vec<u64>,
-    /// Zeek's conn.log history letters (shared with the engine: no copy per tick).
-    pub history: std::sync::Arc<str>,
+    /// Zeek's conn.log history letters, inline (no heap block to touch per row a tick).
+    pub history: compact_str::CompactString,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -144,11 +144,12 @@ const RECENT_CLEARED: usize = 200;
 
 pub struct AlertEngine {
     cfg: AlertConfig,
-    /// Every flow of the last snapshot, in its order (client, server, first seen). A tick
-    /// pairs them with the new snapshot's flows by position when the snapshot says how
-    /// its rows follow from the last (see `aligned`), else by walking both: a hash table of
-    /// a million flows cost a cache miss per lookup, half of a tick. Boxed: each tick
-    /// rebuilds the list, moving a pointer per flow rather than its few hundred bytes.
+    /// Every flow of the last snapshot, in its order (client, server, first seen). When
+    /// the snapshot says how its rows follow from the last (see `aligned`), new flows are
+    /// inserted and only the flows that changed or are not idle yet are looked at; else
+    /// the rows are paired by walking both lists: a hash table of a million flows cost a
+    /// cache miss per lookup, half of a tick. Boxed: inserting or rebuilding moves a
+    /// pointer per flow rather than its few hundred bytes.
     #[allow(clippy::vec_box)]
     flows: Vec<Box<Tracked>>,
     /// Their order keys, apart: the pairing walk reads only these, sequentially.
@@ -156,8 +157,18 @@ pub struct AlertEngine {
     /// The list before, written over with the next tick's keys (not a fresh 48 MB a tick
     /// at a million flows, faulted in page by page).
     spare_orders: Vec<OrderKey>,
-    /// The health lists lent to the last snapshots, rewritten once they are let go.
-    health_shelf: Shelf<FlowHealth>,
+    /// Whether `orders` is sorted (the snapshot was in order): rows are then found by
+    /// binary search.
+    sorted: bool,
+    /// Per row: what the sessions' working flows are counted from.
+    brief: Vec<Brief>,
+    /// Rows whose flow was not idle after the last tick (ascending): a tick judges them
+    /// besides those whose record changed.
+    awake: Vec<usize>,
+    /// Rows whose health lists active alerts (ascending).
+    alerted: Vec<usize>,
+    /// The health lists lent to the last snapshots, edited or rewritten for the next.
+    health: Lent<FlowHealth>,
     sessions: sessions::Sessions,
     /// The samples idle flows' histories skip (see `history::IdleClock`).
     clock: IdleClock,
@@ -180,7 +191,11 @@ impl AlertEngine {
             flows: Vec::new(),
             orders: Vec::new(),
             spare_orders: Vec::new(),
-            health_shelf: Shelf::default(),
+            sorted: true,
+            brief: Vec::new(),
+            awake: Vec::new(),
+            alerted: Vec::new(),
+            health: Lent::default(),
             sessions: sessions::Sessions::default(),
             clock: IdleClock::default(),
             skip_settled: true,
@@ -218,141 +233,11 @@ impl AlertEngine {
         for ev in events.iter().filter(|e| e.kind == event::CLIENT_HELLO) {
             hellos.entry(ev.key).or_insert(ev.ts_ns);
         }
-        let n = snap.flows.len();
-        let mut rows = Rows {
-            health: Refill::new(self.health_shelf.take(), n),
-            works: Vec::with_capacity(n),
-            slots: Vec::with_capacity(n),
-            missed: Vec::new(),
+        let mut findings = Findings::new();
+        let written = match self.aligned(snap) {
+            Some(changed) => self.judge_changed(snap, changed, &hellos, &mut findings),
+            None => Written::Whole(self.judge_all(snap, &hellos, &mut findings)),
         };
-        let mut findings: BTreeMap<AlertKey, Vec<(usize, rules::Finding)>> = BTreeMap::new();
-        let skip_settled = self.skip_settled;
-        let clock = &self.clock;
-        let mut judge = |t: &mut Tracked, i: usize, sessions: &mut sessions::Sessions| {
-            let f = &snap.flows[i];
-            t.settled &= skip_settled;
-            let hello = hellos.get(&f.key).copied();
-            let found = t.judge(&cfg, f, now, hello, sessions, clock);
-            let (h, ok) = t.health(&cfg, f, now, &found);
-            collect(&mut findings, t.session, i, found);
-            (h, ok)
-        };
-        // Known flows first, paired with their state; new ones then join sessions in the
-        // order they started.
-        let mut old: Vec<Option<Box<Tracked>>> = std::mem::take(&mut self.flows)
-            .into_iter()
-            .map(Some)
-            .collect();
-        let mut orders = fit(std::mem::take(&mut self.spare_orders), n);
-        orders.clear();
-        // Each flow's state is a few scattered heap blocks, a cache miss each: fetched a
-        // few flows ahead, the state first, then (once it is in cache) its buffers.
-        let prefetch = |old: &[Option<Box<Tracked>>], at: usize| {
-            if let Some(Some(t)) = old.get(at + 16) {
-                history::prefetch_block(&**t);
-            }
-            if let Some(Some(t)) = old.get(at + 8) {
-                if !t.hist.is_frozen() {
-                    t.hist.prefetch();
-                }
-            }
-        };
-        let mut spare = Default::default();
-        if let Some(changed) = self.aligned(snap) {
-            // The snapshot says which rows changed and which are new, and no row left: the
-            // rows are the last tick's in order. A row whose record did not change and
-            // whose flow is idle is not read at all (its health is the flow's own).
-            let mut changed = changed.iter().peekable();
-            let mut j = 0;
-            for (i, f) in snap.flows.iter().enumerate() {
-                prefetch(&old, j);
-                let (record_changed, new) = match changed.next_if(|c| c.row == i) {
-                    Some(c) => (true, c.before.is_none()),
-                    None => (false, false),
-                };
-                let known = if new {
-                    None
-                } else {
-                    j += 1;
-                    old.get_mut(j - 1).and_then(Option::take)
-                };
-                let Some(mut t) = known else {
-                    orders.push(OrderKey::of(f));
-                    rows.unpaired(i);
-                    continue;
-                };
-                orders.push(self.orders[j - 1]);
-                let judged = if !record_changed && t.idle(&hellos) {
-                    (t.idle_health(), t.idle_works(&cfg, now))
-                } else {
-                    judge(&mut t, i, &mut self.sessions)
-                };
-                rows.paired(t, judged);
-            }
-        } else {
-            // Paired with their state by walking the last tick's order keys as the rows go
-            // (each record is read once, for its key and its judging).
-            let mut walk = Walk::new(&self.orders);
-            for (i, f) in snap.flows.iter().enumerate() {
-                prefetch(&old, walk.position());
-                let k = OrderKey::of(f);
-                orders.push(k);
-                match walk.step(&k).and_then(|j| old[j].take()) {
-                    Some(mut t) => {
-                        let judged = judge(&mut t, i, &mut self.sessions);
-                        rows.paired(t, judged);
-                    }
-                    None => rows.unpaired(i),
-                }
-            }
-            if !rows.missed.is_empty() {
-                spare = walk.spare();
-            }
-        }
-        let Rows {
-            health,
-            mut works,
-            mut slots,
-            missed,
-        } = rows;
-        let mut health = health.finish();
-        // What was not paired is new, or known from a list out of order: looked up.
-        let mut fresh = Vec::new();
-        for i in missed {
-            match spare.get(&orders[i]).and_then(|&j| old[j].take()) {
-                Some(mut t) => {
-                    (health[i], works[i]) = judge(&mut t, i, &mut self.sessions);
-                    slots[i] = Some(t);
-                }
-                None => fresh.push(i),
-            }
-        }
-        drop((old, spare));
-        fresh.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
-        for i in fresh {
-            let f = &snap.flows[i];
-            let st = &f.state;
-            let session = self.sessions.join(
-                st.first_seen_ns,
-                f.client().ip(),
-                st.last_seen_ns,
-                ns(cfg.session_window_s),
-            );
-            let mut t = Box::new(Tracked {
-                id: FlowId::of(f),
-                hist: FlowHistory::default(),
-                session,
-                mark: None,
-                settled: false,
-                in_flight: [None; 2],
-                closed: false,
-            });
-            (health[i], works[i]) = judge(&mut t, i, &mut self.sessions);
-            slots[i] = Some(t);
-        }
-        // Every slot is filled: the known flows carried, the new ones just judged.
-        self.flows = slots.into_iter().flatten().collect();
-        self.spare_orders = std::mem::replace(&mut self.orders, orders);
         // Whether a session still has a working flow matters only where something is wrong.
         let mut session_ok: HashMap<SessionId, bool> = findings
             .keys()
@@ -361,11 +246,10 @@ impl AlertEngine {
             .map(|s| (s, false))
             .collect();
         if !session_ok.is_empty() {
-            for (h, ok) in health.iter().zip(&works) {
-                if let (true, Some(s)) = (*ok, h.session) {
-                    if let Some(v) = session_ok.get_mut(&s) {
-                        *v = true;
-                    }
+            let window = ns(cfg.session_window_s);
+            for b in self.brief.iter().filter(|b| b.works(now, window)) {
+                if let Some(v) = b.session.and_then(|s| session_ok.get_mut(&s)) {
+                    *v = true;
                 }
             }
         }
@@ -461,26 +345,271 @@ impl AlertEngine {
                 self.cleared.push_back(a);
             }
         }
-        // Which active alerts each flow is part of (`self.flows` is in snapshot order now).
-        let mut part_of: HashMap<FlowId, Vec<u64>> = HashMap::default();
+        // Which active alerts each flow is part of, by row (in the active alerts' order).
+        let mut part_of: Vec<(usize, u64)> = Vec::new();
         for a in self.active.values() {
             for id in &a.flow_ids {
-                part_of.entry(*id).or_default().push(a.id);
+                part_of.extend(self.rows_of(id).map(|row| (row, a.id)));
             }
         }
-        if !part_of.is_empty() {
-            for (t, h) in self.flows.iter().zip(health.iter_mut()) {
-                if let Some(ids) = part_of.get(&t.id) {
-                    h.alerts.extend_from_slice(ids);
+        part_of.sort_by_key(|(row, _)| *row);
+        let alerted: Vec<usize> = part_of.iter().map(|(row, _)| *row).collect();
+        snap.health = match written {
+            Written::Whole(mut health) => {
+                for &(row, id) in &part_of {
+                    health[row].alerts.push(id);
                 }
+                self.health.lend(health)
             }
-        }
-        snap.health = self.health_shelf.lend(health);
+            Written::Rows { inserted, mut rows } => {
+                // Rows that leave an alert or join one are written too (idle ones as such).
+                rows.sort_by_key(|(row, _)| *row);
+                let mut more: Vec<usize> = self.alerted.iter().chain(&alerted).copied().collect();
+                more.sort_unstable();
+                more.dedup();
+                more.retain(|row| rows.binary_search_by_key(row, |(r, _)| *r).is_err());
+                if !more.is_empty() {
+                    rows.extend(more.iter().map(|&row| (row, self.flows[row].idle_health())));
+                    rows.sort_by_key(|(row, _)| *row);
+                }
+                for &(row, id) in &part_of {
+                    if let Ok(k) = rows.binary_search_by_key(&row, |(r, _)| *r) {
+                        rows[k].1.alerts.push(id);
+                    }
+                }
+                self.health.lend_edited(inserted, rows)
+            }
+        };
+        self.alerted = alerted;
+        self.alerted.dedup();
+        debug_assert_eq!(snap.health.len(), snap.flows.len());
+        debug_assert_eq!(self.flows.len(), snap.flows.len());
+        debug_assert_eq!(self.brief.len(), snap.flows.len());
         self.clock.advance(now, ns(cfg.retransmit_window_s));
         snap.alerts = self.alerts();
         snap.judged = true;
         snap.handshake_timeout_ns = ns(cfg.handshake_timeout_s);
         out
+    }
+
+    /// The rows of the flow `id`: found by its order key in either role, or by a scan
+    /// when the last snapshot was not in order.
+    fn rows_of<'a>(&'a self, id: &'a FlowId) -> impl Iterator<Item = usize> + 'a {
+        let by_key = self.sorted.then(|| {
+            [true, false].into_iter().filter_map(|client_is_a| {
+                let k = OrderKey::parts(&id.key, client_is_a, id.first_seen_ns);
+                self.orders.binary_search(&k).ok()
+            })
+        });
+        let scan = (!self.sorted).then_some(0..self.flows.len());
+        by_key
+            .into_iter()
+            .flatten()
+            .chain(scan.into_iter().flatten())
+            .filter(move |&row| self.flows[row].id == *id)
+    }
+
+    /// Judges the flows whose record changed, the new ones and those not idle yet, the
+    /// rows being the last tick's with the new ones inserted (see `aligned`): an idle flow
+    /// is not looked at, and its health row stays as it was.
+    fn judge_changed(
+        &mut self,
+        snap: &Snapshot,
+        changed: &[RowChange],
+        hellos: &HashMap<FlowKey, u64>,
+        findings: &mut Findings,
+    ) -> Written {
+        let (cfg, now) = (&self.cfg, snap.now_ns);
+        let inserted: Vec<usize> = changed
+            .iter()
+            .filter(|c| c.before.is_none())
+            .map(|c| c.row)
+            .collect();
+        // Last tick's rows not idle yet, where they are now, and the rows whose record
+        // changed. A ClientHello event comes for a flow whose record changes: the event
+        // alone (its record's change read at the tick before or after) changes nothing.
+        let mut due = std::mem::take(&mut self.awake);
+        shift(&mut due, &inserted);
+        shift(&mut self.alerted, &inserted);
+        due.extend(changed.iter().filter(|c| c.before.is_some()).map(|c| c.row));
+        due.sort_unstable();
+        due.dedup();
+        let new_orders = inserted.iter().map(|&i| OrderKey::of(&snap.flows[i]));
+        insert_rows(&mut self.orders, &inserted, new_orders.collect());
+        let o = &self.orders;
+        self.sorted &= inserted
+            .iter()
+            .all(|&i| (i == 0 || o[i - 1] < o[i]) && o.get(i + 1).is_none_or(|next| o[i] < *next));
+        let skip_settled = self.skip_settled;
+        let mut rows = Vec::with_capacity(due.len() + inserted.len());
+        let mut awake = Vec::new();
+        // Each due row with its flow's place in the last tick's rows (before the new ones).
+        let due: Vec<(usize, usize)> = due
+            .into_iter()
+            .map(|i| (i, i - inserted.partition_point(|&r| r < i)))
+            .collect();
+        for (k, &(i, j)) in due.iter().enumerate() {
+            // Scattered rows: their state, record and buffers fetched a few rows ahead.
+            if let Some(&(i, j)) = due.get(k + 16) {
+                history::prefetch_block(&*self.flows[j]);
+                history::prefetch_block(&snap.flows[i]);
+            }
+            if let Some(&(_, j)) = due.get(k + 8) {
+                self.flows[j].hist.prefetch();
+            }
+            let (t, f) = (&mut self.flows[j], &snap.flows[i]);
+            t.settled &= skip_settled;
+            let hello = hellos.get(&f.key).copied();
+            let found = t.judge(cfg, f, now, hello, &mut self.sessions, &self.clock);
+            let (h, brief) = t.health(cfg, f, &found);
+            collect(findings, t.session, i, found);
+            self.brief[j] = brief;
+            if !t.idle() {
+                awake.push(i);
+            }
+            rows.push((i, h));
+        }
+        // New flows join sessions in the order they started.
+        let mut fresh: Vec<(usize, Box<Tracked>, Brief)> = Vec::with_capacity(inserted.len());
+        let mut by_start = inserted.clone();
+        by_start.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
+        for i in by_start {
+            let f = &snap.flows[i];
+            let mut t = track(&mut self.sessions, cfg, f);
+            t.settled &= skip_settled;
+            let found = t.judge(
+                cfg,
+                f,
+                now,
+                hellos.get(&f.key).copied(),
+                &mut self.sessions,
+                &self.clock,
+            );
+            let (h, brief) = t.health(cfg, f, &found);
+            collect(findings, t.session, i, found);
+            if !t.idle() {
+                awake.push(i);
+            }
+            rows.push((i, h));
+            fresh.push((i, t, brief));
+        }
+        fresh.sort_by_key(|(i, _, _)| *i);
+        let (boxes, briefs) = fresh.into_iter().map(|(_, t, b)| (t, b)).unzip();
+        insert_rows(&mut self.flows, &inserted, boxes);
+        insert_rows(&mut self.brief, &inserted, briefs);
+        awake.sort_unstable();
+        self.awake = awake;
+        Written::Rows { inserted, rows }
+    }
+
+    /// Judges every flow, pairing the rows with the last tick's flows by walking both.
+    fn judge_all(
+        &mut self,
+        snap: &Snapshot,
+        hellos: &HashMap<FlowKey, u64>,
+        findings: &mut Findings,
+    ) -> Vec<FlowHealth> {
+        let (cfg, now) = (&self.cfg, snap.now_ns);
+        let n = snap.flows.len();
+        let mut rows = Rows {
+            health: Refill::new(self.health.take(), n),
+            brief: Vec::with_capacity(n),
+            slots: Vec::with_capacity(n),
+            missed: Vec::new(),
+            awake: Vec::new(),
+        };
+        let skip_settled = self.skip_settled;
+        let clock = &self.clock;
+        let mut judge = |t: &mut Tracked, i: usize, sessions: &mut sessions::Sessions| {
+            let f = &snap.flows[i];
+            t.settled &= skip_settled;
+            let hello = hellos.get(&f.key).copied();
+            let found = t.judge(cfg, f, now, hello, sessions, clock);
+            let judged = t.health(cfg, f, &found);
+            collect(findings, t.session, i, found);
+            judged
+        };
+        let mut old: Vec<Option<Box<Tracked>>> = std::mem::take(&mut self.flows)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut orders = fit(std::mem::take(&mut self.spare_orders), n);
+        orders.clear();
+        // Each flow's state is a few scattered heap blocks, a cache miss each: fetched a
+        // few flows ahead, the state first, then (once it is in cache) its buffers.
+        let prefetch = |old: &[Option<Box<Tracked>>], at: usize| {
+            if let Some(Some(t)) = old.get(at + 16) {
+                history::prefetch_block(&**t);
+            }
+            if let Some(Some(t)) = old.get(at + 8) {
+                if !t.hist.is_frozen() {
+                    t.hist.prefetch();
+                }
+            }
+        };
+        // Paired with their state by walking the last tick's order keys as the rows go
+        // (each record is read once, for its key and its judging).
+        let mut walk = Walk::new(&self.orders);
+        for (i, f) in snap.flows.iter().enumerate() {
+            prefetch(&old, walk.position());
+            let k = OrderKey::of(f);
+            orders.push(k);
+            match walk.step(&k).and_then(|j| old[j].take()) {
+                Some(mut t) => {
+                    let judged = judge(&mut t, i, &mut self.sessions);
+                    rows.paired(i, t, judged);
+                }
+                None => rows.unpaired(i),
+            }
+        }
+        let spare = if rows.missed.is_empty() {
+            Default::default()
+        } else {
+            walk.spare()
+        };
+        let Rows {
+            health,
+            mut brief,
+            mut slots,
+            missed,
+            mut awake,
+        } = rows;
+        let mut health = health.finish();
+        // What was not paired is new, or known from a list out of order: looked up.
+        let mut fresh = Vec::new();
+        for i in missed {
+            let mut t = match spare.get(&orders[i]).and_then(|&j| old[j].take()) {
+                Some(t) => t,
+                None => {
+                    fresh.push(i);
+                    continue;
+                }
+            };
+            (health[i], brief[i]) = judge(&mut t, i, &mut self.sessions);
+            if !t.idle() {
+                awake.push(i);
+            }
+            slots[i] = Some(t);
+        }
+        drop((old, spare));
+        // New flows join sessions in the order they started.
+        fresh.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
+        for i in fresh {
+            let mut t = track(&mut self.sessions, cfg, &snap.flows[i]);
+            (health[i], brief[i]) = judge(&mut t, i, &mut self.sessions);
+            if !t.idle() {
+                awake.push(i);
+            }
+            slots[i] = Some(t);
+        }
+        // Every slot is filled: the known flows carried, the new ones just judged.
+        self.flows = slots.into_iter().flatten().collect();
+        self.sorted = orders.is_sorted();
+        self.spare_orders = std::mem::replace(&mut self.orders, orders);
+        self.brief = brief;
+        awake.sort_unstable();
+        self.awake = awake;
+        health
     }
 
     /// The snapshot's changed rows, when they say how its rows follow from the last
@@ -495,7 +624,9 @@ impl AlertEngine {
             .map(|c| c.row)
             .collect();
         let n = snap.flows.len();
-        if n != self.orders.len() + new.len() {
+        // Most rows new (the first tick): one walk building every list costs less than
+        // inserting them, and judges them all anyway.
+        if n != self.orders.len() + new.len() || new.len() > n / 4 {
             return None;
         }
         let same = (0..n)
@@ -522,27 +653,75 @@ impl AlertEngine {
     }
 }
 
-/// A tick's rows as they are paired, in row order: health is written over the recycled
-/// list (no default-filled copy of a million first); a row not paired yet holds a
-/// placeholder until it is judged after the walk.
+/// Findings of the flows, by the alert they belong to, with the row of each.
+type Findings = BTreeMap<AlertKey, Vec<(usize, rules::Finding)>>;
+
+/// The health rows a tick wrote.
+enum Written {
+    /// Every row, in order.
+    Whole(Vec<FlowHealth>),
+    /// Rows inserted at `inserted` (positions after, ascending), then `rows` written; the
+    /// others are as the last tick left them.
+    Rows {
+        inserted: Vec<usize>,
+        rows: Vec<(usize, FlowHealth)>,
+    },
+}
+
+/// What the sessions' working flows are counted from, kept per row: a walk of these is
+/// sequential, where reading each flow's state was a cache miss per flow.
+#[derive(Clone, Copy, Debug, Default)]
+struct Brief {
+    session: Option<SessionId>,
+    last_seen_ns: u64,
+    /// Established, not closed, nothing wrong found: it works while its packets are recent.
+    may_work: bool,
+}
+
+impl Brief {
+    fn works(&self, now: u64, window_ns: u64) -> bool {
+        self.may_work && now.saturating_sub(self.last_seen_ns) < window_ns
+    }
+}
+
+/// Moves last tick's `rows` (ascending) to where they are once rows were inserted at `at`
+/// (positions after, ascending).
+fn shift(rows: &mut [usize], at: &[usize]) {
+    let mut k = 0;
+    for r in rows {
+        while k < at.len() && at[k] <= *r + k {
+            k += 1;
+        }
+        *r += k;
+    }
+}
+
+/// A tick's rows as they are paired when every flow is judged, in row order: health is
+/// written over a recycled list (no default-filled copy of a million first); a row not
+/// paired yet holds a placeholder until it is judged after the walk.
 struct Rows {
     health: Refill<FlowHealth>,
-    works: Vec<bool>,
+    brief: Vec<Brief>,
     #[allow(clippy::vec_box)]
     slots: Vec<Option<Box<Tracked>>>,
     missed: Vec<usize>,
+    /// Rows whose flow is not idle after judging.
+    awake: Vec<usize>,
 }
 
 impl Rows {
-    fn paired(&mut self, t: Box<Tracked>, (health, works): (FlowHealth, bool)) {
+    fn paired(&mut self, row: usize, t: Box<Tracked>, (health, brief): (FlowHealth, Brief)) {
+        if !t.idle() {
+            self.awake.push(row);
+        }
         self.health.push(health);
-        self.works.push(works);
+        self.brief.push(brief);
         self.slots.push(Some(t));
     }
 
     fn unpaired(&mut self, row: usize) {
         self.health.push(FlowHealth::default());
-        self.works.push(false);
+        self.brief.push(Brief::default());
         self.slots.push(None);
         self.missed.push(row);
     }
@@ -605,10 +784,10 @@ impl Tracked {
         found
     }
 
-    /// Whether the flow need not be looked at this tick, its record being as it was: it
-    /// is settled, its history frozen, and no ClientHello event came for it.
-    fn idle(&self, hellos: &HashMap<FlowKey, u64>) -> bool {
-        self.settled && self.hist.is_frozen() && !hellos.contains_key(&self.id.key)
+    /// Whether the flow need not be looked at while its record stays as it is (and no
+    /// ClientHello event comes for it): it is settled, its history frozen.
+    fn idle(&self) -> bool {
+        self.settled && self.hist.is_frozen()
     }
 
     /// [`Tracked::health`] of an idle flow, without its record: nothing found, nothing
@@ -622,28 +801,18 @@ impl Tracked {
             zero_window_ns: self.hist.zero_total_ns,
             in_flight: self.in_flight,
             alerts: Vec::new(),
-            history: self.hist.zeek_shared.clone(),
+            history: self.hist.zeek.clone(),
         }
     }
 
-    /// Whether an idle flow counts as a working flow of its session (see `health`).
-    fn idle_works(&self, cfg: &AlertConfig, now: u64) -> bool {
-        self.mark.is_some_and(|(last_seen_ns, _, seen)| {
-            seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
-                && !self.closed
-                && now.saturating_sub(last_seen_ns) < ns(cfg.session_window_s)
-        })
-    }
-
-    /// The flow's health for the snapshot, and whether it counts as a working flow of its
-    /// session.
+    /// The flow's health for the snapshot, and what its session's working flows are
+    /// counted from.
     fn health(
         &mut self,
         cfg: &AlertConfig,
         f: &FlowRecord,
-        now: u64,
         found: &[rules::Finding],
-    ) -> (FlowHealth, bool) {
+    ) -> (FlowHealth, Brief) {
         let (st, h) = (&f.state, &self.hist);
         let level = found
             .iter()
@@ -652,10 +821,13 @@ impl Tracked {
             .max();
         self.closed = st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0);
         self.in_flight = [rules::in_flight(st, C2S), rules::in_flight(st, S2C)];
-        let works = st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
-            && !self.closed
-            && level.is_none()
-            && now.saturating_sub(st.last_seen_ns) < ns(cfg.session_window_s);
+        let brief = Brief {
+            session: Some(self.session),
+            last_seen_ns: st.last_seen_ns,
+            may_work: st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
+                && !self.closed
+                && level.is_none(),
+        };
         // A frozen history's counters stand over the window: nothing moved, no rate.
         let (throughput, retx_rate) = if h.is_frozen() {
             ([0.0; 2], [None; 2])
@@ -674,10 +846,30 @@ impl Tracked {
             zero_window_ns: h.zero_total_ns,
             in_flight: self.in_flight,
             alerts: Vec::new(),
-            history: h.zeek_shared.clone(),
+            history: h.zeek.clone(),
         };
-        (health, works)
+        (health, brief)
     }
+}
+
+/// The state of a flow first seen now, in the session it joins.
+fn track(sessions: &mut sessions::Sessions, cfg: &AlertConfig, f: &FlowRecord) -> Box<Tracked> {
+    let st = &f.state;
+    let session = sessions.join(
+        st.first_seen_ns,
+        f.client().ip(),
+        st.last_seen_ns,
+        ns(cfg.session_window_s),
+    );
+    Box::new(Tracked {
+        id: FlowId::of(f),
+        hist: FlowHistory::default(),
+        session,
+        mark: None,
+        settled: false,
+        in_flight: [None; 2],
+        closed: false,
+    })
 }
 
 /// Files a flow's findings under the alert they belong to.
