@@ -132,11 +132,39 @@ impl Spark {
         self.points.back()
     }
 
-    /// `n` pushes of the zero point (an idle flow's).
+    /// `n` pushes of the zero point (an idle flow's), a run at a time.
     fn push_zeros(&mut self, n: u64) {
-        // Only the last SPARK_POINTS of them can show.
-        for _ in 0..n.min(SPARK_POINTS as u64) {
-            self.push(Point::default());
+        // Only the last SPARK_POINTS of them can show; the oldest points make room first
+        // (each push drops one when full, and `n` never reaches past the old points).
+        let mut n = n.min(SPARK_POINTS as u64) as usize;
+        let mut drop = (self.len + n).saturating_sub(SPARK_POINTS);
+        while drop > 0 {
+            let Some(c) = self.counts.front_mut() else {
+                break;
+            };
+            let k = drop.min(*c as usize);
+            *c -= k as u8;
+            if *c == 0 {
+                self.counts.pop_front();
+                self.points.pop_front();
+            }
+            self.len -= k;
+            drop -= k;
+        }
+        let zero = Point::default();
+        while n > 0 {
+            match (self.points.back(), self.counts.back_mut()) {
+                (Some(q), Some(c)) if *q == zero && *c < u8::MAX => {
+                    let k = n.min((u8::MAX - *c) as usize);
+                    *c += k as u8;
+                    self.len += k;
+                    n -= k;
+                }
+                _ => {
+                    self.points.push_back(zero);
+                    self.counts.push_back(0);
+                }
+            }
         }
     }
 
@@ -261,13 +289,15 @@ pub struct FlowHistory {
     frozen: Option<Frozen>,
 }
 
-/// Where an idle flow's history stopped: the clock's tick and sparkline count then, and
-/// whether its sample times were the clock's (then not kept).
+/// Where an idle flow's history stopped: the clock's tick and sparkline count then,
+/// whether its sample times were the clock's (then not kept), and when its window's
+/// oldest counters leave it (then its retransmission ratio changes: it must thaw).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Frozen {
     tick: u64,
     points: u64,
     shared: bool,
+    wake_ns: Option<u64>,
 }
 
 /// The samples an idle flow takes, kept once for every idle flow.
@@ -453,14 +483,31 @@ impl FlowHistory {
         self.frozen.is_some()
     }
 
-    /// Stops taking samples if this tick's `s` would change nothing but the time: the
-    /// counters are those of every sample in the window (so the sparkline's last point is
-    /// zero), and the history ends where the clock's does. `clock` is as the last tick left
-    /// it; the samples after are its own (see [`FlowHistory::thaw`]). Returns whether the
-    /// history froze: the caller then does not push `s`.
-    pub fn freeze(&mut self, s: &Sample, clock: &IdleClock) -> bool {
+    /// Stops taking samples if this tick's `s` would change nothing but the time: its
+    /// counters are the last sample's, and the history ends where the clock's does.
+    /// Frozen, the history's figures are what taking `s` would have made them (see
+    /// [`FlowHistory::rates`]) until its window's oldest counters leave the window (see
+    /// [`FlowHistory::wakes_by`]): a flow that moved and fell idle freezes at once, not a
+    /// window later. `clock` is as the last tick left it; the samples after are its own
+    /// (see [`FlowHistory::thaw`]). Returns whether the history froze: the caller then
+    /// does not push `s`.
+    pub fn freeze(&mut self, s: &Sample, clock: &IdleClock, window_ns: u64) -> bool {
+        let runs = &self.samples.runs;
+        // Several runs: the newest of two or more samples, so that a close tick replacing
+        // the last sample leaves a zero sparkline point, as it does for the clock.
+        let settled = runs.len() == 1 || runs.back().is_some_and(|(_, n)| *n >= 2);
+        // The oldest run leaves the window when the sample after it does.
+        let wake_ns = match runs.front() {
+            Some((_, n)) if runs.len() > 1 => self
+                .samples
+                .ts
+                .get(*n as usize)
+                .map(|t| t.saturating_add(window_ns)),
+            _ => None,
+        };
         let idle = self.samples.len() >= 2
-            && self.samples.runs.len() == 1
+            && settled
+            && wake_ns.is_none_or(|w| s.ts_ns < w)
             && self.samples.back().is_some_and(|b| {
                 Samples::same_counters(&b, s)
                     && clock.times.len() >= 2
@@ -469,11 +516,12 @@ impl FlowHistory {
         if idle {
             // A flow older than its window holds the clock's times exactly: those it need
             // not keep (most of a big table; ~140 bytes a flow).
-            let shared = self
-                .samples
-                .ts
-                .iter()
-                .eq(clock.times.iter().map(|(_, t)| t));
+            let shared = runs.len() == 1
+                && self
+                    .samples
+                    .ts
+                    .iter()
+                    .eq(clock.times.iter().map(|(_, t)| t));
             if shared {
                 self.samples.ts = VecDeque::new();
             }
@@ -481,9 +529,31 @@ impl FlowHistory {
                 tick: clock.tick,
                 points: clock.points,
                 shared,
+                wake_ns,
             });
         }
         idle
+    }
+
+    /// Whether a frozen history must thaw to take this tick's sample: its window's oldest
+    /// counters leave the window at `now`.
+    pub fn wakes_by(&self, now: u64) -> bool {
+        self.frozen
+            .is_some_and(|f| f.wake_ns.is_some_and(|w| now >= w))
+    }
+
+    /// When the frozen history must thaw, if its window holds more than one run.
+    pub fn wake_ns(&self) -> Option<u64> {
+        self.frozen.and_then(|f| f.wake_ns)
+    }
+
+    /// Throughput over the latest tick and the retransmitted share over the window (`None`:
+    /// fewer than `min_segments`). A frozen history's are what taking this tick's sample
+    /// would have made them: its last two samples have the same counters (no throughput)
+    /// and its window's ends the counters they would have.
+    pub fn rates(&self, min_segments: u64) -> ([f64; 2], [Option<f64>; 2]) {
+        let ratios = self.window_rates(min_segments).map(|r| r.map(|r| r.ratio));
+        (self.current_throughput(), ratios)
     }
 
     /// Takes the samples the history skipped while frozen, as pushing each tick's would
@@ -500,6 +570,7 @@ impl FlowHistory {
             // It held the clock's times at the freeze, and the clock moved on from there
             // by the rules the flow's own samples follow.
             self.samples = Samples::default();
+            self.samples.ts.reserve_exact(clock.times.len() + 1);
             for &(_, t) in &clock.times {
                 self.samples.push_back(at(t));
             }
@@ -731,6 +802,37 @@ mod tests {
         }
     }
 
+    mod spark {
+        use super::super::{Point, Spark, SPARK_POINTS};
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Zeros pushed as a run are the zeros pushed one by one, however full the
+            /// sparkline and however long its runs.
+            #[test]
+            fn zeros_pushed_at_once_are_zeros_pushed_one_by_one(
+                before in prop::collection::vec((0u8..3, 1usize..300), 0..6),
+                n in 0u64..600,
+            ) {
+                let mut bulk = Spark::default();
+                for (v, k) in before {
+                    let p = Point { bytes_per_s: [v as f32, 0.0], ..Point::default() };
+                    for _ in 0..k {
+                        bulk.push(p);
+                    }
+                }
+                let mut one = bulk.clone();
+                bulk.push_zeros(n);
+                for _ in 0..n {
+                    one.push(Point::default());
+                }
+                prop_assert_eq!(bulk.len(), one.len());
+                prop_assert!(bulk.len() <= SPARK_POINTS);
+                prop_assert_eq!(bulk.iter().collect::<Vec<_>>(), one.iter().collect::<Vec<_>>());
+            }
+        }
+    }
+
     mod idle {
         use super::super::{FlowHistory, IdleClock, Sample, MIN_GAP_NS};
         use proptest::prelude::*;
@@ -765,6 +867,7 @@ mod tests {
                 ticks in prop::collection::vec((gap(), prop::bool::weighted(0.15), any::<bool>()), 1..150),
                 window_s in 1u64..12,
                 start in 0usize..30,
+                min in 1u64..20,
             ) {
                 let w = window_s * 1_000_000_000;
                 let mut clock = IdleClock::default();
@@ -787,12 +890,14 @@ mod tests {
                     eager.push(s, w);
                     // A tick whose sample moved thaws first; freezing is only ever tried,
                     // and must refuse when the sample moved.
-                    if busy {
+                    if busy || lazy.wakes_by(now) {
                         lazy.thaw(&clock, w);
                     }
-                    if !lazy.is_frozen() && !lazy.freeze(&s, &clock) {
+                    if !lazy.is_frozen() && !lazy.freeze(&s, &clock, w) {
                         lazy.push(s, w);
                     }
+                    // Frozen or not, its figures are those of the one that took the sample.
+                    prop_assert_eq!(lazy.rates(min), eager.rates(min), "tick {}", n);
                     clock.advance(now, w);
                     if look {
                         let mut seen = lazy.clone();
@@ -820,7 +925,10 @@ mod tests {
                     retransmits: [t.min(5), 0],
                     bytes: [segs * 100, 0],
                 };
-                if !(h.is_frozen() || h.freeze(&s, &clock)) {
+                if h.wakes_by(now) {
+                    h.thaw(&clock, w);
+                }
+                if !(h.is_frozen() || h.freeze(&s, &clock, w)) {
                     h.push(s, w);
                 }
                 clock.advance(now, w);
@@ -846,7 +954,7 @@ mod tests {
                     ts_ns: now,
                     ..Sample::default()
                 };
-                if !(young.is_frozen() || young.freeze(&s, &clock)) {
+                if !(young.is_frozen() || young.freeze(&s, &clock, w)) {
                     young.push(s, w);
                 }
                 clock.advance(now, w);

@@ -11,7 +11,10 @@ pub mod history;
 pub mod rules;
 pub mod sessions;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, VecDeque},
+};
 
 // foldhash: several times faster than SipHash on our 48-byte keys, and seeded per map at
 // random, so flows crafted to collide do not degrade the tick.
@@ -160,6 +163,9 @@ pub struct AlertEngine {
     /// Whether `orders` is sorted (the snapshot was in order): rows are then found by
     /// binary search.
     sorted: bool,
+    /// When frozen flows must be judged again (their window's oldest counters leave it),
+    /// by order key; an entry whose flow was judged since is only a spare judging.
+    wakes: BinaryHeap<Reverse<(u64, OrderKey)>>,
     /// Per row: what the sessions' working flows are counted from.
     brief: Vec<Brief>,
     /// Rows whose flow was not idle after the last tick (ascending): a tick judges them
@@ -192,6 +198,7 @@ impl AlertEngine {
             orders: Vec::new(),
             spare_orders: Vec::new(),
             sorted: true,
+            wakes: BinaryHeap::new(),
             brief: Vec::new(),
             awake: Vec::new(),
             alerted: Vec::new(),
@@ -369,7 +376,10 @@ impl AlertEngine {
                 more.dedup();
                 more.retain(|row| rows.binary_search_by_key(row, |(r, _)| *r).is_err());
                 if !more.is_empty() {
-                    rows.extend(more.iter().map(|&row| (row, self.flows[row].idle_health())));
+                    rows.extend(
+                        more.iter()
+                            .map(|&row| (row, self.flows[row].idle_health(&cfg))),
+                    );
                     rows.sort_by_key(|(row, _)| *row);
                 }
                 for &(row, id) in &part_of {
@@ -432,35 +442,54 @@ impl AlertEngine {
         shift(&mut due, &inserted);
         shift(&mut self.alerted, &inserted);
         due.extend(changed.iter().filter(|c| c.before.is_some()).map(|c| c.row));
-        due.sort_unstable();
-        due.dedup();
         let new_orders = inserted.iter().map(|&i| OrderKey::of(&snap.flows[i]));
         insert_rows(&mut self.orders, &inserted, new_orders.collect());
         let o = &self.orders;
         self.sorted &= inserted
             .iter()
             .all(|&i| (i == 0 || o[i - 1] < o[i]) && o.get(i + 1).is_none_or(|next| o[i] < *next));
+        // And frozen flows whose window's oldest counters leave it now (found by order
+        // key: a flow judged since may have frozen again, and is judged once more).
+        while let Some(Reverse((_, k))) = self.wakes.peek().filter(|Reverse((w, _))| *w <= now) {
+            if let Ok(row) = self.orders.binary_search(k) {
+                if inserted.binary_search(&row).is_err() {
+                    due.push(row);
+                }
+            }
+            self.wakes.pop();
+        }
+        due.sort_unstable();
+        due.dedup();
+        let mut wakes = Vec::new();
         let skip_settled = self.skip_settled;
         let mut rows = Vec::with_capacity(due.len() + inserted.len());
         let mut awake = Vec::new();
-        // Each due row with its flow's place in the last tick's rows (before the new ones).
-        let due: Vec<(usize, usize)> = due
-            .into_iter()
-            .map(|i| (i, i - inserted.partition_point(|&r| r < i)))
-            .collect();
-        for (k, &(i, j)) in due.iter().enumerate() {
+        // A due row's flow, at its place in the last tick's rows (before the new ones).
+        let place = |i: usize| i - inserted.partition_point(|&r| r < i);
+        for (k, &i) in due.iter().enumerate() {
             // Scattered rows: their state, record and buffers fetched a few rows ahead.
-            if let Some(&(i, j)) = due.get(k + 16) {
-                history::prefetch_block(&*self.flows[j]);
+            if let Some(&i) = due.get(k + 16) {
+                history::prefetch_block(&*self.flows[place(i)]);
                 history::prefetch_block(&snap.flows[i]);
             }
-            if let Some(&(_, j)) = due.get(k + 8) {
-                self.flows[j].hist.prefetch();
+            if let Some(&i) = due.get(k + 8) {
+                self.flows[place(i)].hist.prefetch();
             }
+            let j = place(i);
             let (t, f) = (&mut self.flows[j], &snap.flows[i]);
             t.settled &= skip_settled;
             let hello = hellos.get(&f.key).copied();
-            let found = t.judge(cfg, f, now, hello, &mut self.sessions, &self.clock);
+            let mut wake = None;
+            let found = t.judge(
+                cfg,
+                f,
+                now,
+                hello,
+                &mut self.sessions,
+                &self.clock,
+                &mut wake,
+            );
+            wakes.extend(wake.map(|w| (w, i)));
             let (h, brief) = t.health(cfg, f, &found);
             collect(findings, t.session, i, found);
             self.brief[j] = brief;
@@ -477,14 +506,18 @@ impl AlertEngine {
             let f = &snap.flows[i];
             let mut t = track(&mut self.sessions, cfg, f);
             t.settled &= skip_settled;
+            let mut wake = None;
+            let hello = hellos.get(&f.key).copied();
             let found = t.judge(
                 cfg,
                 f,
                 now,
-                hellos.get(&f.key).copied(),
+                hello,
                 &mut self.sessions,
                 &self.clock,
+                &mut wake,
             );
+            wakes.extend(wake.map(|w| (w, i)));
             let (h, brief) = t.health(cfg, f, &found);
             collect(findings, t.session, i, found);
             if !t.idle() {
@@ -497,6 +530,9 @@ impl AlertEngine {
         let (boxes, briefs) = fresh.into_iter().map(|(_, t, b)| (t, b)).unzip();
         insert_rows(&mut self.flows, &inserted, boxes);
         insert_rows(&mut self.brief, &inserted, briefs);
+        let o = &self.orders;
+        self.wakes
+            .extend(wakes.into_iter().map(|(w, i)| Reverse((w, o[i]))));
         awake.sort_unstable();
         self.awake = awake;
         Written::Rows { inserted, rows }
@@ -520,11 +556,14 @@ impl AlertEngine {
         };
         let skip_settled = self.skip_settled;
         let clock = &self.clock;
+        let mut wakes = Vec::new();
         let mut judge = |t: &mut Tracked, i: usize, sessions: &mut sessions::Sessions| {
             let f = &snap.flows[i];
             t.settled &= skip_settled;
             let hello = hellos.get(&f.key).copied();
-            let found = t.judge(cfg, f, now, hello, sessions, clock);
+            let mut wake = None;
+            let found = t.judge(cfg, f, now, hello, sessions, clock, &mut wake);
+            wakes.extend(wake.map(|w| (w, i)));
             let judged = t.health(cfg, f, &found);
             collect(findings, t.session, i, found);
             judged
@@ -604,6 +643,8 @@ impl AlertEngine {
         }
         // Every slot is filled: the known flows carried, the new ones just judged.
         self.flows = slots.into_iter().flatten().collect();
+        self.wakes
+            .extend(wakes.into_iter().map(|(w, i)| Reverse((w, orders[i]))));
         self.sorted = orders.is_sorted();
         self.spare_orders = std::mem::replace(&mut self.orders, orders);
         self.brief = brief;
@@ -617,7 +658,7 @@ impl AlertEngine {
     /// left). Checked on a sample of rows, so a snapshot from elsewhere is not taken for
     /// the next one; `None`: pair the rows by walking.
     fn aligned<'a>(&self, snap: &'a Snapshot) -> Option<&'a [RowChange]> {
-        let changed = snap.changed.as_deref()?;
+        let changed = snap.changed.as_deref().filter(|_| self.sorted)?;
         let new: Vec<usize> = changed
             .iter()
             .filter(|c| c.before.is_none())
@@ -747,7 +788,9 @@ struct Tracked {
 }
 
 impl Tracked {
-    /// This tick's findings for the flow.
+    /// This tick's findings for the flow. `wake` gets when it must be judged again, if its
+    /// history froze now with more than one run of counters in its window.
+    #[allow(clippy::too_many_arguments)]
     fn judge(
         &mut self,
         cfg: &AlertConfig,
@@ -756,6 +799,7 @@ impl Tracked {
         hello: Option<u64>,
         sessions: &mut sessions::Sessions,
         clock: &IdleClock,
+        wake: &mut Option<u64>,
     ) -> Vec<rules::Finding> {
         let st = &f.state;
         let window = ns(cfg.retransmit_window_s);
@@ -765,11 +809,16 @@ impl Tracked {
             st.seen,
         ));
         if self.settled && hello.is_none() && mark == self.mark {
-            // Same counters as before: the sample only moves the rate window on, and once
-            // the window holds nothing else, the idle clock takes the samples for it.
+            // Same counters as before: the sample only moves the rate window on, and the
+            // idle clock takes the samples for it until the window's oldest counters leave.
+            if self.hist.wakes_by(now) {
+                self.hist.thaw(clock, window);
+            }
             if !self.hist.is_frozen() {
                 let s = Sample::of(st, now);
-                if !self.hist.freeze(&s, clock) {
+                if self.hist.freeze(&s, clock, window) {
+                    *wake = self.hist.wake_ns();
+                } else {
                     self.hist.push(s, window);
                 }
             }
@@ -790,14 +839,15 @@ impl Tracked {
         self.settled && self.hist.is_frozen()
     }
 
-    /// [`Tracked::health`] of an idle flow, without its record: nothing found, nothing
-    /// moved, the rest as the record gave it when last read.
-    fn idle_health(&self) -> FlowHealth {
+    /// [`Tracked::health`] of an idle flow, without its record: nothing found, rates as
+    /// its frozen history gives them, the rest as the record gave it when last read.
+    fn idle_health(&self, cfg: &AlertConfig) -> FlowHealth {
+        let (throughput, retx_rate) = self.hist.rates(cfg.retransmit_min_segments);
         FlowHealth {
             session: Some(self.session),
             level: None,
-            throughput: [0.0; 2],
-            retx_rate: [None; 2],
+            throughput,
+            retx_rate,
             zero_window_ns: self.hist.zero_total_ns,
             in_flight: self.in_flight,
             alerts: Vec::new(),
@@ -828,16 +878,7 @@ impl Tracked {
                 && !self.closed
                 && level.is_none(),
         };
-        // A frozen history's counters stand over the window: nothing moved, no rate.
-        let (throughput, retx_rate) = if h.is_frozen() {
-            ([0.0; 2], [None; 2])
-        } else {
-            (
-                h.current_throughput(),
-                h.window_rates(cfg.retransmit_min_segments)
-                    .map(|r| r.map(|r| r.ratio)),
-            )
-        };
+        let (throughput, retx_rate) = h.rates(cfg.retransmit_min_segments);
         let health = FlowHealth {
             session: Some(self.session),
             level,
