@@ -39,6 +39,9 @@ enum Behind {
 pub struct Lent<T> {
     current: Arc<Vec<T>>,
     spare: Option<(Arc<Vec<T>>, Behind)>,
+    /// Edits that had to copy every row: both lent vectors were held, or the spare was
+    /// behind by a whole rewrite.
+    pub copies: u64,
 }
 
 impl<T> Default for Lent<T> {
@@ -46,6 +49,7 @@ impl<T> Default for Lent<T> {
         Self {
             current: Arc::default(),
             spare: None,
+            copies: 0,
         }
     }
 }
@@ -73,10 +77,16 @@ impl<T: Clone + Default> Lent<T> {
         }
     }
 
-    /// Lends `v`, every row of it new; the vector lent before becomes the spare.
+    /// Lends `v`, every row of it new; the vector lent before becomes the spare if it is
+    /// still held (else it goes: nobody needs two while one is edited in place).
     pub fn lend(&mut self, v: Vec<T>) -> Arc<Vec<T>> {
         let before = std::mem::replace(&mut self.current, Arc::new(v));
-        self.spare = Some((before, Behind::Whole));
+        self.spare = (Arc::strong_count(&before) > 1).then_some((before, Behind::Whole));
+        self.current.clone()
+    }
+
+    /// The rows lent last, shared.
+    pub fn shared(&self) -> Arc<Vec<T>> {
         self.current.clone()
     }
 
@@ -109,7 +119,10 @@ impl<T: Clone + Default> Lent<T> {
         if let Some((mut s, behind)) = self.spare.take() {
             if let Some(v) = Arc::get_mut(&mut s) {
                 match behind {
-                    Behind::Whole => v.clone_from(&self.current),
+                    Behind::Whole => {
+                        self.copies += 1;
+                        v.clone_from(&self.current);
+                    }
                     Behind::Edit(e) => {
                         insert_default(v, &e.inserted);
                         for i in e.written {
@@ -120,6 +133,7 @@ impl<T: Clone + Default> Lent<T> {
                 return s;
             }
         }
+        self.copies += 1;
         Arc::new(self.current.as_ref().clone())
     }
 }

@@ -13,7 +13,7 @@ use monitor_common::{
 };
 
 /// One flow: its key and the kernel's record, timestamps already in Unix-epoch ns.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowRecord {
     pub key: FlowKey,
     pub state: FlowState,

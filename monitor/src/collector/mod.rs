@@ -9,8 +9,6 @@ mod batch;
 mod clock;
 mod table;
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
@@ -24,7 +22,10 @@ use monitor_common::{
 
 pub use clock::Clock;
 
-use crate::snapshot::{changes, Counters, FlowRecord, IfaceTraffic, OrderKey, RowChange, Snapshot};
+use crate::{
+    shelf::Lent,
+    snapshot::{changes, Counters, FlowRecord, IfaceTraffic, OrderKey, RowChange, Snapshot},
+};
 
 pub struct Collector {
     flows: HashMap<MapData, FlowKey, FlowState>,
@@ -40,12 +41,11 @@ pub struct Collector {
     closed: Vec<FlowRecord>,
     /// Their order keys: the table never replaces those records by key.
     closed_orders: foldhash::HashSet<OrderKey>,
-    /// Live records and closed ones, in snapshot order, as of the last tick.
-    table: Arc<Vec<FlowRecord>>,
-    /// The table a tick older, and the changes that brought it up to `table`. A UI still
-    /// shows the last snapshot, which shares `table`: the next tick brings this one up to
-    /// date instead of copying the whole table. Kept only while someone else holds `table`.
-    spare: Option<(Arc<Vec<FlowRecord>>, table::Changes)>,
+    /// Live records and closed ones, in snapshot order, as of the last tick; shared with
+    /// its snapshot. A UI still shows the last snapshot: the next tick edits the table lent
+    /// before (brought up to date by copying the rows the last tick wrote) instead of
+    /// copying the whole table.
+    table: Lent<FlowRecord>,
     /// Whether `table` is a base later ticks can update (false: read the map whole).
     synced: bool,
     epoch_map: Array<MapData, u32>,
@@ -72,7 +72,8 @@ pub struct ReadCounts {
     pub changed: u64,
     /// Records read back one by one for reported flows.
     pub records: u64,
-    /// Updates that had to copy the table (the previous two snapshots were still held).
+    /// Updates that had to copy the table (the previous two snapshots were still held,
+    /// or the table lent before was a whole read behind).
     pub copies: u64,
 }
 
@@ -111,8 +112,7 @@ impl Collector {
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
             closed: Vec::new(),
             closed_orders: Default::default(),
-            table: Arc::default(),
-            spare: None,
+            table: Lent::default(),
             synced: false,
             epoch_map: Array::try_from(take(ebpf, "EPOCH")?)?,
             epoch: 0,
@@ -173,7 +173,7 @@ impl Collector {
         let counters = self.counters()?;
         let lost = counters.get(stats::CHANGES_LOST);
         // Past this many, one batch read of everything costs less than lookups one by one.
-        let cheap = keys.len() <= self.table.len() / 4 + 1024;
+        let cheap = keys.len() <= self.table.current().len() / 4 + 1024;
         let mut changed = None;
         if self.synced && lost == self.lost_changes && cheap {
             changed = self.update(keys, closed)?;
@@ -184,7 +184,7 @@ impl Collector {
         };
         self.lost_changes = lost;
         let mut snap = Snapshot::sorted(
-            self.table.clone(),
+            self.table.shared(),
             self.live(),
             counters,
             self.clock.now_epoch(),
@@ -195,14 +195,15 @@ impl Collector {
     }
 
     fn live(&self) -> u64 {
-        (self.table.len() - self.closed.len()) as u64
+        (self.table.current().len() - self.closed.len()) as u64
     }
 
     /// The table from the last tick, updated with the reported flows, and the rows that
     /// changed. `None` when it cannot be trusted: the LRU map may have evicted flows, which
     /// it does not report. It evicts only near full, and every flow it holds was reported,
     /// so the table holds at least as many live flows as the map; a reported flow no longer
-    /// there was evicted.
+    /// there was evicted. Also `None` when a record of the table must go (see
+    /// `table::plan`).
     fn update(
         &mut self,
         keys: Vec<FlowKey>,
@@ -225,52 +226,23 @@ impl Collector {
         if !ch.gone.is_empty() || live + self.evict_margin >= self.max_flows {
             return Ok(None);
         }
-        self.reads.records += ch.fresh.len() as u64;
-        let replaced = self.apply(ch);
-        self.reads.changed += 1;
-        Ok(Some(table::rows(&self.table, replaced)))
-    }
-
-    /// Applies `ch` to the table: in place when no snapshot holds it (headless), else to the
-    /// spare table, brought up to date first (the UI holds the last snapshot).
-    fn apply(&mut self, ch: table::Changes) -> table::Replaced {
-        if let Some(t) = Arc::get_mut(&mut self.table) {
-            self.spare = None;
-            return table::apply(t, &mut self.closed_orders, ch);
-        }
-        let mut next = match self.spare.take() {
-            Some((mut old, last)) => match Arc::get_mut(&mut old) {
-                Some(t) => {
-                    table::apply(t, &mut self.closed_orders, last);
-                    old
-                }
-                None => self.copy(),
-            },
-            None => self.copy(),
+        let records = ch.fresh.len() as u64;
+        let Some(plan) = table::plan(self.table.current(), &self.closed_orders, ch) else {
+            return Ok(None);
         };
-        // Unshared (a fresh copy, or a spare no snapshot holds): updated in place.
-        let replaced = table::apply(
-            Arc::make_mut(&mut next),
-            &mut self.closed_orders,
-            ch.clone(),
-        );
-        let shown = std::mem::replace(&mut self.table, next);
-        self.spare = Some((shown, ch));
-        replaced
-    }
-
-    fn copy(&mut self) -> Arc<Vec<FlowRecord>> {
-        self.reads.copies += 1;
-        Arc::new(self.table.as_ref().clone())
+        self.reads.records += records;
+        self.reads.changed += 1;
+        self.table.lend_edited(plan.inserted, plan.rows);
+        self.reads.copies = self.table.copies;
+        Ok(Some(plan.changed))
     }
 
     /// Reads the whole map into a new table; the rows that changed are found by walking
     /// it with the old one, which is dropped only then.
     fn read_all(&mut self) -> Result<Vec<RowChange>> {
-        self.spare = None;
-        let new = self.read_whole(self.table.len())?;
-        let changed = changes(&self.table, &new);
-        self.table = Arc::new(new);
+        let new = self.read_whole(self.table.current().len())?;
+        let changed = changes(self.table.current(), &new);
+        self.table.lend(new);
         self.synced = true;
         self.reads.full += 1;
         Ok(changed)
@@ -279,7 +251,7 @@ impl Collector {
     /// Every record in the map and every closed one, in snapshot order, read now; the
     /// table the ticks keep is left alone (tests hold it to this).
     pub fn whole(&mut self) -> Result<Vec<FlowRecord>> {
-        self.read_whole(self.table.len())
+        self.read_whole(self.table.current().len())
     }
 
     fn read_whole(&mut self, expect: usize) -> Result<Vec<FlowRecord>> {

@@ -4,13 +4,15 @@
 //! The table is what a snapshot shows: live records (one per key in the kernel map) and
 //! closed ones (connections port reuse ended), sorted by [`OrderKey`]. A record's order
 //! key never changes while it lives (its roles and first-seen time are fixed at creation),
-//! so a changed flow is found by binary search and overwritten in place; only new flows,
-//! flows that left and records that closed move others.
+//! so a changed flow is found by binary search and written over in its row; new flows
+//! and closed records are inserted. The plan says which rows those are, so the table a
+//! UI let go is brought up to date by copying them (see `shelf::Lent`), with no second
+//! search. Flows that left the map send the tick to a whole read.
 
 use foldhash::HashSet;
 
 use crate::snapshot::{FlowRecord, OrderKey, RowChange};
-use monitor_common::flow::{FlowKey, FlowState};
+use monitor_common::flow::FlowKey;
 
 /// What the kernel reported since the last tick.
 #[derive(Clone, Debug, Default)]
@@ -23,76 +25,82 @@ pub struct Changes {
     pub closed: Vec<FlowRecord>,
 }
 
-/// What a reported record replaced: its order key, and the record before (`None`: it is
-/// new to the table).
-pub type Replaced = Vec<(OrderKey, Option<FlowState>)>;
+/// How the table changes: rows inserted (their positions after, ascending) and rows
+/// written (new ones included), as [`crate::shelf::Lent::lend_edited`] takes them, and
+/// the rows whose record differs, as [`crate::snapshot::changes`] would find them.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub inserted: Vec<usize>,
+    pub rows: Vec<(usize, FlowRecord)>,
+    pub changed: Vec<RowChange>,
+}
 
-/// Brings `table` (sorted, no two records with one order key) up to date. `closed_orders`
-/// holds the order keys of the closed records already in it, and gains the new ones:
-/// a closed record is history, never replaced or removed by its key.
-pub fn apply(
-    table: &mut Vec<FlowRecord>,
-    closed_orders: &mut HashSet<OrderKey>,
-    ch: Changes,
-) -> Replaced {
-    let mut remove: Vec<usize> = Vec::new();
+/// Where `ch` goes in `table` (sorted, no two records with one order key): a changed
+/// flow's record over its row (found by binary search: its order key never changes
+/// while it lives), a new one inserted, a closed one over the live record it ends.
+/// `closed_orders` holds the order keys of every closed record, this tick's included: a
+/// closed record is history, never replaced by its key. `None` when a record must go (a
+/// new record for a key whose old one ended unseen: evicted and created again, or its
+/// closing lost), which only a whole read puts right.
+pub fn plan(table: &[FlowRecord], closed_orders: &HashSet<OrderKey>, ch: Changes) -> Option<Plan> {
+    if !ch.gone.is_empty() {
+        return None;
+    }
+    // Rows written in place (by their index now), and records inserted (by order key).
+    let mut written: Vec<(usize, FlowRecord)> = Vec::new();
     let mut insert: Vec<(OrderKey, FlowRecord)> = Vec::new();
-    let mut replaced = Vec::with_capacity(ch.closed.len() + ch.fresh.len());
     for c in ch.closed {
         let k = OrderKey::of(&c);
-        closed_orders.insert(k);
         match k.find(table) {
-            Ok(i) => {
-                replaced.push((k, Some(table[i].state)));
-                table[i] = c;
-            }
-            Err(_) => {
-                replaced.push((k, None));
-                insert.push((k, c));
-            }
+            Ok(i) => written.push((i, c)),
+            Err(_) => insert.push((k, c)),
         }
     }
     for f in ch.fresh {
         let k = OrderKey::of(&f);
         match k.find(table) {
-            Ok(i) if table[i].key == f.key && !closed_orders.contains(&k) => {
-                replaced.push((k, Some(table[i].state)));
-                table[i] = f;
-            }
-            // A new flow, or a new record for a key whose old one ended unseen (evicted and
-            // created again, or its closing lost): the old one goes.
+            Ok(i) if table[i].key == f.key && !closed_orders.contains(&k) => written.push((i, f)),
             _ => {
-                remove.extend(live_with_key(table, closed_orders, &f.key));
-                replaced.push((k, None));
+                if live_with_key(table, closed_orders, &f.key).next().is_some() {
+                    return None;
+                }
                 insert.push((k, f));
             }
         }
     }
-    for key in &ch.gone {
-        remove.extend(live_with_key(table, closed_orders, key));
-    }
-    remove.sort_unstable();
-    remove.dedup();
-    remove_at(table, &remove);
     insert.sort_unstable_by_key(|(k, _)| *k);
     insert.dedup_by_key(|(k, _)| *k);
-    merge(table, insert);
-    replaced
-}
-
-/// The rows of the updated `table` that `replaced` changed, as [`crate::snapshot::changes`]
-/// would find them by walking the whole table: in row order, unchanged records left out.
-pub fn rows(table: &[FlowRecord], replaced: Replaced) -> Vec<RowChange> {
-    let mut out: Vec<RowChange> = replaced
-        .into_iter()
-        .filter_map(|(k, before)| {
-            let row = k.find(table).ok()?;
-            (before.as_ref() != Some(&table[row].state)).then_some(RowChange { row, before })
-        })
+    // An insertion goes before the record now at its place; a row moves down by the
+    // insertions at or before it.
+    let at: Vec<usize> = insert
+        .iter()
+        .enumerate()
+        .map(|(m, (k, _))| table.partition_point(|r| OrderKey::of(r) <= *k) + m)
         .collect();
-    out.sort_unstable_by_key(|c| c.row);
-    out.dedup_by_key(|c| c.row);
-    out
+    let old_places: Vec<usize> = at.iter().enumerate().map(|(m, p)| p - m).collect();
+    let moved = |i: usize| i + old_places.partition_point(|&p| p <= i);
+    let mut out = Plan {
+        inserted: at.clone(),
+        ..Plan::default()
+    };
+    written.sort_by_key(|(i, _)| *i);
+    written.dedup_by_key(|(i, _)| *i);
+    for (i, r) in written {
+        let row = moved(i);
+        if table[i].state != r.state {
+            out.changed.push(RowChange {
+                row,
+                before: Some(table[i].state),
+            });
+        }
+        out.rows.push((row, r));
+    }
+    for (row, (_, r)) in at.into_iter().zip(insert) {
+        out.changed.push(RowChange { row, before: None });
+        out.rows.push((row, r));
+    }
+    out.changed.sort_unstable_by_key(|c| c.row);
+    Some(out)
 }
 
 /// Indices of the live records of `key`: they sit among the records between the same
@@ -103,16 +111,8 @@ fn live_with_key<'a>(
     key: &'a FlowKey,
 ) -> impl Iterator<Item = usize> + 'a {
     [false, true].into_iter().flat_map(move |client_is_a| {
-        let probe = |first_seen_ns| {
-            let mut r = FlowRecord {
-                key: *key,
-                state: Default::default(),
-            };
-            r.state.client_is_a = client_is_a as u8;
-            r.state.first_seen_ns = first_seen_ns;
-            OrderKey::of(&r)
-        };
-        let (lo, hi) = (probe(0), probe(u64::MAX));
+        let lo = OrderKey::parts(key, client_is_a, 0);
+        let hi = OrderKey::parts(key, client_is_a, u64::MAX);
         let start = table.partition_point(|r| OrderKey::of(r) < lo);
         let end = table.partition_point(|r| OrderKey::of(r) <= hi);
         (start..end).filter(move |&i| {
@@ -121,45 +121,10 @@ fn live_with_key<'a>(
     })
 }
 
-/// Removes the records at `sorted` indices, moving only those after the first.
-fn remove_at(table: &mut Vec<FlowRecord>, sorted: &[usize]) {
-    let Some(&first) = sorted.first() else { return };
-    let mut gone = sorted.iter().peekable();
-    let mut w = first;
-    for r in first..table.len() {
-        if gone.peek() == Some(&&r) {
-            gone.next();
-            continue;
-        }
-        table.swap(w, r);
-        w += 1;
-    }
-    table.truncate(w);
-}
-
-/// Merges sorted `insert` into `table`, from the back: only records after the first
-/// insertion point move, each once, and no second table is allocated.
-fn merge(table: &mut Vec<FlowRecord>, insert: Vec<(OrderKey, FlowRecord)>) {
-    if insert.is_empty() {
-        return;
-    }
-    let mut i = table.len();
-    table.extend(insert.iter().map(|(_, r)| r.clone()));
-    let mut w = table.len();
-    for (k, r) in insert.into_iter().rev() {
-        while i > 0 && OrderKey::of(&table[i - 1]) > k {
-            table.swap(i - 1, w - 1);
-            i -= 1;
-            w -= 1;
-        }
-        table[w - 1] = r;
-        w -= 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shelf::insert_default;
     use monitor_common::flow::FlowState;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
@@ -198,8 +163,8 @@ mod tests {
             prop::collection::vec(rec.clone(), 0..10),
             prop::collection::vec(rec, 0..4),
             // (key id, what: 0 fresh same record, 1 fresh new record, 2 gone, 3 closed,
-            // role of a new record, counter)
-            prop::collection::vec((0u8..14, 0u8..4, any::<bool>(), 0u64..100), 0..10),
+            // 4 reported again unchanged; role of a new record, counter)
+            prop::collection::vec((0u8..14, 0u8..5, any::<bool>(), 0u64..100), 0..10),
         )
             .prop_map(|(live, closed, changes)| {
                 let mut by_key = BTreeMap::new();
@@ -241,6 +206,8 @@ mod tests {
             let mut closed = c.closed.clone();
             let mut ch = Changes::default();
             let mut touched = std::collections::BTreeSet::new();
+            // Whether a record the table holds had to go (only a whole read does that).
+            let mut must_go = false;
             for &(id, what, role, n) in &c.changes {
                 let key = record(id, false, 0, 0).key;
                 // The kernel reports a key once per tick.
@@ -254,7 +221,12 @@ mod tests {
                         live.insert(key, r.clone());
                         ch.fresh.push(r);
                     }
+                    (4, Some(r)) => {
+                        // Read again though it did not change since (see `recent`).
+                        ch.fresh.push(r);
+                    }
                     (2, _) => {
+                        must_go = true;
                         live.remove(&key);
                         ch.gone.push(key);
                     }
@@ -268,35 +240,33 @@ mod tests {
                         live.insert(key, new.clone());
                         ch.fresh.push(new);
                     }
-                    _ => {
+                    (_, old) => {
                         // A new record for the key (new flow, or one evicted and back).
+                        must_go |= old.is_some();
                         let new = record(id, role, 10 + n, n);
                         live.insert(key, new.clone());
                         ch.fresh.push(new);
                     }
                 }
             }
-            let mut table = sorted(c.live.iter().chain(&c.closed).cloned().collect());
-            let before = table.clone();
-            let mut orders: HashSet<OrderKey> = c.closed.iter().map(OrderKey::of).collect();
-            let replaced = apply(&mut table, &mut orders, ch);
+            let table = sorted(c.live.iter().chain(&c.closed).cloned().collect());
+            // The collector has this tick's closed records among them already.
+            let orders: HashSet<OrderKey> =
+                c.closed.iter().chain(&ch.closed).map(OrderKey::of).collect();
+            let Some(p) = plan(&table, &orders, ch) else {
+                prop_assert!(must_go, "a plan was refused though no record had to go");
+                return Ok(());
+            };
+            prop_assert!(!must_go, "a record had to go, and the plan kept it");
+            let mut t = table.clone();
+            insert_default(&mut t, &p.inserted);
+            for (i, r) in p.rows {
+                t[i] = r;
+            }
             let want = sorted(live.into_values().chain(closed).collect());
-            prop_assert_eq!(&table, &want);
-            // What changed, as the reports say it and as a walk of both tables finds it.
-            prop_assert_eq!(rows(&table, replaced), crate::snapshot::changes(&before, &table));
+            prop_assert_eq!(&t, &want);
+            // What changed, as the plan says it and as a walk of both tables finds it.
+            prop_assert_eq!(p.changed, crate::snapshot::changes(&table, &t));
         }
-    }
-
-    #[test]
-    fn merge_and_remove_keep_order() {
-        let mut t = sorted((0..8).map(|i| record(i, true, 1, 0)).collect());
-        let all = t.clone();
-        remove_at(&mut t, &[1, 2, 6]);
-        let back: Vec<_> = [1usize, 2, 6]
-            .iter()
-            .map(|&i| (OrderKey::of(&all[i]), all[i].clone()))
-            .collect();
-        merge(&mut t, back);
-        assert_eq!(t, all);
     }
 }
