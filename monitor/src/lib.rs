@@ -12,6 +12,7 @@ pub mod collector;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod footprint;
 pub mod kernel;
 pub mod live;
 pub mod output;

@@ -85,6 +85,12 @@ impl<T: Clone + Default> Lent<T> {
         self.current.clone()
     }
 
+    /// Bytes of the vectors kept (the one lent last, and the spare).
+    pub fn bytes(&self) -> u64 {
+        let spare = self.spare.as_ref().map_or(0, |(s, _)| s.capacity());
+        crate::footprint::buffer::<T>(self.current.capacity() + spare)
+    }
+
     /// The rows lent last, shared.
     pub fn shared(&self) -> Arc<Vec<T>> {
         self.current.clone()

@@ -171,8 +171,54 @@ fn tables_without_machines(r: &Value) -> String {
             );
         }
         s += "\n";
+        s += &memory_table(sc);
     }
     s
+}
+
+/// Group 5's resident memory after 3 minutes, by what holds it (as allocated).
+fn memory_table(sc: &Value) -> String {
+    let sizes: Vec<&Value> = sc["sizes"].as_array().into_iter().flatten().collect();
+    let names: Vec<&str> = sizes
+        .first()
+        .and_then(|z| z["footprint_bytes"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p[0].as_str())
+        .collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    let mb = |b: f64| b / 1048576.0;
+    let mut s = String::from(
+        "Where the RSS after 3 min goes, MB: the structures' own account of what they hold (as glibc hands out blocks); other = the rest (program, allocator's free memory, what a tick holds briefly).\n\n| flows | RSS after 3 min |",
+    );
+    for n in &names {
+        s += &format!(" {n} |");
+    }
+    s += " other | RSS bytes per flow |\n|---|---|";
+    s += &"---|".repeat(names.len() + 2);
+    s += "\n";
+    for z in sizes {
+        let rss = z["rss_after_3min_bytes"].as_f64().unwrap_or(0.0);
+        let parts: Vec<f64> = z["footprint_bytes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p[1].as_f64().unwrap_or(0.0))
+            .collect();
+        let flows = z["flows"].as_f64().unwrap_or(1.0).max(1.0);
+        s += &format!("| {} | {:.0} |", z["flows"], mb(rss));
+        for p in &parts {
+            s += &format!(" {:.0} |", mb(*p));
+        }
+        s += &format!(
+            " {:.0} | {:.0} |\n",
+            mb(rss - parts.iter().sum::<f64>()),
+            rss / flows
+        );
+    }
+    s + "\n"
 }
 
 /// The new tables, and the old ones of groups this run has no figures for (`--only` on a

@@ -175,6 +175,12 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             engine.tick(&mut snap, &[]);
         }
         let rss_3min = rss_bytes();
+        let footprint: Vec<Value> = collector
+            .footprint()
+            .into_iter()
+            .chain(engine.footprint())
+            .map(|(what, bytes)| json!([what, bytes]))
+            .collect();
         let tick: Vec<f64> = (0..runs).map(|i| read[i] + judge[i] + feed[i]).collect();
         out.push(json!({
             "flows": n,
@@ -192,6 +198,8 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             "rss_growth_bytes": rss_after.saturating_sub(base_rss),
             "rss_after_3min_bytes": rss_3min,
             "kernel_map_bytes": map_bytes,
+            // After the 3 minutes: bytes by what holds them, as allocated.
+            "footprint_bytes": footprint,
             // Of the measured ticks, how many read the map whole (the rest read back only
             // the flows the kernel reported changed), and how many records they read back.
             "ticks_read_whole": measured.full - reads_after_first.full,

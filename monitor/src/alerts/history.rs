@@ -444,6 +444,21 @@ impl FlowHistory {
         }
     }
 
+    /// Heap bytes of its buffers, as the allocator hands them out.
+    pub fn heap_bytes(&self) -> u64 {
+        use crate::footprint::{block, buffer};
+        let s = &self.samples;
+        buffer::<u64>(s.ts.capacity())
+            + buffer::<(Sample, u32)>(s.runs.capacity())
+            + buffer::<Point>(self.spark.points.capacity())
+            + buffer::<u8>(self.spark.counts.capacity())
+            + if self.zeek.is_heap_allocated() {
+                block(self.zeek.capacity())
+            } else {
+                0
+            }
+    }
+
     /// Adds this tick's sample and drops what the window no longer needs.
     pub fn push(&mut self, s: Sample, window_ns: u64) {
         // A sample right after the previous one (a replay's last, partial tick) replaces

@@ -33,6 +33,7 @@ pub use rules::{Kind, Level};
 pub use sessions::SessionId;
 
 use crate::{
+    footprint::Footprint,
     shelf::{fit, insert_rows, Lent, Refill},
     snapshot::{FlowRecord, OrderKey, RowChange, Snapshot, Walk},
 };
@@ -157,8 +158,8 @@ pub struct AlertEngine {
     flows: Vec<Box<Tracked>>,
     /// Their order keys, apart: the pairing walk reads only these, sequentially.
     orders: Vec<OrderKey>,
-    /// The list before, written over with the next tick's keys (not a fresh 48 MB a tick
-    /// at a million flows, faulted in page by page).
+    /// The list before, written over by the next tick that pairs by walking (not a fresh
+    /// 48 MB at a million flows, faulted in page by page); let go by ticks that edit.
     spare_orders: Vec<OrderKey>,
     /// Whether `orders` is sorted (the snapshot was in order): rows are then found by
     /// binary search.
@@ -214,6 +215,26 @@ impl AlertEngine {
 
     pub fn config(&self) -> &AlertConfig {
         &self.cfg
+    }
+
+    /// What the engine holds for its flows, by holder (the benchmark's account of
+    /// resident memory).
+    pub fn footprint(&self) -> Footprint {
+        use crate::footprint::{block, buffer};
+        let state = self.flows.len() as u64 * block(std::mem::size_of::<Tracked>())
+            + buffer::<Box<Tracked>>(self.flows.capacity());
+        let histories = self.flows.iter().map(|t| t.hist.heap_bytes()).sum();
+        let lists = buffer::<OrderKey>(self.orders.capacity())
+            + buffer::<OrderKey>(self.spare_orders.capacity())
+            + buffer::<Brief>(self.brief.capacity())
+            + buffer::<usize>(self.awake.capacity() + self.alerted.capacity())
+            + buffer::<Reverse<(u64, OrderKey)>>(self.wakes.capacity());
+        vec![
+            ("flow state", state),
+            ("flow histories' buffers", histories),
+            ("engine's per-row lists", lists),
+            ("health lists (lent and spare)", self.health.bytes()),
+        ]
     }
 
     /// The sparkline points of one flow, oldest first. A scan: called for the one flow the
@@ -444,6 +465,8 @@ impl AlertEngine {
         due.extend(changed.iter().filter(|c| c.before.is_some()).map(|c| c.row));
         let new_orders = inserted.iter().map(|&i| OrderKey::of(&snap.flows[i]));
         insert_rows(&mut self.orders, &inserted, new_orders.collect());
+        // Only a tick that pairs by walking writes a new list (48 MB at a million flows).
+        self.spare_orders = Vec::new();
         let o = &self.orders;
         self.sorted &= inserted
             .iter()

@@ -126,6 +126,15 @@ impl Collector {
         })
     }
 
+    /// What the collector holds for its flows (the benchmark's account of resident
+    /// memory): the records, as lent with the last snapshot and the spare table.
+    pub fn footprint(&self) -> crate::footprint::Footprint {
+        use crate::footprint::buffer;
+        let closed = buffer::<FlowRecord>(self.closed.capacity())
+            + buffer::<OrderKey>(self.closed_orders.capacity());
+        vec![("flow records (lent and spare)", self.table.bytes() + closed)]
+    }
+
     pub fn counters(&self) -> Result<Counters> {
         let mut c = Counters::default();
         for idx in 0..stats::COUNT {
