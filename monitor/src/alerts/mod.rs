@@ -237,14 +237,13 @@ impl AlertEngine {
         ]
     }
 
-    /// The sparkline points of one flow, oldest first. A scan: called for the one flow the
-    /// UI shows in detail, once a tick.
+    /// The sparkline points of one flow, oldest first (the one the UI shows in detail).
     pub fn spark(&self, id: &FlowId) -> Vec<Point> {
         let window = ns(self.cfg.retransmit_window_s);
-        self.flows
-            .iter()
-            .find(|t| t.id == *id)
-            .map(|t| {
+        self.rows_of(id)
+            .next()
+            .map(|row| {
+                let t = &self.flows[row];
                 let mut h = t.hist.clone();
                 h.thaw(&self.clock, window);
                 h.spark.iter().collect()
@@ -467,10 +466,6 @@ impl AlertEngine {
         insert_rows(&mut self.orders, &inserted, new_orders.collect());
         // Only a tick that pairs by walking writes a new list (48 MB at a million flows).
         self.spare_orders = Vec::new();
-        let o = &self.orders;
-        self.sorted &= inserted
-            .iter()
-            .all(|&i| (i == 0 || o[i - 1] < o[i]) && o.get(i + 1).is_none_or(|next| o[i] < *next));
         // And frozen flows whose window's oldest counters leave it now (found by order
         // key: a flow judged since may have frozen again, and is judged once more).
         while let Some(Reverse((_, k))) = self.wakes.peek().filter(|Reverse((w, _))| *w <= now) {
@@ -611,6 +606,10 @@ impl AlertEngine {
         };
         // Paired with their state by walking the last tick's order keys as the rows go
         // (each record is read once, for its key and its judging).
+        // Every flow is judged: a frozen one whose wake time came thaws on its own.
+        while self.wakes.peek().is_some_and(|Reverse((w, _))| *w <= now) {
+            self.wakes.pop();
+        }
         let mut walk = Walk::new(&self.orders);
         for (i, f) in snap.flows.iter().enumerate() {
             prefetch(&old, walk.position());
@@ -691,6 +690,15 @@ impl AlertEngine {
         // Most rows new (the first tick): one walk building every list costs less than
         // inserting them, and judges them all anyway.
         if n != self.orders.len() + new.len() || new.len() > n / 4 {
+            return None;
+        }
+        // New rows in order with their neighbours: the order keys stay sorted.
+        let key = |i: usize| OrderKey::of(&snap.flows[i]);
+        let in_order = new.iter().all(|&i| {
+            let k = key(i);
+            (i == 0 || key(i - 1) < k) && (i + 1 == n || k < key(i + 1))
+        });
+        if !in_order {
             return None;
         }
         let same = (0..n)

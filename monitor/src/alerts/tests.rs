@@ -554,6 +554,57 @@ fn flows_out_of_order_keep_their_state() {
     assert!(!ordered.log.is_empty(), "the losses raised an alert");
 }
 
+/// Ticks that judge every flow (snapshots that do not say what changed) let go of the wake
+/// times that have come: a flow that keeps moving and falling idle does not grow them.
+#[test]
+fn wake_times_do_not_pile_up_when_every_flow_is_judged() {
+    let mut sim = Sim::new(AlertConfig::default());
+    let t0 = sim.now;
+    sim.flows = established(1, t0);
+    for tick in 0..120u64 {
+        sim.step(|fl, now| {
+            if tick % 4 == 0 {
+                data(&mut fl[0], S2C, 10, 0, now);
+            }
+        });
+    }
+    let wakes = sim.engine.wakes.len();
+    assert!((1..=4).contains(&wakes), "{wakes} wake times kept");
+}
+
+/// A snapshot that says its new row is new but puts it out of order is judged by walking:
+/// the engine's rows stay in order, so an alert still finds its flow's row.
+#[test]
+fn a_new_row_out_of_order_is_not_taken_as_inserted() {
+    let mut sim = Sim::new(AlertConfig::default());
+    let t0 = sim.now;
+    let mut flows = established(4, t0);
+    for f in &mut flows {
+        f.key.addr_a[3] *= 2;
+        f.state.key = f.key;
+    }
+    sim.flows = flows.clone();
+    sim.tick(&[]);
+    // A refused flow of 10.0.0.1 (between the first two), passed last as if in order.
+    let mut refused = record([10, 0, 0, 1], 40000, 50000, t0 + S);
+    refused.state.seen |= seen::REFUSED;
+    refused.state.dir[S2C].rsts = 1;
+    flows.push(refused);
+    let mut snap = Snapshot::sorted(Arc::new(flows), 5, Counters::default(), t0 + S);
+    snap.changed = Some(vec![crate::snapshot::RowChange {
+        row: 4,
+        before: None,
+    }]);
+    let t = sim.engine.tick(&mut snap, &[]);
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(
+        snap.health[4].alerts,
+        vec![t[0].alert.id],
+        "{:?}",
+        snap.health
+    );
+}
+
 /// Health written over a list a snapshot let go reads as a fresh one: rows the table had
 /// are overwritten, it grows and shrinks, alerts (listed in rows) come and go.
 #[test]
