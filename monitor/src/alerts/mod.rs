@@ -260,11 +260,21 @@ impl AlertEngine {
         for ev in events.iter().filter(|e| e.kind == event::CLIENT_HELLO) {
             hellos.entry(ev.key).or_insert(ev.ts_ns);
         }
-        let mut findings = Findings::new();
-        let written = match self.aligned(snap) {
-            Some(changed) => self.judge_changed(snap, changed, &hellos, &mut findings),
-            None => Written::Whole(self.judge_all(snap, &hellos, &mut findings)),
+        let mut judging = Judging {
+            cfg: &cfg,
+            clock: self.clock.clone(),
+            hellos: &hellos,
+            now,
+            skip_settled: self.skip_settled,
+            findings: Findings::new(),
+            wakes: Vec::new(),
+            awake: Vec::new(),
         };
+        let written = match self.aligned(snap) {
+            Some(changed) => self.judge_changed(snap, changed, &mut judging),
+            None => Written::Whole(self.judge_all(snap, &mut judging)),
+        };
+        let findings = judging.findings;
         // Whether a session still has a working flow matters only where something is wrong.
         let mut session_ok: HashMap<SessionId, bool> = findings
             .keys()
@@ -446,10 +456,9 @@ impl AlertEngine {
         &mut self,
         snap: &Snapshot,
         changed: &[RowChange],
-        hellos: &HashMap<FlowKey, u64>,
-        findings: &mut Findings,
+        judging: &mut Judging,
     ) -> Written {
-        let (cfg, now) = (&self.cfg, snap.now_ns);
+        let now = snap.now_ns;
         let inserted: Vec<usize> = changed
             .iter()
             .filter(|c| c.before.is_none())
@@ -478,10 +487,7 @@ impl AlertEngine {
         }
         due.sort_unstable();
         due.dedup();
-        let mut wakes = Vec::new();
-        let skip_settled = self.skip_settled;
         let mut rows = Vec::with_capacity(due.len() + inserted.len());
-        let mut awake = Vec::new();
         // A due row's flow, at its place in the last tick's rows (before the new ones).
         let place = |i: usize| i - inserted.partition_point(|&r| r < i);
         for (k, &i) in due.iter().enumerate() {
@@ -494,26 +500,8 @@ impl AlertEngine {
                 self.flows[place(i)].hist.prefetch();
             }
             let j = place(i);
-            let (t, f) = (&mut self.flows[j], &snap.flows[i]);
-            t.settled &= skip_settled;
-            let hello = hellos.get(&f.key).copied();
-            let mut wake = None;
-            let found = t.judge(
-                cfg,
-                f,
-                now,
-                hello,
-                &mut self.sessions,
-                &self.clock,
-                &mut wake,
-            );
-            wakes.extend(wake.map(|w| (w, i)));
-            let (h, brief) = t.health(cfg, f, &found);
-            collect(findings, t.session, i, found);
+            let (h, brief) = judging.row(&mut self.flows[j], i, &snap.flows[i], &mut self.sessions);
             self.brief[j] = brief;
-            if !t.idle() {
-                awake.push(i);
-            }
             rows.push((i, h));
         }
         // New flows join sessions in the order they started.
@@ -522,25 +510,8 @@ impl AlertEngine {
         by_start.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
         for i in by_start {
             let f = &snap.flows[i];
-            let mut t = track(&mut self.sessions, cfg, f);
-            t.settled &= skip_settled;
-            let mut wake = None;
-            let hello = hellos.get(&f.key).copied();
-            let found = t.judge(
-                cfg,
-                f,
-                now,
-                hello,
-                &mut self.sessions,
-                &self.clock,
-                &mut wake,
-            );
-            wakes.extend(wake.map(|w| (w, i)));
-            let (h, brief) = t.health(cfg, f, &found);
-            collect(findings, t.session, i, found);
-            if !t.idle() {
-                awake.push(i);
-            }
+            let mut t = track(&mut self.sessions, judging.cfg, f);
+            let (h, brief) = judging.row(&mut t, i, f, &mut self.sessions);
             rows.push((i, h));
             fresh.push((i, t, brief));
         }
@@ -548,43 +519,18 @@ impl AlertEngine {
         let (boxes, briefs) = fresh.into_iter().map(|(_, t, b)| (t, b)).unzip();
         insert_rows(&mut self.flows, &inserted, boxes);
         insert_rows(&mut self.brief, &inserted, briefs);
-        let o = &self.orders;
-        self.wakes
-            .extend(wakes.into_iter().map(|(w, i)| Reverse((w, o[i]))));
-        awake.sort_unstable();
-        self.awake = awake;
+        self.awake = judging.finish(&self.orders, &mut self.wakes);
         Written::Rows { inserted, rows }
     }
 
     /// Judges every flow, pairing the rows with the last tick's flows by walking both.
-    fn judge_all(
-        &mut self,
-        snap: &Snapshot,
-        hellos: &HashMap<FlowKey, u64>,
-        findings: &mut Findings,
-    ) -> Vec<FlowHealth> {
-        let (cfg, now) = (&self.cfg, snap.now_ns);
+    fn judge_all(&mut self, snap: &Snapshot, judging: &mut Judging) -> Vec<FlowHealth> {
         let n = snap.flows.len();
         let mut rows = Rows {
             health: Refill::new(self.health.take(), n),
             brief: Vec::with_capacity(n),
             slots: Vec::with_capacity(n),
             missed: Vec::new(),
-            awake: Vec::new(),
-        };
-        let skip_settled = self.skip_settled;
-        let clock = &self.clock;
-        let mut wakes = Vec::new();
-        let mut judge = |t: &mut Tracked, i: usize, sessions: &mut sessions::Sessions| {
-            let f = &snap.flows[i];
-            t.settled &= skip_settled;
-            let hello = hellos.get(&f.key).copied();
-            let mut wake = None;
-            let found = t.judge(cfg, f, now, hello, sessions, clock, &mut wake);
-            wakes.extend(wake.map(|w| (w, i)));
-            let judged = t.health(cfg, f, &found);
-            collect(findings, t.session, i, found);
-            judged
         };
         let mut old: Vec<Option<Box<Tracked>>> = std::mem::take(&mut self.flows)
             .into_iter()
@@ -604,12 +550,16 @@ impl AlertEngine {
                 }
             }
         };
-        // Paired with their state by walking the last tick's order keys as the rows go
-        // (each record is read once, for its key and its judging).
         // Every flow is judged: a frozen one whose wake time came thaws on its own.
-        while self.wakes.peek().is_some_and(|Reverse((w, _))| *w <= now) {
+        while self
+            .wakes
+            .peek()
+            .is_some_and(|Reverse((w, _))| *w <= judging.now)
+        {
             self.wakes.pop();
         }
+        // Paired with their state by walking the last tick's order keys as the rows go
+        // (each record is read once, for its key and its judging).
         let mut walk = Walk::new(&self.orders);
         for (i, f) in snap.flows.iter().enumerate() {
             prefetch(&old, walk.position());
@@ -617,8 +567,8 @@ impl AlertEngine {
             orders.push(k);
             match walk.step(&k).and_then(|j| old[j].take()) {
                 Some(mut t) => {
-                    let judged = judge(&mut t, i, &mut self.sessions);
-                    rows.paired(i, t, judged);
+                    let judged = judging.row(&mut t, i, f, &mut self.sessions);
+                    rows.paired(t, judged);
                 }
                 None => rows.unpaired(i),
             }
@@ -633,45 +583,33 @@ impl AlertEngine {
             mut brief,
             mut slots,
             missed,
-            mut awake,
         } = rows;
         let mut health = health.finish();
         // What was not paired is new, or known from a list out of order: looked up.
         let mut fresh = Vec::new();
         for i in missed {
-            let mut t = match spare.get(&orders[i]).and_then(|&j| old[j].take()) {
-                Some(t) => t,
-                None => {
-                    fresh.push(i);
-                    continue;
-                }
+            let Some(mut t) = spare.get(&orders[i]).and_then(|&j| old[j].take()) else {
+                fresh.push(i);
+                continue;
             };
-            (health[i], brief[i]) = judge(&mut t, i, &mut self.sessions);
-            if !t.idle() {
-                awake.push(i);
-            }
+            (health[i], brief[i]) = judging.row(&mut t, i, &snap.flows[i], &mut self.sessions);
             slots[i] = Some(t);
         }
         drop((old, spare));
         // New flows join sessions in the order they started.
         fresh.sort_by_key(|&i| snap.flows[i].state.first_seen_ns);
         for i in fresh {
-            let mut t = track(&mut self.sessions, cfg, &snap.flows[i]);
-            (health[i], brief[i]) = judge(&mut t, i, &mut self.sessions);
-            if !t.idle() {
-                awake.push(i);
-            }
+            let f = &snap.flows[i];
+            let mut t = track(&mut self.sessions, judging.cfg, f);
+            (health[i], brief[i]) = judging.row(&mut t, i, f, &mut self.sessions);
             slots[i] = Some(t);
         }
         // Every slot is filled: the known flows carried, the new ones just judged.
         self.flows = slots.into_iter().flatten().collect();
-        self.wakes
-            .extend(wakes.into_iter().map(|(w, i)| Reverse((w, orders[i]))));
+        self.awake = judging.finish(&orders, &mut self.wakes);
         self.sorted = orders.is_sorted();
         self.spare_orders = std::mem::replace(&mut self.orders, orders);
         self.brief = brief;
-        awake.sort_unstable();
-        self.awake = awake;
         health
     }
 
@@ -777,15 +715,10 @@ struct Rows {
     #[allow(clippy::vec_box)]
     slots: Vec<Option<Box<Tracked>>>,
     missed: Vec<usize>,
-    /// Rows whose flow is not idle after judging.
-    awake: Vec<usize>,
 }
 
 impl Rows {
-    fn paired(&mut self, row: usize, t: Box<Tracked>, (health, brief): (FlowHealth, Brief)) {
-        if !t.idle() {
-            self.awake.push(row);
-        }
+    fn paired(&mut self, t: Box<Tracked>, (health, brief): (FlowHealth, Brief)) {
         self.health.push(health);
         self.brief.push(brief);
         self.slots.push(Some(t));
@@ -796,6 +729,67 @@ impl Rows {
         self.brief.push(Brief::default());
         self.slots.push(None);
         self.missed.push(row);
+    }
+}
+
+/// One tick's judging, row by row: the same steps for every flow judged, however the
+/// rows were paired, and what they add up to.
+struct Judging<'a> {
+    cfg: &'a AlertConfig,
+    /// The engine's, as the last tick left it (a few sample times).
+    clock: IdleClock,
+    hellos: &'a HashMap<FlowKey, u64>,
+    now: u64,
+    skip_settled: bool,
+    findings: Findings,
+    /// Rows whose flow froze with a time to wake, and that time.
+    wakes: Vec<(u64, usize)>,
+    /// Rows whose flow is not idle after judging.
+    awake: Vec<usize>,
+}
+
+impl Judging<'_> {
+    /// Judges flow `t`, row `i` with record `f`: its health, and what its session's
+    /// working flows are counted from.
+    fn row(
+        &mut self,
+        t: &mut Tracked,
+        i: usize,
+        f: &FlowRecord,
+        sessions: &mut sessions::Sessions,
+    ) -> (FlowHealth, Brief) {
+        t.settled &= self.skip_settled;
+        let hello = self.hellos.get(&f.key).copied();
+        let mut wake = None;
+        let found = t.judge(
+            self.cfg,
+            f,
+            self.now,
+            hello,
+            sessions,
+            &self.clock,
+            &mut wake,
+        );
+        self.wakes.extend(wake.map(|w| (w, i)));
+        let judged = t.health(self.cfg, f, &found);
+        collect(&mut self.findings, t.session, i, found);
+        if !t.idle() {
+            self.awake.push(i);
+        }
+        judged
+    }
+
+    /// Files the wake times by the rows' order keys; the rows not idle, ascending.
+    fn finish(
+        &mut self,
+        orders: &[OrderKey],
+        wakes: &mut BinaryHeap<Reverse<(u64, OrderKey)>>,
+    ) -> Vec<usize> {
+        let due = self.wakes.drain(..).map(|(w, i)| Reverse((w, orders[i])));
+        wakes.extend(due);
+        let mut awake = std::mem::take(&mut self.awake);
+        awake.sort_unstable();
+        awake
     }
 }
 
