@@ -510,7 +510,7 @@ impl FlowHistory {
         let runs = &self.samples.runs;
         // Several runs: the newest of two or more samples, so that a close tick replacing
         // the last sample leaves a zero sparkline point, as it does for the clock.
-        let settled = runs.len() == 1 || runs.back().is_some_and(|(_, n)| *n >= 2);
+        let last_repeats = runs.len() == 1 || runs.back().is_some_and(|(_, n)| *n >= 2);
         // The oldest run leaves the window when the sample after it does.
         let wake_ns = match runs.front() {
             Some((_, n)) if runs.len() > 1 => self
@@ -521,7 +521,7 @@ impl FlowHistory {
             _ => None,
         };
         let idle = self.samples.len() >= 2
-            && settled
+            && last_repeats
             && wake_ns.is_none_or(|w| s.ts_ns < w)
             && self.samples.back().is_some_and(|b| {
                 Samples::same_counters(&b, s)
