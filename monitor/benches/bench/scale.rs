@@ -112,8 +112,8 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             Collector::new(&mut e, Clock::monotonic(), Vec::new()).expect("collector");
         let mut engine = AlertEngine::new(AlertConfig::default());
         let mut metrics = Metrics::new(0);
-        let (mut read, mut judge, mut feed, mut render, mut scrape) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut read, mut judge, mut feed, mut render, mut redraw, mut scrape) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut flows_seen = 0;
         let mut rss_after = 0;
         let mut first_tick = [0.0; 3];
@@ -149,6 +149,15 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             term.draw(|f| view::draw(f, &RunInfo::default(), &mut ui, &snap))
                 .expect("draw");
             render.push(t.elapsed().as_secs_f64() * 1e3);
+            // A key press: the cursor moves, the table is drawn again (same snapshot).
+            let t = Instant::now();
+            ui.on_key(
+                crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Down),
+                &snap,
+            );
+            term.draw(|f| view::draw(f, &RunInfo::default(), &mut ui, &snap))
+                .expect("draw");
+            redraw.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
             let text = metrics.prometheus_text();
             scrape.push(t.elapsed().as_secs_f64() * 1e3);
@@ -161,7 +170,14 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             }
             if run <= WARM_UP {
                 reads_after_first = collector.reads;
-                for v in [&mut read, &mut judge, &mut feed, &mut render, &mut scrape] {
+                for v in [
+                    &mut read,
+                    &mut judge,
+                    &mut feed,
+                    &mut render,
+                    &mut redraw,
+                    &mut scrape,
+                ] {
                     v.clear();
                 }
             }
@@ -195,6 +211,7 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             "judge_ms": Figure::of(judge).json(),
             "metrics_observe_ms": Figure::of(feed).json(),
             "render_table_ms": Figure::of(render).json(),
+            "key_redraw_ms": Figure::of(redraw).json(),
             "scrape_ms": Figure::of(scrape).json(),
             "rss_bytes": rss_after,
             "rss_growth_bytes": rss_after.saturating_sub(base_rss),

@@ -119,7 +119,16 @@ pub struct Row<'a> {
     pub health: Option<&'a FlowHealth>,
 }
 
-impl Row<'_> {
+impl<'a> Row<'a> {
+    /// Row `index` of the snapshot.
+    pub fn at(snap: &'a Snapshot, index: usize) -> Self {
+        Self {
+            index,
+            flow: &snap.flows[index],
+            health: snap.health.get(index),
+        }
+    }
+
     pub fn id(&self) -> FlowId {
         FlowId::of(self.flow)
     }
@@ -340,18 +349,7 @@ pub fn visible<'a>(
     sort: Column,
     descending: bool,
 ) -> Vec<Row<'a>> {
-    let mut rows: Vec<Row> = snap
-        .flows
-        .iter()
-        .enumerate()
-        .map(|(index, flow)| Row {
-            index,
-            flow,
-            health: snap.health.get(index),
-        })
-        .filter(|r| min_level.is_none_or(|m| r.level().is_some_and(|l| l >= m)))
-        .filter(|r| filter.matches(r, snap))
-        .collect();
+    let mut rows = matching(snap, filter, min_level);
     rows.sort_by(|a, b| {
         let o = a.compare(b, sort, snap);
         let o = if descending { o.reverse() } else { o };
@@ -361,9 +359,19 @@ pub fn visible<'a>(
     rows
 }
 
+/// The rows `filter` and `min_level` let through, in snapshot order.
+fn matching<'a>(snap: &'a Snapshot, filter: &Filter, min_level: Option<Level>) -> Vec<Row<'a>> {
+    (0..snap.flows.len())
+        .map(|index| Row::at(snap, index))
+        .filter(|r| min_level.is_none_or(|m| r.level().is_some_and(|l| l >= m)))
+        .filter(|r| filter.matches(r, snap))
+        .collect()
+}
+
 /// The worst flow: highest health level, then highest retransmission rate.
 pub fn worst(snap: &Snapshot) -> Option<FlowId> {
-    let rows = visible(snap, &Filter::default(), None, Column::Health, true);
+    // The maximum needs no sort (a million rows).
+    let rows = matching(snap, &Filter::default(), None);
     rows.into_iter()
         .filter(|r| r.level().is_some())
         .max_by(|a, b| {

@@ -43,6 +43,21 @@ pub struct UiState {
     /// Packets per second from the last two snapshots.
     pub pps: Option<f64>,
     last_packets: Option<(u64, u64)>,
+    /// The rows' order for the snapshot and settings it was made for: sorting a million
+    /// flows takes tens of milliseconds, and a key press or a redraw should not.
+    order: Option<(Shown, Vec<usize>)>,
+}
+
+/// What a row order depends on: the snapshot (its lists and time) and the settings.
+#[derive(Clone, Debug, PartialEq)]
+struct Shown {
+    flows: (usize, usize),
+    health: usize,
+    now_ns: u64,
+    sort: Column,
+    descending: bool,
+    min_level: Option<Level>,
+    filter: Filter,
 }
 
 impl Default for UiState {
@@ -62,6 +77,7 @@ impl Default for UiState {
             offset: 0,
             pps: None,
             last_packets: None,
+            order: None,
         }
     }
 }
@@ -71,18 +87,37 @@ impl UiState {
         &self.filter
     }
 
-    pub fn rows<'a>(&self, snap: &'a Snapshot) -> Vec<rows::Row<'a>> {
-        rows::visible(
+    /// The rows to show, in order: sorted again only when the snapshot or the settings
+    /// changed since the last call.
+    pub fn rows<'a>(&mut self, snap: &'a Snapshot) -> Vec<rows::Row<'a>> {
+        let shown = Shown {
+            flows: (snap.flows.as_ptr() as usize, snap.flows.len()),
+            health: snap.health.as_ptr() as usize,
+            now_ns: snap.now_ns,
+            sort: self.sort,
+            descending: self.descending,
+            min_level: self.min_level,
+            filter: self.filter.clone(),
+        };
+        if let Some((made_for, order)) = &self.order {
+            if *made_for == shown {
+                return order.iter().map(|&i| rows::Row::at(snap, i)).collect();
+            }
+        }
+        let rows = rows::visible(
             snap,
             &self.filter,
             self.min_level,
             self.sort,
             self.descending,
-        )
+        );
+        self.order = Some((shown, rows.iter().map(|r| r.index).collect()));
+        rows
     }
 
     /// A new snapshot: rates for the header, selection kept on its flow.
     pub fn on_snapshot(&mut self, snap: &Snapshot) {
+        self.order = None;
         let packets = snap.counters.get(monitor_common::stats::PACKETS);
         if let Some((t0, p0)) = self.last_packets {
             let dt = snap.now_ns.saturating_sub(t0);

@@ -6,7 +6,7 @@ use monitor_common::flow::{seen, FlowKey, FlowState, C2S, S2C, SYN_OPT_SACK, SYN
 use ratatui::{backend::TestBackend, style::Color, Terminal};
 
 use super::{
-    rows::Column,
+    rows::{self, Column},
     state::{Action, UiState, View},
     view,
 };
@@ -172,10 +172,30 @@ fn help_overlay() {
     assert!(!ui.help, "any key closes the help");
 }
 
+/// The order a redraw reuses is the one the settings ask for: whichever column, either
+/// direction, the rows are those of a fresh sort.
+#[test]
+fn a_kept_row_order_follows_the_settings() {
+    let (snap, mut ui) = ready();
+    let ids = |rows: Vec<rows::Row>| rows.iter().map(|r| r.id()).collect::<Vec<_>>();
+    for descending in [true, false] {
+        for c in Column::ALL {
+            (ui.sort, ui.descending) = (c, descending);
+            let fresh = rows::visible(&snap, &rows::Filter::default(), None, c, descending);
+            assert_eq!(
+                ids(ui.rows(&snap)),
+                ids(fresh),
+                "{c:?}, descending {descending}"
+            );
+            assert_eq!(ui.rows(&snap).len(), 3, "kept, the same rows");
+        }
+    }
+}
+
 #[test]
 fn keys_sort_filter_select_follow_and_quit() {
     let (snap, mut ui) = ready();
-    let order = |ui: &UiState| -> Vec<u16> {
+    let order = |ui: &mut UiState| -> Vec<u16> {
         ui.rows(&snap)
             .iter()
             .map(|r| r.flow.server().port())
@@ -184,38 +204,38 @@ fn keys_sort_filter_select_follow_and_quit() {
     // Worst first: refused (critical), lossy (warning... escalated to critical), healthy.
     assert_eq!(ui.sort, Column::Health);
     assert_eq!(
-        *order(&ui).last().expect("rows"),
+        *order(&mut ui).last().expect("rows"),
         50001,
         "the healthy flow last"
     );
     // Next column: client, ascending.
     ui.on_key(key('s'), &snap);
     assert_eq!(ui.sort, Column::Client);
-    assert_eq!(order(&ui), vec![50001, 50002, 50003]);
+    assert_eq!(order(&mut ui), vec![50001, 50002, 50003]);
     ui.on_key(key('r'), &snap);
-    assert_eq!(order(&ui), vec![50003, 50002, 50001]);
+    assert_eq!(order(&mut ui), vec![50003, 50002, 50001]);
     // Filter by port, then by text; Esc clears.
     ui.on_key(key('/'), &snap);
     for c in "port:50002".chars() {
         ui.on_key(key(c), &snap);
     }
     ui.on_key(code(KeyCode::Enter), &snap);
-    assert_eq!(order(&ui), vec![50002]);
+    assert_eq!(order(&mut ui), vec![50002]);
     ui.on_key(code(KeyCode::Esc), &snap);
-    assert_eq!(order(&ui).len(), 3);
+    assert_eq!(order(&mut ui).len(), 3);
     ui.on_key(key('/'), &snap);
     for c in "10.88.1.13".chars() {
         ui.on_key(key(c), &snap);
     }
     ui.on_key(code(KeyCode::Enter), &snap);
-    assert_eq!(order(&ui), vec![50003]);
+    assert_eq!(order(&mut ui), vec![50003]);
     ui.on_key(code(KeyCode::Esc), &snap);
     // Severity floor: warning and worse hides the healthy flow.
     ui.on_key(key('w'), &snap);
-    assert!(!order(&ui).contains(&50001));
+    assert!(!order(&mut ui).contains(&50001));
     ui.on_key(key('w'), &snap);
     ui.on_key(key('w'), &snap);
-    assert_eq!(order(&ui).len(), 3);
+    assert_eq!(order(&mut ui).len(), 3);
     // Move and open; Esc goes back.
     ui.on_key(code(KeyCode::Home), &snap);
     ui.on_key(code(KeyCode::Down), &snap);
