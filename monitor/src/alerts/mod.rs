@@ -408,7 +408,7 @@ impl AlertEngine {
                 if !more.is_empty() {
                     rows.extend(
                         more.iter()
-                            .map(|&row| (row, self.flows[row].idle_health(&cfg))),
+                            .map(|&row| (row, self.flows[row].idle_health(&cfg, &snap.flows[row]))),
                     );
                     rows.sort_by_key(|(row, _)| *row);
                 }
@@ -805,11 +805,6 @@ struct Tracked {
     /// the record stays as it was, judging it again would find nothing. Most flows of a big
     /// table are in this state, and skipping them is what keeps a tick short.
     settled: bool,
-    /// What the flow's health took from its record when last computed: an idle flow's
-    /// record stands, and its health is rebuilt without reading it (see `idle_health`).
-    in_flight: [Option<u32>; 2],
-    /// Whether either side sent a FIN or a reset.
-    closed: bool,
 }
 
 impl Tracked {
@@ -864,9 +859,9 @@ impl Tracked {
         self.settled && self.hist.is_frozen()
     }
 
-    /// [`Tracked::health`] of an idle flow, without its record: nothing found, rates as
-    /// its frozen history gives them, the rest as the record gave it when last read.
-    fn idle_health(&self, cfg: &AlertConfig) -> FlowHealth {
+    /// The flow's health with nothing found: an idle flow's (rates as its frozen history
+    /// gives them), and what [`Tracked::health`] adds the level to.
+    fn idle_health(&self, cfg: &AlertConfig, f: &FlowRecord) -> FlowHealth {
         let (throughput, retx_rate) = self.hist.rates(cfg.retransmit_min_segments);
         FlowHealth {
             session: Some(self.session),
@@ -874,7 +869,7 @@ impl Tracked {
             throughput,
             retx_rate,
             zero_window_ns: self.hist.zero_total_ns,
-            in_flight: self.in_flight,
+            in_flight: [C2S, S2C].map(|d| rules::in_flight(&f.state, d)),
             alerts: Vec::new(),
             history: self.hist.zeek.clone(),
         }
@@ -883,36 +878,28 @@ impl Tracked {
     /// The flow's health for the snapshot, and what its session's working flows are
     /// counted from.
     fn health(
-        &mut self,
+        &self,
         cfg: &AlertConfig,
         f: &FlowRecord,
         found: &[rules::Finding],
     ) -> (FlowHealth, Brief) {
-        let (st, h) = (&f.state, &self.hist);
+        let st = &f.state;
         let level = found
             .iter()
             .map(|x| x.level)
             .filter(|l| *l >= Level::Warning)
             .max();
-        self.closed = st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0);
-        self.in_flight = [rules::in_flight(st, C2S), rules::in_flight(st, S2C)];
+        let closed = st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0);
         let brief = Brief {
             session: Some(self.session),
             last_seen_ns: st.last_seen_ns,
             may_work: st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
-                && !self.closed
+                && !closed
                 && level.is_none(),
         };
-        let (throughput, retx_rate) = h.rates(cfg.retransmit_min_segments);
         let health = FlowHealth {
-            session: Some(self.session),
             level,
-            throughput,
-            retx_rate,
-            zero_window_ns: h.zero_total_ns,
-            in_flight: self.in_flight,
-            alerts: Vec::new(),
-            history: h.zeek.clone(),
+            ..self.idle_health(cfg, f)
         };
         (health, brief)
     }
@@ -933,8 +920,6 @@ fn track(sessions: &mut sessions::Sessions, cfg: &AlertConfig, f: &FlowRecord) -
         session,
         mark: None,
         settled: false,
-        in_flight: [None; 2],
-        closed: false,
     })
 }
 
