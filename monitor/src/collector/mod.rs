@@ -230,9 +230,9 @@ impl Collector {
             }
         }
         // Checked before the table changes: a whole read then walks it as last shown.
-        // Each reported flow adds at most one live record.
+        // Each reported flow adds at most one live record. (A flow gone: see `plan`.)
         let live = self.live() + ch.fresh.len() as u64;
-        if !ch.gone.is_empty() || live + self.evict_margin >= self.max_flows {
+        if live + self.evict_margin >= self.max_flows {
             return Ok(None);
         }
         let records = ch.fresh.len() as u64;

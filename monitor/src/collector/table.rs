@@ -40,44 +40,40 @@ pub struct Plan {
 /// while it lives), a new one inserted, a closed one over the live record it ends.
 /// `closed_orders` holds the order keys of every closed record, this tick's included: a
 /// closed record is history, never replaced by its key. `None` when a record must go (a
-/// new record for a key whose old one ended unseen: evicted and created again, or its
-/// closing lost), which only a whole read puts right.
+/// flow gone from the map, or a new record for a key whose old one ended unseen: evicted
+/// and created again, or its closing lost), which only a whole read puts right.
 pub fn plan(table: &[FlowRecord], closed_orders: &HashSet<OrderKey>, ch: Changes) -> Option<Plan> {
     if !ch.gone.is_empty() {
         return None;
     }
-    // Rows written in place (by their index now), and records inserted (by order key).
+    // Rows written in place (by their index now), and records inserted (by order key,
+    // with the index now of the record they go before: after any with their key).
     let mut written: Vec<(usize, FlowRecord)> = Vec::new();
-    let mut insert: Vec<(OrderKey, FlowRecord)> = Vec::new();
+    let mut insert: Vec<(OrderKey, usize, FlowRecord)> = Vec::new();
     for c in ch.closed {
         let k = OrderKey::of(&c);
         match k.find(table) {
             Ok(i) => written.push((i, c)),
-            Err(_) => insert.push((k, c)),
+            Err(p) => insert.push((k, p, c)),
         }
     }
     for f in ch.fresh {
         let k = OrderKey::of(&f);
         match k.find(table) {
             Ok(i) if table[i].key == f.key && !closed_orders.contains(&k) => written.push((i, f)),
-            _ => {
+            found => {
                 if live_with_key(table, closed_orders, &f.key).next().is_some() {
                     return None;
                 }
-                insert.push((k, f));
+                insert.push((k, found.map_or_else(|p| p, |i| i + 1), f));
             }
         }
     }
-    insert.sort_unstable_by_key(|(k, _)| *k);
-    insert.dedup_by_key(|(k, _)| *k);
-    // An insertion goes before the record now at its place; a row moves down by the
-    // insertions at or before it.
-    let at: Vec<usize> = insert
-        .iter()
-        .enumerate()
-        .map(|(m, (k, _))| table.partition_point(|r| OrderKey::of(r) <= *k) + m)
-        .collect();
-    let old_places: Vec<usize> = at.iter().enumerate().map(|(m, p)| p - m).collect();
+    insert.sort_unstable_by_key(|(k, _, _)| *k);
+    insert.dedup_by_key(|(k, _, _)| *k);
+    // A row moves down by the insertions at or before it.
+    let old_places: Vec<usize> = insert.iter().map(|(_, p, _)| *p).collect();
+    let at: Vec<usize> = old_places.iter().enumerate().map(|(m, p)| p + m).collect();
     let moved = |i: usize| i + old_places.partition_point(|&p| p <= i);
     let mut out = Plan {
         inserted: at.clone(),
@@ -95,7 +91,7 @@ pub fn plan(table: &[FlowRecord], closed_orders: &HashSet<OrderKey>, ch: Changes
         }
         out.rows.push((row, r));
     }
-    for (row, (_, r)) in at.into_iter().zip(insert) {
+    for (row, (_, _, r)) in at.into_iter().zip(insert) {
         out.changed.push(RowChange { row, before: None });
         out.rows.push((row, r));
     }
