@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 /// Rows a tick changed in a per-row vector, by their positions after it (ascending):
 /// the rows new to it, and every row written (the new ones among them).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Edit {
-    pub inserted: Vec<usize>,
-    pub written: Vec<usize>,
+#[derive(Debug)]
+struct Edit {
+    inserted: Vec<usize>,
+    written: Vec<usize>,
 }
 
 /// How a spare vector is behind the current one.
