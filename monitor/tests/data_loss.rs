@@ -7,6 +7,7 @@
 mod common;
 
 use std::{
+    fs::File,
     io::Write,
     net::TcpStream,
     path::{Path, PathBuf},
@@ -470,4 +471,48 @@ fn demo_output_to_a_full_disk_exits_1_and_removes_its_lab() {
     failed(&out, "writing to standard output");
     assert!(stderr(&out).contains("lab removed"), "{}", stderr(&out));
     assert_eq!(common::demo_namespaces(Some(pid)), Vec::<String>::new());
+}
+
+#[test]
+fn a_link_stays_a_link_and_a_link_to_stdout_is_written_through() {
+    let d = dir("links");
+    let cap = s(&capture("zeek-retransmit-timeout.pcapng"));
+    // A recording through a link to a file: the file is replaced, the link stays.
+    let real = d.join("real.jsonl");
+    std::fs::write(&real, "old\n").expect("write");
+    let link = d.join("link.jsonl");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let out = monitor(&["replay", &cap, "--record", &s(&link)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(&link)
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read_to_string(&real)
+        .expect("read")
+        .contains("\"header\""));
+    // As `-o /dev/stdout` is: a link to the process's own stdout, here a pipe, then a file.
+    let stdout = d.join("stdout");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &stdout).expect("symlink");
+    let out = monitor(&["report", &s(&real), "-o", &s(&stdout)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"));
+    let file = d.join("captured.html");
+    let out = run(
+        &["report", &s(&real), "-o", &s(&stdout)],
+        Stdio::from(File::create(&file).expect("create")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read_to_string(&file)
+        .expect("read")
+        .contains("<svg"));
+    for l in [&link, &stdout] {
+        let m = std::fs::symlink_metadata(l).expect("link");
+        assert!(m.file_type().is_symlink(), "{} replaced", l.display());
+    }
+    assert_eq!(
+        names(&d),
+        ["captured.html", "link.jsonl", "real.jsonl", "stdout"]
+    );
+    let _ = std::fs::remove_dir_all(&d);
 }

@@ -5,7 +5,7 @@ use std::{
     fs::{Metadata, Permissions},
     io::Write,
     os::unix::fs::{MetadataExt, PermissionsExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result};
@@ -72,6 +72,20 @@ fn stdout_metadata() -> Option<Metadata> {
     m.is_file().then_some(m)
 }
 
+/// Where a file written whole goes by renaming onto it: the regular file a link names (the
+/// link stays a link, and nothing is created beside `/dev/stdout` or in `/proc`), the path
+/// itself when nothing is there yet (or a directory, onto which the rename fails), or
+/// `None` for anything else (a FIFO, a device, a terminal, a link that cannot be resolved):
+/// written in place, never renamed or removed.
+pub fn replace_target(path: &Path) -> Option<PathBuf> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => std::fs::canonicalize(path).ok(),
+        Ok(m) if m.is_dir() => Some(path.to_path_buf()),
+        Ok(_) => None,
+        Err(_) => Some(path.to_path_buf()),
+    }
+}
+
 /// A new temporary file in the directory of `target` (so that renaming it onto `target`
 /// never crosses file systems): a random name created with `O_EXCL`, so nothing planted at
 /// a guessable name (a symlink) is followed; removed when dropped unless persisted. Mode
@@ -92,9 +106,17 @@ pub fn temporary_beside(target: &Path) -> std::io::Result<NamedTempFile> {
         .tempfile_in(dir)
 }
 
-/// Writes `bytes` to `target` whole or not at all: on any failure the temporary file is
-/// removed and an existing `target` is left as it was.
-pub fn write_whole(target: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` whole or not at all: on any failure the temporary file is
+/// removed and an existing file is left as it was. A FIFO or device is written in place.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    let Some(target) = replace_target(path) else {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(bytes))
+            .with_context(|| format!("writing {}", path.display()));
+    };
+    let target = target.as_path();
     let mut tmp =
         temporary_beside(target).with_context(|| format!("writing {}", target.display()))?;
     tmp.write_all(bytes)

@@ -28,7 +28,10 @@ use crate::{
     alerts::{rules::dir_name, FlowId, Transition},
     cli::RecordArgs,
     error::usage,
-    output::{file::temporary_beside, json},
+    output::{
+        file::{replace_target, temporary_beside},
+        json,
+    },
     snapshot::Snapshot,
 };
 
@@ -117,12 +120,16 @@ fn cannot_create(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
 
 impl Recorder {
     /// Starts the recording in a temporary file beside `path` and writes the header; `path`
-    /// itself is untouched until [`Recorder::commit`]. A path that is not a regular file (a
-    /// FIFO, `/dev/stdout`) is written in place and never renamed.
+    /// itself is untouched until [`Recorder::commit`]. A path that names no regular file (a
+    /// FIFO, a device, `/dev/stdout` on a pipe) is written in place and never renamed.
     pub fn create(path: &Path, meta: RunMeta, rotation: Rotation) -> Result<Self> {
-        let (file, pending) = match std::fs::metadata(path) {
-            Ok(m) if m.is_dir() => return Err(cannot_create(path, "it is a directory")),
-            Ok(m) if !m.is_file() => {
+        if path.is_dir() {
+            return Err(cannot_create(path, "it is a directory"));
+        }
+        // A link to a file: the file it names is replaced (and rotated), the link stays.
+        let target = replace_target(path);
+        let (file, pending) = match &target {
+            None => {
                 if rotation.max_bytes.is_some() {
                     return Err(usage(
                         format!(
@@ -138,8 +145,8 @@ impl Recorder {
                     .map_err(|e| cannot_create(path, e))?;
                 (f, None)
             }
-            _ => {
-                let (f, tmp) = temporary_beside(path)
+            Some(t) => {
+                let (f, tmp) = temporary_beside(t)
                     .map_err(|e| cannot_create(path, e))?
                     .into_parts();
                 (f, Some(tmp))
@@ -159,7 +166,7 @@ impl Recorder {
             "start_ns": meta.start_ns,
         });
         let mut r = Self {
-            path: path.to_path_buf(),
+            path: target.unwrap_or_else(|| path.to_path_buf()),
             out: BufWriter::new(file),
             pending,
             finished: Vec::new(),
