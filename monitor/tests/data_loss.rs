@@ -516,3 +516,23 @@ fn a_link_stays_a_link_and_a_link_to_stdout_is_written_through() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_live_run_that_fails_before_attaching_leaves_the_recording_as_it_was() {
+    let d = dir("liveearly");
+    let rec = d.join("r.jsonl");
+    std::fs::write(&rec, "precious\n").expect("write");
+    // Refused before attaching (no such interface; without root: no privileges).
+    let out = monitor(&[
+        "live",
+        "-i",
+        "no-such-if0",
+        "--headless",
+        "--record",
+        &s(&rec),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&rec).expect("read"), "precious\n");
+    assert_eq!(names(&d), ["r.jsonl"], "no temporary file left");
+    let _ = std::fs::remove_dir_all(&d);
+}
