@@ -161,9 +161,13 @@ pub struct RecordArgs {
     /// transitions) for `monitor report`.
     #[arg(long, value_name = "FILE")]
     pub record: Option<std::path::PathBuf>,
-    /// Rotate the recording past this size: FILE becomes FILE.1 (up to FILE.9).
+    /// Rotate the recording before it grows past this size: FILE becomes FILE.1, FILE.1
+    /// becomes FILE.2, and so on.
     #[arg(long, value_name = "MB", requires = "record", value_parser = clap::value_parser!(u64).range(1..))]
     pub record_max_mb: Option<u64>,
+    /// Files kept by rotation, FILE included: FILE, FILE.1 .. FILE.(N-1).
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "record_max_mb", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub record_keep: u32,
 }
 
 /// Options of the alert engine, shared by `live` and `demo`.

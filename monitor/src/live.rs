@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     alerts::{AlertConfig, AlertEngine, FlowId, Transition},
-    cli::{AlertArgs, LiveArgs},
+    cli::{AlertArgs, LiveArgs, RecordArgs},
     collector::{Clock, Collector},
     error::usage,
     kernel::{
@@ -26,7 +26,7 @@ use crate::{
         netns, preflight,
     },
     output::{self, http, metrics::Metrics},
-    record::writer::{Recorder, RunMeta},
+    record::writer::{Recorder, Rotation, RunMeta},
     snapshot::Snapshot,
     tui,
 };
@@ -79,6 +79,9 @@ pub struct Alerting {
     /// Fed every tick when `--metrics` serves them.
     metrics: Option<Arc<Mutex<Metrics>>>,
     recorder: Option<Recorder>,
+    /// Why a file output (the recording, the alerts log) stopped being written: the run
+    /// goes on watching, and exits 1 at its end.
+    lost: Option<String>,
 }
 
 impl Alerting {
@@ -93,7 +96,16 @@ impl Alerting {
             log,
             metrics: None,
             recorder: None,
+            lost: None,
         })
+    }
+
+    /// Says on stderr that an output stopped, and remembers it for the exit code.
+    fn lose(&mut self, what: &str, e: std::io::Error) {
+        output::status(&format!(
+            "monitor: {what}: {e}; no longer written (the monitor goes on, and exits 1 at the end)"
+        ));
+        self.lost.get_or_insert(format!("{what} stopped: {e}"));
     }
 
     fn write(&mut self, transitions: &[Transition]) {
@@ -101,12 +113,30 @@ impl Alerting {
         for t in transitions {
             let line = output::json::transition_line(t);
             if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
-                output::status(&format!("monitor: alerts log: {e}; no longer written"));
                 self.log = None;
+                self.lose("alerts log", e);
                 return;
             }
         }
     }
+}
+
+/// Refuses an output that is one of the inputs, or two outputs that are one file, before
+/// anything is built or attached (`demo` calls it before building its lab).
+pub fn check_files(alerting: &AlertArgs, record: &RecordArgs) -> Result<()> {
+    let inputs: Vec<(&str, &Path)> = alerting
+        .config
+        .iter()
+        .map(|c| ("--config", c.as_path()))
+        .collect();
+    let outputs: Vec<(&str, &Path)> = [
+        ("--record", record.record.as_deref()),
+        ("--alerts-log", alerting.alerts_log.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(what, p)| Some((what, p?)))
+    .collect();
+    output::file::check_outputs(&outputs, &inputs)
 }
 
 fn open_log(p: &Path) -> Result<File> {
@@ -129,13 +159,14 @@ enum Sink {
 }
 
 impl Sink {
-    /// Publishes one tick; `false` when the run should end (stdout gone).
-    fn publish(&mut self, snap: Snapshot, transitions: &[Transition]) -> bool {
+    /// Publishes one tick; `false` when the run should end (stdout's reader gone), an
+    /// error when stdout could not be written (a full disk).
+    fn publish(&mut self, snap: Snapshot, transitions: &[Transition]) -> Result<bool> {
         match self {
             Sink::Headless { json } => {
                 for t in transitions {
-                    if output::stdout_line(&output::json::transition_line(t)).is_err() {
-                        return false;
+                    if !output::print(&output::json::transition_line(t))? {
+                        return Ok(false);
                     }
                 }
                 let text = if *json {
@@ -143,11 +174,11 @@ impl Sink {
                 } else {
                     output::text::render(&snap)
                 };
-                output::stdout_line(&text).is_ok()
+                output::print(&text)
             }
             Sink::Ui(ui) => {
                 ui.publish(Arc::new(snap));
-                true
+                Ok(true)
             }
         }
     }
@@ -174,6 +205,7 @@ pub async fn run_in(
     // Before attaching: a signal that arrives once we are attached must find its handler.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    check_files(&args.alerting, &args.export.record)?;
     let mut alerting = Alerting::open(&args.alerting, args.interval)?;
     // Bound before attaching: a taken port is a usage error with nothing attached.
     let metrics = Arc::new(Mutex::new(Metrics::new(
@@ -208,7 +240,7 @@ pub async fn run_in(
                 config: serde_json::to_value(alerting.engine.config()).unwrap_or_default(),
                 start_ns: Clock::monotonic().now_epoch(),
             },
-            args.export.record.record_max_mb,
+            Rotation::of(&args.export.record),
         )?);
     }
     let cfg = args.ports.to_config(0);
@@ -248,7 +280,11 @@ pub async fn run_in(
         t.abort();
     }
     output::status("monitor: detached");
-    result
+    result?;
+    match alerting.lost {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
 }
 
 async fn watch(
@@ -259,6 +295,12 @@ async fn watch(
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
 ) -> Result<()> {
+    // Attached: the recording replaces what was at its path (a run that failed before
+    // this point left that file as it was).
+    if let Some(r) = alerting.recorder.as_mut() {
+        r.commit()
+            .map_err(|e| anyhow::Error::from(e).context("writing the recording"))?;
+    }
     let mut sink = if args.headless {
         for l in info.attach.split("; ") {
             output::status(&format!(
@@ -303,8 +345,8 @@ async fn watch(
         alerting.write(&transitions);
         if let Some(r) = alerting.recorder.as_mut() {
             if let Err(e) = r.tick(&snap, &events, &transitions) {
-                output::status(&format!("monitor: recording: {e}; no longer written"));
                 alerting.recorder = None;
+                alerting.lose("recording", e);
             }
         }
         if let Some(id) = sink.selected() {
@@ -316,7 +358,7 @@ async fn watch(
                 m.observe(&snap);
             }
         }
-        Ok(sink.publish(snap, &transitions))
+        sink.publish(snap, &transitions)
     };
     loop {
         tokio::select! {

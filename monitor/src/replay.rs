@@ -15,7 +15,7 @@ use crate::{
     engine::Engine,
     error::usage,
     output,
-    record::writer::{Recorder, RunMeta},
+    record::writer::{Recorder, Rotation, RunMeta},
     snapshot::Snapshot,
 };
 
@@ -112,6 +112,15 @@ pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
     let ports = args
         .ports
         .unwrap_or_else(monitor_common::config::PortSet::all);
+    // Before anything is read or written: no output may be one of the inputs.
+    let mut inputs = vec![("FILE", args.file.as_path())];
+    if let Some(c) = &args.config {
+        inputs.push(("--config", c.as_path()));
+    }
+    if let Some(r) = &args.record.record {
+        output::file::check_outputs(&[("--record", r)], &inputs)?;
+    }
+    output::file::check_stdout(&inputs)?;
     let cfg = match &args.config {
         Some(p) => AlertConfig::load(p, TICK_NS as f64 / 1e9)?,
         None => AlertConfig::default(),
@@ -133,7 +142,7 @@ pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
                 config: serde_json::to_value(&cfg).unwrap_or_default(),
                 start_ns: 0,
             },
-            args.record.record_max_mb,
+            Rotation::of(&args.record),
         )?),
         None => None,
     };
@@ -147,25 +156,27 @@ pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
         }
     })
     .map_err(|e| {
-        // No half-written recording of a capture that could not be read to its end.
-        if let Some(p) = &args.record.record {
-            drop(recorder.take());
-            let _ = std::fs::remove_file(p);
-        }
+        // No recording of a capture that could not be read to its end: the temporary file
+        // goes, an existing file at the path stays as it was.
+        drop(recorder.take());
         usage(
             format!("capture {} is damaged: {e}", args.file.display()),
             "the file may be truncated or not a capture; check it with `capinfos`",
         )
     })?;
-    if let Some(e) = write_error {
-        return Err(anyhow::Error::from(e).context("writing the recording"));
-    }
     let text = if args.json {
         output::json::render(&snap)
     } else {
         output::text::render(&snap)
     };
-    // A closed pipe downstream is not an error of ours.
-    let _ = output::stdout_line(&text);
+    // A closed pipe downstream ends the output quietly; any other failure is an error.
+    output::print(&text)?;
+    if let Some(e) = write_error {
+        return Err(anyhow::Error::from(e).context("writing the recording"));
+    }
+    if let Some(r) = recorder.as_mut() {
+        r.commit()
+            .map_err(|e| anyhow::Error::from(e).context("writing the recording"))?;
+    }
     Ok(())
 }

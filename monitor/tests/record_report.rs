@@ -6,7 +6,7 @@
 mod common;
 
 use std::{
-    io::Write,
+    io::{BufRead, BufReader, Write},
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
@@ -61,10 +61,15 @@ fn kill_9_loses_at_most_the_last_second() {
     let mut child = lab
         .monitor(&["--ports", "50001", "--record", &rec.to_string_lossy()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start monitor");
-    std::thread::sleep(Duration::from_millis(800));
+    // The recording is in place once the programs are attached: wait for that, however
+    // long loading takes on a busy machine (the reader stays open for its later lines).
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("read monitor stderr");
+    assert!(line.contains("attached"), "monitor did not attach: {line}");
     let ip = lab.server_ip;
     let cli = Lab::in_ns(&lab.client_ns, move || {
         let mut s = TcpStream::connect((ip, 50001)).expect("connect");
@@ -79,6 +84,7 @@ fn kill_9_loses_at_most_the_last_second() {
     let pid = child.id() as i32;
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let _ = child.wait();
+    drop(err);
     let _ = cli.join();
     let _ = srv.join();
 

@@ -146,6 +146,7 @@ pub async fn run(mut args: DemoArgs) -> Result<()> {
         args.headless = true;
         args.json = true;
     }
+    live::check_files(&args.alerting, &args.export.record)?;
     let mut lab = Lab::build(SESSIONS.len())?;
     output::status(&format!(
         "monitor demo: lab {} / {} / {} (clients {CLIENT_NET}.11-16, edge {EDGE_IP} on {EDGE_IF}); faults at {FAULT_AT} s:",

@@ -1,5 +1,6 @@
 //! Renderings of a [`crate::snapshot::Snapshot`].
 
+pub mod file;
 pub mod http;
 pub mod json;
 pub mod metrics;
@@ -7,9 +8,19 @@ pub mod text;
 
 use std::io::Write;
 
-/// Writes one report to stdout. A closed pipe (`monitor ... | head -1`) is an error the
-/// caller ends on quietly, never a panic as `println!` would make it.
-pub fn stdout_line(text: &str) -> std::io::Result<()> {
+/// Writes one report to stdout: `Ok(true)` when written, `Ok(false)` when the reader has
+/// gone (`monitor ... | head -1`: the caller stops quietly, as command-line tools do), and
+/// an error for any other failure (a full disk, `/dev/full`): output lost is never a success.
+pub fn print(text: &str) -> anyhow::Result<bool> {
+    match stdout_line(text) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow::anyhow!("writing to standard output: {e}")),
+    }
+}
+
+/// One report to stdout, never a panic as `println!` would make it; see [`print`].
+fn stdout_line(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {

@@ -2,10 +2,14 @@
 //! kernel's events and the alert transitions, each a JSON line. Everything a tick wrote is
 //! flushed to the kernel before the tick ends, so `kill -9` loses at most the tick under
 //! way (ticks are at most one second apart while recording).
+//!
+//! The recording is written to a temporary file beside FILE until [`Recorder::commit`]
+//! renames it into place (replay: once the capture was read to its end; live and demo: once
+//! the programs are attached), so a run that fails never touches an existing FILE.
 
 use std::{
     collections::HashMap,
-    fs::File,
+    fs::{File, OpenOptions},
     io::{BufWriter, Write},
     path::{Path, PathBuf},
 };
@@ -17,24 +21,54 @@ use monitor_common::{
     stats,
 };
 use serde_json::{json, Value};
+use tempfile::TempPath;
 
 use super::{FORMAT, VERSION};
 use crate::{
     alerts::{rules::dir_name, FlowId, Transition},
+    cli::RecordArgs,
     error::usage,
-    output::json,
+    output::{
+        file::{replace_target, temporary_beside},
+        json,
+    },
     snapshot::Snapshot,
 };
 
-/// Older files kept by rotation: FILE.1 (newest) .. FILE.KEEP.
-const KEEP: u32 = 9;
+/// `--record-max-mb` and `--record-keep`: a file is cut before a line would take it past
+/// `max_bytes`; at most `keep` files (FILE and FILE.1 .. FILE.(keep-1)) are kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Rotation {
+    pub max_bytes: Option<u64>,
+    pub keep: u32,
+}
+
+impl Rotation {
+    pub fn of(args: &RecordArgs) -> Self {
+        Self {
+            max_bytes: args.record_max_mb.map(|m| m.saturating_mul(1024 * 1024)),
+            keep: args.record_keep.max(1),
+        }
+    }
+}
 
 pub struct Recorder {
     path: PathBuf,
     out: BufWriter<File>,
+    /// Until [`Recorder::commit`]: the temporary file `out` writes (removed when dropped).
+    pending: Option<TempPath>,
+    /// Files cut by rotation before the commit, oldest first (removed when dropped).
+    finished: Vec<TempPath>,
     header: Value,
+    /// This file's number in the run's sequence of files (0: the first).
+    part: u64,
     written: u64,
-    max_bytes: Option<u64>,
+    /// Bytes of the lines a new file starts with (header, and the tick line it continues):
+    /// a file is cut only once it holds more than these.
+    base: u64,
+    rotation: Rotation,
+    /// This tick's `tick` line, repeated at the top of a file cut within the tick.
+    tick_line: Option<String>,
     /// What each flow looked like when last written (last seen, packets both ways).
     last: HashMap<FlowId, (u64, u64)>,
 }
@@ -77,15 +111,47 @@ fn event_name(kind: u8) -> &'static str {
     }
 }
 
+fn cannot_create(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
+    usage(
+        format!("cannot create recording {}: {e}", path.display()),
+        "give a writable path to --record",
+    )
+}
+
 impl Recorder {
-    /// Creates (or truncates) `path` and writes the header. `max_mb`: rotate past this size.
-    pub fn create(path: &Path, meta: RunMeta, max_mb: Option<u64>) -> Result<Self> {
-        let file = File::create(path).map_err(|e| {
-            usage(
-                format!("cannot create recording {}: {e}", path.display()),
-                "give a writable path to --record",
-            )
-        })?;
+    /// Starts the recording in a temporary file beside `path` and writes the header; `path`
+    /// itself is untouched until [`Recorder::commit`]. A path that names no regular file (a
+    /// FIFO, a device, `/dev/stdout` on a pipe) is written in place and never renamed.
+    pub fn create(path: &Path, meta: RunMeta, rotation: Rotation) -> Result<Self> {
+        if path.is_dir() {
+            return Err(cannot_create(path, "it is a directory"));
+        }
+        // A link to a file: the file it names is replaced (and rotated), the link stays.
+        let target = replace_target(path);
+        let (file, pending) = match &target {
+            None => {
+                if rotation.max_bytes.is_some() {
+                    return Err(usage(
+                        format!(
+                            "--record-max-mb with {}: not a regular file",
+                            path.display()
+                        ),
+                        "rotation renames files: give a file path to --record",
+                    ));
+                }
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| cannot_create(path, e))?;
+                (f, None)
+            }
+            Some(t) => {
+                let (f, tmp) = temporary_beside(t)
+                    .map_err(|e| cannot_create(path, e))?
+                    .into_parts();
+                (f, Some(tmp))
+            }
+        };
         let header = json!({
             "type": "header",
             "format": FORMAT,
@@ -100,27 +166,93 @@ impl Recorder {
             "start_ns": meta.start_ns,
         });
         let mut r = Self {
-            path: path.to_path_buf(),
+            path: target.unwrap_or_else(|| path.to_path_buf()),
             out: BufWriter::new(file),
+            pending,
+            finished: Vec::new(),
             header,
+            part: 0,
             written: 0,
-            max_bytes: max_mb.map(|m| m * 1024 * 1024),
+            base: 0,
+            rotation,
+            tick_line: None,
             last: HashMap::new(),
         };
-        let h = r.header.clone();
-        r.line(&h)?;
+        r.start_file()?;
         r.out.flush()?;
         Ok(r)
     }
 
-    fn line(&mut self, v: &Value) -> std::io::Result<()> {
-        let mut s = serde_json::to_string(v).unwrap_or_default();
+    /// The header of a new file (with its part number after the first) and, within a
+    /// tick, that tick's line, so every file reads on its own.
+    fn start_file(&mut self) -> std::io::Result<()> {
+        self.written = 0;
+        let mut h = self.header.clone();
+        if self.part > 0 {
+            if let Value::Object(m) = &mut h {
+                m.insert("part".into(), self.part.into());
+            }
+        }
+        let mut s = serde_json::to_string(&h).unwrap_or_default();
         s.push('\n');
+        self.raw(&s)?;
+        if let Some(t) = self.tick_line.clone() {
+            self.raw(&t)?;
+        }
+        self.base = self.written;
+        Ok(())
+    }
+
+    fn raw(&mut self, s: &str) -> std::io::Result<()> {
         self.out.write_all(s.as_bytes())?;
         self.written += s.len() as u64;
         Ok(())
     }
 
+    /// One line; the file is cut first when the line would take it past its limit (and
+    /// it holds more than what a new file starts with, so every file makes progress).
+    fn put(&mut self, s: &str) -> std::io::Result<()> {
+        let over = self
+            .rotation
+            .max_bytes
+            .is_some_and(|m| self.written + s.len() as u64 > m);
+        if over && self.written > self.base {
+            self.rotate()?;
+        }
+        self.raw(s)
+    }
+
+    fn line(&mut self, v: &Value) -> std::io::Result<()> {
+        let mut s = serde_json::to_string(v).unwrap_or_default();
+        s.push('\n');
+        self.put(&s)
+    }
+
+    /// Renames the recording into place (once: later calls do nothing). With rotation,
+    /// files already at FILE and FILE.n move up by the number of files this run made, as
+    /// rotation moves them, so an earlier run's recording is kept within `--record-keep`.
+    pub fn commit(&mut self) -> std::io::Result<()> {
+        let Some(current) = self.pending.take() else {
+            return Ok(());
+        };
+        self.out.flush()?;
+        let keep = self.rotation.keep;
+        if self.rotation.max_bytes.is_some() {
+            let made = self.finished.len() as u32;
+            shift(&self.path, made + 1, keep);
+            for (i, tmp) in std::mem::take(&mut self.finished)
+                .into_iter()
+                .rev()
+                .enumerate()
+            {
+                let n = i as u32 + 1;
+                if n < keep {
+                    tmp.persist(numbered(&self.path, n)).map_err(|e| e.error)?;
+                }
+            }
+        }
+        current.persist(&self.path).map_err(|e| e.error)
+    }
     /// Writes one tick and flushes it.
     pub fn tick(
         &mut self,
@@ -129,7 +261,8 @@ impl Recorder {
         transitions: &[Transition],
     ) -> std::io::Result<()> {
         let ts = snap.now_ns;
-        self.line(&json!({
+        self.tick_line = None;
+        let mut tick = serde_json::to_string(&json!({
             "type": "tick",
             "ts_ns": ts,
             "flows": snap.flows.len(),
@@ -141,7 +274,11 @@ impl Recorder {
                 "rx_packets": i.rx.packets, "rx_bytes": i.rx.bytes,
                 "tx_packets": i.tx.packets, "tx_bytes": i.tx.bytes,
             })).collect::<Vec<_>>(),
-        }))?;
+        }))
+        .unwrap_or_default();
+        tick.push('\n');
+        self.put(&tick)?;
+        self.tick_line = Some(tick);
         let mut present = HashMap::with_capacity(snap.flows.len());
         for (i, f) in snap.flows.iter().enumerate() {
             let id = FlowId::of(f);
@@ -205,30 +342,57 @@ impl Recorder {
             }
             self.line(&v)?;
         }
-        self.out.flush()?;
-        if self.max_bytes.is_some_and(|m| self.written >= m) {
-            self.rotate()?;
-        }
-        Ok(())
+        self.out.flush()
     }
 
-    /// FILE becomes FILE.1 (older ones shift up, the oldest beyond KEEP is removed) and a
-    /// new FILE starts with the same header: every file reads on its own.
+    /// Ends this file and starts the next. Before the commit the finished file waits as a
+    /// temporary file (the oldest beyond `--record-keep` removed); after it, FILE becomes
+    /// FILE.1 (older ones move up, the oldest beyond `--record-keep` is removed). Flows
+    /// are not written again: a file after the first holds the flows that changed in it.
     fn rotate(&mut self) -> std::io::Result<()> {
         self.out.flush()?;
-        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
-        let _ = std::fs::remove_file(name(KEEP));
-        for n in (1..KEEP).rev() {
-            let _ = std::fs::rename(name(n), name(n + 1));
+        let file = if let Some(done) = self.pending.take() {
+            self.finished.push(done);
+            let over = self
+                .finished
+                .len()
+                .saturating_sub(self.rotation.keep as usize - 1);
+            self.finished.drain(..over);
+            let (f, tmp) = temporary_beside(&self.path)?.into_parts();
+            self.pending = Some(tmp);
+            f
+        } else {
+            shift(&self.path, 1, self.rotation.keep);
+            // Just moved away: a file there now was not made by this run.
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&self.path)?
+        };
+        self.out = BufWriter::new(file);
+        self.part += 1;
+        self.start_file()
+    }
+}
+
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    PathBuf::from(format!("{}.{n}", path.display()))
+}
+
+/// Moves FILE and FILE.1 .. FILE.(keep-1) up by `by` places; those that would land at
+/// `keep` or beyond are removed. Gaps (a file missing) are fine.
+fn shift(path: &Path, by: u32, keep: u32) {
+    for n in (0..keep).rev() {
+        let from = if n == 0 {
+            path.to_path_buf()
+        } else {
+            numbered(path, n)
+        };
+        if n + by < keep {
+            let _ = std::fs::rename(&from, numbered(path, n + by));
+        } else {
+            let _ = std::fs::remove_file(&from);
         }
-        std::fs::rename(&self.path, name(1))?;
-        self.out = BufWriter::new(File::create(&self.path)?);
-        self.written = 0;
-        // Every flow is written again in the new file's first tick.
-        self.last.clear();
-        let h = self.header.clone();
-        self.line(&h)?;
-        self.out.flush()
     }
 }
 
@@ -247,57 +411,186 @@ mod tests {
     use crate::snapshot::{Counters, FlowRecord};
     use monitor_common::flow::FlowState;
 
-    fn snap(t: u64) -> Snapshot {
-        let flows: Vec<FlowRecord> = (0..3000u16)
+    /// `n` flows; those below `busy` have `t` packets (they change every tick), the others
+    /// one (idle after the first tick).
+    fn snap(t: u64, n: u16, busy: u16) -> Snapshot {
+        let flows: Vec<FlowRecord> = (0..n)
             .map(|p| {
                 let mut st = FlowState {
                     first_seen_ns: 1,
-                    last_seen_ns: t,
+                    last_seen_ns: if p < busy { t } else { 1 },
                     client_is_a: 1,
                     ..FlowState::default()
                 };
                 st.key.port_a = p;
-                st.dir[0].packets = t;
+                st.key.port_b = 443;
+                st.dir[0].packets = if p < busy { t } else { 1 };
                 FlowRecord {
                     key: st.key,
                     state: st,
                 }
             })
             .collect();
-        Snapshot::new(flows, 3000, Counters::default(), t)
+        let mut s = Snapshot::new(flows, n as u64, Counters::default(), t);
+        s.now_ns = t * 1_000_000_000;
+        s
     }
 
-    #[test]
-    fn rotation_keeps_every_file_whole_and_readable() {
-        let dir = std::env::temp_dir().join(format!("monitor-rotate-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("rec.jsonl");
-        let meta = RunMeta {
+    fn meta() -> RunMeta<'static> {
+        RunMeta {
             source: "live",
             interfaces: vec!["eth0".into()],
             capture: None,
             ports: "443".into(),
             config: Value::Null,
             start_ns: 0,
-        };
-        let mut r = Recorder::create(&path, meta, Some(1)).expect("create");
-        for t in 1..=3 {
-            r.tick(&snap(t), &[], &[]).expect("tick");
+        }
+    }
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("monitor-rec-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
+
+    fn names(d: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .expect("list")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn rotating(mb: u64, keep: u32) -> Rotation {
+        Rotation {
+            max_bytes: Some(mb * 1024 * 1024),
+            keep,
+        }
+    }
+
+    #[test]
+    fn a_burst_is_cut_at_the_limit_and_idle_ticks_do_not_rotate() {
+        let d = dir("burst");
+        let path = d.join("rec.jsonl");
+        let mut r = Recorder::create(&path, meta(), rotating(1, 10)).expect("create");
+        r.commit().expect("commit");
+        // One tick with 5,000 new flows, then a minute in which nothing changes.
+        r.tick(&snap(1, 5000, 0), &[], &[]).expect("burst");
+        let after_burst = names(&d);
+        for t in 2..=60 {
+            r.tick(&snap(t, 5000, 0), &[], &[]).expect("idle tick");
         }
         drop(r);
-        for p in [
-            path.clone(),
-            dir.join("rec.jsonl.1"),
-            dir.join("rec.jsonl.2"),
-        ] {
-            let rec =
-                super::super::reader::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(
+            after_burst.len() > 2,
+            "the burst spans files: {after_burst:?}"
+        );
+        assert_eq!(names(&d), after_burst, "idle ticks made new files");
+        let mut ids = std::collections::BTreeSet::new();
+        let mut longest = 0;
+        for name in &after_burst {
+            let p = d.join(name);
+            let text = std::fs::read_to_string(&p).expect("read");
+            longest = longest.max(text.lines().map(|l| l.len() + 1).max().unwrap_or(0));
+            assert!(
+                text.len() as u64 <= 1024 * 1024,
+                "{name}: {} bytes under a 1 MB limit",
+                text.len()
+            );
+            let rec = super::super::reader::read(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(rec.header["source"], "live");
-            assert!(!rec.truncated_tail);
+            assert!(!rec.ticks.is_empty(), "{name} has its tick");
+            ids.extend(rec.flows.keys().cloned());
         }
-        // Each full file holds one whole tick: every flow, written again after rotation.
-        let rec = super::super::reader::read(&dir.join("rec.jsonl.1")).expect("read");
-        assert_eq!((rec.ticks.len(), rec.flows.len()), (1, 3000));
-        let _ = std::fs::remove_dir_all(&dir);
+        assert!(longest < 4096, "lines are short: {longest}");
+        // Every flow of the burst is in one of the files: none was lost to rotation.
+        assert_eq!(ids.len(), 5000);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rotation_keeps_the_last_n_files_and_each_reads_alone() {
+        let d = dir("keep");
+        let path = d.join("rec.jsonl");
+        let mut r = Recorder::create(&path, meta(), rotating(1, 3)).expect("create");
+        r.commit().expect("commit");
+        for t in 1..=6 {
+            r.tick(&snap(t, 2000, 2000), &[], &[]).expect("tick");
+        }
+        drop(r);
+        assert_eq!(names(&d), ["rec.jsonl", "rec.jsonl.1", "rec.jsonl.2"]);
+        // Newest first: FILE has the highest part number.
+        let part = |n: &str| {
+            let rec = super::super::reader::read(&d.join(n)).expect("read");
+            rec.header["part"].as_u64().unwrap_or(0)
+        };
+        let (p0, p1, p2) = (part("rec.jsonl"), part("rec.jsonl.1"), part("rec.jsonl.2"));
+        assert!(p0 > 3 && p1 == p0 - 1 && p2 == p0 - 2, "{p0} {p1} {p2}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_existing_file_is_untouched_until_the_commit() {
+        let d = dir("commit");
+        let path = d.join("rec.jsonl");
+        std::fs::write(&path, "precious\n").expect("write");
+        // A run that fails (dropped without commit), rotating or not, leaves no trace.
+        for rotation in [
+            rotating(1, 10),
+            Rotation {
+                max_bytes: None,
+                keep: 10,
+            },
+        ] {
+            let mut r = Recorder::create(&path, meta(), rotation).expect("create");
+            r.tick(&snap(1, 3000, 3000), &[], &[]).expect("tick");
+            drop(r);
+            assert_eq!(names(&d), ["rec.jsonl"]);
+            assert_eq!(std::fs::read_to_string(&path).expect("read"), "precious\n");
+        }
+        // Without rotation a finished run replaces the file.
+        let mut r = Recorder::create(
+            &path,
+            meta(),
+            Rotation {
+                max_bytes: None,
+                keep: 10,
+            },
+        )
+        .expect("create");
+        r.tick(&snap(1, 10, 10), &[], &[]).expect("tick");
+        r.commit().expect("commit");
+        drop(r);
+        assert_eq!(names(&d), ["rec.jsonl"]);
+        assert!(super::super::reader::read(&path).is_ok());
+        // With rotation, the files a run made before its commit come first, newest at
+        // FILE, and what was at FILE moves after them.
+        std::fs::write(&path, "precious\n").expect("write");
+        let mut r = Recorder::create(&path, meta(), rotating(1, 10)).expect("create");
+        r.tick(&snap(1, 3000, 3000), &[], &[]).expect("tick");
+        r.commit().expect("commit");
+        drop(r);
+        let all = names(&d);
+        // FILE, FILE.1 .. FILE.k from this run, then the old file at FILE.(k+1).
+        let k = all.len() - 2;
+        assert!(k >= 2, "{all:?}");
+        let old = d.join(format!("rec.jsonl.{}", k + 1));
+        assert_eq!(std::fs::read_to_string(&old).expect("read"), "precious\n");
+        for n in 0..=k {
+            let name = if n == 0 {
+                "rec.jsonl".to_string()
+            } else {
+                format!("rec.jsonl.{n}")
+            };
+            let rec = super::super::reader::read(&d.join(&name)).expect("read");
+            assert_eq!(
+                rec.header["part"].as_u64().unwrap_or(0),
+                (k - n) as u64,
+                "{name}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

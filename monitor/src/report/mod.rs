@@ -8,7 +8,7 @@ pub mod model;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{
     cli::{ReportArgs, ReportFormat},
@@ -17,26 +17,36 @@ use crate::{
 };
 
 pub fn run(args: ReportArgs) -> Result<()> {
-    let rec = reader::read(&args.file)?;
-    let report = model::Report::from(&rec);
-    let (text, default_out) = match args.format {
-        ReportFormat::Html => (
-            html::render(&report),
-            Some(args.file.with_extension("html")),
-        ),
-        ReportFormat::Md => (markdown::render(&report), None),
+    let default_out = match args.format {
+        ReportFormat::Html => Some(args.file.with_extension("html")),
+        ReportFormat::Md => None,
     };
+    let named = args.output.is_some();
     let out: Option<PathBuf> = match args.output {
         Some(p) if p.as_os_str() == "-" => None,
         Some(p) => Some(p),
         None => default_out,
     };
+    // Before anything is read: the report must not replace the recording it is made from.
+    let input = [("FILE", args.file.as_path())];
+    match &out {
+        Some(p) => {
+            let what = if named { "-o" } else { "the report" };
+            output::file::check_outputs(&[(what, p)], &input)?
+        }
+        None => output::file::check_stdout(&input)?,
+    }
+    let rec = reader::read(&args.file)?;
+    let report = model::Report::from(&rec);
+    let text = match args.format {
+        ReportFormat::Html => html::render(&report),
+        ReportFormat::Md => markdown::render(&report),
+    };
     match out {
         Some(path) => {
-            // Written whole to a temporary name, then renamed: never a half-written report.
-            let tmp = path.with_extension("tmp-report");
-            std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+            // Written whole beside the target, then renamed: never a half-written report,
+            // and an existing file is replaced only by a whole one.
+            output::file::write_whole(&path, text.as_bytes())?;
             output::status(&format!(
                 "monitor: report written to {} ({} flows, {} alerts{})",
                 path.display(),
@@ -50,7 +60,8 @@ pub fn run(args: ReportArgs) -> Result<()> {
             ));
         }
         None => {
-            let _ = output::stdout_line(&text);
+            // A closed pipe (`| head`) ends quietly; a failed write is an error.
+            output::print(&text)?;
         }
     }
     Ok(())
