@@ -28,6 +28,11 @@ pub struct TcpFrame {
     /// or `ipv6_frag` is set).
     pub frag_offset: u16,
     pub ipv6_frag: bool,
+    /// Sets "more fragments" (IPv4 MF, or the M flag of an IPv6 fragment header).
+    pub more_fragments: bool,
+    /// Overrides the IPv4 total length or IPv6 payload length, to build headers that claim
+    /// more bytes than the frame carries.
+    pub ip_len: Option<u16>,
     /// Overrides the data offset nibble (words), to build malformed headers.
     pub data_offset: Option<u8>,
     /// Overrides the IPv4 IHL nibble (words).
@@ -54,6 +59,8 @@ impl TcpFrame {
             ipv6_ext: Vec::new(),
             frag_offset: 0,
             ipv6_frag: false,
+            more_fragments: false,
+            ip_len: None,
             data_offset: None,
             ihl: None,
         }
@@ -99,13 +106,14 @@ impl TcpFrame {
                     o.push(0);
                 }
                 let ihl = self.ihl.unwrap_or((20 + o.len()) as u8 / 4);
-                let tot = (20 + o.len() + tcp.len()) as u16;
+                let tot = self.ip_len.unwrap_or((20 + o.len() + tcp.len()) as u16);
+                let frag = (self.frag_offset & 0x1fff) | (self.more_fragments as u16) << 13;
                 let mut h = Vec::new();
                 h.push(0x40 | ihl);
                 h.push(0);
                 h.extend_from_slice(&tot.to_be_bytes());
                 h.extend_from_slice(&self.ip_id.to_be_bytes());
-                h.extend_from_slice(&(self.frag_offset & 0x1fff).to_be_bytes());
+                h.extend_from_slice(&frag.to_be_bytes());
                 h.push(self.ttl);
                 h.push(6);
                 h.extend_from_slice(&[0, 0]);
@@ -126,8 +134,8 @@ impl TcpFrame {
                     }
                     chain.push((*code, b));
                 }
-                if self.ipv6_frag || self.frag_offset != 0 {
-                    let fo = (self.frag_offset << 3).to_be_bytes();
+                if self.ipv6_frag || self.frag_offset != 0 || self.more_fragments {
+                    let fo = (self.frag_offset << 3 | self.more_fragments as u16).to_be_bytes();
                     chain.push((44, std::vec![fo[0], fo[1], 0, 0, 0, 0]));
                 }
                 let mut ext = Vec::new();
@@ -143,7 +151,7 @@ impl TcpFrame {
                     ext.extend_from_slice(body);
                 }
                 let first = chain.first().map_or(6, |c| c.0);
-                let plen = (ext.len() + tcp.len()) as u16;
+                let plen = self.ip_len.unwrap_or((ext.len() + tcp.len()) as u16);
                 let mut h = std::vec![0x60, 0, 0, 0];
                 h.extend_from_slice(&plen.to_be_bytes());
                 h.push(first);
@@ -233,7 +241,7 @@ pub fn parser_cases() -> Vec<Case> {
     );
     let mut f = base4.clone();
     f.vlans = std::vec![100, 200, 300];
-    add("three vlan tags", f.ethernet(), Err(Skip::NotIp));
+    add("three vlan tags", f.ethernet(), Err(Skip::TooManyHeaders));
     let mut f = base4.clone().payload(b"xy");
     f.ipv4_options = std::vec![1, 1, 1, 1, 7, 7, 4, 0, 0, 0, 0];
     add("ipv4 with options", f.ethernet(), Ok((40000, 50001, 2, 54)));
@@ -244,6 +252,37 @@ pub fn parser_cases() -> Vec<Case> {
     let mut f = base4.clone();
     f.frag_offset = 10;
     add("ipv4 non-first fragment", f.ethernet(), Err(Skip::Fragment));
+    let mut f = base4.clone().payload(&[7; 24]);
+    f.more_fragments = true;
+    add(
+        "ipv4 first fragment (more fragments)",
+        f.ethernet(),
+        Err(Skip::Fragment),
+    );
+    // A 94-byte frame claiming 65535 bytes: a forged header. Counting its length would
+    // invent ~65 KB of payload and mark the flow's next segments as retransmissions.
+    let mut f = base4.clone().payload(&[7; 40]);
+    f.ip_len = Some(65535);
+    add(
+        "ipv4 total length past the frame",
+        f.ethernet(),
+        Err(Skip::Malformed),
+    );
+    let mut f = base4.clone().payload(&[7; 40]);
+    f.ip_len = Some(20 + 20 + 41);
+    add(
+        "ipv4 total length one byte past the frame",
+        f.ethernet(),
+        Err(Skip::Malformed),
+    );
+    // Shorter than the frame is fine: what follows is link padding, not payload.
+    let mut f = base4.clone().payload(&[7; 40]);
+    f.ip_len = Some(20 + 20 + 10);
+    add(
+        "ipv4 total length short of the frame",
+        f.ethernet(),
+        Ok((40000, 50001, 10, 50)),
+    );
     let mut f = base4.clone();
     f.ihl = Some(4);
     add("ipv4 ihl below 5", f.ethernet(), Err(Skip::Malformed));
@@ -253,10 +292,12 @@ pub fn parser_cases() -> Vec<Case> {
         short[..14 + 12].to_vec(),
         Err(Skip::Truncated),
     );
+    // A whole frame that ends inside the TCP header its IP length promised: the length
+    // lies. (A capture's snap length cutting the header is `Truncated`: parse.rs tests.)
     add(
         "tcp header cut short",
         short[..14 + 20 + 10].to_vec(),
-        Err(Skip::Truncated),
+        Err(Skip::Malformed),
     );
     let mut f = base4.clone();
     f.data_offset = Some(4);
@@ -275,11 +316,12 @@ pub fn parser_cases() -> Vec<Case> {
     let mut f = base4.clone().flags(SYN);
     f.tcp_options = std::vec![2, 4, 5, 0xb4];
     let syn = f.ethernet();
-    // Options cut by a capture's snap length: the segment is still analysed.
+    // A whole frame ending inside the options its lengths promised. (Options cut by a
+    // capture's snap length are still read as far as they go: parse.rs tests.)
     add(
-        "syn options cut short",
+        "syn options past the frame",
         syn[..syn.len() - 2].to_vec(),
-        Ok((40000, 50001, 0, 44)),
+        Err(Skip::Malformed),
     );
     let (mut udp, _) = base4.clone().ip();
     udp[9] = 17;
@@ -313,9 +355,23 @@ pub fn parser_cases() -> Vec<Case> {
     let mut f = base6.clone();
     f.ipv6_frag = true;
     add(
-        "ipv6 first fragment",
+        "ipv6 atomic fragment (offset 0, no more)",
         f.ethernet(),
         Ok((40000, 50001, 0, 40 + 8 + 20)),
+    );
+    let mut f = base6.clone().payload(&[7; 24]);
+    f.more_fragments = true;
+    add(
+        "ipv6 first fragment (more fragments)",
+        f.ethernet(),
+        Err(Skip::Fragment),
+    );
+    let mut f = base6.clone().payload(&[7; 40]);
+    f.ip_len = Some(65535);
+    add(
+        "ipv6 payload length past the frame",
+        f.ethernet(),
+        Err(Skip::Malformed),
     );
     let mut f = base6.clone();
     f.frag_offset = 3;
@@ -325,7 +381,7 @@ pub fn parser_cases() -> Vec<Case> {
     add(
         "ipv6 too many extension headers",
         f.ethernet(),
-        Err(Skip::NotTcp),
+        Err(Skip::TooManyHeaders),
     );
     let mut f = base6.clone();
     f.ipv6_ext = std::vec![(60, std::vec![0; 6])];
@@ -347,4 +403,24 @@ pub fn parser_cases() -> Vec<Case> {
     f.vlans = std::vec![7, 8];
     add("ipv6 in QinQ", f.ethernet(), Ok((40000, 50001, 0, 60)));
     cases
+}
+
+/// A classic pcap file (nanosecond timestamps, Ethernet) of `(ts_ns, captured bytes,
+/// original length)` records: what a capture of crafted frames looks like to `replay`.
+pub fn pcap(records: &[(u64, &[u8], u32)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&262_144u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    for (ts, data, orig_len) in records {
+        b.extend_from_slice(&((ts / 1_000_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&((ts % 1_000_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&orig_len.to_le_bytes());
+        b.extend_from_slice(data);
+    }
+    b
 }

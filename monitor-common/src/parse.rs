@@ -33,15 +33,19 @@ pub const MAX_OPT_STEPS: usize = 12;
 
 /// Bytes of a packet, read by fixed-size copies.
 pub trait Frame {
-    /// Bytes present (the captured length for a capture).
-    fn captured_len(&self) -> usize;
+    /// The frame's length as it was on the wire (`skb->len` in the kernel, a capture
+    /// record's original length). An IP header claiming more than this is a lie the
+    /// parser refuses: only what the frame carries is counted.
+    fn wire_len(&self) -> usize;
 
-    /// `N` bytes at `off`, or `None` when they are not all present.
+    /// `N` bytes at `off`, or `None` when they are not all present (beyond the frame, or
+    /// beyond what a capture's snap length kept).
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]>;
 }
 
+/// A whole frame: every byte it had on the wire is present.
 impl Frame for [u8] {
-    fn captured_len(&self) -> usize {
+    fn wire_len(&self) -> usize {
         <[u8]>::len(self)
     }
 
@@ -50,6 +54,25 @@ impl Frame for [u8] {
         let mut out = [0u8; N];
         out.copy_from_slice(self.get(off..end)?);
         Some(out)
+    }
+}
+
+/// A captured frame: the bytes a capture kept (its snap length may have cut them) and the
+/// length the frame had on the wire, which lengths in its headers are checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct Captured<'a> {
+    pub bytes: &'a [u8],
+    pub wire_len: usize,
+}
+
+impl Frame for Captured<'_> {
+    fn wire_len(&self) -> usize {
+        // A record keeping more than the wire carried is damaged; trust the bytes then.
+        self.wire_len.max(self.bytes.len())
+    }
+
+    fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.bytes.load(off)
     }
 }
 
@@ -62,8 +85,26 @@ pub enum Skip {
     Fragment,
     /// The headers end beyond the bytes present.
     Truncated,
-    /// Headers that contradict themselves (IHL < 5, data offset < 5 or past the segment...).
+    /// Headers that contradict themselves (IHL < 5, data offset < 5 or past the segment,
+    /// an IP length past the end of the frame...).
     Malformed,
+    /// More VLAN tags or IPv6 extension headers than the parser follows.
+    TooManyHeaders,
+}
+
+impl Skip {
+    /// The global counter (`stats`) this reason is counted in, on both sides.
+    #[inline(always)]
+    pub const fn counter(self) -> u32 {
+        match self {
+            Skip::NotIp => crate::stats::NOT_IP,
+            Skip::NotTcp => crate::stats::NOT_TCP,
+            Skip::Fragment => crate::stats::FRAGMENTS,
+            Skip::Truncated => crate::stats::TRUNCATED,
+            Skip::Malformed => crate::stats::MALFORMED,
+            Skip::TooManyHeaders => crate::stats::TOO_MANY_HEADERS,
+        }
+    }
 }
 
 /// TCP options of interest (read on SYN segments only: that is where they are negotiated).
@@ -150,6 +191,9 @@ pub fn parse_ethernet<F: Frame + ?Sized>(f: &F, pkt: &mut Packet) -> Result<(), 
         proto = be16([tag[2], tag[3]]);
         off += 4;
     }
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        return Err(Skip::TooManyHeaders);
+    }
     parse_l3(f, off, proto, pkt)
 }
 
@@ -191,18 +235,23 @@ fn parse_ipv4<F: Frame + ?Sized>(
     if ihl < 20 {
         return Err(Skip::Malformed);
     }
-    if be16([h[6], h[7]]) & 0x1fff != 0 {
+    // A fragment offset, or "more fragments" on the first one: the TCP header may be here
+    // but the segment is not whole, and its length would be the fragment's.
+    if be16([h[6], h[7]]) & 0x3fff != 0 {
         return Err(Skip::Fragment);
     }
     if h[9] != 6 {
         return Err(Skip::NotTcp);
     }
+    let on_wire = f.wire_len().saturating_sub(off);
     let mut tot = be16([h[2], h[3]]) as usize;
     if tot == 0 {
         // TSO/BIG TCP super-packets may leave the length to the skb.
-        tot = f.captured_len().saturating_sub(off);
+        tot = on_wire;
     }
-    if tot < ihl {
+    // A length past the frame's end describes bytes that never existed (a forged or
+    // damaged header the kernel's IP layer would drop after tc saw it).
+    if tot < ihl || tot > on_wire {
         return Err(Skip::Malformed);
     }
     pkt.family = 4;
@@ -225,10 +274,15 @@ fn parse_ipv6<F: Frame + ?Sized>(
     if h[0] >> 4 != 6 {
         return Err(Skip::Malformed);
     }
+    let on_wire = f.wire_len().saturating_sub(off + 40);
     let mut plen = be16([h[4], h[5]]) as usize;
     if plen == 0 {
         // Jumbograms and BIG TCP: the length is the skb's.
-        plen = f.captured_len().saturating_sub(off + 40);
+        plen = on_wire;
+    }
+    if plen > on_wire {
+        // As for IPv4: a payload length past the frame's end.
+        return Err(Skip::Malformed);
     }
     pkt.family = 6;
     pkt.ttl = h[7];
@@ -247,7 +301,9 @@ fn parse_ipv6<F: Frame + ?Sized>(
             }
             44 => {
                 let e: [u8; 4] = f.load(l4).ok_or(Skip::Truncated)?;
-                if be16([e[2], e[3]]) >> 3 != 0 {
+                // Offset or the M flag: a piece of a segment (offset 0 without M is an
+                // atomic fragment, a whole one).
+                if be16([e[2], e[3]]) & 0xfff9 != 0 {
                     return Err(Skip::Fragment);
                 }
                 next = e[0];
@@ -265,9 +321,10 @@ fn parse_ipv6<F: Frame + ?Sized>(
             return Err(Skip::Malformed);
         }
     }
-    if next != 6 {
-        // Either not TCP, or more extension headers than we follow.
-        return Err(Skip::NotTcp);
+    match next {
+        6 => {}
+        0 | 43 | 44 | 51 | 60 => return Err(Skip::TooManyHeaders),
+        _ => return Err(Skip::NotTcp),
     }
     Ok((l4, 40 + plen))
 }
@@ -437,6 +494,50 @@ mod tests {
         .payload(&[0x16, 3, 1, 0, 0x30, 1, 0, 0]);
         let p = parse(&f.ethernet()).unwrap();
         assert_eq!((p.head, p.head_len), ([0x16, 3, 1, 0, 0x30, 1], 6));
+    }
+
+    #[test]
+    fn a_capture_is_held_to_its_wire_length_not_its_snap_length() {
+        let f = TcpFrame::new(
+            IpAddr::from([10, 0, 0, 1]),
+            1234,
+            IpAddr::from([10, 0, 0, 2]),
+            443,
+        )
+        .payload(&[9; 1000]);
+        let whole = f.ethernet();
+        let mut p = Packet::default();
+        // Cut to 68 bytes by a snap length: the headers are there, the payload length is
+        // the IP header's, as the wire carried it.
+        let snapped = Captured {
+            bytes: &whole[..68],
+            wire_len: whole.len(),
+        };
+        assert_eq!(parse_ethernet(&snapped, &mut p), Ok(()));
+        assert_eq!(p.payload_len, 1000);
+        // The same header in a record that says the frame was shorter: a lie.
+        let lying = Captured {
+            bytes: &whole[..68],
+            wire_len: whole.len() - 1,
+        };
+        assert_eq!(parse_ethernet(&lying, &mut p), Err(Skip::Malformed));
+        // A snap length that cuts the TCP header: truncated, not a lie.
+        let cut = Captured {
+            bytes: &whole[..14 + 20 + 10],
+            wire_len: whole.len(),
+        };
+        assert_eq!(parse_ethernet(&cut, &mut p), Err(Skip::Truncated));
+        // A snap length that cuts a SYN's options: analysed, the options read so far kept.
+        let mut syn = f.clone().flags(SYN);
+        syn.payload.clear();
+        syn.tcp_options = std::vec![2, 4, 5, 0xb4, 3, 3, 7, 0];
+        let whole = syn.ethernet();
+        let cut = Captured {
+            bytes: &whole[..whole.len() - 4],
+            wire_len: whole.len(),
+        };
+        assert_eq!(parse_ethernet(&cut, &mut p), Ok(()));
+        assert_eq!((p.opts.mss, p.opts.wscale, p.l3_len), (1460, NO_WSCALE, 48));
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub const FLOW_INSERT_FAILED: u32 = 9;
 pub const EVENTS_LOST: u32 = 10;
 /// Changed flows the kernel could not report (ring full): userspace then reads the map whole.
 pub const CHANGES_LOST: u32 = 11;
-pub const COUNT: u32 = 12;
+/// Frames with more VLAN tags or IPv6 extension headers than the parser follows.
+pub const TOO_MANY_HEADERS: u32 = 12;
+pub const COUNT: u32 = 13;
 
 /// Names used in JSON and logs, indexed like the constants above.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -30,6 +32,7 @@ pub const NAMES: [&str; COUNT as usize] = [
     "flow_insert_failed",
     "lost_events",
     "lost_changes",
+    "too_many_headers",
 ];
 
 /// Traffic per interface and hook direction, whatever the port: what the interface

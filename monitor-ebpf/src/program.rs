@@ -186,7 +186,7 @@ struct Skb<'a>(&'a TcContext, *mut u64);
 
 impl Frame for Skb<'_> {
     #[inline(always)]
-    fn captured_len(&self) -> usize {
+    fn wire_len(&self) -> usize {
         self.0.len() as usize
     }
 
@@ -205,7 +205,7 @@ struct Xdp<'a>(&'a XdpContext, *mut u64);
 
 impl Frame for Xdp<'_> {
     #[inline(always)]
-    fn captured_len(&self) -> usize {
+    fn wire_len(&self) -> usize {
         // Whole frame, fragments of multi-buffer XDP included.
         unsafe { bpf_xdp_get_buff_len(self.0.as_ptr() as *mut _) as usize }
     }
@@ -304,13 +304,7 @@ fn track(
     let pkt = unsafe { &(*scratch).pkt };
     bump(stats::PACKETS);
     if let Err(skip) = parsed {
-        bump(match skip {
-            Skip::NotIp => stats::NOT_IP,
-            Skip::NotTcp => stats::NOT_TCP,
-            Skip::Fragment => stats::FRAGMENTS,
-            Skip::Truncated => stats::TRUNCATED,
-            Skip::Malformed => stats::MALFORMED,
-        });
+        bump(skip.counter());
         return;
     }
     let (sw, dw) = (watched(pkt.sport), watched(pkt.dport));

@@ -42,13 +42,7 @@ impl Engine {
     /// Counts a frame the parser could not use, or whose link type is not supported.
     pub fn skipped(&mut self, skip: Skip) {
         self.bump(stats::PACKETS);
-        self.bump(match skip {
-            Skip::NotIp => stats::NOT_IP,
-            Skip::NotTcp => stats::NOT_TCP,
-            Skip::Fragment => stats::FRAGMENTS,
-            Skip::Truncated => stats::TRUNCATED,
-            Skip::Malformed => stats::MALFORMED,
-        });
+        self.bump(skip.counter());
     }
 
     /// One parsed packet at capture time `ts` (ns).

@@ -6,12 +6,12 @@ use std::path::Path;
 use anyhow::Result;
 use monitor_common::{
     config::PortSet,
-    parse::{parse_ethernet, parse_l3, Packet, Skip},
+    parse::{parse_ethernet, parse_l3, Captured, Packet, Skip},
 };
 
 use crate::{
     alerts::{AlertConfig, AlertEngine, Transition},
-    capture::{CaptureError, Link, Reader},
+    capture::{self, CaptureError, Link, Reader},
     engine::Engine,
     error::usage,
     output,
@@ -40,18 +40,26 @@ pub fn analyse(path: &Path, ports: &PortSet) -> Result<Snapshot> {
 pub fn analyse_reader(reader: &Reader, ports: &PortSet) -> Result<Snapshot, CaptureError> {
     let mut engine = Engine::new(ports);
     let mut pkt = Packet::default();
-    reader.for_each(|frame| {
-        let parsed = match frame.link {
-            Link::Ethernet => parse_ethernet(frame.data, &mut pkt),
-            Link::L3 { offset, ethertype } => parse_l3(frame.data, offset, ethertype, &mut pkt),
-            Link::Unsupported(_) => Err(Skip::NotIp),
-        };
-        match parsed {
-            Ok(()) => engine.packet(&pkt, 1, frame.ts_ns),
-            Err(skip) => engine.skipped(skip),
-        }
+    reader.for_each(|frame| match parse_frame(&frame, &mut pkt) {
+        Ok(()) => engine.packet(&pkt, 1, frame.ts_ns),
+        Err(skip) => engine.skipped(skip),
     })?;
     Ok(engine.snapshot())
+}
+
+/// One captured frame through the parser. Its headers are held to the length the frame had
+/// on the wire (the record's original length), not to the bytes a snap length kept: an IP
+/// length past the frame is malformed here as in the kernel.
+pub fn parse_frame(frame: &capture::Packet<'_>, pkt: &mut Packet) -> Result<(), Skip> {
+    let f = Captured {
+        bytes: frame.data,
+        wire_len: frame.orig_len as usize,
+    };
+    match frame.link {
+        Link::Ethernet => parse_ethernet(&f, pkt),
+        Link::L3 { offset, ethertype } => parse_l3(&f, offset, ethertype, pkt),
+        Link::Unsupported(_) => Err(Skip::NotIp),
+    }
 }
 
 /// Capture time between two judgements: the live monitor's default tick.
@@ -94,12 +102,7 @@ pub fn judge_reader(
                 next_tick = Some(due);
             }
         }
-        let parsed = match frame.link {
-            Link::Ethernet => parse_ethernet(frame.data, &mut pkt),
-            Link::L3 { offset, ethertype } => parse_l3(frame.data, offset, ethertype, &mut pkt),
-            Link::Unsupported(_) => Err(Skip::NotIp),
-        };
-        match parsed {
+        match parse_frame(&frame, &mut pkt) {
             Ok(()) => engine.packet(&pkt, 1, ts),
             Err(skip) => engine.skipped(skip),
         }

@@ -83,16 +83,6 @@ fn try_run(
     Ok(())
 }
 
-fn skip_counter(s: Skip) -> u32 {
-    match s {
-        Skip::NotIp => stats::NOT_IP,
-        Skip::NotTcp => stats::NOT_TCP,
-        Skip::Fragment => stats::FRAGMENTS,
-        Skip::Truncated => stats::TRUNCATED,
-        Skip::Malformed => stats::MALFORMED,
-    }
-}
-
 #[test]
 fn every_header_case_leaves_exactly_the_expected_map() {
     if !common::privileged() {
@@ -142,7 +132,7 @@ fn every_header_case_leaves_exactly_the_expected_map() {
                     }
                     Err(skip) => {
                         assert_eq!(
-                            snap.counters.get(skip_counter(skip)),
+                            snap.counters.get(Skip::counter(skip)),
                             1,
                             "{what}: counted as {skip:?}"
                         );

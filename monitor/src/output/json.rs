@@ -82,6 +82,33 @@ pub struct Totals {
     pub flows: u64,
     pub evicted_flows: u64,
     pub lost_events: u64,
+    pub skipped: Skipped,
+}
+
+/// Frames the parser did not analyse, by reason: a forged or damaged header is counted
+/// here rather than in a flow.
+#[derive(Serialize, Debug)]
+pub struct Skipped {
+    pub not_ip: u64,
+    pub not_tcp: u64,
+    pub fragments: u64,
+    pub truncated: u64,
+    pub malformed: u64,
+    pub too_many_headers: u64,
+}
+
+impl Skipped {
+    pub fn of(snap: &Snapshot) -> Self {
+        let c = |i| snap.counters.get(i);
+        Skipped {
+            not_ip: c(stats::NOT_IP),
+            not_tcp: c(stats::NOT_TCP),
+            fragments: c(stats::FRAGMENTS),
+            truncated: c(stats::TRUNCATED),
+            malformed: c(stats::MALFORMED),
+            too_many_headers: c(stats::TOO_MANY_HEADERS),
+        }
+    }
 }
 
 fn direction(d: &DirStats) -> Direction {
@@ -191,6 +218,7 @@ pub fn summary(snap: &Snapshot) -> Summary<'_> {
             flows: snap.flows.len() as u64,
             evicted_flows: snap.evicted_flows,
             lost_events: snap.counters.get(stats::EVENTS_LOST),
+            skipped: Skipped::of(snap),
         },
     }
 }

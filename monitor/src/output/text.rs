@@ -35,5 +35,12 @@ pub fn render(snap: &Snapshot) -> String {
         snap.evicted_flows,
         snap.counters.get(monitor_common::stats::EVENTS_LOST)
     );
+    let k = super::json::Skipped::of(snap);
+    let _ = writeln!(
+        out,
+        "not analysed: malformed {}  truncated {}  fragments {}  too many headers {}  \
+         not tcp {}  not ip {}",
+        k.malformed, k.truncated, k.fragments, k.too_many_headers, k.not_tcp, k.not_ip
+    );
     out
 }
