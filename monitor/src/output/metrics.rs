@@ -52,6 +52,21 @@ struct Rst {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// Why frames were not analysed: the label and the kernel's counter.
+const SKIPPED: [(&str, u32); 6] = [
+    ("malformed", stats::MALFORMED),
+    ("truncated", stats::TRUNCATED),
+    ("fragments", stats::FRAGMENTS),
+    ("too_many_headers", stats::TOO_MANY_HEADERS),
+    ("not_tcp", stats::NOT_TCP),
+    ("not_ip", stats::NOT_IP),
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
     outcome: &'static str,
 }
@@ -115,6 +130,7 @@ pub struct Metrics {
     evicted: Counter,
     lost_events: Counter,
     analysed: Counter,
+    skipped: Family<Reason, Counter>,
     alerts: Family<AlertLabels, Gauge>,
     tick: Gauge<f64, AtomicU64>,
     worst: Family<FlowLabels, Gauge<f64, AtomicU64>>,
@@ -127,6 +143,7 @@ pub struct Metrics {
     prev_flows: Option<Arc<Vec<FlowRecord>>>,
     prev_ifaces: HashMap<String, [u64; 4]>,
     prev_counters: [u64; 3],
+    prev_skipped: [u64; SKIPPED.len()],
 }
 
 impl Metrics {
@@ -151,6 +168,7 @@ impl Metrics {
         let evicted = Counter::default();
         let lost_events = Counter::default();
         let analysed = Counter::default();
+        let skipped = Family::default();
         let alerts = Family::default();
         let tick = Gauge::default();
         let worst = Family::default();
@@ -251,6 +269,13 @@ impl Metrics {
             pk(),
             analysed.clone(),
         );
+        r.register_with_unit(
+            "monitor_skipped",
+            "Frames not analysed, by reason (malformed: a header claims more than the frame \
+             carries, or contradicts itself)",
+            pk(),
+            skipped.clone(),
+        );
         r.register(
             "monitor_active_alerts",
             "Active alerts by kind and severity",
@@ -299,6 +324,9 @@ impl Metrics {
                 });
             }
         }
+        for (reason, _) in SKIPPED {
+            let _ = skipped.get_or_create(&Reason { reason });
+        }
         for outcome in ["ok", "timeout", "refused", "reset", "midstream"] {
             let _ = handshakes.get_or_create(&Outcome { outcome });
         }
@@ -330,6 +358,7 @@ impl Metrics {
             evicted,
             lost_events,
             analysed,
+            skipped,
             alerts,
             tick,
             worst,
@@ -338,6 +367,7 @@ impl Metrics {
             prev_flows: None,
             prev_ifaces: HashMap::default(),
             prev_counters: [0; 3],
+            prev_skipped: [0; SKIPPED.len()],
         }
     }
 
@@ -452,6 +482,13 @@ impl Metrics {
             .enumerate()
         {
             counter.inc_by(c[k].saturating_sub(self.prev_counters[k]));
+        }
+        for ((reason, idx), prev) in SKIPPED.iter().zip(&mut self.prev_skipped) {
+            let now = snap.counters.get(*idx);
+            self.skipped
+                .get_or_create(&Reason { reason })
+                .inc_by(now.saturating_sub(*prev));
+            *prev = now;
         }
         self.prev_counters = self.prev_counters.map(|_| 0);
         for (k, v) in c.iter().enumerate() {
@@ -694,6 +731,23 @@ mod tests {
             // 1 + (2 + 3 + 4 + 5) * 3 packets client to server, twice that back.
             assert_eq!((total("c2s"), total("s2c")), (43.0, 86.0), "told {told}");
         }
+    }
+
+    #[test]
+    fn frames_not_analysed_are_counted_by_reason_from_the_start() {
+        let mut m = Metrics::new(0);
+        let series = |r: &str| format!("monitor_skipped_packets_total{{reason=\"{r}\"}}");
+        assert_eq!(value(&m.prometheus_text(), &series("malformed")), 0.0);
+        for (t, malformed) in [(1, 2), (2, 5)] {
+            let mut c = Counters::default();
+            c.0[stats::MALFORMED as usize] = malformed;
+            c.0[stats::TOO_MANY_HEADERS as usize] = 1;
+            m.observe(&Snapshot::new(Vec::new(), 0, c, t * 1_000_000_000));
+        }
+        let t = m.prometheus_text();
+        assert_eq!(value(&t, &series("malformed")), 5.0, "{t}");
+        assert_eq!(value(&t, &series("too_many_headers")), 1.0, "{t}");
+        assert_eq!(value(&t, &series("fragments")), 0.0, "{t}");
     }
 
     #[test]
