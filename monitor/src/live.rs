@@ -72,6 +72,24 @@ fn targets(args: &LiveArgs) -> Result<Vec<Target>> {
     Ok(out)
 }
 
+/// The rules between arguments and the files they name that need no privileges and change
+/// nothing: checked first, so that `demo` refuses them before it builds its lab.
+pub fn check(args: &LiveArgs) -> Result<()> {
+    if args.export.record.record.is_some() && args.interval > 1.0 {
+        return Err(usage(
+            format!(
+                "--record with --interval {}: a tick longer than 1 s",
+                args.interval
+            ),
+            "recordings are written every tick and lose at most one: use --interval 1 or less",
+        ));
+    }
+    if let Some(p) = &args.alerting.config {
+        AlertConfig::load(p, args.interval)?;
+    }
+    Ok(())
+}
+
 /// The alert engine's config and log, checked before anything is attached.
 pub struct Alerting {
     engine: AlertEngine,
@@ -174,6 +192,7 @@ pub async fn run_in(
     // Before attaching: a signal that arrives once we are attached must find its handler.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    check(&args)?;
     let mut alerting = Alerting::open(&args.alerting, args.interval)?;
     // Bound before attaching: a taken port is a usage error with nothing attached.
     let metrics = Arc::new(Mutex::new(Metrics::new(
@@ -189,15 +208,6 @@ pub async fn run_in(
     };
     alerting.metrics = args.export.metrics.is_some().then_some(metrics);
     if let Some(path) = &args.export.record.record {
-        if args.interval > 1.0 {
-            return Err(usage(
-                format!(
-                    "--record with --interval {}: a tick longer than 1 s",
-                    args.interval
-                ),
-                "recordings are written every tick and lose at most one: use --interval 1 or less",
-            ));
-        }
         alerting.recorder = Some(Recorder::create(
             path,
             RunMeta {
