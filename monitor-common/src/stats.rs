@@ -14,7 +14,10 @@ pub const FLOW_INSERT_FAILED: u32 = 9;
 pub const EVENTS_LOST: u32 = 10;
 /// Changed flows the kernel could not report (ring full): userspace then reads the map whole.
 pub const CHANGES_LOST: u32 = 11;
-pub const COUNT: u32 = 12;
+/// Connection records port reuse closed that the kernel could not hand over (ring full):
+/// gone with the events, not evicted by the map, so a larger map would not keep them.
+pub const CLOSED_LOST: u32 = 12;
+pub const COUNT: u32 = 13;
 
 /// Names used in JSON and logs, indexed like the constants above.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -30,6 +33,7 @@ pub const NAMES: [&str; COUNT as usize] = [
     "flow_insert_failed",
     "lost_events",
     "lost_changes",
+    "lost_closed",
 ];
 
 /// Traffic per interface and hook direction, whatever the port: what the interface

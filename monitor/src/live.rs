@@ -18,7 +18,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     alerts::{AlertConfig, AlertEngine, FlowId, Transition},
     cli::{AlertArgs, LiveArgs},
-    collector::{Clock, Collector},
+    collector::{Clock, Collector, Presence},
     error::usage,
     kernel::{
         attach::{attach_all, Target},
@@ -222,14 +222,16 @@ pub async fn run_in(
         )?);
     }
     let cfg = args.ports.to_config(0);
-    let (mut ebpf, lines, targets) = netns::within(ns, || {
+    let (mut ebpf, lines, targets, presence) = netns::within(ns, || {
         let targets = targets(&args)?;
         if !args.headless {
             tui::Ui::check_terminal()?;
         }
+        // Opened where the interfaces are, to ask about them from anywhere.
+        let presence = Presence::open()?;
         let mut ebpf = load(&cfg, args.max_flows)?;
         let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
-        Ok((ebpf, lines, targets))
+        Ok((ebpf, lines, targets, presence))
     })?;
     if let Some(r) = ready {
         let _ = r.send(());
@@ -244,6 +246,7 @@ pub async fn run_in(
         &args,
         &info,
         &mut ebpf,
+        presence,
         &mut alerting,
         &mut sigint,
         &mut sigterm,
@@ -265,6 +268,7 @@ async fn watch(
     args: &LiveArgs,
     info: &RunInfo,
     ebpf: &mut Ebpf,
+    presence: Presence,
     alerting: &mut Alerting,
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
@@ -281,6 +285,10 @@ async fn watch(
         Sink::Ui(tui::Ui::start(info.clone())?)
     };
     let mut collector = Collector::new(ebpf, Clock::monotonic(), info.targets.clone())?;
+    collector.watch_presence(presence);
+    // Interfaces already said to be gone, and whether every one is.
+    let mut said_gone: Vec<String> = Vec::new();
+    let mut all_gone = false;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -309,6 +317,16 @@ async fn watch(
         let events = collector.drain_events();
         log_events(&events);
         let mut snap = collector.collect()?;
+        for i in snap.interfaces.iter().filter(|i| i.gone) {
+            if !said_gone.contains(&i.name) {
+                output::status(&format!(
+                    "monitor: interface {} is gone; nothing more is seen on it",
+                    i.name
+                ));
+                said_gone.push(i.name.clone());
+            }
+        }
+        all_gone = !snap.interfaces.is_empty() && snap.interfaces.iter().all(|i| i.gone);
         let transitions = alerting.engine.tick(&mut snap, &events);
         alerting.write(&transitions);
         if let Some(r) = alerting.recorder.as_mut() {
@@ -326,7 +344,7 @@ async fn watch(
                 m.observe(&snap);
             }
         }
-        Ok(sink.publish(snap, &transitions))
+        Ok(sink.publish(snap, &transitions) && !all_gone)
     };
     loop {
         tokio::select! {
@@ -342,12 +360,18 @@ async fn watch(
         }
     }
     if let Sink::Ui(ui) = sink {
-        ui.stop()
+        ui.stop()?;
     } else {
         // The last word in headless mode: a final report.
         step(&mut collector, &mut sink)?;
-        Ok(())
     }
+    if all_gone {
+        return Err(anyhow::anyhow!(
+            "every watched interface is gone ({})",
+            said_gone.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn log_events(events: &[monitor_common::event::Event]) {
