@@ -87,6 +87,23 @@ pub fn check(args: &LiveArgs) -> Result<()> {
     if let Some(p) = &args.alerting.config {
         AlertConfig::load(p, args.interval)?;
     }
+    let files = [
+        (args.export.record.record.as_deref(), "--record"),
+        (args.alerting.alerts_log.as_deref(), "--alerts-log"),
+    ];
+    for (path, flag) in files {
+        let Some(path) = path else { continue };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(usage(
+                format!("{flag} {}: no directory {}", path.display(), dir.display()),
+                format!("give {flag} a file in an existing directory"),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -299,6 +299,14 @@ fn the_demo_checks_its_input_before_building_the_lab() {
             &["demo", "--headless", "--record", &record, "--interval", "5"][..],
             "--record with --interval 5",
         ),
+        (
+            &["demo", "--headless", "--record", "/nonexistent/r.jsonl"][..],
+            "--record /nonexistent/r.jsonl: no directory /nonexistent",
+        ),
+        (
+            &["demo", "--headless", "--alerts-log", "/nonexistent/a.jsonl"][..],
+            "--alerts-log /nonexistent/a.jsonl: no directory /nonexistent",
+        ),
     ] {
         let out = monitor(args, &[]);
         assert_usage_error(&out, needle);
