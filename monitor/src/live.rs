@@ -87,6 +87,16 @@ pub fn check(args: &LiveArgs) -> Result<()> {
     if let Some(p) = &args.alerting.config {
         AlertConfig::load(p, args.interval)?;
     }
+    if let Some(addr) = args.export.metrics {
+        // Tried and let go: `http::serve` binds it for good once the checks pass (the demo
+        // only after building its lab).
+        std::net::TcpListener::bind(addr).map_err(|e| {
+            usage(
+                format!("cannot listen on {addr} for --metrics: {e}"),
+                "pick a free port, or an address of this host",
+            )
+        })?;
+    }
     let files = [
         (args.export.record.record.as_deref(), "--record"),
         (args.alerting.alerts_log.as_deref(), "--alerts-log"),

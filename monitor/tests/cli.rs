@@ -286,6 +286,8 @@ fn the_demo_checks_its_input_before_building_the_lab() {
     std::fs::write(&bad_cfg, "[stall]\nno_progres_s = 2\n").expect("write config");
     let record = dir.join("r.jsonl");
     let (bad_cfg, record) = (bad_cfg.to_string_lossy(), record.to_string_lossy());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
     for (args, needle) in [
         (
             &["demo", "--headless", "--config", "/nonexistent/cfg.toml"][..],
@@ -306,6 +308,10 @@ fn the_demo_checks_its_input_before_building_the_lab() {
         (
             &["demo", "--headless", "--alerts-log", "/nonexistent/a.jsonl"][..],
             "--alerts-log /nonexistent/a.jsonl: no directory /nonexistent",
+        ),
+        (
+            &["demo", "--headless", "--metrics", &port][..],
+            "cannot listen on 127.0.0.1:",
         ),
     ] {
         let out = monitor(args, &[]);
