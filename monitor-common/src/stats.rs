@@ -16,7 +16,10 @@ pub const EVENTS_LOST: u32 = 10;
 pub const CHANGES_LOST: u32 = 11;
 /// Frames with more VLAN tags or IPv6 extension headers than the parser follows.
 pub const TOO_MANY_HEADERS: u32 = 12;
-pub const COUNT: u32 = 13;
+/// Connection records port reuse closed that the kernel could not hand over (ring full):
+/// gone with the events, not evicted by the map, so a larger map would not keep them.
+pub const CLOSED_LOST: u32 = 13;
+pub const COUNT: u32 = 14;
 
 /// Names used in JSON and logs, indexed like the constants above.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -33,6 +36,7 @@ pub const NAMES: [&str; COUNT as usize] = [
     "lost_events",
     "lost_changes",
     "too_many_headers",
+    "lost_closed",
 ];
 
 /// Traffic per interface and hook direction, whatever the port: what the interface

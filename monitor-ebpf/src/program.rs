@@ -344,7 +344,7 @@ fn track(
     // leaves through the CLOSED ring buffer and a fresh one replaces it.
     if unsafe { starts_new_connection(&*entry, pkt) } {
         if CLOSED.output::<FlowState>(unsafe { &*entry }, 0).is_err() {
-            bump(stats::EVENTS_LOST);
+            bump(stats::CLOSED_LOST);
         }
         let init = unsafe { &mut (*scratch).init };
         prepare(init, &key, src_is_a, src_is_client(pkt, sw, dw), now);

@@ -58,11 +58,11 @@ pub struct DemoArgs {
     pub json: bool,
     #[arg(long, value_enum, default_value_t = AttachMode::Tc)]
     pub attach: AttachMode,
-    /// Seconds between two ticks (collection, alerts, reports).
-    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    /// Seconds between two ticks (collection, alerts, reports): 0.001 to 3600.
+    #[arg(long, default_value = "1", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: f64,
     /// Stop by itself after this many seconds (default: until q, Ctrl-C or SIGTERM).
-    #[arg(long, value_parser = parse_seconds)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Option<f64>,
     #[command(flatten)]
     pub alerting: AlertArgs,
@@ -75,7 +75,7 @@ pub struct ReplayArgs {
     /// The capture: pcap or pcapng (Ethernet, Linux cooked SLL/SLL2, raw IP, loopback).
     pub file: std::path::PathBuf,
     /// TCP ports to analyse, as in `live` (default: every TCP port).
-    #[arg(long, value_parser = parse_ports)]
+    #[arg(long, value_parser = parse_ports, allow_hyphen_values = true)]
     pub ports: Option<PortSet>,
     /// Print the flow summary as JSON.
     #[arg(long)]
@@ -111,7 +111,7 @@ pub struct LiveArgs {
     #[arg(short = 'i', long = "interface", required = true, value_name = "IFACE")]
     pub interfaces: Vec<String>,
     /// TCP ports to watch: ranges and single ports.
-    #[arg(long, default_value = DEFAULT_PORTS, value_parser = parse_ports)]
+    #[arg(long, default_value = DEFAULT_PORTS, value_parser = parse_ports, allow_hyphen_values = true)]
     pub ports: PortSet,
     #[arg(long, value_enum, default_value_t = AttachMode::Tc)]
     pub attach: AttachMode,
@@ -124,14 +124,16 @@ pub struct LiveArgs {
     /// Print the flow summary as JSON (one document per line).
     #[arg(long)]
     pub json: bool,
-    /// Seconds between two reports.
-    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    /// Seconds between two reports: 0.001 to 3600.
+    #[arg(long, default_value = "1", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: f64,
     /// Stop by itself after this many seconds.
-    #[arg(long, value_parser = parse_seconds)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Option<f64>,
-    /// Flows the kernel map holds; beyond that the least recently used are evicted.
-    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    /// Flows the kernel map holds (1 to 16777216); beyond that the least recently used are
+    /// evicted.
+    #[arg(long, default_value_t = 262_144, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_FLOWS))]
     pub max_flows: u32,
     #[command(flatten)]
     pub alerting: AlertArgs,
@@ -147,8 +149,9 @@ pub struct ExportArgs {
     #[arg(long, value_name = "ADDR:PORT", value_parser = crate::output::http::parse_listen)]
     pub metrics: Option<std::net::SocketAddr>,
     /// Also export the retransmission ratio of the N worst flows, one series each
-    /// (default 0: no label per flow, so series stay bounded).
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16))]
+    /// (default 0: no label per flow, so series stay bounded; at most 1000).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u16).range(0..=MAX_TOP_FLOWS))]
     pub metrics_top_flows: u16,
     #[command(flatten)]
     pub record: RecordArgs,
@@ -161,12 +164,14 @@ pub struct RecordArgs {
     /// transitions) for `monitor report`.
     #[arg(long, value_name = "FILE")]
     pub record: Option<std::path::PathBuf>,
-    /// Rotate the recording before it grows past this size: FILE becomes FILE.1, FILE.1
-    /// becomes FILE.2, and so on.
-    #[arg(long, value_name = "MB", requires = "record", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Rotate the recording before it grows past this size (1 to 1048576 MB): FILE becomes
+    /// FILE.1, FILE.1 becomes FILE.2, and so on.
+    #[arg(long, value_name = "MB", requires = "record", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_RECORD_MB))]
     pub record_max_mb: Option<u64>,
     /// Files kept by rotation, FILE included: FILE, FILE.1 .. FILE.(N-1).
-    #[arg(long, value_name = "N", default_value_t = 10, requires = "record_max_mb", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "record_max_mb",
+          allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub record_keep: u32,
 }
 
@@ -185,10 +190,51 @@ fn parse_ports(s: &str) -> Result<PortSet, String> {
     s.parse::<PortSet>().map_err(|e| e.to_string())
 }
 
-fn parse_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 * 365.0 => Ok(v),
-        Ok(_) => Err(format!("`{s}` must be a positive number of seconds")),
-        Err(_) => Err(format!("`{s}` is not a number of seconds")),
+/// The largest `--max-flows`: the kernel map and its change ring are sized from it.
+pub const MAX_FLOWS: i64 = 16_777_216;
+/// The largest `--metrics-top-flows`: each flow is a series per direction.
+pub const MAX_TOP_FLOWS: i64 = 1000;
+/// The largest `--record-max-mb` (1 TiB): bytes of it must fit a `u64` with room to spare.
+pub const MAX_RECORD_MB: u64 = 1 << 20;
+
+/// A tick's length: below a millisecond the kernel's reports cannot be read back between
+/// two ticks (and below a nanosecond a timer has no period at all); above an hour the
+/// alert windows never fill.
+fn parse_interval(s: &str) -> Result<f64, String> {
+    parse_seconds(s, 0.001, 3600.0)
+}
+
+/// A run's length: anything from a millisecond to a year.
+fn parse_duration(s: &str) -> Result<f64, String> {
+    parse_seconds(s, 0.001, 86_400.0 * 365.0)
+}
+
+/// A number of seconds within `[min, max]`; NaN and infinities are out of range.
+fn parse_seconds(s: &str, min: f64, max: f64) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        Ok(_) => Err(format!("`{s}` is out of range: {min} to {max} seconds")),
+        Err(_) => Err(format!("`{s}` is not a number of seconds ({min} to {max})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_outside_a_millisecond_to_an_hour_are_refused() {
+        for bad in [
+            "0", "1e-10", "0.0009", "-1", "NaN", "inf", "-inf", "3601", "1e300",
+        ] {
+            let err = parse_interval(bad).expect_err(bad);
+            assert!(err.contains("0.001 to 3600"), "{bad}: {err}");
+        }
+        for good in ["0.001", "1", "0.25", "3600"] {
+            assert!(parse_interval(good).is_ok(), "{good}");
+        }
+        assert!(parse_duration("31536001").is_err());
+        assert!(parse_duration("nan").is_err());
+        assert_eq!(parse_duration("86400"), Ok(86400.0));
     }
 }

@@ -18,7 +18,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     alerts::{AlertConfig, AlertEngine, FlowId, Transition},
     cli::{AlertArgs, LiveArgs, RecordArgs},
-    collector::{Clock, Collector},
+    collector::{Clock, Collector, Presence},
     error::usage,
     kernel::{
         attach::{attach_all, Target},
@@ -70,6 +70,51 @@ fn targets(args: &LiveArgs) -> Result<Vec<Target>> {
         });
     }
     Ok(out)
+}
+
+/// The rules between arguments and the files they name that need no privileges and change
+/// nothing: checked first, so that `demo` refuses them before it builds its lab.
+pub fn check(args: &LiveArgs) -> Result<()> {
+    if args.export.record.record.is_some() && args.interval > 1.0 {
+        return Err(usage(
+            format!(
+                "--record with --interval {}: a tick longer than 1 s",
+                args.interval
+            ),
+            "recordings are written every tick and lose at most one: use --interval 1 or less",
+        ));
+    }
+    if let Some(p) = &args.alerting.config {
+        AlertConfig::load(p, args.interval)?;
+    }
+    if let Some(addr) = args.export.metrics {
+        // Tried and let go: `http::serve` binds it for good once the checks pass (the demo
+        // only after building its lab).
+        std::net::TcpListener::bind(addr).map_err(|e| {
+            usage(
+                format!("cannot listen on {addr} for --metrics: {e}"),
+                "pick a free port, or an address of this host",
+            )
+        })?;
+    }
+    let files = [
+        (args.export.record.record.as_deref(), "--record"),
+        (args.alerting.alerts_log.as_deref(), "--alerts-log"),
+    ];
+    for (path, flag) in files {
+        let Some(path) = path else { continue };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(usage(
+                format!("{flag} {}: no directory {}", path.display(), dir.display()),
+                format!("give {flag} a file in an existing directory"),
+            ));
+        }
+    }
+    check_files(&args.alerting, &args.export.record)
 }
 
 /// The alert engine's config and log, checked before anything is attached.
@@ -205,7 +250,7 @@ pub async fn run_in(
     // Before attaching: a signal that arrives once we are attached must find its handler.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    check_files(&args.alerting, &args.export.record)?;
+    check(&args)?;
     let mut alerting = Alerting::open(&args.alerting, args.interval)?;
     // Bound before attaching: a taken port is a usage error with nothing attached.
     let metrics = Arc::new(Mutex::new(Metrics::new(
@@ -221,15 +266,6 @@ pub async fn run_in(
     };
     alerting.metrics = args.export.metrics.is_some().then_some(metrics);
     if let Some(path) = &args.export.record.record {
-        if args.interval > 1.0 {
-            return Err(usage(
-                format!(
-                    "--record with --interval {}: a tick longer than 1 s",
-                    args.interval
-                ),
-                "recordings are written every tick and lose at most one: use --interval 1 or less",
-            ));
-        }
         alerting.recorder = Some(Recorder::create(
             path,
             RunMeta {
@@ -244,14 +280,16 @@ pub async fn run_in(
         )?);
     }
     let cfg = args.ports.to_config(0);
-    let (mut ebpf, lines, targets) = netns::within(ns, || {
+    let (mut ebpf, lines, targets, presence) = netns::within(ns, || {
         let targets = targets(&args)?;
         if !args.headless {
             tui::Ui::check_terminal()?;
         }
+        // Opened where the interfaces are, to ask about them from anywhere.
+        let presence = Presence::open()?;
         let mut ebpf = load(&cfg, args.max_flows)?;
         let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
-        Ok((ebpf, lines, targets))
+        Ok((ebpf, lines, targets, presence))
     })?;
     if let Some(r) = ready {
         let _ = r.send(());
@@ -266,6 +304,7 @@ pub async fn run_in(
         &args,
         &info,
         &mut ebpf,
+        presence,
         &mut alerting,
         &mut sigint,
         &mut sigterm,
@@ -291,6 +330,7 @@ async fn watch(
     args: &LiveArgs,
     info: &RunInfo,
     ebpf: &mut Ebpf,
+    presence: Presence,
     alerting: &mut Alerting,
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
@@ -313,6 +353,10 @@ async fn watch(
         Sink::Ui(tui::Ui::start(info.clone())?)
     };
     let mut collector = Collector::new(ebpf, Clock::monotonic(), info.targets.clone())?;
+    collector.watch_presence(presence);
+    // Interfaces already said to be gone, and whether every one is.
+    let mut said_gone: Vec<String> = Vec::new();
+    let mut all_gone = false;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -341,6 +385,16 @@ async fn watch(
         let events = collector.drain_events();
         log_events(&events);
         let mut snap = collector.collect()?;
+        for i in snap.interfaces.iter().filter(|i| i.gone) {
+            if !said_gone.contains(&i.name) {
+                output::status(&format!(
+                    "monitor: interface {} is gone; nothing more is seen on it",
+                    i.name
+                ));
+                said_gone.push(i.name.clone());
+            }
+        }
+        all_gone = !snap.interfaces.is_empty() && snap.interfaces.iter().all(|i| i.gone);
         let transitions = alerting.engine.tick(&mut snap, &events);
         alerting.write(&transitions);
         if let Some(r) = alerting.recorder.as_mut() {
@@ -358,7 +412,7 @@ async fn watch(
                 m.observe(&snap);
             }
         }
-        sink.publish(snap, &transitions)
+        Ok(sink.publish(snap, &transitions)? && !all_gone)
     };
     loop {
         tokio::select! {
@@ -374,12 +428,18 @@ async fn watch(
         }
     }
     if let Sink::Ui(ui) = sink {
-        ui.stop()
+        ui.stop()?;
     } else {
         // The last word in headless mode: a final report.
         step(&mut collector, &mut sink)?;
-        Ok(())
     }
+    if all_gone {
+        return Err(anyhow::anyhow!(
+            "every watched interface is gone ({})",
+            said_gone.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn log_events(events: &[monitor_common::event::Event]) {

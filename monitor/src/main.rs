@@ -6,7 +6,18 @@ use monitor::{
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version`: printed on stdout, exit 0, as clap does.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let args: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let usage = anyhow::Error::from(error::from_clap(&e, &args));
+            std::process::exit(error::report(&usage));
+        }
+    };
     let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

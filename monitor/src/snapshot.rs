@@ -69,6 +69,9 @@ pub struct IfaceTraffic {
     pub name: String,
     pub rx: stats::IfCounters,
     pub tx: stats::IfCounters,
+    /// The interface no longer exists (deleted, or its namespace went): nothing more will
+    /// be seen on it.
+    pub gone: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -79,7 +82,11 @@ pub struct Snapshot {
     pub flows: Arc<Vec<FlowRecord>>,
     pub counters: Counters,
     /// Flows the kernel created that are no longer in its map: the LRU evicted them.
+    /// Records lost with a full ring are not among them (see `lost_flows`).
     pub evicted_flows: u64,
+    /// Records of closed connections the kernel could not hand over, its ring full
+    /// between two ticks: a larger map would not have kept them.
+    pub lost_flows: u64,
     /// When the snapshot was taken (epoch ns; a capture's last timestamp for replay).
     pub now_ns: u64,
     /// The alert engine's view of each flow, aligned with `flows` (empty: not judged).
@@ -157,11 +164,15 @@ impl Snapshot {
     pub fn sorted(flows: Arc<Vec<FlowRecord>>, live: u64, counters: Counters, now_ns: u64) -> Self {
         let created = counters.get(stats::FLOWS_CREATED);
         let closed = flows.len() as u64 - live;
-        let evicted_flows = created.saturating_sub(live + closed);
+        // A record port reuse closed leaves the map for the ring: if the ring is full it is
+        // neither live nor closed here, and must not count as evicted.
+        let lost_flows = counters.get(stats::CLOSED_LOST);
+        let evicted_flows = created.saturating_sub(live + closed + lost_flows);
         Self {
             flows,
             counters,
             evicted_flows,
+            lost_flows,
             now_ns,
             health: Arc::default(),
             alerts: Vec::new(),

@@ -23,6 +23,14 @@ fn assert_usage_error(out: &Output, needle: &str) {
         "{err}"
     );
     assert!(out.stdout.is_empty(), "nothing on stdout");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("[")).collect();
+    let errors = lines.iter().filter(|l| l.starts_with("error: ")).count();
+    let hints = lines.iter().filter(|l| l.starts_with("hint: ")).count();
+    assert_eq!(
+        (errors, hints),
+        (1, 1),
+        "one error line, one hint line: {err}"
+    );
 }
 
 #[test]
@@ -45,13 +53,120 @@ fn bad_port_specs_are_refused() {
 fn bad_numbers_are_refused() {
     assert_usage_error(
         &monitor(&["live", "-i", "lo", "--interval", "0"], &[]),
-        "positive",
+        "0.001 to 3600 seconds",
     );
     assert_usage_error(
         &monitor(&["live", "-i", "lo", "--max-flows", "0"], &[]),
         "max-flows",
     );
     assert_usage_error(&monitor(&["live"], &[]), "--interface");
+}
+
+/// Every number and duration is checked by the parser, before anything is loaded or
+/// attached (`--headless`: as root, a value that passed would attach to `lo`).
+#[test]
+fn numbers_out_of_range_are_refused_before_anything_is_attached() {
+    let live = |extra: &[&str]| {
+        // Were a value let through, the run would still end.
+        let mut a = vec!["live", "-i", "lo", "--headless"];
+        if !extra.contains(&"--duration") {
+            a.extend(["--duration", "1"]);
+        }
+        a.extend_from_slice(extra);
+        monitor(&a, &[])
+    };
+    for (flag, value, needle) in [
+        ("--interval", "1e-10", "0.001 to 3600 seconds"),
+        ("--interval", "-1", "`-1` is out of range"),
+        ("--interval", "NaN", "out of range"),
+        ("--interval", "inf", "out of range"),
+        ("--interval", "100000", "out of range"),
+        ("--duration", "-inf", "out of range"),
+        ("--duration", "1e-9", "out of range"),
+        ("--max-flows", "-1", "1..=16777216"),
+        ("--max-flows", "99999999999", "--max-flows"),
+        ("--metrics-top-flows", "70000", "0..=1000"),
+        ("--metrics-top-flows", "-3", "--metrics-top-flows"),
+        ("--ports", "-5", "not a port"),
+    ] {
+        let out = live(&[flag, value]);
+        assert_usage_error(&out, needle);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("hint: see `monitor live --help`"), "{err}");
+        assert!(!err.contains("attached"), "{err}");
+    }
+    let out = live(&["--record", "/tmp/x.jsonl", "--record-max-mb", "1e30"]);
+    assert_usage_error(&out, "--record-max-mb");
+    let out = live(&[
+        "--record",
+        "/tmp/x.jsonl",
+        "--record-max-mb",
+        "99999999999999",
+    ]);
+    assert_usage_error(&out, "1..=1048576");
+    for args in [
+        &["demo", "--headless", "--interval", "1e-10"][..],
+        &["demo", "--headless", "--duration", "0"][..],
+        &["replay", "x.pcap", "--ports", "0-"][..],
+        &["replay", "x.pcap", "--record", "r", "--record-max-mb", "0"][..],
+    ] {
+        let out = monitor(args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_usage_error(&out, &format!("see `monitor {} --help`", args[0]));
+        assert!(!err.contains("lab"), "nothing built: {err}");
+    }
+}
+
+/// What clap says (unknown flags, missing values, unknown subcommands) comes out as one
+/// `error:` line and one `hint:` line, exit 2; help and version still print, exit 0.
+#[test]
+fn parser_errors_have_one_error_line_and_a_hint() {
+    for (args, needle) in [
+        (
+            &["live", "-i", "lo", "--intervl", "1"][..],
+            "unexpected argument '--intervl'",
+        ),
+        (&["live", "-i"][..], "a value is required for '--interface"),
+        (&["live"][..], "--interface"),
+        (&["nosuch"][..], "unrecognized subcommand 'nosuch'"),
+        (&[][..], "subcommand"),
+        (&["report"][..], "<FILE>"),
+        (
+            &["report", "r.jsonl", "--format", "pdf"][..],
+            "invalid value 'pdf'",
+        ),
+        (&["demo", "--attach", "ebpf"][..], "invalid value 'ebpf'"),
+        (
+            &["replay", "a.pcap", "b.pcap"][..],
+            "unexpected argument 'b.pcap'",
+        ),
+    ] {
+        let out = monitor(args, &[]);
+        assert_usage_error(&out, needle);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("For more information"), "{err}");
+        assert!(!err.contains("Usage:"), "{err}");
+        let sub = args
+            .first()
+            .filter(|s| ["live", "demo", "replay", "report"].contains(s));
+        let hint = match sub {
+            Some(s) => format!("see `monitor {s} --help`"),
+            None => "see `monitor --help`".into(),
+        };
+        assert!(err.contains(&hint), "{hint} in: {err}");
+    }
+    for args in [
+        &["--help"][..],
+        &["live", "--help"],
+        &["--version"],
+        &["replay", "-h"],
+    ] {
+        let out = monitor(args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("monitor"), "{args:?}: {text}");
+        assert!(out.stderr.is_empty(), "{args:?}");
+    }
 }
 
 #[test]
@@ -159,4 +274,54 @@ fn the_demo_refuses_without_root_and_leaves_nothing() {
     assert_usage_error(&out, "needs root");
     let left = common::demo_namespaces(None).len();
     assert_eq!(left, 0, "no demo namespace left behind");
+}
+
+/// Bad input to the demo is refused before its lab is built (as root, it was built first and
+/// removed again), and without root too, since the checks need none.
+#[test]
+fn the_demo_checks_its_input_before_building_the_lab() {
+    let dir = std::env::temp_dir().join(format!("monitor-demo-input-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad_cfg = dir.join("bad.toml");
+    std::fs::write(&bad_cfg, "[stall]\nno_progres_s = 2\n").expect("write config");
+    let record = dir.join("r.jsonl");
+    let (bad_cfg, record) = (bad_cfg.to_string_lossy(), record.to_string_lossy());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    for (args, needle) in [
+        (
+            &["demo", "--headless", "--config", "/nonexistent/cfg.toml"][..],
+            "cannot read config",
+        ),
+        (
+            &["demo", "--headless", "--config", &bad_cfg][..],
+            "no_progres_s",
+        ),
+        (
+            &["demo", "--headless", "--record", &record, "--interval", "5"][..],
+            "--record with --interval 5",
+        ),
+        (
+            &["demo", "--headless", "--record", "/nonexistent/r.jsonl"][..],
+            "--record /nonexistent/r.jsonl: no directory /nonexistent",
+        ),
+        (
+            &["demo", "--headless", "--alerts-log", "/nonexistent/a.jsonl"][..],
+            "--alerts-log /nonexistent/a.jsonl: no directory /nonexistent",
+        ),
+        (
+            &["demo", "--headless", "--metrics", &port][..],
+            "cannot listen on 127.0.0.1:",
+        ),
+    ] {
+        let out = monitor(args, &[]);
+        assert_usage_error(&out, needle);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("monitor demo: lab"),
+            "the lab was built: {err}"
+        );
+    }
+    assert!(!dir.join("r.jsonl").exists(), "no recording begun");
+    let _ = std::fs::remove_dir_all(&dir);
 }

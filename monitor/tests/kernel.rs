@@ -523,3 +523,39 @@ fn a_resend_after_two_silent_seconds_is_a_stall_until_the_ack_moves() {
     let snap = c.collect().unwrap();
     assert_eq!(snap.flows[0].state.dir[C2S].retransmits, 2);
 }
+
+/// Records port reuse closed while the CLOSED ring was full are lost with the events, not
+/// evicted by the map: counted apart, so that only evictions advise a larger `--max-flows`.
+#[test]
+fn records_lost_with_a_full_ring_are_not_counted_as_evicted() {
+    if !common::privileged() {
+        return;
+    }
+    let mut e = ebpf("50000-59999", 0, 8192);
+    let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
+    // One 4-tuple, a new ISN each time: each SYN closes the record before it. The ring
+    // (1 MiB) holds fewer records than this between two ticks.
+    let per_record = std::mem::size_of::<monitor_common::flow::FlowState>() + 8;
+    let reuses = (1 << 20) / per_record as u32 + 100;
+    for isn in 1..=reuses + 1 {
+        let mut f = TcpFrame::new(v4(1), 40000, v4(2), 50001).flags(SYN);
+        f.seq = isn;
+        run(&mut e, "tc_eth_in", &f.ethernet(), None);
+    }
+    let s = c.collect().unwrap();
+    let lost = s.counters.get(stats::CLOSED_LOST);
+    assert!(lost > 0, "the ring never filled");
+    assert_eq!(s.counters.get(stats::FLOWS_CREATED), reuses as u64 + 1);
+    let closed = s.flows.len() as u64 - 1;
+    assert_eq!(
+        closed + lost,
+        reuses as u64,
+        "every closed record kept or counted lost"
+    );
+    assert_eq!(s.lost_flows, lost);
+    assert_eq!(
+        s.evicted_flows, 0,
+        "the map never filled: nothing was evicted"
+    );
+    assert_eq!(s.counters.get(stats::EVENTS_LOST), 0, "{:?}", s.counters);
+}

@@ -7,6 +7,7 @@
 
 mod batch;
 mod clock;
+mod presence;
 mod table;
 
 use anyhow::{Context, Result};
@@ -21,6 +22,7 @@ use monitor_common::{
 };
 
 pub use clock::Clock;
+pub use presence::Presence;
 
 use crate::{
     shelf::Lent,
@@ -35,6 +37,11 @@ pub struct Collector {
     ifaces: PerCpuArray<MapData, stats::IfCounters>,
     /// The watched interfaces: name and ifindex.
     targets: Vec<(String, u32)>,
+    /// Asks whether they still exist (`None`: not asked, as in tests of the program).
+    presence: Option<Presence>,
+    /// Those found gone, aligned with `targets`: once gone, an interface stays gone (its
+    /// hooks went with it, and nothing attaches them again).
+    gone: Vec<bool>,
     events: RingBuf<MapData>,
     closed_rb: RingBuf<MapData>,
     /// Connection records ended by port reuse, kept for the summary.
@@ -107,7 +114,9 @@ impl Collector {
             batch,
             stats: PerCpuArray::try_from(take(ebpf, "STATS")?)?,
             ifaces: PerCpuArray::try_from(take(ebpf, "IFACES")?)?,
+            gone: vec![false; targets.len()],
             targets,
+            presence: None,
             events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
             closed: Vec::new(),
@@ -144,10 +153,21 @@ impl Collector {
         Ok(c)
     }
 
-    /// Traffic of each watched interface, ingress and egress, summed over CPUs.
-    pub fn interfaces(&self) -> Result<Vec<IfaceTraffic>> {
+    /// From now on, each tick asks `presence` whether the watched interfaces still exist.
+    pub fn watch_presence(&mut self, presence: Presence) {
+        self.presence = Some(presence);
+    }
+
+    /// Traffic of each watched interface, ingress and egress, summed over CPUs, and
+    /// whether it is gone.
+    pub fn interfaces(&mut self) -> Result<Vec<IfaceTraffic>> {
+        if let Some(p) = &self.presence {
+            for (gone, (_, index)) in self.gone.iter_mut().zip(&self.targets) {
+                *gone = *gone || !p.exists(*index);
+            }
+        }
         let mut out = Vec::with_capacity(self.targets.len());
-        for (name, index) in &self.targets {
+        for ((name, index), gone) in self.targets.iter().zip(&self.gone) {
             let mut dirs = [stats::IfCounters::default(); 2];
             for (d, egress) in [false, true].into_iter().enumerate() {
                 let per_cpu = self
@@ -163,6 +183,7 @@ impl Collector {
                 name: name.clone(),
                 rx: dirs[0],
                 tx: dirs[1],
+                gone: *gone,
             });
         }
         Ok(out)

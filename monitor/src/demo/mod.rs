@@ -146,7 +146,9 @@ pub async fn run(mut args: DemoArgs) -> Result<()> {
         args.headless = true;
         args.json = true;
     }
-    live::check_files(&args.alerting, &args.export.record)?;
+    // Every argument and the files they name are checked before the lab is built.
+    let live_args = live_args(&args)?;
+    live::check(&live_args)?;
     let mut lab = Lab::build(SESSIONS.len())?;
     output::status(&format!(
         "monitor demo: lab {} / {} / {} (clients {CLIENT_NET}.11-16, edge {EDGE_IP} on {EDGE_IF}); faults at {FAULT_AT} s:",
@@ -158,23 +160,15 @@ pub async fn run(mut args: DemoArgs) -> Result<()> {
             s.name, CLIENT_NET, s.client, s.port, s.story
         ));
     }
-    let result = run_in_lab(&args, &lab).await;
+    let result = run_in_lab(live_args, &lab).await;
     lab.remove();
     output::status("monitor demo: lab removed");
     result
 }
 
-async fn run_in_lab(args: &DemoArgs, lab: &Lab) -> Result<()> {
-    let edge = Lab::open(&lab.edge)?;
-    let mut traffic = Traffic::new();
-    for s in &SESSIONS {
-        traffic.server(
-            Lab::open(&lab.edge)?,
-            SocketAddr::from(([10, 88, 2, 2], s.port)),
-        )?;
-    }
-    // The monitor attaches before the sessions start, so it sees every handshake.
-    let live_args = LiveArgs {
+/// What the monitor on the edge is asked to do.
+fn live_args(args: &DemoArgs) -> Result<LiveArgs> {
+    Ok(LiveArgs {
         interfaces: vec![EDGE_IF.into()],
         ports: DEFAULT_PORTS.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
         attach: args.attach,
@@ -186,7 +180,19 @@ async fn run_in_lab(args: &DemoArgs, lab: &Lab) -> Result<()> {
         max_flows: 65_536,
         alerting: args.alerting.clone(),
         export: args.export.clone(),
-    };
+    })
+}
+
+async fn run_in_lab(live_args: LiveArgs, lab: &Lab) -> Result<()> {
+    let edge = Lab::open(&lab.edge)?;
+    let mut traffic = Traffic::new();
+    for s in &SESSIONS {
+        traffic.server(
+            Lab::open(&lab.edge)?,
+            SocketAddr::from(([10, 88, 2, 2], s.port)),
+        )?;
+    }
+    // The monitor attaches before the sessions start, so it sees every handshake.
     let stop_inj = Arc::new(AtomicBool::new(false));
     let injector = {
         let ns = Lab::open(&lab.middlebox)?;

@@ -63,7 +63,7 @@ fn respond(metrics: &Mutex<Metrics>, req: &Request<Incoming>) -> Response<Full<B
                 reply(StatusCode::OK, PROMETHEUS, m.prometheus_text())
             }
         }
-        ("GET", "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        ("GET", "/healthz") => healthz(metrics, reply),
         ("GET", "/") => reply(
             StatusCode::OK,
             "text/plain",
@@ -74,6 +74,27 @@ fn respond(metrics: &Mutex<Metrics>, req: &Request<Incoming>) -> Response<Full<B
             "text/plain",
             "not found: try /metrics\n".into(),
         ),
+    }
+}
+
+/// `ok`, or 503 naming the watched interfaces that are gone: a monitor watching nothing
+/// is not healthy although it still answers.
+fn healthz(
+    metrics: &Mutex<Metrics>,
+    reply: impl Fn(StatusCode, &str, String) -> Response<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    let gone = metrics
+        .lock()
+        .map(|m| m.gone().join(", "))
+        .unwrap_or_default();
+    if gone.is_empty() {
+        reply(StatusCode::OK, "text/plain", "ok\n".into())
+    } else {
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("not ok: interface gone: {gone}\n"),
+        )
     }
 }
 

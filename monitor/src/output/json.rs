@@ -81,6 +81,8 @@ pub struct Totals {
     pub packets: u64,
     pub flows: u64,
     pub evicted_flows: u64,
+    /// Closed connection records lost with a full ring (not evicted: see `Snapshot`).
+    pub lost_flows: u64,
     pub lost_events: u64,
     pub skipped: Skipped,
 }
@@ -217,6 +219,7 @@ pub fn summary(snap: &Snapshot) -> Summary<'_> {
             packets: snap.counters.get(stats::WATCHED),
             flows: snap.flows.len() as u64,
             evicted_flows: snap.evicted_flows,
+            lost_flows: snap.lost_flows,
             lost_events: snap.counters.get(stats::EVENTS_LOST),
             skipped: Skipped::of(snap),
         },

@@ -128,6 +128,7 @@ pub struct Metrics {
     active_flows: Gauge,
     active_sessions: Gauge,
     evicted: Counter,
+    lost_flows: Counter,
     lost_events: Counter,
     analysed: Counter,
     skipped: Family<Reason, Counter>,
@@ -142,8 +143,10 @@ pub struct Metrics {
     /// says, and keeping its table would make it copy the table every tick.
     prev_flows: Option<Arc<Vec<FlowRecord>>>,
     prev_ifaces: HashMap<String, [u64; 4]>,
-    prev_counters: [u64; 3],
+    prev_counters: [u64; 4],
     prev_skipped: [u64; SKIPPED.len()],
+    /// Watched interfaces found gone, for `/healthz`.
+    gone: Vec<String>,
 }
 
 impl Metrics {
@@ -166,6 +169,7 @@ impl Metrics {
         let active_flows = Gauge::default();
         let active_sessions = Gauge::default();
         let evicted = Counter::default();
+        let lost_flows = Counter::default();
         let lost_events = Counter::default();
         let analysed = Counter::default();
         let skipped = Family::default();
@@ -257,6 +261,12 @@ impl Metrics {
             "monitor_evicted_flows",
             "Flows the kernel's LRU map evicted to make room (raise --max-flows)",
             evicted.clone(),
+        );
+        r.register(
+            "monitor_lost_flows",
+            "Records of connections closed by port reuse, lost because the kernel's ring was \
+             full between two ticks (a larger --max-flows would not keep them)",
+            lost_flows.clone(),
         );
         r.register(
             "monitor_lost_events",
@@ -356,6 +366,7 @@ impl Metrics {
             active_flows,
             active_sessions,
             evicted,
+            lost_flows,
             lost_events,
             analysed,
             skipped,
@@ -366,13 +377,26 @@ impl Metrics {
             pending: Vec::new(),
             prev_flows: None,
             prev_ifaces: HashMap::default(),
-            prev_counters: [0; 3],
+            prev_counters: [0; 4],
             prev_skipped: [0; SKIPPED.len()],
+            gone: Vec::new(),
         }
+    }
+
+    /// The watched interfaces the last snapshot found gone.
+    pub fn gone(&self) -> &[String] {
+        &self.gone
     }
 
     /// Adds what changed since the previous snapshot.
     pub fn observe(&mut self, snap: &Snapshot) {
+        self.gone.clear();
+        self.gone.extend(
+            snap.interfaces
+                .iter()
+                .filter(|i| i.gone)
+                .map(|i| i.name.clone()),
+        );
         for i in &snap.interfaces {
             let now = [i.rx.packets, i.tx.packets, i.rx.bytes, i.tx.bytes];
             let prev = self
@@ -474,13 +498,17 @@ impl Metrics {
 
         let c = [
             snap.evicted_flows,
+            snap.lost_flows,
             snap.counters.get(stats::EVENTS_LOST),
             snap.counters.get(stats::WATCHED),
         ];
-        for (k, counter) in [&self.evicted, &self.lost_events, &self.analysed]
-            .into_iter()
-            .enumerate()
-        {
+        let counters = [
+            &self.evicted,
+            &self.lost_flows,
+            &self.lost_events,
+            &self.analysed,
+        ];
+        for (k, counter) in counters.into_iter().enumerate() {
             counter.inc_by(c[k].saturating_sub(self.prev_counters[k]));
         }
         for ((reason, idx), prev) in SKIPPED.iter().zip(&mut self.prev_skipped) {
@@ -670,6 +698,7 @@ mod tests {
                 bytes: now_s * 1000,
             },
             tx: stats::IfCounters::default(),
+            gone: false,
         }];
         s
     }
@@ -842,5 +871,28 @@ mod tests {
             "the worse flow: {}",
             series[0]
         );
+    }
+
+    /// Records lost with a full ring are counted as lost flows, not as evictions (both were
+    /// evictions before); a gone interface is kept for `/healthz`.
+    #[test]
+    fn lost_flows_are_not_evictions() {
+        let mut c = Counters::default();
+        c.0[stats::FLOWS_CREATED as usize] = 10;
+        c.0[stats::CLOSED_LOST as usize] = 4;
+        let mut s = Snapshot::new(snap(0, 1, true).flows.to_vec(), 1, c, 1_000_000_000);
+        s.interfaces = vec![IfaceTraffic {
+            name: "edge0".into(),
+            gone: true,
+            ..Default::default()
+        }];
+        // 10 created: 1 live, 4 lost with the ring, so 5 evicted by the map.
+        assert_eq!((s.evicted_flows, s.lost_flows), (5, 4));
+        let mut m = Metrics::new(0);
+        m.observe(&s);
+        let t = m.prometheus_text();
+        assert_eq!(value(&t, "monitor_lost_flows_total"), 4.0);
+        assert_eq!(value(&t, "monitor_evicted_flows_total"), 5.0);
+        assert_eq!(m.gone(), ["edge0".to_string()]);
     }
 }

@@ -30,9 +30,10 @@ pub fn render(snap: &Snapshot) -> String {
     }
     let _ = writeln!(
         out,
-        "flows {}  evicted {}  lost events {}",
+        "flows {}  evicted {}  lost flows {}  lost events {}",
         snap.flows.len(),
         snap.evicted_flows,
+        snap.lost_flows,
         snap.counters.get(monitor_common::stats::EVENTS_LOST)
     );
     let k = super::json::Skipped::of(snap);

@@ -268,6 +268,7 @@ impl Recorder {
             "flows": snap.flows.len(),
             "packets": snap.counters.get(stats::WATCHED),
             "evicted_flows": snap.evicted_flows,
+            "lost_flows": snap.lost_flows,
             "lost_events": snap.counters.get(stats::EVENTS_LOST),
             "interfaces": snap.interfaces.iter().map(|i| json!({
                 "name": i.name,

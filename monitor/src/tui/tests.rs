@@ -272,3 +272,30 @@ fn an_empty_table_says_why() {
     let t = render(&mut ui, &snap, 80, 24);
     assert!(format!("{}", t.backend()).contains("no TCP flows on the watched ports yet"));
 }
+
+/// A watched interface that is gone, and records lost with a full ring, are in the header
+/// (and neither is, while there is none: the reviewed snapshots above).
+#[test]
+fn the_header_says_an_interface_is_gone_and_flows_were_lost() {
+    let (mut snap, mut ui) = ready();
+    snap.interfaces = vec![crate::snapshot::IfaceTraffic {
+        name: "edge0".into(),
+        gone: true,
+        ..Default::default()
+    }];
+    snap.lost_flows = 7;
+    let t = render(&mut ui, &snap, 80, 24);
+    let text = format!("{}", t.backend());
+    let mut lines = text.lines();
+    let (l1, l2) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    assert!(l1.contains("monitor GONE: edge0  if edge0"), "{l1}");
+    assert!(
+        l2.contains("evicted 0  lost flows 7  lost events 0"),
+        "{l2}"
+    );
+    let buf = t.backend().buffer();
+    let g = (0..buf.area.width)
+        .find(|&x| buf[(x, 0)].symbol() == "G")
+        .expect("a GONE cell");
+    assert_eq!(buf[(g, 0)].fg, Color::Red);
+}

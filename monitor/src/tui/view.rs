@@ -80,15 +80,35 @@ fn draw_header(f: &mut Frame, area: Rect, info: &RunInfo, ui: &UiState, snap: &S
         .filter(|a| a.severity == Level::Critical)
         .count();
     let pps = ui.pps.map_or("-".into(), |p| format!("{p:.0}"));
-    let line1 = Line::from(vec![
-        Span::styled("monitor ", Style::new().add_modifier(Modifier::BOLD)),
-        Span::raw(format!(
-            "if {}  attach {}  ports {}",
-            info.interfaces.join(","),
-            info.attach,
-            info.ports
-        )),
-    ]);
+    let mut line1 = vec![Span::styled(
+        "monitor ",
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    // First on the line, so a narrow terminal still shows it.
+    let gone: Vec<&str> = snap
+        .interfaces
+        .iter()
+        .filter(|i| i.gone)
+        .map(|i| i.name.as_str())
+        .collect();
+    if !gone.is_empty() {
+        line1.push(Span::styled(
+            format!("GONE: {}  ", gone.join(",")),
+            level_style(Some(Level::Critical)),
+        ));
+    }
+    line1.push(Span::raw(format!(
+        "if {}  attach {}  ports {}",
+        info.interfaces.join(","),
+        info.attach,
+        info.ports
+    )));
+    let line1 = Line::from(line1);
+    // Shown once there are any: most runs never lose one, and the line is full.
+    let lost_flows = match snap.lost_flows {
+        0 => String::new(),
+        n => format!("  lost flows {n}"),
+    };
     let alerts_span = if active.is_empty() {
         Span::styled("alerts 0", level_style(None))
     } else {
@@ -105,7 +125,7 @@ fn draw_header(f: &mut Frame, area: Rect, info: &RunInfo, ui: &UiState, snap: &S
         Span::raw(format!("pkts/s {pps}  flows {}  ", snap.flows.len())),
         alerts_span,
         Span::raw(format!(
-            "  evicted {}  lost events {}  lag {}",
+            "  evicted {}{lost_flows}  lost events {}  lag {}",
             snap.evicted_flows,
             snap.counters.get(monitor_common::stats::EVENTS_LOST),
             rows::millis(snap.collect_ns)
