@@ -7,7 +7,6 @@ mod common;
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    time::Duration,
 };
 
 use common::{last_json, sh, tcp_segs, Lab};
@@ -44,9 +43,9 @@ fn talk(ip: &str, port: u16) {
         s.read_exact(&mut buf).unwrap();
     }
     s.shutdown(std::net::Shutdown::Write).unwrap();
-    // Wait for the server's FIN, then give the last ACK time to leave.
+    // Wait for the server's FIN, then for the last ACK to have left.
     let _ = s.read(&mut buf);
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_time_wait(s.local_addr().expect("local address").port());
 }
 
 fn assert_nothing_attached(lab: &Lab) {

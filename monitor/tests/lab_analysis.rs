@@ -97,7 +97,8 @@ fn loss_scenario(tag: &str, offloads: bool) {
         }
         s.shutdown(Shutdown::Write).unwrap();
         let _ = s.read(&mut [0u8; 16]);
-        std::thread::sleep(Duration::from_millis(500));
+        // No retransmission can follow once the FIN was acknowledged both ways.
+        common::wait_time_wait(s.local_addr().expect("local address").port());
         tcp_segs().2 - before.2
     })
     .join()
@@ -134,12 +135,16 @@ fn refused_and_blackholed_handshakes() {
     );
     // A listener whose SYN/ACKs never leave.
     let ip = lab.server_ip;
+    let (bound, listening) = std::sync::mpsc::channel();
     let _blackholed = Lab::in_ns(&lab.server_ns, move || {
         let l = TcpListener::bind((ip, 50002)).expect("bind");
+        bound.send(()).expect("test alive");
         std::thread::sleep(Duration::from_secs(9));
         drop(l);
     });
-    std::thread::sleep(Duration::from_millis(200));
+    listening
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the blackholed listener is bound");
     let mon = watch(&lab, "50001-50002", 8);
     Lab::in_ns(&lab.client_ns, move || {
         let refused = TcpStream::connect((ip, 50001));

@@ -6,11 +6,11 @@
 mod common;
 
 use std::{
-    io::Write,
+    io::{BufRead, BufReader, Write},
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use common::{Lab, MONITOR};
@@ -61,10 +61,14 @@ fn kill_9_loses_at_most_the_last_second() {
     let mut child = lab
         .monitor(&["--ports", "50001", "--record", &rec.to_string_lossy()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start monitor");
-    std::thread::sleep(Duration::from_millis(800));
+    // Held open to the end, so the monitor can still write to it.
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("monitor stderr");
+    assert!(line.contains("attached"), "monitor did not attach: {line}");
     let ip = lab.server_ip;
     let cli = Lab::in_ns(&lab.client_ns, move || {
         let mut s = TcpStream::connect((ip, 50001)).expect("connect");
@@ -73,7 +77,21 @@ fn kill_9_loses_at_most_the_last_second() {
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    std::thread::sleep(Duration::from_millis(4500));
+    // Kill mid-run, once the flow is on disk and a few ticks have followed it.
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = std::fs::read_to_string(&rec).unwrap_or_default();
+        let after_flow = now
+            .lines()
+            .skip_while(|l| !l.contains("\"type\":\"flow\""))
+            .filter(|l| l.contains("\"type\":\"tick\""))
+            .count();
+        if after_flow >= 3 {
+            break;
+        }
+        assert!(Instant::now() < end, "no flow and ticks recorded:\n{now}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // `ip netns exec` runs the monitor as its child after exec: kill the monitor itself.
     let killed_at = epoch_ns();
     let pid = child.id() as i32;
