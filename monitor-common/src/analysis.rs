@@ -3,9 +3,9 @@
 //! program and the capture replay both run.
 //!
 //! Verifier-friendly by construction: no loops, no allocation, no panics, scalar state only.
-//! Sequence comparisons are modulo 2^32. Sequence and ACK numbers are kept relative to each
-//! direction's first sequence number, as Wireshark does by default, because its "0 means not
-//! yet known" tests depend on that numbering.
+//! Sequence comparisons are modulo 2^32. Sequence and ACK numbers are kept relative, as
+//! Wireshark does by default, because its "0 means not yet known" tests depend on that
+//! numbering: a side's SYN is 0, and a side first seen without a SYN starts at 1.
 
 use crate::parse::{ACK, FIN, RST, SYN};
 
@@ -166,9 +166,15 @@ pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
     } else if flags & ACK != 0 && c.syn_time != 0 && c.rtt_ns == 0 && c.seen & SEEN_SYNACK != 0 {
         c.rtt_ns = now.saturating_sub(c.syn_time);
     }
-    // Relative numbering: each side's base is its first sequence number seen.
+    // Relative numbering: a side's base is its SYN's sequence number, or one below the
+    // first one seen when that is no SYN (so even a first pure ACK makes its next sequence
+    // known: 1, not the 0 that means unknown).
     if c.dir[fi].base_set == 0 || syn {
-        c.dir[fi].base_seq = raw.seq;
+        c.dir[fi].base_seq = if syn {
+            raw.seq
+        } else {
+            raw.seq.wrapping_sub(1)
+        };
         c.dir[fi].base_set = 1;
     }
     if flags & ACK != 0 && c.dir[ri].base_set == 0 {
@@ -453,6 +459,23 @@ mod tests {
         );
         assert!(is_port_reuse(&c, SYN, 9999), "new ISN: a new connection");
         assert!(!is_port_reuse(&c, SYN | ACK, 9999));
+    }
+
+    #[test]
+    fn a_side_first_seen_at_a_pure_ack_is_numbered_from_1() {
+        // Mid-connection: the client's first segment is a pure ACK, then the server ACKs
+        // client data never seen. Numbered from 0, the pure ACK would leave the client's
+        // next sequence unknown and neither flag would be raised.
+        let mut c = ConnState::default();
+        analyze(&mut c, 0, &seg(5000, 9000, ACK, 0), 1_000_000);
+        assert_eq!((c.dir[0].nextseq, c.dir[0].maxseqtobeacked), (1, 1));
+        let f = analyze(&mut c, 1, &seg(9000, 5200, ACK | FIN, 0), 2_000_000);
+        assert_ne!(f & flag::ACK_LOST_SEGMENT, 0, "{f:#x}");
+        let f = analyze(&mut c, 0, &seg(5200, 9000, ACK, 100), 3_000_000);
+        assert_ne!(f & flag::LOST_SEGMENT, 0, "{f:#x}");
+        // The server's FIN again, named by the client's ACK: a fast retransmission.
+        let f = analyze(&mut c, 1, &seg(9000, 5300, ACK | FIN, 0), 4_000_000);
+        assert_ne!(f & flag::FAST_RETRANSMISSION, 0, "{f:#x}");
     }
 
     fn with_window(mut s: Segment, window: u16) -> Segment {
