@@ -183,6 +183,9 @@ pub async fn run_in(
         Some(addr) => {
             let (bound, task) = http::serve(addr, metrics.clone()).await?;
             output::status(&format!("monitor: metrics on http://{bound}/metrics"));
+            if let Some(w) = http::exposure_warning(bound) {
+                output::status(&w);
+            }
             Some(task)
         }
         None => None,

@@ -1,7 +1,12 @@
 //! Smaller fixes of issue 14, each through the same code paths a user reaches: crafted
-//! frames through the host engine and the alert engine.
+//! frames through the host engine and the alert engine; a live monitor's metrics address.
 
-use std::net::{IpAddr, Ipv4Addr};
+mod common;
+
+use std::{
+    io::BufRead,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use monitor::{
     alerts::{AlertConfig, AlertEngine},
@@ -100,4 +105,39 @@ fn a_closed_window_is_still_timed() {
     );
     assert_eq!(zero[C2S], 0);
     assert!(raised, "held over a second: zero_window");
+}
+
+/// The monitor's stderr up to its attach line (every start-up line before it).
+fn start_up_lines(metrics: &str) -> Vec<String> {
+    let lab = common::Lab::new("w");
+    let mut child = lab
+        .monitor(&["--metrics", metrics, "--duration", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start monitor");
+    let err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let lines: Vec<String> = err.lines().map_while(Result::ok).collect();
+    assert!(child.wait().expect("monitor").success(), "{lines:#?}");
+    lines
+        .into_iter()
+        .take_while(|l| !l.contains("monitor: attached"))
+        .collect()
+}
+
+#[test]
+fn metrics_on_every_address_are_served_with_one_warning() {
+    if !common::privileged() {
+        return;
+    }
+    let open = start_up_lines("0.0.0.0:0");
+    let warnings: Vec<&String> = open.iter().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 1, "{open:#?}");
+    assert!(warnings[0].contains("beyond this host"), "{open:#?}");
+    assert!(open.iter().any(|l| l.contains("/metrics")), "{open:#?}");
+    let local = start_up_lines("127.0.0.1:0");
+    assert!(
+        !local.iter().any(|l| l.starts_with("warning: ")),
+        "{local:#?}"
+    );
 }
