@@ -21,7 +21,7 @@ use crate::{
     collector::{Clock, Collector},
     error::usage,
     kernel::{
-        attach::{attach_all, Target},
+        attach::{attach_all, remove_added_clsact, Target},
         load::load,
         netns, preflight,
     },
@@ -215,15 +215,16 @@ pub async fn run_in(
         )?);
     }
     let cfg = args.ports.to_config(0);
-    let (mut ebpf, lines, targets) = netns::within(ns, || {
+    let (mut ebpf, attached, targets) = netns::within(ns, || {
         let targets = targets(&args)?;
         if !args.headless {
             tui::Ui::check_terminal()?;
         }
         let mut ebpf = load(&cfg, args.max_flows)?;
-        let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
-        Ok((ebpf, lines, targets))
+        let attached = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
+        Ok((ebpf, attached, targets))
     })?;
+    let (lines, clsact_added) = (attached.lines, attached.clsact_added);
     if let Some(r) = ready {
         let _ = r.send(());
     }
@@ -245,6 +246,9 @@ pub async fn run_in(
     // Detach where we attached (netlink filters are found by ifindex in that namespace).
     netns::within(ns, move || {
         drop(ebpf);
+        for problem in remove_added_clsact(&clsact_added) {
+            output::status(&problem);
+        }
         Ok(())
     })?;
     if let Some(t) = server {
