@@ -265,6 +265,8 @@ fn an_injected_reset_is_suspect() {
     let mon = watch(&lab, "50001", 5);
     let ip = lab.server_ip;
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddrV4>();
+    // The client keeps its connection open until the reset has been sent.
+    let (injected, injected_rx) = std::sync::mpsc::channel::<()>();
     let client = Lab::in_ns(&lab.client_ns, move || {
         let mut s = TcpStream::connect((ip, 50001)).expect("connect");
         s.write_all(b"media").unwrap();
@@ -273,7 +275,7 @@ fn an_injected_reset_is_suspect() {
             other => panic!("{other}"),
         };
         tx.send(local).unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        let _ = injected_rx.recv_timeout(Duration::from_secs(30));
     });
     let client_addr = rx
         .recv_timeout(Duration::from_secs(5))
@@ -309,6 +311,7 @@ fn an_injected_reset_is_suspect() {
             std::io::Error::last_os_error()
         );
         unsafe { libc::close(fd) };
+        let _ = injected.send(());
     })
     .join()
     .expect("injector");
