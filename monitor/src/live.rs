@@ -215,16 +215,31 @@ pub async fn run_in(
         )?);
     }
     let cfg = args.ports.to_config(0);
-    let (mut ebpf, attached, targets) = netns::within(ns, || {
+    let mut clsact_added = Vec::new();
+    let (mut ebpf, lines, targets) = netns::within(ns, || {
         let targets = targets(&args)?;
         if !args.headless {
             tui::Ui::check_terminal()?;
         }
         let mut ebpf = load(&cfg, args.max_flows)?;
-        let attached = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
-        Ok((ebpf, attached, targets))
+        match attach_all(
+            &mut ebpf,
+            &targets,
+            args.attach,
+            args.tc_api,
+            &mut clsact_added,
+        ) {
+            Ok(lines) => Ok((ebpf, lines, targets)),
+            Err(e) => {
+                // Nothing is left attached: the links first, then the qdiscs added for them.
+                drop(ebpf);
+                for problem in remove_added_clsact(&clsact_added) {
+                    output::status(&problem);
+                }
+                Err(e)
+            }
+        }
     })?;
-    let (lines, clsact_added) = (attached.lines, attached.clsact_added);
     if let Some(r) = ready {
         let _ = r.send(());
     }

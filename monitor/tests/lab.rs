@@ -335,6 +335,49 @@ fn a_clean_netlink_exit_removes_only_the_clsact_it_added() {
     assert_nothing_attached(&lab);
 }
 
+/// An attach that fails half-way (XDP refused on the second, raw-IP interface, after the
+/// first got its tc egress filter) leaves no clsact qdisc behind either.
+#[test]
+fn a_failed_netlink_attach_leaves_no_clsact() {
+    if !common::privileged() {
+        return;
+    }
+    let lab = Lab::new("f");
+    let tun = format!("t{}", lab.client_if);
+    sh(&[
+        "ip",
+        "-n",
+        &lab.client_ns,
+        "tuntap",
+        "add",
+        "dev",
+        &tun,
+        "mode",
+        "tun",
+    ]);
+    let out = lab
+        .monitor(&["-i", &tun, "--attach", "xdp", "--tc-api", "netlink"])
+        .output()
+        .expect("monitor");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("XDP needs an Ethernet interface"), "{err}");
+    let qdiscs = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.client_ns,
+        "tc",
+        "qdisc",
+        "show",
+        "dev",
+        &lab.client_if,
+    ]);
+    let qdiscs = String::from_utf8_lossy(&qdiscs.stdout);
+    assert!(!qdiscs.contains("clsact"), "{qdiscs}");
+    assert_nothing_attached(&lab);
+}
+
 /// Loopback: every packet passes lo twice (sent, then received); it must be counted once.
 #[test]
 fn loopback_counts_each_packet_once() {

@@ -188,27 +188,23 @@ fn is_busy(e: &aya::programs::ProgramError) -> bool {
         || text.contains("File exists")
 }
 
-/// What [`attach_all`] did: one line per interface saying how (for the start-up message),
-/// and the interfaces whose clsact qdisc this run added.
-#[derive(Debug, Default)]
-pub struct Attached {
-    pub lines: Vec<String>,
-    pub clsact_added: Vec<String>,
-}
-
-/// Attaches to every target. On error, dropping `ebpf` detaches whatever was attached.
+/// Attaches to every target; returns one line per interface saying how, for the start-up
+/// message. Each interface whose clsact qdisc this run added goes into `clsact_added`, also
+/// when a later attach fails: the caller drops `ebpf` (detaching whatever was attached), then
+/// gives the list to [`remove_added_clsact`].
 pub fn attach_all(
     ebpf: &mut Ebpf,
     targets: &[Target],
     mode: AttachMode,
     api: TcApi,
-) -> Result<Attached> {
-    let mut done = Attached::default();
+    clsact_added: &mut Vec<String>,
+) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
     for t in targets {
         let mut attach_tc = |ebpf: &mut Ebpf, dir| -> Result<&'static str> {
             let a = attach_tc(ebpf, t, dir, api)?;
             if a.added_clsact {
-                done.clsact_added.push(t.name.clone());
+                clsact_added.push(t.name.clone());
             }
             Ok(a.how)
         };
@@ -234,7 +230,7 @@ pub fn attach_all(
                 format!("{}: ingress {xdp}, egress tc ({how})", t.name)
             }
         };
-        done.lines.push(line);
+        lines.push(line);
     }
-    Ok(done)
+    Ok(lines)
 }
