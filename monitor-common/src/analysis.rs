@@ -3,9 +3,9 @@
 //! program and the capture replay both run.
 //!
 //! Verifier-friendly by construction: no loops, no allocation, no panics, scalar state only.
-//! Sequence comparisons are modulo 2^32. Sequence and ACK numbers are kept relative to each
-//! direction's first sequence number, as Wireshark does by default, because its "0 means not
-//! yet known" tests depend on that numbering.
+//! Sequence comparisons are modulo 2^32. Sequence and ACK numbers are kept relative, as
+//! Wireshark does by default, because its "0 means not yet known" tests depend on that
+//! numbering: a side's SYN is 0, and a side first seen without a SYN starts at 1.
 
 use crate::parse::{ACK, FIN, RST, SYN};
 
@@ -72,7 +72,12 @@ pub struct DirState {
     pub base_set: u8,
     /// Set by this side's first ACK: scaling applies from then on.
     pub ack_seen: u8,
-    pub _pad: u8,
+    /// 1 while this side's receive window is closed: set by a segment flagged
+    /// `ZERO_WINDOW`, ended by a later segment of this side advertising a window, or by a
+    /// reset either way. Kept apart from `window_p1` because a SYN, FIN or RST carries a
+    /// window that is no zero window (Wireshark's rule excludes them), yet Wireshark's other
+    /// rules read the window of every segment.
+    pub zero_window: u8,
 }
 
 impl DirState {
@@ -161,9 +166,15 @@ pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
     } else if flags & ACK != 0 && c.syn_time != 0 && c.rtt_ns == 0 && c.seen & SEEN_SYNACK != 0 {
         c.rtt_ns = now.saturating_sub(c.syn_time);
     }
-    // Relative numbering: each side's base is its first sequence number seen.
+    // Relative numbering: a side's base is its SYN's sequence number, or one below the
+    // first one seen when that is no SYN (so even a first pure ACK makes its next sequence
+    // known: 1, not the 0 that means unknown).
     if c.dir[fi].base_set == 0 || syn {
-        c.dir[fi].base_seq = raw.seq;
+        c.dir[fi].base_seq = if syn {
+            raw.seq
+        } else {
+            raw.seq.wrapping_sub(1)
+        };
         c.dir[fi].base_set = 1;
     }
     if flags & ACK != 0 && c.dir[ri].base_set == 0 {
@@ -320,10 +331,20 @@ pub fn analyze(c: &mut ConnState, d: usize, raw: &Segment, now: u64) -> u32 {
         }
     }
     f.window_p1 = window + 1;
+    if c.cur & flag::ZERO_WINDOW != 0 {
+        f.zero_window = 1;
+    } else if window != 0 {
+        f.zero_window = 0;
+    }
     f.lastack = ack;
     f.lastack_time = now;
     if flags & ACK != 0 && !syn {
         f.ack_seen = 1;
+    }
+    if flags & RST != 0 {
+        // A reset ends the connection: no sender waits on either side's window any more.
+        c.dir[0].zero_window = 0;
+        c.dir[1].zero_window = 0;
     }
     let out = c.cur;
     c.dir[fi].last_flags = out;
@@ -438,6 +459,80 @@ mod tests {
         );
         assert!(is_port_reuse(&c, SYN, 9999), "new ISN: a new connection");
         assert!(!is_port_reuse(&c, SYN | ACK, 9999));
+    }
+
+    #[test]
+    fn a_side_first_seen_at_a_pure_ack_is_numbered_from_1() {
+        // Mid-connection: the client's first segment is a pure ACK, then the server ACKs
+        // client data never seen. Numbered from 0, the pure ACK would leave the client's
+        // next sequence unknown and neither flag would be raised.
+        let mut c = ConnState::default();
+        analyze(&mut c, 0, &seg(5000, 9000, ACK, 0), 1_000_000);
+        assert_eq!((c.dir[0].nextseq, c.dir[0].maxseqtobeacked), (1, 1));
+        let f = analyze(&mut c, 1, &seg(9000, 5200, ACK | FIN, 0), 2_000_000);
+        assert_ne!(f & flag::ACK_LOST_SEGMENT, 0, "{f:#x}");
+        let f = analyze(&mut c, 0, &seg(5200, 9000, ACK, 100), 3_000_000);
+        assert_ne!(f & flag::LOST_SEGMENT, 0, "{f:#x}");
+        // The server's FIN again, named by the client's ACK: a fast retransmission.
+        let f = analyze(&mut c, 1, &seg(9000, 5300, ACK | FIN, 0), 4_000_000);
+        assert_ne!(f & flag::FAST_RETRANSMISSION, 0, "{f:#x}");
+    }
+
+    fn with_window(mut s: Segment, window: u16) -> Segment {
+        s.window = window;
+        s
+    }
+
+    #[test]
+    fn a_reset_is_no_zero_window_and_ends_one() {
+        // A reset with window 0 after a clean exchange: no flag, no closed window.
+        let (mut c, _) = clean(1000, 5000, 2, 100);
+        let f = analyze(
+            &mut c,
+            1,
+            &with_window(seg(5001, 1201, RST | ACK, 0), 0),
+            9_000_000,
+        );
+        assert_eq!(f & flag::ZERO_WINDOW, 0, "{f:#x}");
+        assert_eq!((c.dir[0].zero_window, c.dir[1].zero_window), (0, 0));
+        // A FIN with window 0 neither.
+        let (mut c, _) = clean(1000, 5000, 2, 100);
+        analyze(
+            &mut c,
+            1,
+            &with_window(seg(5001, 1201, FIN | ACK, 0), 0),
+            9_000_000,
+        );
+        assert_eq!(c.dir[1].zero_window, 0);
+        // A real zero window stays closed through a FIN with window 0, opens with a window,
+        // and ends with a reset from either side.
+        let (mut c, _) = clean(1000, 5000, 2, 100);
+        let f = analyze(
+            &mut c,
+            1,
+            &with_window(seg(5001, 1201, ACK, 0), 0),
+            9_000_000,
+        );
+        assert_ne!(f & flag::ZERO_WINDOW, 0, "{f:#x}");
+        assert_eq!(c.dir[1].zero_window, 1);
+        analyze(
+            &mut c,
+            1,
+            &with_window(seg(5001, 1201, FIN | ACK, 0), 0),
+            9_100_000,
+        );
+        assert_eq!(c.dir[1].zero_window, 1, "a FIN's window says nothing");
+        analyze(&mut c, 1, &seg(5002, 1201, ACK, 0), 9_200_000);
+        assert_eq!(c.dir[1].zero_window, 0, "a window opens it");
+        analyze(
+            &mut c,
+            1,
+            &with_window(seg(5002, 1201, ACK, 0), 0),
+            9_300_000,
+        );
+        assert_eq!(c.dir[1].zero_window, 1);
+        analyze(&mut c, 0, &seg(1201, 5002, RST, 0), 9_400_000);
+        assert_eq!(c.dir[1].zero_window, 0, "the other side's reset ends it");
     }
 
     proptest::proptest! {

@@ -21,7 +21,7 @@ use crate::{
     collector::{Clock, Collector, Presence},
     error::usage,
     kernel::{
-        attach::{attach_all, Target},
+        attach::{attach_all, remove_added_clsact, Target},
         load::load,
         netns, preflight,
     },
@@ -260,6 +260,9 @@ pub async fn run_in(
         Some(addr) => {
             let (bound, task) = http::serve(addr, metrics.clone()).await?;
             output::status(&format!("monitor: metrics on http://{bound}/metrics"));
+            if let Some(w) = http::exposure_warning(bound) {
+                output::status(&w);
+            }
             Some(task)
         }
         None => None,
@@ -280,6 +283,7 @@ pub async fn run_in(
         )?);
     }
     let cfg = args.ports.to_config(0);
+    let mut clsact_added = Vec::new();
     let (mut ebpf, lines, targets, presence) = netns::within(ns, || {
         let targets = targets(&args)?;
         if !args.headless {
@@ -288,8 +292,23 @@ pub async fn run_in(
         // Opened where the interfaces are, to ask about them from anywhere.
         let presence = Presence::open()?;
         let mut ebpf = load(&cfg, args.max_flows)?;
-        let lines = attach_all(&mut ebpf, &targets, args.attach, args.tc_api)?;
-        Ok((ebpf, lines, targets, presence))
+        match attach_all(
+            &mut ebpf,
+            &targets,
+            args.attach,
+            args.tc_api,
+            &mut clsact_added,
+        ) {
+            Ok(lines) => Ok((ebpf, lines, targets, presence)),
+            Err(e) => {
+                // Nothing is left attached: the links first, then the qdiscs added for them.
+                drop(ebpf);
+                for problem in remove_added_clsact(&clsact_added) {
+                    output::status(&problem);
+                }
+                Err(e)
+            }
+        }
     })?;
     if let Some(r) = ready {
         let _ = r.send(());
@@ -313,6 +332,9 @@ pub async fn run_in(
     // Detach where we attached (netlink filters are found by ifindex in that namespace).
     netns::within(ns, move || {
         drop(ebpf);
+        for problem in remove_added_clsact(&clsact_added) {
+            output::status(&problem);
+        }
         Ok(())
     })?;
     if let Some(t) = server {

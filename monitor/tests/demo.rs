@@ -120,28 +120,45 @@ fn the_demo_removes_its_lab_on_sigterm() {
     if !common::privileged() {
         return;
     }
-    let child = Command::new(common::MONITOR)
+    let mut child = Command::new(common::MONITOR)
         .args(["demo", "--headless", "--json"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the demo");
     let pid = child.id();
-    // Wait until the lab exists and the monitor is attached.
-    let mut up = false;
-    for _ in 0..100 {
-        if common::demo_namespaces(Some(pid)).len() == 3 {
-            up = true;
-            break;
+    // Its stderr, line by line, read on a thread so the wait for a line has a deadline.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    });
+    // Wait until the lab exists and the monitor is attached in it.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("monitor: attached"))
+    {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(e) => panic!("the demo did not attach ({e}): {seen:#?}"),
+        }
     }
-    assert!(up, "the lab came up");
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(common::demo_namespaces(Some(pid)).len(), 3, "the lab is up");
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("demo output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let status = child.wait().expect("demo exit");
+    reader.join().expect("stderr reader");
+    seen.extend(rx.try_iter());
+    let stderr = seen.join("\n");
+    assert!(status.success(), "{stderr}");
     assert!(stderr.contains("lab removed"), "{stderr}");
     assert_eq!(common::demo_namespaces(Some(pid)), Vec::<String>::new());
 }

@@ -7,7 +7,6 @@ mod common;
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    time::Duration,
 };
 
 use common::{last_json, sh, tcp_segs, Lab};
@@ -44,9 +43,9 @@ fn talk(ip: &str, port: u16) {
         s.read_exact(&mut buf).unwrap();
     }
     s.shutdown(std::net::Shutdown::Write).unwrap();
-    // Wait for the server's FIN, then give the last ACK time to leave.
+    // Wait for the server's FIN, then for the last ACK to have left.
     let _ = s.read(&mut buf);
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_time_wait(s.local_addr().expect("local address").port());
 }
 
 fn assert_nothing_attached(lab: &Lab) {
@@ -221,6 +220,21 @@ fn a_leftover_netlink_filter_is_refused_with_a_hint() {
         return;
     }
     let lab = Lab::new("l");
+    // Another tool's filter on the same clsact qdisc: the hint's command must spare it.
+    let ns = |args: &[&str]| {
+        let mut all = vec!["ip", "netns", "exec", &lab.client_ns];
+        all.extend_from_slice(args);
+        sh(&all)
+    };
+    ns(&["tc", "qdisc", "add", "dev", &lab.client_if, "clsact"]);
+    let theirs = [
+        "protocol", "ip", "pref", "10", "u32", "match", "u32", "0", "0",
+    ];
+    for dir in ["ingress", "egress"] {
+        let mut add = vec!["tc", "filter", "add", "dev", &lab.client_if, dir];
+        add.extend_from_slice(&theirs);
+        ns(&add);
+    }
     let (mut child, _err) = lab.start_monitor(&["--tc-api", "netlink"]);
     // kill -9: the monitor cannot remove its clsact filters.
     child.kill().expect("kill -9");
@@ -236,21 +250,131 @@ fn a_leftover_netlink_filter_is_refused_with_a_hint() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
-    // The hint's own command cleans up.
+    // The hint's own command removes ours, and only ours.
+    let command = err
+        .split("remove the leftover with `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no command in the hint: {err}"));
     for dir in ["ingress", "egress"] {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &lab.client_ns,
+        assert!(
+            command.contains(&format!("dev {} {dir} pref ", lab.client_if))
+                && command.contains(" handle "),
+            "{command}"
+        );
+    }
+    ns(&["sh", "-c", command]);
+    for dir in ["ingress", "egress"] {
+        let out = ns(&["tc", "filter", "show", "dev", &lab.client_if, dir]);
+        let left = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !left.contains("tc_eth") && left.contains("pref 10 u32"),
+            "after the hint's command, {dir}: {left}"
+        );
+        ns(&[
             "tc",
             "filter",
             "del",
             "dev",
             &lab.client_if,
             dir,
+            "pref",
+            "10",
         ]);
     }
+    assert_nothing_attached(&lab);
+}
+
+/// `--tc-api netlink` adds the clsact qdisc it needs and removes it at a clean exit; a qdisc
+/// that was there before is left as it was.
+#[test]
+fn a_clean_netlink_exit_removes_only_the_clsact_it_added() {
+    if !common::privileged() {
+        return;
+    }
+    let lab = Lab::new("n");
+    let qdiscs = || {
+        let out = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.client_ns,
+            "tc",
+            "qdisc",
+            "show",
+            "dev",
+            &lab.client_if,
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!qdiscs().contains("clsact"), "{}", qdiscs());
+    let (child, _err) = lab.start_monitor(&["--tc-api", "netlink", "--duration", "1"]);
+    assert!(qdiscs().contains("clsact"), "attached: {}", qdiscs());
+    let (_, status) = last_json(child);
+    assert!(status.success(), "{status}");
+    assert!(!qdiscs().contains("clsact"), "after exit: {}", qdiscs());
+    assert_nothing_attached(&lab);
+
+    // Someone else's clsact qdisc stays.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.client_ns,
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        &lab.client_if,
+        "clsact",
+    ]);
+    let (child, _err) = lab.start_monitor(&["--tc-api", "netlink", "--duration", "1"]);
+    let (_, status) = last_json(child);
+    assert!(status.success(), "{status}");
+    assert!(qdiscs().contains("clsact"), "not ours: {}", qdiscs());
+    assert_nothing_attached(&lab);
+}
+
+/// An attach that fails half-way (XDP refused on the second, raw-IP interface, after the
+/// first got its tc egress filter) leaves no clsact qdisc behind either.
+#[test]
+fn a_failed_netlink_attach_leaves_no_clsact() {
+    if !common::privileged() {
+        return;
+    }
+    let lab = Lab::new("f");
+    let tun = format!("t{}", lab.client_if);
+    sh(&[
+        "ip",
+        "-n",
+        &lab.client_ns,
+        "tuntap",
+        "add",
+        "dev",
+        &tun,
+        "mode",
+        "tun",
+    ]);
+    let out = lab
+        .monitor(&["-i", &tun, "--attach", "xdp", "--tc-api", "netlink"])
+        .output()
+        .expect("monitor");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("XDP needs an Ethernet interface"), "{err}");
+    let qdiscs = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.client_ns,
+        "tc",
+        "qdisc",
+        "show",
+        "dev",
+        &lab.client_if,
+    ]);
+    let qdiscs = String::from_utf8_lossy(&qdiscs.stdout);
+    assert!(!qdiscs.contains("clsact"), "{qdiscs}");
     assert_nothing_attached(&lab);
 }
 

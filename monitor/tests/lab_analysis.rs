@@ -97,7 +97,8 @@ fn loss_scenario(tag: &str, offloads: bool) {
         }
         s.shutdown(Shutdown::Write).unwrap();
         let _ = s.read(&mut [0u8; 16]);
-        std::thread::sleep(Duration::from_millis(500));
+        // No retransmission can follow once the FIN was acknowledged both ways.
+        common::wait_time_wait(s.local_addr().expect("local address").port());
         tcp_segs().2 - before.2
     })
     .join()
@@ -134,12 +135,19 @@ fn refused_and_blackholed_handshakes() {
     );
     // A listener whose SYN/ACKs never leave.
     let ip = lab.server_ip;
-    let _blackholed = Lab::in_ns(&lab.server_ns, move || {
+    let (bound, listening) = std::sync::mpsc::channel();
+    let (client_done, done) = std::sync::mpsc::channel::<()>();
+    // Held until the client has given up: a listener closed earlier (a fixed time that a
+    // slow start of the monitor used up) would answer a SYN retry with a reset.
+    let blackholed = Lab::in_ns(&lab.server_ns, move || {
         let l = TcpListener::bind((ip, 50002)).expect("bind");
-        std::thread::sleep(Duration::from_secs(9));
+        bound.send(()).expect("test alive");
+        let _ = done.recv_timeout(Duration::from_secs(120));
         drop(l);
     });
-    std::thread::sleep(Duration::from_millis(200));
+    listening
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the blackholed listener is bound");
     let mon = watch(&lab, "50001-50002", 8);
     Lab::in_ns(&lab.client_ns, move || {
         let refused = TcpStream::connect((ip, 50001));
@@ -149,6 +157,8 @@ fn refused_and_blackholed_handshakes() {
     })
     .join()
     .expect("client");
+    let _ = client_done.send(());
+    blackholed.join().expect("blackholed listener");
     let flows = flows_at_exit(mon);
     let by_port = |p: u64| {
         flows
@@ -260,6 +270,8 @@ fn an_injected_reset_is_suspect() {
     let mon = watch(&lab, "50001", 5);
     let ip = lab.server_ip;
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddrV4>();
+    // The client keeps its connection open until the reset has been sent.
+    let (injected, injected_rx) = std::sync::mpsc::channel::<()>();
     let client = Lab::in_ns(&lab.client_ns, move || {
         let mut s = TcpStream::connect((ip, 50001)).expect("connect");
         s.write_all(b"media").unwrap();
@@ -268,7 +280,7 @@ fn an_injected_reset_is_suspect() {
             other => panic!("{other}"),
         };
         tx.send(local).unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        let _ = injected_rx.recv_timeout(Duration::from_secs(30));
     });
     let client_addr = rx
         .recv_timeout(Duration::from_secs(5))
@@ -304,6 +316,7 @@ fn an_injected_reset_is_suspect() {
             std::io::Error::last_os_error()
         );
         unsafe { libc::close(fd) };
+        let _ = injected.send(());
     })
     .join()
     .expect("injector");

@@ -135,9 +135,18 @@ fn a_live_scrape_passes_promtool_in_both_formats() {
     let mut procs = Procs(vec![child]);
     let stop = Arc::new(AtomicBool::new(false));
     let threads = traffic(&lab, stop.clone());
-    std::thread::sleep(Duration::from_secs(4));
-
-    let (status, ctype, body) = get(&lab.client_ns, addr, "/metrics", None);
+    // Scrape until the lossy traffic shows in the counters asserted below.
+    let end = Instant::now() + Duration::from_secs(30);
+    let (status, ctype, body) = loop {
+        let (status, ctype, body) = get(&lab.client_ns, addr, "/metrics", None);
+        if sum(&body, "monitor_tcp_retransmissions_total{direction=\"c2s\"") > 0.0
+            && sum(&body, "monitor_handshakes_total{outcome=\"ok\"}") > 0.0
+        {
+            break (status, ctype, body);
+        }
+        assert!(Instant::now() < end, "no retransmission scraped:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(status.contains("200"), "{status}");
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     let file = std::env::temp_dir().join(format!("monitor-scrape-{}.prom", std::process::id()));

@@ -10,7 +10,7 @@ use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use common::{Lab, MONITOR};
@@ -78,7 +78,21 @@ fn kill_9_loses_at_most_the_last_second() {
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    std::thread::sleep(Duration::from_millis(4500));
+    // Kill mid-run, once the flow is on disk and a few ticks have followed it.
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = std::fs::read_to_string(&rec).unwrap_or_default();
+        let after_flow = now
+            .lines()
+            .skip_while(|l| !l.contains("\"type\":\"flow\""))
+            .filter(|l| l.contains("\"type\":\"tick\""))
+            .count();
+        if after_flow >= 3 {
+            break;
+        }
+        assert!(Instant::now() < end, "no flow and ticks recorded:\n{now}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // `ip netns exec` runs the monitor as its child after exec: kill the monitor itself.
     let killed_at = epoch_ns();
     let pid = child.id() as i32;

@@ -36,16 +36,15 @@ impl Tmux {
             == "1"
     }
 
-    /// Waits for the monitor to exit; asserts it exited 0 and left the terminal as it found
-    /// it (line discipline back, alternate screen left). Returns the screen.
+    /// Waits for the monitor to exit and for the shell to print the terminal's line modes
+    /// after it; asserts it exited 0 and left the terminal as it found it (line discipline
+    /// back, alternate screen left). Returns the screen.
     fn assert_exited_restored(&self) -> String {
-        let s = self.wait("the exit", 20, |s| s.contains("EXIT="));
+        let s = self.wait("the exit and the line modes after it", 20, |s| {
+            modes_after_exit(s).is_some()
+        });
         assert!(s.contains("EXIT=0"), "{s}");
-        let modes = s
-            .lines()
-            .skip_while(|l| !l.contains("EXIT="))
-            .nth(1)
-            .unwrap_or_default();
+        let modes = modes_after_exit(&s).unwrap_or_default();
         assert!(
             modes.contains("icanon") && !modes.contains("-icanon"),
             "stty after exit: {modes:?}\n{s}"
@@ -78,7 +77,6 @@ impl Tmux {
         let mut args = vec!["send-keys", "-t", "ui"];
         args.extend_from_slice(keys);
         self.cmd(&args);
-        sleep(Duration::from_millis(400));
     }
 
     /// Waits until the screen satisfies `ok`, or fails with what it showed.
@@ -104,6 +102,15 @@ impl Drop for Tmux {
             .args(["-L", &self.socket, "kill-server"])
             .output();
     }
+}
+
+/// The line `stty` printed after `EXIT=` (it names `icanon` either way), once it is there.
+fn modes_after_exit(screen: &str) -> Option<&str> {
+    screen
+        .lines()
+        .skip_while(|l| !l.contains("EXIT="))
+        .nth(1)
+        .filter(|l| l.contains("icanon"))
 }
 
 /// The flow table's rows: a health marker, then the client.
@@ -150,10 +157,14 @@ fn start_sort_filter_open_a_flow_and_quit() {
     sorted.sort_by_key(|c| c.parse::<std::net::SocketAddr>().ok());
     assert_eq!(clients, sorted, "rows sorted by client:\n{s}");
 
-    // Filter on the reset session's port: only its flows remain.
+    // Filter on the reset session's port: only its flows remain. Each key's effect is waited
+    // for on the screen before the next key, so no key is read before the UI is ready.
     t.keys(&["/"]);
+    t.wait("the filter prompt", 5, |s| s.contains("Enter applies"));
     t.keys(&["50004", "Enter"]);
-    let s = t.wait("the filter", 5, |s| s.contains("filter: 50004"));
+    let s = t.wait("the filter", 5, |s| {
+        s.contains("filter: 50004") && !s.contains("Enter applies")
+    });
     let rows = flow_rows(&s);
     assert!(!rows.is_empty(), "filtered rows:\n{s}");
     assert!(
@@ -171,11 +182,19 @@ fn start_sort_filter_open_a_flow_and_quit() {
 
     // Back, clear the filter, help, quit.
     t.keys(&["Escape"]);
+    t.wait("the table", 5, |s| {
+        !s.contains("This flow's alerts") && s.contains("filter: 50004")
+    });
     t.keys(&["Escape"]);
-    t.wait("the whole table again", 5, |s| s.contains("10.88.1.11:"));
+    t.wait("the whole table again", 5, |s| {
+        s.contains("10.88.1.11:") && !s.contains("filter: 50004")
+    });
     t.keys(&["?"]);
     t.wait("the help", 5, |s| s.contains("Keys (any key closes)"));
     t.keys(&["x"]);
+    t.wait("the help closed", 5, |s| {
+        !s.contains("Keys (any key closes)")
+    });
     t.keys(&["q"]);
     let s = t.assert_exited_restored();
     assert!(s.contains("lab removed") || !s.contains("mdemo-"), "{s}");

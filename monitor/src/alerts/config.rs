@@ -148,6 +148,30 @@ enum Rule {
     Count,
 }
 
+/// The key a duplicate-key error's span covers, with the table it is in (`stall.held_s`);
+/// a table header given twice is named as written (`stall`).
+fn duplicate_key(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let raw = text.get(span.clone())?.trim();
+    let key = raw.trim_start_matches('[').trim_end_matches(']').trim();
+    if key.is_empty() {
+        return None;
+    }
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    if text[line_start..].trim_start().starts_with('[') {
+        return Some(key.to_string());
+    }
+    // The nearest table header above the key, if any.
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -173,7 +197,13 @@ impl AlertConfig {
     pub fn parse(text: &str, tick_s: f64) -> Result<Self, String> {
         let file: File = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
-            let msg = e.message().trim().to_string();
+            let mut msg = e.message().trim().to_string();
+            // toml says only "duplicate key": name it from the span it points at.
+            if msg.starts_with("duplicate") {
+                if let Some(key) = e.span().and_then(|s| duplicate_key(text, s)) {
+                    msg = format!("{msg} `{key}`");
+                }
+            }
             match line {
                 Some(l) => format!("line {l}: {msg}"),
                 None => msg,
@@ -357,6 +387,18 @@ mod tests {
             ),
             ("[retransmit_rate]\nwarning = 0.2\n", vec!["below"]),
             ("[nope]\n", vec!["line 1", "nope"]),
+            (
+                "[stall]\nno_progress_s = 2\n\nno_progress_s = 3\n",
+                vec!["line 4", "duplicate key `stall.no_progress_s`"],
+            ),
+            (
+                "[stall]\nno_progress_s = 2\n[zero_window]\nheld_s = 1\n[stall]\n",
+                vec!["line 5", "duplicate key `stall`"],
+            ),
+            (
+                "[zero_window]\nheld_s = 1 # one\n  held_s = 2\n",
+                vec!["line 3", "`zero_window.held_s`"],
+            ),
             ("[stall\n", vec!["line 1"]),
         ] {
             let err = AlertConfig::parse(text, 1.0).expect_err(text);

@@ -952,8 +952,9 @@ fn observe(
     let prev_ts = h.latest().map(|s| s.ts_ns);
     h.push(Sample::of(st, now), window_ns);
     for d in [C2S, S2C] {
-        // The window a side advertised last is zero: keep the time it was first seen so.
-        let zero = st.tcp.dir[d].window_p1 == 1;
+        // The side's receive window is closed (a reset's or FIN's window 0 is not): keep the
+        // time it was first seen so.
+        let zero = st.tcp.dir[d].zero_window != 0;
         match (zero, h.zero_since_ns[d]) {
             (true, None) => h.zero_since_ns[d] = Some(now),
             (false, Some(_)) => h.zero_since_ns[d] = None,

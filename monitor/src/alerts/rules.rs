@@ -369,7 +369,7 @@ fn stall(
     }
     // A receiver that closed its window holds the sender back on purpose: that is the
     // zero-window rule's case.
-    if st.tcp.dir[d ^ 1].window_p1 == 1 {
+    if st.tcp.dir[d ^ 1].zero_window != 0 {
         return;
     }
     let retx = st.dir[d].retransmits as u64;

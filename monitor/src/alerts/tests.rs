@@ -432,7 +432,7 @@ fn zero_window_held_over_a_second() {
     healthy_flow(&mut sim, [10, 0, 2, 1], 40000);
     sim.step(|fl, t| {
         data(&mut fl[0], S2C, 10, 0, t);
-        fl[0].state.tcp.dir[C2S].window_p1 = 1;
+        fl[0].state.tcp.dir[C2S].zero_window = 1;
     });
     assert!(sim.log.is_empty(), "seen once: not yet held for 1 s");
     sim.step(|_, _| {});
@@ -446,7 +446,7 @@ fn zero_window_held_over_a_second() {
         "the side advertising it"
     );
     assert_eq!(sim.last.health[0].zero_window_ns[C2S], S);
-    sim.step(|fl, _| fl[0].state.tcp.dir[C2S].window_p1 = 65536);
+    sim.step(|fl, _| fl[0].state.tcp.dir[C2S].zero_window = 0);
     for _ in 0..11 {
         sim.step(|_, _| {});
     }
@@ -747,6 +747,7 @@ mod shortcut {
             Act::ZeroWindow { d, zero } => {
                 touch(st, d);
                 st.tcp.dir[d].window_p1 = if zero { 1 } else { 65536 };
+                st.tcp.dir[d].zero_window = zero as u8;
                 st.dir[d].zero_windows += zero as u32;
             }
             Act::Reset { d, suspect } => {

@@ -1,7 +1,8 @@
 //! Attaching the programs. Every link lives in the `Ebpf` value: dropping it (normal exit,
 //! SIGINT, SIGTERM, an error half-way through) detaches everything. tcx and XDP links are
 //! also released by the kernel if the process dies; netlink clsact filters are not, which
-//! is why preflight looks for leftovers.
+//! is why preflight looks for leftovers. A clsact qdisc this run added for netlink filters
+//! is removed at exit when nothing else uses it.
 
 use anyhow::{Context, Result};
 use aya::{
@@ -66,7 +67,14 @@ fn verifier_error(name: &str, e: aya::programs::ProgramError) -> anyhow::Error {
     )
 }
 
-fn attach_tc(ebpf: &mut Ebpf, t: &Target, dir: TcAttachType, api: TcApi) -> Result<&'static str> {
+/// How one tc program was attached, and whether this run added the interface's clsact qdisc
+/// for it (then it is removed again at exit: see [`remove_added_clsact`]).
+struct TcAttached {
+    how: &'static str,
+    added_clsact: bool,
+}
+
+fn attach_tc(ebpf: &mut Ebpf, t: &Target, dir: TcAttachType, api: TcApi) -> Result<TcAttached> {
     let prog_name = match (t.kind, dir) {
         (LinkKind::Ethernet | LinkKind::Loopback, TcAttachType::Egress) => "tc_eth_out",
         (LinkKind::Ethernet | LinkKind::Loopback, _) => "tc_eth_in",
@@ -87,14 +95,59 @@ fn attach_tc(ebpf: &mut Ebpf, t: &Target, dir: TcAttachType, api: TcApi) -> Resu
             TcAttachOptions::TcxOrder(LinkOrder::default()),
         )
         .with_context(what)?;
-        Ok("tcx")
+        Ok(TcAttached {
+            how: "tcx",
+            added_clsact: false,
+        })
     } else {
-        // EEXIST just means the clsact qdisc is already there.
-        let _ = tc::qdisc_add_clsact(&t.name);
+        // An error is EEXIST (the clsact qdisc is already there: not ours to remove) or one
+        // the attach below reports better.
+        let added_clsact = tc::qdisc_add_clsact(&t.name).is_ok();
         prog.attach_with_options(&t.name, dir, TcAttachOptions::Netlink(NlOptions::default()))
             .with_context(what)?;
-        Ok("clsact/netlink")
+        Ok(TcAttached {
+            how: "clsact/netlink",
+            added_clsact,
+        })
     }
+}
+
+/// Removes the clsact qdisc from each interface this run added it to, once the monitor's
+/// filters are detached (call it after dropping the `Ebpf` value, in the same namespace).
+/// A qdisc that holds any other filter by then is left: deleting it would delete those.
+/// Returns a line for each qdisc that could not be removed.
+pub fn remove_added_clsact(ifaces: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for iface in ifaces {
+        let mut empty = true;
+        for dir in ["ingress", "egress"] {
+            match std::process::Command::new("tc")
+                .args(["filter", "show", "dev", iface, dir])
+                .output()
+            {
+                Ok(o) if o.status.success() => empty &= o.stdout.trim_ascii().is_empty(),
+                // No iproute2, or the interface is gone (with its qdisc): nothing to check.
+                _ => empty = false,
+            }
+        }
+        if !empty {
+            continue;
+        }
+        match std::process::Command::new("tc")
+            .args(["qdisc", "del", "dev", iface, "clsact"])
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => problems.push(format!(
+                "monitor: could not remove the clsact qdisc it added on {iface}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => problems.push(format!(
+                "monitor: could not remove the clsact qdisc it added on {iface}: {e}"
+            )),
+        }
+    }
+    problems
 }
 
 fn attach_xdp(ebpf: &mut Ebpf, t: &Target) -> Result<String> {
@@ -136,20 +189,30 @@ fn is_busy(e: &aya::programs::ProgramError) -> bool {
 }
 
 /// Attaches to every target; returns one line per interface saying how, for the start-up
-/// message. On error, dropping `ebpf` detaches whatever was attached.
+/// message. Each interface whose clsact qdisc this run added goes into `clsact_added`, also
+/// when a later attach fails: the caller drops `ebpf` (detaching whatever was attached), then
+/// gives the list to [`remove_added_clsact`].
 pub fn attach_all(
     ebpf: &mut Ebpf,
     targets: &[Target],
     mode: AttachMode,
     api: TcApi,
+    clsact_added: &mut Vec<String>,
 ) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for t in targets {
+        let mut attach_tc = |ebpf: &mut Ebpf, dir| -> Result<&'static str> {
+            let a = attach_tc(ebpf, t, dir, api)?;
+            if a.added_clsact {
+                clsact_added.push(t.name.clone());
+            }
+            Ok(a.how)
+        };
         let line = match (mode, t.kind) {
             // Every loopback packet is sent and then received on the same device: one hook
             // sees it once. Egress, since this host sent it.
             (AttachMode::Tc, LinkKind::Loopback) => {
-                let how = attach_tc(ebpf, t, TcAttachType::Egress, api)?;
+                let how = attach_tc(ebpf, TcAttachType::Egress)?;
                 format!("{}: tc egress only, loopback ({how})", t.name)
             }
             (AttachMode::Xdp, LinkKind::Loopback) => {
@@ -157,13 +220,13 @@ pub fn attach_all(
                 format!("{}: {xdp} only, loopback", t.name)
             }
             (AttachMode::Tc, _) => {
-                let how = attach_tc(ebpf, t, TcAttachType::Ingress, api)?;
-                attach_tc(ebpf, t, TcAttachType::Egress, api)?;
+                let how = attach_tc(ebpf, TcAttachType::Ingress)?;
+                attach_tc(ebpf, TcAttachType::Egress)?;
                 format!("{}: tc ingress+egress ({how})", t.name)
             }
             (AttachMode::Xdp, _) => {
                 let xdp = attach_xdp(ebpf, t)?;
-                let how = attach_tc(ebpf, t, TcAttachType::Egress, api)?;
+                let how = attach_tc(ebpf, TcAttachType::Egress)?;
                 format!("{}: ingress {xdp}, egress tc ({how})", t.name)
             }
         };

@@ -102,8 +102,11 @@ pub const TC_PROGRAMS: [&str; 4] = ["tc_eth_in", "tc_eth_out", "tc_rawip_in", "t
 
 /// Refuses when a monitor's clsact filter is already on `iface`: another monitor attached
 /// the old (netlink) way, or one was killed before it could detach. Counting twice would be
-/// wrong, and the leftover must be removed by hand.
+/// wrong, and the leftover must be removed by hand: the hint names each of ours by its
+/// priority and handle, so running it deletes no other tool's filter.
 pub fn check_no_legacy_filter(iface: &str) -> Result<()> {
+    let mut ours = Vec::new();
+    let mut first_dir = None;
     for dir in ["ingress", "egress"] {
         let out = match Command::new("tc")
             .args(["filter", "show", "dev", iface, dir])
@@ -114,18 +117,108 @@ pub fn check_no_legacy_filter(iface: &str) -> Result<()> {
             Err(_) => return Ok(()),
         };
         let text = String::from_utf8_lossy(&out.stdout);
-        if TC_PROGRAMS
-            .iter()
-            .any(|p| text.contains(&format!("{p}]")) || text.contains(&format!("{p} ")))
-        {
-            return Err(usage(
-                format!("a monitor's tc filter is already attached to {iface} ({dir}, clsact)"),
-                format!(
-                    "another monitor runs with --tc-api netlink, or one was killed: stop it, or remove the leftover with \
-                     `tc filter del dev {iface} ingress; tc filter del dev {iface} egress`"
-                ),
-            ));
+        let found = monitor_filters(&text);
+        if !found.is_empty() {
+            first_dir.get_or_insert(dir);
         }
+        ours.extend(found.into_iter().map(|f| f.delete_command(iface, dir)));
     }
-    Ok(())
+    let Some(dir) = first_dir else {
+        return Ok(());
+    };
+    let fix = if ours.iter().all(Option::is_some) {
+        format!(
+            "remove the leftover with `{}`",
+            ours.into_iter().flatten().collect::<Vec<_>>().join("; ")
+        )
+    } else {
+        format!("find the leftover with `tc filter show dev {iface} {dir}` and delete it by its pref and handle")
+    };
+    Err(usage(
+        format!("a monitor's tc filter is already attached to {iface} ({dir}, clsact)"),
+        format!("another monitor runs with --tc-api netlink, or one was killed: stop it, or {fix}"),
+    ))
+}
+
+/// One of the monitor's filters in `tc filter show` output: its priority and handle (either
+/// may be missing from an odd listing).
+#[derive(Debug, PartialEq, Eq)]
+struct MonitorFilter {
+    pref: Option<String>,
+    handle: Option<String>,
+    chain: Option<String>,
+}
+
+impl MonitorFilter {
+    /// The `tc` command deleting exactly this filter, when its priority and handle are known.
+    fn delete_command(&self, iface: &str, dir: &str) -> Option<String> {
+        let chain = match self.chain.as_deref() {
+            None | Some("0") => String::new(),
+            Some(c) => format!(" chain {c}"),
+        };
+        Some(format!(
+            "tc filter del dev {iface} {dir} pref {}{chain} handle {} bpf",
+            self.pref.as_deref()?,
+            self.handle.as_deref()?
+        ))
+    }
+}
+
+/// The monitor's filters in one direction's `tc filter show` listing: the lines naming one
+/// of [`TC_PROGRAMS`] (as `name tc_eth_in`, `tc_eth_in` or `file.o:[tc_eth_in]`).
+fn monitor_filters(listing: &str) -> Vec<MonitorFilter> {
+    listing
+        .lines()
+        .filter(|l| {
+            TC_PROGRAMS
+                .iter()
+                .any(|p| l.contains(&format!("{p}]")) || l.split_whitespace().any(|w| w == *p))
+        })
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let after = |key: &str| {
+                words
+                    .iter()
+                    .position(|w| *w == key)
+                    .and_then(|i| words.get(i + 1))
+                    .map(|w| w.to_string())
+            };
+            MonitorFilter {
+                pref: after("pref"),
+                handle: after("handle"),
+                chain: after("chain"),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delete_command_names_only_our_filter() {
+        let listing = "filter protocol ip pref 10 u32 chain 0 \n\
+filter protocol ip pref 10 u32 chain 0 fh 800::800 order 2048 key ht 800 bkt 0 not_in_hw \n\
+filter protocol all pref 49152 bpf chain 0 \n\
+filter protocol all pref 49152 bpf chain 0 handle 0x1 tc_eth_out direct-action not_in_hw id 810 name tc_eth_out tag 374e19379664d371 jited \n";
+        let found = monitor_filters(listing);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].delete_command("veth0", "egress").as_deref(),
+            Some("tc filter del dev veth0 egress pref 49152 handle 0x1 bpf")
+        );
+        let old_style =
+            "filter protocol all pref 3 bpf chain 7 handle 0x2 monitor.o:[tc_eth_in] direct-action";
+        assert_eq!(
+            monitor_filters(old_style)[0]
+                .delete_command("eth0", "ingress")
+                .as_deref(),
+            Some("tc filter del dev eth0 ingress pref 3 chain 7 handle 0x2 bpf")
+        );
+        assert!(
+            monitor_filters("filter protocol all pref 1 bpf chain 0 handle 0x1 other_prog")
+                .is_empty()
+        );
+    }
 }

@@ -31,6 +31,19 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// The warning a bound metrics address earns when it is reachable from other hosts: the
+/// endpoint has no authentication, so exposing it is allowed but must not go unsaid.
+pub fn exposure_warning(bound: SocketAddr) -> Option<String> {
+    if bound.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "warning: metrics on {bound} are exposed beyond this host (no authentication); \
+         give 127.0.0.1:{} to keep them local",
+        bound.port()
+    ))
+}
+
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -43,8 +56,10 @@ fn respond(metrics: &Mutex<Metrics>, req: &Request<Incoming>) -> Response<Full<B
         }
         r
     };
+    // HEAD is answered as GET: hyper sends the headers (Content-Length included) and drops
+    // the body, as HTTP requires of HEAD.
     match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/metrics") => {
+        ("GET" | "HEAD", "/metrics") => {
             let wants_om = req
                 .headers()
                 .get(header::ACCEPT)
@@ -63,8 +78,8 @@ fn respond(metrics: &Mutex<Metrics>, req: &Request<Incoming>) -> Response<Full<B
                 reply(StatusCode::OK, PROMETHEUS, m.prometheus_text())
             }
         }
-        ("GET", "/healthz") => healthz(metrics, reply),
-        ("GET", "/") => reply(
+        ("GET" | "HEAD", "/healthz") => healthz(metrics, reply),
+        ("GET" | "HEAD", "/") => reply(
             StatusCode::OK,
             "text/plain",
             "monitor: /metrics (Prometheus or OpenMetrics), /healthz\n".into(),
@@ -151,5 +166,67 @@ mod tests {
         );
         assert!(parse_listen("localhost").is_err());
         assert!(parse_listen("70000").is_err());
+    }
+
+    #[test]
+    fn only_a_loopback_address_goes_without_a_warning() {
+        for local in ["127.0.0.1:9464", "127.9.0.1:1", "[::1]:9464"] {
+            assert_eq!(
+                exposure_warning(local.parse().expect("addr")),
+                None,
+                "{local}"
+            );
+        }
+        for open in ["0.0.0.0:9464", "[::]:9464", "10.1.2.3:80"] {
+            let w = exposure_warning(open.parse().expect("addr")).expect(open);
+            assert!(
+                w.starts_with("warning: ") && w.contains("beyond this host") && !w.contains('\n'),
+                "{w}"
+            );
+        }
+    }
+
+    /// One request over a fresh connection: the whole response, as sent.
+    fn exchange(addr: SocketAddr, request: String) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.write_all(request.as_bytes()).expect("request");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("response");
+        resp
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn head_is_answered_as_get_without_a_body() {
+        let metrics = Arc::new(Mutex::new(Metrics::new(0)));
+        let (addr, task) = serve("127.0.0.1:0".parse().expect("addr"), metrics)
+            .await
+            .expect("serve");
+        let ask = |method: &str, path: &str| {
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+        };
+        let (get, head) = (ask("GET", "/metrics"), ask("HEAD", "/metrics"));
+        let (get, head) =
+            tokio::task::spawn_blocking(move || (exchange(addr, get), exchange(addr, head)))
+                .await
+                .expect("client");
+        task.abort();
+        let split = |r: &str| {
+            let (h, b) = r.split_once("\r\n\r\n").expect("a response");
+            (h.to_ascii_lowercase(), b.to_string())
+        };
+        let ((get_head, get_body), (head_head, head_body)) = (split(&get), split(&head));
+        assert!(head_head.starts_with("http/1.1 200"), "{head}");
+        assert!(
+            head_head.contains("content-type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert!(!get_body.is_empty(), "{get}");
+        assert!(head_body.is_empty(), "HEAD carries no body: {head}");
+        let length = |h: &str| {
+            h.lines()
+                .find_map(|l| l.strip_prefix("content-length: ").map(String::from))
+        };
+        assert_eq!(length(&head_head), length(&get_head), "{head}\n{get}");
     }
 }

@@ -43,8 +43,7 @@ pub fn read(path: &Path) -> Result<Recording> {
             "give a file written by --record",
         )
     })?;
-    let text = String::from_utf8_lossy(&bytes);
-    parse(&text, path)
+    parse(&bytes, path)
 }
 
 fn damaged(path: &Path, line: usize, why: String) -> anyhow::Error {
@@ -54,19 +53,24 @@ fn damaged(path: &Path, line: usize, why: String) -> anyhow::Error {
     )
 }
 
-pub fn parse(text: &str, path: &Path) -> Result<Recording> {
+/// Reads a recording's bytes. UTF-8 is checked line by line, so a damaged line is named
+/// (a lossy decoding would have read it as other text) and a last line cut inside a
+/// character is still only a cut line.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Recording> {
     let mut rec = Recording {
         path: path.to_path_buf(),
         ..Recording::default()
     };
-    let ends_cleanly = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
+    let ends_cleanly = bytes.ends_with(b"\n");
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let lines: Vec<&[u8]> = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        body.split(|&b| b == b'\n').collect()
+    };
+    for (i, raw) in lines.iter().enumerate() {
         let n = i + 1;
         let last = n == lines.len();
-        if line.trim().is_empty() {
-            continue;
-        }
         let not_recording = || {
             usage(
                 format!(
@@ -76,6 +80,27 @@ pub fn parse(text: &str, path: &Path) -> Result<Recording> {
                 "give a file written by `monitor live|demo|replay --record FILE`",
             )
         };
+        let line = match std::str::from_utf8(raw) {
+            Ok(l) => l.strip_suffix('\r').unwrap_or(l),
+            Err(_) if n == 1 => return Err(not_recording()),
+            Err(_) if last && !ends_cleanly => {
+                rec.truncated_tail = true;
+                break;
+            }
+            Err(e) => {
+                return Err(damaged(
+                    path,
+                    n,
+                    format!(
+                        "not valid UTF-8 (at byte {} of the line)",
+                        e.valid_up_to() + 1
+                    ),
+                ))
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
         let v: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(_) if n == 1 => return Err(not_recording()),
@@ -90,7 +115,23 @@ pub fn parse(text: &str, path: &Path) -> Result<Recording> {
             if kind != "header" || v["format"] != FORMAT {
                 return Err(not_recording());
             }
-            let version = v["version"].as_u64().unwrap_or(0);
+            // The version is a whole number from 1: a string, 0 or none is no version this
+            // or any monitor wrote.
+            let version = match v.get("version") {
+                Some(x) if x.as_u64().is_some_and(|x| x >= 1) => x.as_u64().unwrap_or(VERSION),
+                got => {
+                    let got = got.map_or("no \"version\"".to_string(), |g| {
+                        format!("\"version\": {g}")
+                    });
+                    return Err(usage(
+                        format!(
+                            "recording {} line 1: the header has {got}, not a format version (a whole number from 1)",
+                            path.display()
+                        ),
+                        "the header is damaged or was not written by `monitor --record`",
+                    ));
+                }
+            };
             if version > VERSION {
                 return Err(usage(
                     format!(
@@ -142,7 +183,7 @@ mod tests {
     const HEAD: &str = r#"{"type":"header","format":"monitor-recording","version":1}"#;
 
     fn p(text: &str) -> Result<Recording> {
-        parse(text, Path::new("rec.jsonl"))
+        parse(text.as_bytes(), Path::new("rec.jsonl"))
     }
 
     #[test]
@@ -158,6 +199,42 @@ mod tests {
         let text = format!("{HEAD}\n{{\"type\":\"tick\",\"ts_ns\":1}}\ngarbage\n{{\"type\":\"tick\",\"ts_ns\":2}}\n");
         let e = p(&text).expect_err("damaged").to_string();
         assert!(e.contains("line 3") && e.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn a_header_without_a_whole_version_is_refused() {
+        for (version, shown) in [
+            (r#","version":"1""#, r#""version": "1""#),
+            (r#","version":0"#, r#""version": 0"#),
+            (r#","version":1.5"#, r#""version": 1.5"#),
+            (r#","version":-1"#, r#""version": -1"#),
+            ("", r#"no "version""#),
+        ] {
+            let text = format!(
+                "{{\"type\":\"header\",\"format\":\"monitor-recording\"{version}}}\n{{\"type\":\"tick\",\"ts_ns\":1}}\n"
+            );
+            let e = p(&text).expect_err(&text).to_string();
+            assert!(e.contains("line 1") && e.contains(shown), "{e}");
+            assert!(e.contains("not a format version"), "{e}");
+        }
+        assert!(p(&format!("{HEAD}\n")).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_middle_line_names_its_number() {
+        let mut bytes = format!("{HEAD}\n{{\"type\":\"tick\",\"ts_ns\":1}}\n").into_bytes();
+        bytes.extend_from_slice(b"{\"type\":\"event\",\"what\":\"\xff\xfe\"}\n");
+        bytes.extend_from_slice(b"{\"type\":\"tick\",\"ts_ns\":2}\n");
+        let e = parse(&bytes, Path::new("rec.jsonl"))
+            .expect_err("invalid UTF-8")
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("UTF-8"), "{e}");
+        // The same bytes on a cut last line are only a cut line.
+        let mut cut = format!("{HEAD}\n{{\"type\":\"tick\",\"ts_ns\":1}}\n").into_bytes();
+        cut.extend_from_slice(b"{\"type\":\"event\",\"what\":\"\xe2\x82");
+        let r = parse(&cut, Path::new("rec.jsonl")).expect("a cut last line reads");
+        assert!(r.truncated_tail);
+        assert_eq!(r.ticks.len(), 1);
     }
 
     #[test]

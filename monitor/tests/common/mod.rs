@@ -137,6 +137,33 @@ impl Drop for Lab {
     }
 }
 
+/// Waits until the calling thread's namespace holds the connection from `local_port` in
+/// TIME_WAIT: the kernel enters it only after sending the ACK of the peer's FIN (and after
+/// its own FIN was acknowledged), so from then on the client sends nothing more and its
+/// segment counters are final.
+pub fn wait_time_wait(local_port: u16) {
+    let want = format!(":{local_port:04X} ");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string("/proc/thread-self/net/tcp").expect("read net/tcp");
+        // Columns: sl local_address rem_address st ...; state 06 is TIME_WAIT.
+        let found = text.lines().skip(1).any(|l| {
+            let mut w = l.split_whitespace().skip(1);
+            let local = w.next().unwrap_or_default();
+            let state = w.nth(1).unwrap_or_default();
+            format!("{local} ").ends_with(&want) && state == "06"
+        });
+        if found {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the connection from port {local_port} never reached TIME_WAIT:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// TCP segment counters of the calling thread's namespace: (OutSegs, InSegs, RetransSegs).
 pub fn tcp_segs() -> (u64, u64, u64) {
     let text = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read snmp");
