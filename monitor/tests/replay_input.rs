@@ -170,6 +170,8 @@ fn a_damaged_record_before_the_end_exits_2_with_its_offset() {
     let file = tmp("damaged.pcap");
     std::fs::write(&file, &b).unwrap();
     assert_usage_error(&replay(&file), &format!("at byte {at}"));
+    // Not taken for a cut: the damage is followed by more of the capture, from a pipe too.
+    assert_usage_error(&replay_stdin(b), &format!("at byte {at}"));
 }
 
 #[test]

@@ -132,4 +132,6 @@ impl Endian {
 }
 
 #[cfg(test)]
+mod input_tests;
+#[cfg(test)]
 mod tests;
