@@ -17,7 +17,9 @@ const RECORD_HEADER: usize = 16;
 pub fn read(source: Source, mut f: impl FnMut(Packet<'_>)) -> Result<Frames, CaptureError> {
     let mut s = Stream::new(source, Format::Pcap)?;
     let h = s.data();
-    let m = [h[0], h[1], h[2], h[3]];
+    let Some(m) = h.get(..4).and_then(|m| <[u8; 4]>::try_from(m).ok()) else {
+        return err(0, "pcap file header cut short");
+    };
     let e = Endian {
         big: !matches!(u32::from_le_bytes(m), MICRO | NANO),
     };
