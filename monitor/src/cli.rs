@@ -72,7 +72,8 @@ pub struct DemoArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReplayArgs {
-    /// The capture: pcap or pcapng (Ethernet, Linux cooked SLL/SLL2, raw IP, loopback).
+    /// The capture (`-`: standard input): pcap or pcapng, plain, gzip or zstd (Ethernet,
+    /// Linux cooked SLL/SLL2, raw IP, loopback).
     pub file: std::path::PathBuf,
     /// TCP ports to analyse, as in `live` (default: every TCP port).
     #[arg(long, value_parser = parse_ports, allow_hyphen_values = true)]

@@ -11,7 +11,7 @@ use monitor_common::{
 
 use crate::{
     alerts::{AlertConfig, AlertEngine, Transition},
-    capture::{self, CaptureError, Link, Reader},
+    capture::{self, CaptureError, Frames, Link, Reader},
     engine::Engine,
     error::usage,
     output,
@@ -19,32 +19,64 @@ use crate::{
     snapshot::Snapshot,
 };
 
-/// Runs the analysis over every frame of `path`. A damaged file is a usage error naming
-/// the byte offset; nothing is printed from a half-read file.
+/// Runs the analysis over every frame of `path` (`-`: standard input). A damaged file is
+/// a usage error naming the byte offset; nothing is printed from a half-read file. A
+/// capture cut mid-record is analysed up to the cut, with a warning on stderr.
 pub fn analyse(path: &Path, ports: &PortSet) -> Result<Snapshot> {
-    let reader = Reader::open(path).map_err(|e| {
+    let reader = open(path)?;
+    let (snap, frames) = analyse_reader(reader, ports).map_err(|e| damaged(path, e))?;
+    warn_if_cut(path, &frames);
+    Ok(snap)
+}
+
+/// The name a capture goes by in messages.
+fn shown(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "on standard input".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn open(path: &Path) -> Result<Reader> {
+    Reader::open(path).map_err(|e| {
         usage(
-            format!("cannot read capture {}: {e}", path.display()),
-            "give a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap)",
-        )
-    })?;
-    analyse_reader(&reader, ports).map_err(|e| {
-        usage(
-            format!("capture {} is damaged: {e}", path.display()),
-            "the file may be truncated or not a capture; check it with `capinfos`",
+            format!("cannot read capture {}: {e}", shown(path)),
+            "give a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap), possibly gzip- or \
+             zstd-compressed, or - for standard input",
         )
     })
 }
 
+fn damaged(path: &Path, e: CaptureError) -> anyhow::Error {
+    usage(
+        format!("capture {} is damaged: {e}", shown(path)),
+        "the file may be damaged, not a capture or of a link type the monitor does not read; \
+         check it with `capinfos`",
+    )
+}
+
+/// A cut capture is still analysed, as tshark does, but never silently.
+fn warn_if_cut(path: &Path, frames: &Frames) {
+    if let Some(cut) = &frames.cut {
+        output::status(&format!(
+            "warning: capture {} is cut short: {cut}; the {} complete frames before it were \
+             analysed",
+            shown(path),
+            frames.count
+        ));
+    }
+}
+
 /// The frames of an opened capture through the parser and the host engine.
-pub fn analyse_reader(reader: &Reader, ports: &PortSet) -> Result<Snapshot, CaptureError> {
+pub fn analyse_reader(reader: Reader, ports: &PortSet) -> Result<(Snapshot, Frames), CaptureError> {
     let mut engine = Engine::new(ports);
     let mut pkt = Packet::default();
-    reader.for_each(|frame| match parse_frame(&frame, &mut pkt) {
+    let frames = reader.for_each(|frame| match parse_frame(&frame, &mut pkt) {
         Ok(()) => engine.packet(&pkt, 1, frame.ts_ns),
         Err(skip) => engine.skipped(skip),
     })?;
-    Ok(engine.snapshot())
+    Ok((engine.snapshot(), frames))
 }
 
 /// One captured frame through the parser. Its headers are held to the length the frame had
@@ -58,7 +90,6 @@ pub fn parse_frame(frame: &capture::Packet<'_>, pkt: &mut Packet) -> Result<(), 
     match frame.link {
         Link::Ethernet => parse_ethernet(&f, pkt),
         Link::L3 { offset, ethertype } => parse_l3(&f, offset, ethertype, pkt),
-        Link::Unsupported(_) => Err(Skip::NotIp),
     }
 }
 
@@ -67,13 +98,13 @@ pub const TICK_NS: u64 = 1_000_000_000;
 
 /// The analysis with the alert engine judging every second of capture time, as the live
 /// monitor would have; `each` sees every tick's snapshot and transitions. Returns the
-/// last snapshot, judged.
+/// last snapshot, judged, and what the read found.
 pub fn judge_reader(
-    reader: &Reader,
+    reader: Reader,
     ports: &PortSet,
     alerts: &mut AlertEngine,
     mut each: impl FnMut(&Snapshot, &[Transition]),
-) -> Result<Snapshot, CaptureError> {
+) -> Result<(Snapshot, Frames), CaptureError> {
     let mut engine = Engine::new(ports);
     let mut pkt = Packet::default();
     let mut next_tick: Option<u64> = None;
@@ -84,7 +115,7 @@ pub fn judge_reader(
         each(&snap, &t);
         snap
     };
-    reader.for_each(|frame| {
+    let frames = reader.for_each(|frame| {
         let ts = frame.ts_ns;
         match next_tick {
             None => next_tick = Some(ts - ts % TICK_NS + TICK_NS),
@@ -108,7 +139,7 @@ pub fn judge_reader(
         }
     })?;
     let end = engine.last_ts();
-    Ok(judge(&engine, end, alerts))
+    Ok((judge(&engine, end, alerts), frames))
 }
 
 pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
@@ -128,12 +159,7 @@ pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
         Some(p) => AlertConfig::load(p, TICK_NS as f64 / 1e9)?,
         None => AlertConfig::default(),
     };
-    let reader = Reader::open(&args.file).map_err(|e| {
-        usage(
-            format!("cannot read capture {}: {e}", args.file.display()),
-            "give a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap)",
-        )
-    })?;
+    let reader = open(&args.file)?;
     let mut recorder = match &args.record.record {
         Some(path) => Some(Recorder::create(
             path,
@@ -151,7 +177,7 @@ pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
     };
     let mut alerts = AlertEngine::new(cfg);
     let mut write_error = None;
-    let snap = judge_reader(&reader, &ports, &mut alerts, |snap, t| {
+    let (snap, frames) = judge_reader(reader, &ports, &mut alerts, |snap, t| {
         if let Some(r) = recorder.as_mut() {
             if let Err(e) = r.tick(snap, &[], t) {
                 write_error.get_or_insert(e);
@@ -162,11 +188,9 @@ pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
         // No recording of a capture that could not be read to its end: the temporary file
         // goes, an existing file at the path stays as it was.
         drop(recorder.take());
-        usage(
-            format!("capture {} is damaged: {e}", args.file.display()),
-            "the file may be truncated or not a capture; check it with `capinfos`",
-        )
+        damaged(&args.file, e)
     })?;
+    warn_if_cut(&args.file, &frames);
     let text = if args.json {
         output::json::render(&snap)
     } else {

@@ -35,7 +35,6 @@ fn as_ethernet(link: &Link, data: &[u8]) -> Option<Vec<u8>> {
             f.extend_from_slice(l3);
             Some(f)
         }
-        Link::Unsupported(_) => None,
     }
 }
 

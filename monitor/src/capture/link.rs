@@ -9,8 +9,21 @@ pub enum Link {
     /// The network header starts at `offset`; `ethertype` 0 when the link header did not
     /// say (the parser then reports the frame as not IP).
     L3 { offset: usize, ethertype: u16 },
-    /// A link type the monitor does not parse; the frame is counted, not analysed.
-    Unsupported(u32),
+}
+
+/// Link types `decode` reads; a capture of any other is refused rather than read as
+/// nothing but skipped frames.
+const SUPPORTED: [u32; 10] = [1, 101, 12, 14, 228, 229, 113, 276, 0, 108];
+
+pub fn supported(linktype: u32) -> bool {
+    SUPPORTED.contains(&linktype)
+}
+
+pub fn unsupported(linktype: u32) -> String {
+    format!(
+        "link type {linktype} is not one the monitor reads (it reads Ethernet, Linux cooked \
+         SLL/SLL2, raw IP and BSD loopback)"
+    )
 }
 
 const AF_INET: u32 = 2;
@@ -25,10 +38,9 @@ fn from_version(data: &[u8], offset: usize) -> u16 {
     }
 }
 
-/// Decodes the link header of one frame of `linktype`.
+/// Decodes the link header of one frame of `linktype`, one that `supported` accepts.
 pub fn decode(linktype: u32, data: &[u8]) -> Link {
     match linktype {
-        1 => Link::Ethernet,
         // Raw IP (LINKTYPE_RAW, DLT_RAW on some systems, IPv4-only, IPv6-only).
         101 | 12 | 14 | 228 | 229 => Link::L3 {
             offset: 0,
@@ -69,6 +81,7 @@ pub fn decode(linktype: u32, data: &[u8]) -> Link {
                 ethertype,
             }
         }
-        other => Link::Unsupported(other),
+        // Ethernet (1).
+        _ => Link::Ethernet,
     }
 }

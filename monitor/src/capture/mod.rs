@@ -1,14 +1,21 @@
-//! Reading capture files: classic pcap and pcapng, either byte order, and the link types an
-//! edge engineer's captures come in. Every length is checked against the file before use:
-//! a damaged file is an error naming its byte offset, never a panic or a loop.
+//! Reading captures as a stream: classic pcap and pcapng (the `pcap-parser` crate parses the
+//! records), either byte order, gzip- or zstd-compressed, from a file or standard input, in
+//! bounded memory. Every length is checked before it is waited for: a damaged record is an
+//! error naming its byte offset, a capture cut mid-record yields its complete records and
+//! says where it was cut, and nothing is read without end.
 
+mod input;
 mod link;
 mod pcap;
 mod pcapng;
+mod stream;
 
-use std::{fmt, path::Path};
+use std::{fmt, io::Read, path::Path};
 
 pub use link::Link;
+
+use input::{Format, Opened};
+pub use stream::BUFFER;
 
 /// One captured frame.
 pub struct Packet<'a> {
@@ -22,6 +29,7 @@ pub struct Packet<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureError {
+    /// Byte offset in the capture (after decompression, as Wireshark counts).
     pub offset: u64,
     pub reason: String,
 }
@@ -34,54 +42,65 @@ impl fmt::Display for CaptureError {
 
 impl std::error::Error for CaptureError {}
 
-pub(crate) fn err<T>(offset: usize, reason: impl Into<String>) -> Result<T, CaptureError> {
+pub(crate) fn err<T>(offset: u64, reason: impl Into<String>) -> Result<T, CaptureError> {
     Err(CaptureError {
-        offset: offset as u64,
+        offset,
         reason: reason.into(),
     })
 }
 
 /// Largest record accepted: far above any real snap length (262144), so only absurd
-/// lengths from a damaged file are refused.
+/// lengths from a damaged file are refused. It also bounds the read buffer.
 pub(crate) const MAX_RECORD: usize = 16 * 1024 * 1024;
 
+/// What a read to the end found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frames {
+    /// Frames handed to the caller.
+    pub count: u64,
+    /// Where the capture ends mid-record, if it does: the frames before it were read (a
+    /// capture still being written, or a copy cut short), as tshark reads them.
+    pub cut: Option<CaptureError>,
+    /// The most bytes the reader held at once (its buffers), the proof of bounded memory.
+    pub peak_buffer: usize,
+}
+
+/// A capture opened and recognised by its magic, ready to be read once.
 pub struct Reader {
-    bytes: Vec<u8>,
+    opened: Opened,
 }
 
 impl Reader {
+    /// Opens a file, or standard input for `-`.
     pub fn open(path: &Path) -> Result<Reader, CaptureError> {
-        let bytes = std::fs::read(path).map_err(|e| CaptureError {
+        if path.as_os_str() == "-" {
+            return Self::new(std::io::stdin().lock());
+        }
+        let file = std::fs::File::open(path).map_err(|e| CaptureError {
             offset: 0,
             reason: e.to_string(),
         })?;
-        Self::from_bytes(bytes)
+        Self::new(file)
+    }
+
+    /// Reads the magic (and a compressed stream's inner magic): a stream that is not a
+    /// capture is refused here, after a few bytes, whatever its length.
+    pub fn new(input: impl Read + 'static) -> Result<Reader, CaptureError> {
+        Ok(Reader {
+            opened: input::open(Box::new(input))?,
+        })
     }
 
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Reader, CaptureError> {
-        if bytes.is_empty() {
-            return err(0, "empty file");
-        }
-        if bytes.len() < 4 {
-            return err(0, "file too short for a capture header");
-        }
-        Ok(Reader { bytes })
+        Self::new(std::io::Cursor::new(bytes))
     }
 
-    /// Calls `f` for each frame in file order; stops at the first damaged record. Returns
-    /// the number of frames.
-    pub fn for_each(&self, f: impl FnMut(Packet<'_>)) -> Result<u64, CaptureError> {
-        let magic = [self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]];
-        match magic {
-            [0x0a, 0x0d, 0x0d, 0x0a] => pcapng::read(&self.bytes, f),
-            m if pcap::is_magic(m) => pcap::read(&self.bytes, f),
-            m => err(
-                0,
-                format!(
-                    "magic {:02x}{:02x}{:02x}{:02x} is neither pcap nor pcapng",
-                    m[0], m[1], m[2], m[3]
-                ),
-            ),
+    /// Calls `f` for each frame in file order; stops at the first damaged record.
+    pub fn for_each(self, f: impl FnMut(Packet<'_>)) -> Result<Frames, CaptureError> {
+        let o = self.opened;
+        match o.format {
+            Format::Pcap => pcap::read(o.source, f),
+            Format::Pcapng => pcapng::read(o.source, f),
         }
     }
 }
@@ -112,5 +131,7 @@ impl Endian {
     }
 }
 
+#[cfg(test)]
+mod input_tests;
 #[cfg(test)]
 mod tests;

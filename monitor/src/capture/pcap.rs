@@ -1,65 +1,82 @@
 //! Classic pcap: a 24-byte file header, then 16-byte record headers.
 
-use super::{err, link, CaptureError, Endian, Packet, MAX_RECORD};
+use pcap_parser::PcapBlockOwned;
 
-const MICRO: u32 = 0xa1b2_c3d4;
+use super::{
+    err,
+    input::{Format, Source},
+    link,
+    stream::{Fill, Stream},
+    CaptureError, Endian, Frames, Packet, MAX_RECORD,
+};
+
 const NANO: u32 = 0xa1b2_3c4d;
+const MICRO: u32 = 0xa1b2_c3d4;
+const RECORD_HEADER: usize = 16;
 
-pub fn is_magic(m: [u8; 4]) -> bool {
-    let le = u32::from_le_bytes(m);
-    let be = u32::from_be_bytes(m);
-    [MICRO, NANO].contains(&le) || [MICRO, NANO].contains(&be)
-}
-
-pub fn read(b: &[u8], mut f: impl FnMut(Packet<'_>)) -> Result<u64, CaptureError> {
-    let m = [b[0], b[1], b[2], b[3]];
-    let big = !matches!(u32::from_le_bytes(m), MICRO | NANO);
-    let e = Endian { big };
-    let nano = e.u32(b, 0) == Some(NANO);
-    if b.len() < 24 {
+pub fn read(source: Source, mut f: impl FnMut(Packet<'_>)) -> Result<Frames, CaptureError> {
+    let mut s = Stream::new(source, Format::Pcap)?;
+    let h = s.data();
+    let Some(m) = h.get(..4).and_then(|m| <[u8; 4]>::try_from(m).ok()) else {
         return err(0, "pcap file header cut short");
+    };
+    let e = Endian {
+        big: !matches!(u32::from_le_bytes(m), MICRO | NANO),
+    };
+    let nano = e.u32(h, 0) == Some(NANO);
+    let linktype = e.u32(h, 20).unwrap_or(0) & 0x0fff_ffff;
+    if !link::supported(linktype) {
+        return err(20, link::unsupported(linktype));
     }
-    let linktype = e.u32(b, 20).unwrap_or(0) & 0x0fff_ffff;
-    let mut off = 24;
+    // The parser hands the file header back first.
+    match s.next() {
+        Some((n, PcapBlockOwned::LegacyHeader(_))) => s.consume(n),
+        _ => return err(0, "pcap file header is damaged"),
+    }
     let mut n = 0;
-    while off < b.len() {
-        let (Some(sec), Some(frac), Some(incl), Some(orig)) = (
-            e.u32(b, off),
-            e.u32(b, off + 4),
-            e.u32(b, off + 8),
-            e.u32(b, off + 12),
-        ) else {
-            return err(off, "pcap record header cut short");
-        };
-        let incl = incl as usize;
+    let cut = loop {
+        let off = s.offset();
+        match s.fill(RECORD_HEADER)? {
+            Fill::Ready => {}
+            Fill::End => break None,
+            Fill::Cut => break Some((off, "pcap record header cut short".to_string())),
+        }
+        let incl = e.u32(s.data(), 8).unwrap_or(0) as usize;
         if incl > MAX_RECORD {
             return err(
                 off,
                 format!("pcap record claims an absurd length of {incl} bytes"),
             );
         }
-        let start = off + 16;
-        let Some(data) = start.checked_add(incl).and_then(|end| b.get(start..end)) else {
-            return err(
-                off,
-                format!("pcap record of {incl} bytes runs past the end of the file"),
-            );
+        match s.fill(RECORD_HEADER + incl)? {
+            Fill::Ready => {}
+            Fill::End | Fill::Cut => {
+                break Some((
+                    off,
+                    format!("pcap record of {incl} bytes runs past the end of the file"),
+                ))
+            }
+        }
+        let Some((len, PcapBlockOwned::Legacy(b))) = s.next() else {
+            return err(off, "pcap record is damaged");
         };
         let sub = if nano {
-            frac as u64
+            b.ts_usec as u64
         } else {
-            frac as u64 * 1000
+            b.ts_usec as u64 * 1000
         };
+        let data = b.data;
         f(Packet {
-            ts_ns: (sec as u64)
+            ts_ns: (b.ts_sec as u64)
                 .saturating_mul(1_000_000_000)
                 .saturating_add(sub),
             link: link::decode(linktype, data),
             data,
-            orig_len: orig,
+            orig_len: b.origlen,
         });
         n += 1;
-        off = start + incl;
-    }
-    Ok(n)
+        s.consume(len);
+    };
+    let cut = cut.map(|(offset, reason)| CaptureError { offset, reason });
+    Ok(s.finish(n, cut))
 }
