@@ -1,5 +1,5 @@
 //! The TCP analysis core: Wireshark 4.0's `tcp_analyze_sequence_number()` rules (restated in
-//! TCP-ANALYSIS.md), as a pure function of (flow state, one segment, time) that the kernel
+//! docs/analysis.md), as a pure function of (flow state, one segment, time) that the kernel
 //! program and the capture replay both run.
 //!
 //! Verifier-friendly by construction: no loops, no allocation, no panics, scalar state only.

@@ -199,7 +199,8 @@ pub mod seen {
     pub const STALLED_S2C: u16 = 1 << 11;
 }
 
-/// No ACK progress for this long while data is being resent is a stall (DESIGN.md).
+/// No ACK progress for this long while data is being resent is a stall: the `stall` alert's
+/// default (README.md, "Alerts"; docs/analysis.md).
 pub const STALL_NS: u64 = 2_000_000_000;
 
 /// The value of the flow map: one TCP connection.

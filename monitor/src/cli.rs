@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md's contract).
+//! The command line (its contract, flag by flag: docs/contract.md).
 
 use clap::{Parser, Subcommand, ValueEnum};
 use monitor_common::config::PortSet;
@@ -179,7 +179,7 @@ pub struct RecordArgs {
 /// Options of the alert engine, shared by `live` and `demo`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct AlertArgs {
-    /// Alert thresholds (TOML; see README.md, "Alerts"). Default: DESIGN.md's.
+    /// Alert thresholds (TOML; see README.md, "Alerts"). Default: the values listed there.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
     /// Append every alert transition (raised, escalated, cleared) as a JSON line.

@@ -1,18 +1,13 @@
 //! Per-flow vectors a tick hands out with its snapshot, taken back once every holder let
 //! go, so the next tick writes into memory already mapped.
 //!
-//! At a million flows a tick's health list is 150 MB. Made fresh every tick, it was a new
-//! `mmap` whose first touch faulted in a page at a time: ~95 ms of a 255 ms judging tick
-//! went to the kernel handing out zeroed pages (`perf`: `exc_page_fault`,
-//! `clear_page_erms`). Huge pages cut the faults but, on a VM whose balloon takes freed
-//! memory back (free page reporting), made some ticks three times slower; glibc with `mmap`
-//! off doubled the resident memory after minutes. A vector kept in use costs neither.
-//!
-//! Most ticks change few rows of a big table, and rewriting all of them was most of what
-//! was left of a tick (~50 ms at a million flows even when nine in ten were idle): a
+//! A big vector made fresh every tick is a fresh `mmap` whose pages the kernel faults in
+//! and zeroes one at a time; a vector kept in use costs nothing of the kind. And most ticks
+//! change few rows of a big table, so rewriting every row would be most of a tick: a
 //! vector lent with the last snapshot is edited in place when nobody else holds it, or the
 //! one lent before it is brought up to date (the last tick's edit, then this one's), as the
-//! collector does its table.
+//! collector does its table. (The measurements behind this: BENCHMARKS.md, "Notes moved
+//! from the code".)
 
 use std::sync::Arc;
 

@@ -78,7 +78,7 @@ pub struct IfaceTraffic {
 pub struct Snapshot {
     /// Sorted by client, then server, then first seen (a reused 4-tuple is several records).
     /// Shared with the collector, which keeps the table between ticks and changes only
-    /// what moved: a snapshot of a million flows is not a copy of half a gigabyte.
+    /// what moved: a snapshot is not a copy of every record.
     pub flows: Arc<Vec<FlowRecord>>,
     pub counters: Counters,
     /// Flows the kernel created that are no longer in its map: the LRU evicted them.

@@ -1,4 +1,5 @@
-//! The alert rules' thresholds (DESIGN.md's defaults), and their TOML file (`--config`).
+//! The alert rules' thresholds (defaults as README.md, "Alerts", lists them), and their TOML
+//! file (`--config`).
 //!
 //! Every key is optional; a file only says what it changes. Unknown keys, negative values,
 //! ratios outside 0..1 and windows shorter than the collector's tick are refused with the
@@ -42,7 +43,7 @@ pub struct AlertConfig {
     pub session_window_s: f64,
 }
 
-/// DESIGN.md's handshake timeout: also what a snapshot no alert engine judged uses.
+/// The default handshake timeout (README.md, "Alerts"): also what a snapshot no alert engine judged uses.
 pub const HANDSHAKE_TIMEOUT_S: f64 = 3.0;
 
 impl Default for AlertConfig {

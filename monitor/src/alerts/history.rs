@@ -304,8 +304,8 @@ struct Frozen {
 ///
 /// Most flows of a big table are idle: their counters stand, and each tick's sample differs
 /// from the last only in time, which is the tick's. Pushing it into every such flow's
-/// history cost ~70 ms a tick at a million flows (a few heap blocks a flow, a cache miss
-/// each). The clock follows the sample times a flow idle all along would hold (the same
+/// history would touch a few heap blocks of every flow, a cache miss each, every tick. The
+/// clock follows the sample times a flow idle all along would hold (the same
 /// replacing of close samples and the same window), and how many sparkline points it would
 /// have pushed; a frozen flow catches up from it when it changes or is looked at.
 #[derive(Clone, Debug, Default)]

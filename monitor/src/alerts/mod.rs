@@ -151,15 +151,15 @@ pub struct AlertEngine {
     /// Every flow of the last snapshot, in its order (client, server, first seen). When
     /// the snapshot says how its rows follow from the last (see `aligned`), new flows are
     /// inserted and only the flows that changed or are not idle yet are looked at; else
-    /// the rows are paired by walking both lists: a hash table of a million flows cost a
-    /// cache miss per lookup, half of a tick. Boxed: inserting or rebuilding moves a
+    /// the rows are paired by walking both lists: a hash table lookup per flow is a cache
+    /// miss each. Boxed: inserting or rebuilding moves a
     /// pointer per flow rather than its few hundred bytes.
     #[allow(clippy::vec_box)]
     flows: Vec<Box<Tracked>>,
     /// Their order keys, apart: the pairing walk reads only these, sequentially.
     orders: Vec<OrderKey>,
     /// The list before, written over by the next tick that pairs by walking (not a fresh
-    /// 48 MB at a million flows, faulted in page by page); let go by ticks that edit.
+    /// list of every flow, faulted in page by page); let go by ticks that edit.
     spare_orders: Vec<OrderKey>,
     /// Whether `orders` is sorted (the snapshot was in order): rows are then found by
     /// binary search.
@@ -473,7 +473,7 @@ impl AlertEngine {
         due.extend(changed.iter().filter(|c| c.before.is_some()).map(|c| c.row));
         let new_orders = inserted.iter().map(|&i| OrderKey::of(&snap.flows[i]));
         insert_rows(&mut self.orders, &inserted, new_orders.collect());
-        // Only a tick that pairs by walking writes a new list (48 MB at a million flows).
+        // Only a tick that pairs by walking writes a new list (one key per flow).
         self.spare_orders = Vec::new();
         // And frozen flows whose window's oldest counters leave it now (found by order
         // key: a flow judged since may have frozen again, and is judged once more).

@@ -1,4 +1,4 @@
-//! The rules of DESIGN.md ("Alerts"), one flow at a time: pure functions from a flow's
+//! The alert rules (README.md, "Alerts"), one flow at a time: pure functions from a flow's
 //! record, its history and the time to what is wrong with it. The engine (`mod.rs`) turns
 //! these findings into alerts with a lifecycle.
 

@@ -1,6 +1,6 @@
 //! Reading the whole flow map with `BPF_MAP_LOOKUP_BATCH`: thousands of entries per system
-//! call instead of two calls per entry (next key, lookup). At a million flows the
-//! entry-by-entry walk alone took seconds (BENCHMARKS.md, scale).
+//! call instead of two calls per entry (next key, lookup): at a big map's size the
+//! entry-by-entry walk is mostly system calls.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 

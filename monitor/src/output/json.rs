@@ -1,4 +1,4 @@
-//! The flow summary JSON of DESIGN.md. Field names are a contract; values the monitor does
+//! The flow summary JSON (docs/contract.md). Field names are a contract; values the monitor does
 //! not know yet are `null`, never invented.
 
 use monitor_common::{

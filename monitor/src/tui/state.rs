@@ -43,8 +43,8 @@ pub struct UiState {
     /// Packets per second from the last two snapshots.
     pub pps: Option<f64>,
     last_packets: Option<(u64, u64)>,
-    /// The rows' order for the snapshot and settings it was made for: sorting a million
-    /// flows takes tens of milliseconds, and a key press or a redraw should not.
+    /// The rows' order for the snapshot and settings it was made for: sorting a big table
+    /// is the costliest step of a frame, and a key press or a redraw should not repeat it.
     order: Option<(Shown, Vec<usize>)>,
 }
 

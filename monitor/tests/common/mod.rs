@@ -51,7 +51,8 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Offloads off (TSO, GSO, GRO), as TOOLCHAIN.md's retransmission oracle wants. tc
+    /// Offloads off (TSO, GSO, GRO), so that a captured packet is one segment and the sender's
+    /// `TcpRetransSegs` is an oracle for the retransmissions (docs/toolchain.md). tc
     /// egress may still see software-GSO super-packets (segmentation happens after the
     /// qdisc); the monitor counts their segments through `gso_segs`.
     pub fn new(tag: &str) -> Self {
