@@ -24,7 +24,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     config::{Config, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
-    event::{self, Event},
+    event::{Event, EventKind},
     flow::{
         seen, src_is_client, starts_new_connection, update, Changed, FlowKey, FlowState, Outcome,
     },
@@ -237,13 +237,13 @@ fn prepare(
 }
 
 #[inline(always)]
-fn emit(kind: u8, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
+fn emit(kind: EventKind, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
     match EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
             slot.write(Event {
                 ts_ns: now,
                 key: *key,
-                kind,
+                kind: kind as u8,
                 dir: dir as u8,
                 tcp_flags: pkt.flags,
                 ttl: pkt.ttl,
@@ -262,11 +262,11 @@ fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
     let n = o.newly_seen;
     let dir = o.dir as usize;
     for (bit, kind) in [
-        (seen::ESTABLISHED, event::HANDSHAKE_DONE),
-        (seen::REFUSED, event::HANDSHAKE_REFUSED),
-        (seen::CLIENT_HELLO, event::CLIENT_HELLO),
-        (seen::SERVER_HELLO, event::SERVER_HELLO),
-        (seen::RESET_AFTER_HELLO, event::RESET_AFTER_HELLO),
+        (seen::ESTABLISHED, EventKind::HandshakeDone),
+        (seen::REFUSED, EventKind::HandshakeRefused),
+        (seen::CLIENT_HELLO, EventKind::ClientHello),
+        (seen::SERVER_HELLO, EventKind::ServerHello),
+        (seen::RESET_AFTER_HELLO, EventKind::ResetAfterHello),
     ] {
         if n & bit != 0 {
             emit(kind, key, dir, pkt, now);
@@ -274,17 +274,17 @@ fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
     }
     let stalls = seen::STALLED_C2S | seen::STALLED_S2C;
     if n & stalls != 0 {
-        emit(event::STALL_BEGAN, key, dir, pkt, now);
+        emit(EventKind::StallBegan, key, dir, pkt, now);
     }
     if o.cleared != 0 {
         // The other side's data: this packet's ACK moved it.
-        emit(event::STALL_ENDED, key, dir ^ 1, pkt, now);
+        emit(EventKind::StallEnded, key, dir ^ 1, pkt, now);
     }
     if pkt.flags & RST != 0 {
-        emit(event::RESET, key, dir, pkt, now);
+        emit(EventKind::Reset, key, dir, pkt, now);
     }
     if o.suspect_rst != 0 {
-        emit(event::SUSPECT_INJECTED_RST, key, dir, pkt, now);
+        emit(EventKind::SuspectInjectedRst, key, dir, pkt, now);
     }
 }
 
@@ -324,7 +324,13 @@ fn track(
             // lose the race, keep its record, and count into it below.
             if FLOWS.insert(&key, &*init, BPF_NOEXIST as u64).is_ok() {
                 bump(stats::FLOWS_CREATED);
-                emit(event::FLOW_SEEN, &key, init.direction(src_is_a), pkt, now);
+                emit(
+                    EventKind::FlowSeen,
+                    &key,
+                    init.direction(src_is_a),
+                    pkt,
+                    now,
+                );
             }
             match FLOWS.get_ptr_mut(&key) {
                 Some(p) => p,
