@@ -22,6 +22,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
     EbpfContext,
 };
+use aya_log_ebpf::debug;
 use monitor_common::{
     config::{Config, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
     event::{Event, EventKind},
@@ -116,6 +117,43 @@ fn bump(idx: u32) {
     if let Some(p) = STATS.get_ptr_mut(idx) {
         // Per-CPU slot: no other CPU writes it, a plain add is safe.
         unsafe { *p += 1 };
+    }
+}
+
+/// A rare failure: counted like any counter, and said through aya-log (the `AYA_LOGS`
+/// ring, which userspace shows at `RUST_LOG=debug`). Only the 1st, 2nd, 4th, 8th... of
+/// each kind on each CPU is said, with the count so far, so a flood of failures costs a
+/// few lines, not one each. A full log ring drops the line (aya-log's reserve fails and it
+/// returns): a lost line never blocks or fails the program. Not inlined: the per-packet
+/// path carries only the branch to it.
+#[inline(never)]
+fn failed(idx: u32) {
+    let Some(p) = STATS.get_ptr_mut(idx) else {
+        return;
+    };
+    // Per-CPU slot, as in `bump`.
+    let n = unsafe {
+        *p += 1;
+        *p
+    };
+    if n & (n - 1) != 0 {
+        return;
+    }
+    // aya-log-ebpf evaluates its context argument and ignores it.
+    match idx {
+        stats::FLOW_INSERT_FAILED => {
+            debug!(&(), "flow map refused an insert ({} on this cpu)", n)
+        }
+        stats::EVENTS_LOST => debug!(&(), "EVENTS ring full: event lost ({} on this cpu)", n),
+        stats::CHANGES_LOST => debug!(
+            &(),
+            "CHANGED ring full: changed flow not reported ({} on this cpu)", n
+        ),
+        stats::CLOSED_LOST => debug!(
+            &(),
+            "CLOSED ring full: record closed by port reuse lost ({} on this cpu)", n
+        ),
+        _ => {}
     }
 }
 
@@ -252,7 +290,7 @@ fn emit(kind: EventKind, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
             slot.submit(0);
         }
         // Never silent: userspace reports lost events.
-        None => bump(stats::EVENTS_LOST),
+        None => failed(stats::EVENTS_LOST),
     }
 }
 
@@ -335,7 +373,7 @@ fn track(
             match FLOWS.get_ptr_mut(&key) {
                 Some(p) => p,
                 None => {
-                    bump(stats::FLOW_INSERT_FAILED);
+                    failed(stats::FLOW_INSERT_FAILED);
                     return;
                 }
             }
@@ -350,12 +388,14 @@ fn track(
     // leaves through the CLOSED ring buffer and a fresh one replaces it.
     if unsafe { starts_new_connection(&*entry, pkt) } {
         if CLOSED.output::<FlowState>(unsafe { &*entry }, 0).is_err() {
-            bump(stats::CLOSED_LOST);
+            failed(stats::CLOSED_LOST);
         }
         let init = unsafe { &mut (*scratch).init };
         prepare(init, &key, src_is_a, src_is_client(pkt, sw, dw), now);
         if FLOWS.insert(&key, &*init, 0).is_ok() {
             bump(stats::FLOWS_CREATED);
+        } else {
+            failed(stats::FLOW_INSERT_FAILED);
         }
         entry = match FLOWS.get_ptr_mut(&key) {
             Some(p) => p,
@@ -399,7 +439,7 @@ fn mark(entry: *mut FlowState, key: &FlowKey) {
             // Unlocked: two CPUs racing here both report the flow, which userspace dedups.
             unsafe { write_volatile(at, epoch) };
         }
-        None => bump(stats::CHANGES_LOST),
+        None => failed(stats::CHANGES_LOST),
     }
 }
 

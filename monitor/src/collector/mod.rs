@@ -43,6 +43,8 @@ pub struct Collector {
     /// hooks went with it, and nothing attaches them again).
     gone: Vec<bool>,
     events: RingBuf<MapData>,
+    /// The kernel's log of its failures, moved into the `log` crate at each tick.
+    kernel_log: Option<crate::kernel::load::KernelLog>,
     closed_rb: RingBuf<MapData>,
     /// Connection records ended by port reuse, kept for the summary.
     closed: Vec<FlowRecord>,
@@ -118,6 +120,7 @@ impl Collector {
             targets,
             presence: None,
             events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
+            kernel_log: crate::kernel::load::KernelLog::take(ebpf),
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
             closed: Vec::new(),
             closed_orders: Default::default(),
@@ -191,6 +194,9 @@ impl Collector {
 
     /// Every flow in the map, and the records port reuse closed.
     pub fn collect(&mut self) -> Result<Snapshot> {
+        if let Some(l) = &mut self.kernel_log {
+            l.flush();
+        }
         // A new epoch first: every change from here on is reported again (see `mark`).
         self.epoch = self.epoch.wrapping_add(1).max(1);
         self.epoch_map
