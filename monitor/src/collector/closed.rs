@@ -15,7 +15,7 @@ use crate::snapshot::{FlowRecord, OrderKey};
 pub const KEEP: usize = 16_384;
 
 #[derive(Debug, Default)]
-pub struct Closed {
+pub(crate) struct Closed {
     /// Oldest first, as the kernel handed them over.
     records: Vec<FlowRecord>,
     /// Their order keys: the table never replaces those records by key.
