@@ -1,12 +1,19 @@
 //! The kernel's rare failures reach userspace through aya-log: the program, run by the
 //! kernel on hand-built frames (BPF_PROG_TEST_RUN), fills its rings; each failure is
-//! counted, and a few lines (not one a failure) say so through the `log` crate.
+//! counted, and a few lines (not one a failure) say so through the `log` crate; and the
+//! binary, flooded in a lab, says it on stderr at `RUST_LOG=debug`.
 
 mod common;
 
 use std::{
-    net::IpAddr,
-    sync::{Mutex, OnceLock},
+    io::{BufRead, BufReader},
+    net::{IpAddr, SocketAddr, TcpStream},
+    process::Stdio,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Mutex, OnceLock,
+    },
+    time::{Duration, Instant},
 };
 
 use aya::{
@@ -148,4 +155,58 @@ fn full_rings_are_counted_and_said_in_a_few_log_lines() {
         "no log line for {closed_lost} lost records"
     );
     assert!(said.len() <= bound(closed_lost), "{said:?}");
+}
+
+/// `monitor live` in a lab, flooded with connection attempts to a closed port (each a SYN
+/// and a reset: new flows and events faster than one tick's EVENTS ring holds), says the
+/// kernel's line on stderr with `RUST_LOG=debug`.
+#[test]
+fn the_binary_says_the_kernels_failures_at_debug_level() {
+    if !common::privileged() {
+        return;
+    }
+    let lab = common::Lab::new("klog");
+    let mut child = lab
+        .monitor(&["--ports", "50000", "--json", "--duration", "120"])
+        .env("RUST_LOG", "warn,monitor::program=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start monitor");
+    let err = BufReader::new(child.stderr.take().expect("stderr"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let server: SocketAddr = format!("{}:50000", lab.server_ip).parse().unwrap();
+    let flood = {
+        let stop = stop.clone();
+        common::Lab::in_ns(&lab.client_ns, move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = TcpStream::connect_timeout(&server, Duration::from_millis(100));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut said = None;
+    let mut seen = Vec::new();
+    while said.is_none() && Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) if l.contains("EVENTS ring full") => said = Some(l),
+            Ok(l) => seen.push(l),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood.join().expect("flood");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+    let said = said.unwrap_or_else(|| panic!("no line for a full EVENTS ring: {seen:?}"));
+    assert!(said.contains("DEBUG"), "{said}");
 }
