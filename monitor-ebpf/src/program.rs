@@ -22,9 +22,10 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
     EbpfContext,
 };
+use aya_log_ebpf::debug;
 use monitor_common::{
     config::{Config, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
-    event::{self, Event},
+    event::{Event, EventKind},
     flow::{
         seen, src_is_client, starts_new_connection, update, Changed, FlowKey, FlowState, Outcome,
     },
@@ -116,6 +117,43 @@ fn bump(idx: u32) {
     if let Some(p) = STATS.get_ptr_mut(idx) {
         // Per-CPU slot: no other CPU writes it, a plain add is safe.
         unsafe { *p += 1 };
+    }
+}
+
+/// A rare failure: counted like any counter, and said through aya-log (the `AYA_LOGS`
+/// ring, which userspace shows at `RUST_LOG=debug`). Only the 1st, 2nd, 4th, 8th... of
+/// each kind on each CPU is said, with the count so far, so a flood of failures costs a
+/// few lines, not one each. A full log ring drops the line (aya-log's reserve fails and it
+/// returns): a lost line never blocks or fails the program. Not inlined: the per-packet
+/// path carries only the branch to it.
+#[inline(never)]
+fn failed(idx: u32) {
+    let Some(p) = STATS.get_ptr_mut(idx) else {
+        return;
+    };
+    // Per-CPU slot, as in `bump`.
+    let n = unsafe {
+        *p += 1;
+        *p
+    };
+    if n & (n - 1) != 0 {
+        return;
+    }
+    // aya-log-ebpf evaluates its context argument and ignores it.
+    match idx {
+        stats::FLOW_INSERT_FAILED => {
+            debug!(&(), "flow map refused an insert ({} on this cpu)", n)
+        }
+        stats::EVENTS_LOST => debug!(&(), "EVENTS ring full: event lost ({} on this cpu)", n),
+        stats::CHANGES_LOST => debug!(
+            &(),
+            "CHANGED ring full: changed flow not reported ({} on this cpu)", n
+        ),
+        stats::CLOSED_LOST => debug!(
+            &(),
+            "CLOSED ring full: record closed by port reuse lost ({} on this cpu)", n
+        ),
+        _ => {}
     }
 }
 
@@ -237,13 +275,13 @@ fn prepare(
 }
 
 #[inline(always)]
-fn emit(kind: u8, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
+fn emit(kind: EventKind, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
     match EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
             slot.write(Event {
                 ts_ns: now,
                 key: *key,
-                kind,
+                kind: kind as u8,
                 dir: dir as u8,
                 tcp_flags: pkt.flags,
                 ttl: pkt.ttl,
@@ -252,7 +290,7 @@ fn emit(kind: u8, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
             slot.submit(0);
         }
         // Never silent: userspace reports lost events.
-        None => bump(stats::EVENTS_LOST),
+        None => failed(stats::EVENTS_LOST),
     }
 }
 
@@ -262,11 +300,11 @@ fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
     let n = o.newly_seen;
     let dir = o.dir as usize;
     for (bit, kind) in [
-        (seen::ESTABLISHED, event::HANDSHAKE_DONE),
-        (seen::REFUSED, event::HANDSHAKE_REFUSED),
-        (seen::CLIENT_HELLO, event::CLIENT_HELLO),
-        (seen::SERVER_HELLO, event::SERVER_HELLO),
-        (seen::RESET_AFTER_HELLO, event::RESET_AFTER_HELLO),
+        (seen::ESTABLISHED, EventKind::HandshakeDone),
+        (seen::REFUSED, EventKind::HandshakeRefused),
+        (seen::CLIENT_HELLO, EventKind::ClientHello),
+        (seen::SERVER_HELLO, EventKind::ServerHello),
+        (seen::RESET_AFTER_HELLO, EventKind::ResetAfterHello),
     ] {
         if n & bit != 0 {
             emit(kind, key, dir, pkt, now);
@@ -274,17 +312,17 @@ fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
     }
     let stalls = seen::STALLED_C2S | seen::STALLED_S2C;
     if n & stalls != 0 {
-        emit(event::STALL_BEGAN, key, dir, pkt, now);
+        emit(EventKind::StallBegan, key, dir, pkt, now);
     }
     if o.cleared != 0 {
         // The other side's data: this packet's ACK moved it.
-        emit(event::STALL_ENDED, key, dir ^ 1, pkt, now);
+        emit(EventKind::StallEnded, key, dir ^ 1, pkt, now);
     }
     if pkt.flags & RST != 0 {
-        emit(event::RESET, key, dir, pkt, now);
+        emit(EventKind::Reset, key, dir, pkt, now);
     }
     if o.suspect_rst != 0 {
-        emit(event::SUSPECT_INJECTED_RST, key, dir, pkt, now);
+        emit(EventKind::SuspectInjectedRst, key, dir, pkt, now);
     }
 }
 
@@ -324,12 +362,18 @@ fn track(
             // lose the race, keep its record, and count into it below.
             if FLOWS.insert(&key, &*init, BPF_NOEXIST as u64).is_ok() {
                 bump(stats::FLOWS_CREATED);
-                emit(event::FLOW_SEEN, &key, init.direction(src_is_a), pkt, now);
+                emit(
+                    EventKind::FlowSeen,
+                    &key,
+                    init.direction(src_is_a),
+                    pkt,
+                    now,
+                );
             }
             match FLOWS.get_ptr_mut(&key) {
                 Some(p) => p,
                 None => {
-                    bump(stats::FLOW_INSERT_FAILED);
+                    failed(stats::FLOW_INSERT_FAILED);
                     return;
                 }
             }
@@ -344,12 +388,14 @@ fn track(
     // leaves through the CLOSED ring buffer and a fresh one replaces it.
     if unsafe { starts_new_connection(&*entry, pkt) } {
         if CLOSED.output::<FlowState>(unsafe { &*entry }, 0).is_err() {
-            bump(stats::CLOSED_LOST);
+            failed(stats::CLOSED_LOST);
         }
         let init = unsafe { &mut (*scratch).init };
         prepare(init, &key, src_is_a, src_is_client(pkt, sw, dw), now);
         if FLOWS.insert(&key, &*init, 0).is_ok() {
             bump(stats::FLOWS_CREATED);
+        } else {
+            failed(stats::FLOW_INSERT_FAILED);
         }
         entry = match FLOWS.get_ptr_mut(&key) {
             Some(p) => p,
@@ -393,7 +439,7 @@ fn mark(entry: *mut FlowState, key: &FlowKey) {
             // Unlocked: two CPUs racing here both report the flow, which userspace dedups.
             unsafe { write_volatile(at, epoch) };
         }
-        None => bump(stats::CHANGES_LOST),
+        None => failed(stats::CHANGES_LOST),
     }
 }
 

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::Result;
 use aya::Ebpf;
-use monitor_common::event;
+use monitor_common::event::EventKind;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -466,19 +466,7 @@ async fn watch(
 
 fn log_events(events: &[monitor_common::event::Event]) {
     for ev in events {
-        let kind = match ev.kind {
-            event::FLOW_SEEN => "flow seen",
-            event::RESET => "reset",
-            event::HANDSHAKE_DONE => "handshake done",
-            event::HANDSHAKE_REFUSED => "handshake refused",
-            event::CLIENT_HELLO => "TLS ClientHello",
-            event::SERVER_HELLO => "TLS ServerHello",
-            event::SUSPECT_INJECTED_RST => "suspect injected reset",
-            event::RESET_AFTER_HELLO => "reset after ClientHello",
-            event::STALL_BEGAN => "stall began",
-            event::STALL_ENDED => "stall ended",
-            _ => "unknown event",
-        };
+        let kind = ev.kind().map_or("unknown", EventKind::name);
         log::info!("{kind}: {:?} dir {} ttl {}", ev.key, ev.dir, ev.ttl);
     }
 }

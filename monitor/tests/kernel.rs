@@ -17,7 +17,7 @@ use monitor::{
 use monitor_common::{
     config::{PortSet, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
     craft::{parser_cases, TcpFrame},
-    event,
+    event::EventKind,
     flow::{C2S, S2C},
     parse::{Skip, ACK, FIN, RST, SYN},
     stats,
@@ -231,15 +231,16 @@ fn both_directions_count_into_one_flow_and_events_arrive() {
     assert_eq!(snap.counters.get(stats::FLOWS_CREATED), 1);
 
     let events = c.drain_events();
-    let kinds: Vec<(u8, u8, u8)> = events.iter().map(|e| (e.kind, e.dir, e.ttl)).collect();
+    let kinds: Vec<(Option<EventKind>, u8, u8)> =
+        events.iter().map(|e| (e.kind(), e.dir, e.ttl)).collect();
     assert_eq!(
         kinds,
         vec![
-            (event::FLOW_SEEN, S2C as u8, 64),
-            (event::HANDSHAKE_DONE, C2S as u8, 64),
-            (event::RESET, S2C as u8, 33),
+            (Some(EventKind::FlowSeen), S2C as u8, 64),
+            (Some(EventKind::HandshakeDone), C2S as u8, 64),
+            (Some(EventKind::Reset), S2C as u8, 33),
             // TTL 33 where the server's packets had 64: a reset from elsewhere.
-            (event::SUSPECT_INJECTED_RST, S2C as u8, 33),
+            (Some(EventKind::SuspectInjectedRst), S2C as u8, 33),
         ]
     );
     assert_eq!(sc.suspect_injected_rsts, 1);
@@ -507,17 +508,17 @@ fn a_resend_after_two_silent_seconds_is_a_stall_until_the_ack_moves() {
     ] {
         run(&mut e, "tc_eth_in", &f, Some(ts));
     }
-    let kinds: Vec<(u8, u8)> = c
+    let kinds: Vec<(EventKind, u8)> = c
         .drain_events()
         .iter()
-        .filter(|e| matches!(e.kind, event::STALL_BEGAN | event::STALL_ENDED))
-        .map(|e| (e.kind, e.dir))
+        .filter_map(|e| Some((e.kind()?, e.dir)))
+        .filter(|(k, _)| matches!(k, EventKind::StallBegan | EventKind::StallEnded))
         .collect();
     assert_eq!(
         kinds,
         vec![
-            (event::STALL_BEGAN, C2S as u8),
-            (event::STALL_ENDED, C2S as u8)
+            (EventKind::StallBegan, C2S as u8),
+            (EventKind::StallEnded, C2S as u8)
         ]
     );
     let snap = c.collect().unwrap();

@@ -21,7 +21,7 @@ use std::{
 use foldhash::HashMap;
 
 use monitor_common::{
-    event::{self, Event},
+    event::{Event, EventKind},
     flow::{seen, FlowKey, C2S, S2C},
 };
 use serde::{Serialize, Serializer};
@@ -257,7 +257,10 @@ impl AlertEngine {
         let now = snap.now_ns;
         let cfg = self.cfg.clone();
         let mut hellos: HashMap<FlowKey, u64> = HashMap::default();
-        for ev in events.iter().filter(|e| e.kind == event::CLIENT_HELLO) {
+        for ev in events
+            .iter()
+            .filter(|e| e.kind() == Some(EventKind::ClientHello))
+        {
             hellos.entry(ev.key).or_insert(ev.ts_ns);
         }
         let mut judging = Judging {

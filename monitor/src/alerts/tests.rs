@@ -486,7 +486,7 @@ fn the_client_hello_event_time_starts_the_tls_clock() {
     let ev = Event {
         ts_ns: sim.now - 5 * S,
         key,
-        kind: event::CLIENT_HELLO,
+        kind: EventKind::ClientHello as u8,
         dir: 0,
         tcp_flags: 0,
         ttl: 64,
@@ -829,7 +829,7 @@ mod shortcut {
                 .map(|(f, _)| Event {
                     ts_ns: now,
                     key: f.key,
-                    kind: event::CLIENT_HELLO,
+                    kind: EventKind::ClientHello as u8,
                     dir: 0,
                     tcp_flags: 0,
                     ttl: 64,

@@ -7,6 +7,7 @@
 
 mod batch;
 mod clock;
+pub mod closed;
 mod presence;
 mod table;
 
@@ -43,11 +44,11 @@ pub struct Collector {
     /// hooks went with it, and nothing attaches them again).
     gone: Vec<bool>,
     events: RingBuf<MapData>,
+    /// The kernel's log of its failures, moved into the `log` crate at each tick.
+    kernel_log: Option<crate::kernel::load::KernelLog>,
     closed_rb: RingBuf<MapData>,
-    /// Connection records ended by port reuse, kept for the summary.
-    closed: Vec<FlowRecord>,
-    /// Their order keys: the table never replaces those records by key.
-    closed_orders: foldhash::HashSet<OrderKey>,
+    /// Connection records ended by port reuse, kept (bounded) as rows of the table.
+    closed: closed::Closed,
     /// Live records and closed ones, in snapshot order, as of the last tick; shared with
     /// its snapshot. A UI still shows the last snapshot: the next tick edits the table lent
     /// before (brought up to date by copying the rows the last tick wrote) instead of
@@ -118,9 +119,9 @@ impl Collector {
             targets,
             presence: None,
             events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
+            kernel_log: crate::kernel::load::KernelLog::take(ebpf),
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
-            closed: Vec::new(),
-            closed_orders: Default::default(),
+            closed: closed::Closed::default(),
             table: Lent::default(),
             synced: false,
             epoch_map: Array::try_from(take(ebpf, "EPOCH")?)?,
@@ -138,10 +139,10 @@ impl Collector {
     /// What the collector holds for its flows (the benchmark's account of resident
     /// memory): the records, as lent with the last snapshot and the spare table.
     pub fn footprint(&self) -> crate::footprint::Footprint {
-        use crate::footprint::buffer;
-        let closed = buffer::<FlowRecord>(self.closed.capacity())
-            + buffer::<OrderKey>(self.closed_orders.capacity());
-        vec![("flow records (lent and spare)", self.table.bytes() + closed)]
+        vec![(
+            "flow records (lent and spare)",
+            self.table.bytes() + self.closed.bytes(),
+        )]
     }
 
     pub fn counters(&self) -> Result<Counters> {
@@ -191,6 +192,9 @@ impl Collector {
 
     /// Every flow in the map, and the records port reuse closed.
     pub fn collect(&mut self) -> Result<Snapshot> {
+        if let Some(l) = &mut self.kernel_log {
+            l.flush();
+        }
         // A new epoch first: every change from here on is reported again (see `mark`).
         self.epoch = self.epoch.wrapping_add(1).max(1);
         self.epoch_map
@@ -200,12 +204,14 @@ impl Collector {
         // record of the one it replaced, so that record is here when the report is.
         let keys = self.drain_changed();
         let closed = self.drain_closed();
+        // Older closed records trimmed: rows leave the table, which a whole read does.
+        let trimmed = self.closed.add(&closed);
         let counters = self.counters()?;
         let lost = counters.get(stats::CHANGES_LOST);
         // Past this many, one batch read of everything costs less than lookups one by one.
         let cheap = keys.len() <= self.table.current().len() / 4 + 1024;
         let mut changed = None;
-        if self.synced && lost == self.lost_changes && cheap {
+        if self.synced && lost == self.lost_changes && cheap && !trimmed {
             changed = self.update(keys, closed)?;
         }
         let changed = match changed {
@@ -219,6 +225,8 @@ impl Collector {
             counters,
             self.clock.now_epoch(),
         );
+        // Trimmed closed records were neither evicted nor lost.
+        snap.evicted_flows = snap.evicted_flows.saturating_sub(self.closed.dropped);
         snap.changed = Some(changed);
         snap.interfaces = self.interfaces()?;
         Ok(snap)
@@ -252,12 +260,15 @@ impl Collector {
         }
         // Checked before the table changes: a whole read then walks it as last shown.
         // Each reported flow adds at most one live record. (A flow gone: see `plan`.)
-        let live = self.live() + ch.fresh.len() as u64;
+        // The table does not hold this tick's closed records yet (those are kept already).
+        let closed_before = self.closed.len() - ch.closed.len();
+        let live_before = self.table.current().len().saturating_sub(closed_before);
+        let live = (live_before + ch.fresh.len()) as u64;
         if live + self.evict_margin >= self.max_flows {
             return Ok(None);
         }
         let records = ch.fresh.len() as u64;
-        let Some(plan) = table::plan(self.table.current(), &self.closed_orders, ch) else {
+        let Some(plan) = table::plan(self.table.current(), self.closed.orders(), ch) else {
             return Ok(None);
         };
         self.reads.records += records;
@@ -312,7 +323,7 @@ impl Collector {
             let mut seen = foldhash::HashSet::default();
             buf.retain(|f| seen.insert(f.key));
         }
-        buf.extend_from_slice(&self.closed);
+        buf.extend_from_slice(self.closed.records());
         // Sorted where it is: the small keys are sorted, then the records moved once.
         buf.sort_by_cached_key(OrderKey::of);
         Ok(buf)
@@ -338,8 +349,7 @@ impl Collector {
         keys
     }
 
-    /// Records port reuse closed since the last tick, also kept (with their order keys)
-    /// for whole reads and for the updates after them.
+    /// Records port reuse closed since the last tick.
     fn drain_closed(&mut self) -> Vec<FlowRecord> {
         let mut out = Vec::new();
         while let Some(item) = self.closed_rb.next() {
@@ -350,9 +360,12 @@ impl Collector {
                 out.push(record(self.clock, st));
             }
         }
-        self.closed_orders.extend(out.iter().map(OrderKey::of));
-        self.closed.extend_from_slice(&out);
         out
+    }
+
+    /// Closed records no longer shown, trimmed to bound what the collector holds.
+    pub fn closed_dropped(&self) -> u64 {
+        self.closed.dropped
     }
 
     /// Events the kernel sent since the last call, timestamps in Unix-epoch ns.

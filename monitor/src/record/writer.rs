@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::Result;
 use monitor_common::{
-    event::{self, Event},
+    event::{Event, EventKind},
     flow::FlowKey,
     stats,
 };
@@ -93,22 +93,6 @@ pub struct RunMeta<'a> {
     pub ports: String,
     pub config: Value,
     pub start_ns: u64,
-}
-
-fn event_name(kind: u8) -> &'static str {
-    match kind {
-        event::FLOW_SEEN => "flow_seen",
-        event::RESET => "reset",
-        event::HANDSHAKE_DONE => "handshake_done",
-        event::HANDSHAKE_REFUSED => "handshake_refused",
-        event::CLIENT_HELLO => "client_hello",
-        event::SERVER_HELLO => "server_hello",
-        event::SUSPECT_INJECTED_RST => "suspect_injected_rst",
-        event::RESET_AFTER_HELLO => "reset_after_hello",
-        event::STALL_BEGAN => "stall_began",
-        event::STALL_ENDED => "stall_ended",
-        _ => "unknown",
-    }
 }
 
 fn cannot_create(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
@@ -328,7 +312,7 @@ impl Recorder {
                 self.line(&json!({
                     "type": "event",
                     "ts_ns": e.ts_ns,
-                    "kind": event_name(e.kind),
+                    "kind": e.kind().map_or("unknown", EventKind::name),
                     "direction": dir_name(e.dir as usize & 1),
                     "ttl": e.ttl,
                     "client": flow.map(|f| f.client().to_string()),
@@ -469,6 +453,49 @@ mod tests {
             max_bytes: Some(mb * 1024 * 1024),
             keep,
         }
+    }
+
+    /// Recordings are a contract: their event names are the kinds' one names.
+    #[test]
+    fn event_lines_carry_each_kinds_name() {
+        let d = dir("events");
+        let path = d.join("rec.jsonl");
+        let no_rotation = Rotation {
+            max_bytes: None,
+            keep: 0,
+        };
+        let mut r = Recorder::create(&path, meta(), no_rotation).expect("create");
+        r.commit().expect("commit");
+        let s = snap(1, 1, 1);
+        let mut events: Vec<Event> = EventKind::ALL
+            .iter()
+            .map(|k| Event {
+                ts_ns: s.now_ns,
+                key: s.flows[0].key,
+                kind: *k as u8,
+                dir: 0,
+                tcp_flags: 0,
+                ttl: 64,
+                _pad: [0; 4],
+            })
+            .collect();
+        // A byte no kind has.
+        events.push(Event {
+            kind: 0,
+            ..events[0]
+        });
+        r.tick(&s, &events, &[]).expect("tick");
+        drop(r);
+        let rec = super::super::reader::read(&path).expect("read");
+        let got: Vec<&str> = rec
+            .events
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        let mut want: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+        want.push("unknown");
+        assert_eq!(got, want);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
