@@ -70,6 +70,21 @@ fn model_imports_no_other_module() {
     );
 }
 
+/// The report and the TUI are two outputs side by side: what both need (formatters) sits
+/// below them in `format`, not borrowed from one by the other.
+#[test]
+fn the_report_and_the_tui_import_neither_each_other() {
+    let graph = graph(&src_dir());
+    let is = |n: &str, m: &str| n == m || n.starts_with(&format!("{m}::"));
+    let across: Vec<String> = graph
+        .iter()
+        .flat_map(|(from, to)| to.iter().map(move |(t, why)| (from, t, why)))
+        .filter(|(f, t, _)| (is(f, "report") && is(t, "tui")) || (is(f, "tui") && is(t, "report")))
+        .map(|(f, t, why)| format!("{f} -> {t} ({why})"))
+        .collect();
+    assert!(across.is_empty(), "{}", across.join("\n"));
+}
+
 #[test]
 fn the_scan_resolves_paths_and_names_a_cycle() {
     let subs: BTreeMap<String, BTreeSet<String>> = [(
