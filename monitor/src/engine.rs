@@ -13,7 +13,10 @@ use monitor_common::{
     stats,
 };
 
-use crate::snapshot::{Counters, FlowRecord, Snapshot};
+use crate::{
+    model::{Counters, FlowRecord},
+    snapshot::Snapshot,
+};
 
 pub struct Engine {
     cfg: Config,

@@ -26,16 +26,15 @@ pub fn usage(reason: impl Into<String>, hint: impl Into<String>) -> anyhow::Erro
     .into()
 }
 
-/// Prints `err` the way the command line promises and returns the exit code.
-pub fn report(err: &anyhow::Error) -> i32 {
+/// What the command line prints on stderr for `err`, and its exit code. Printing is the
+/// caller's (main.rs, through `output::status`): errors sit below the outputs.
+pub fn message(err: &anyhow::Error) -> (String, i32) {
     if let Some(u) = err.downcast_ref::<UsageError>() {
-        crate::output::status(&format!("error: {}\nhint: {}", u.reason, u.hint));
-        return 2;
+        return (format!("error: {}\nhint: {}", u.reason, u.hint), 2);
     }
     // One line: the chain of causes, outermost first.
     let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-    crate::output::status(&format!("error: {}", chain.join(": ")));
-    1
+    (format!("error: {}", chain.join(": ")), 1)
 }
 
 /// The subcommands, for the hint that points to their help.

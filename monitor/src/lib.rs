@@ -1,4 +1,7 @@
-//! The userspace side of the monitor. Data flows kernel → collector → snapshot → outputs:
+//! The userspace side of the monitor. Data flows one way, kernel → collector → snapshot →
+//! alerts → outputs, and imports point down (tests/layers.rs holds it):
+//! - `model`: the types every layer shares (it imports no other module);
+//! - `format`: numbers and text as people read them, for the TUI and the report;
 //! - `kernel`: preflight checks, loading the eBPF object, attaching and detaching;
 //! - `collector`: reads the kernel's maps into a [`snapshot::Snapshot`];
 //! - `snapshot`: the one immutable view every output renders;
@@ -13,8 +16,10 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod footprint;
+pub mod format;
 pub mod kernel;
 pub mod live;
+pub mod model;
 pub mod output;
 pub mod record;
 pub mod replay;

@@ -16,7 +16,7 @@ use monitor_common::event::EventKind;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    alerts::{AlertConfig, AlertEngine, FlowId, Transition},
+    alerts::{AlertConfig, AlertEngine, Transition},
     cli::{AlertArgs, LiveArgs, RecordArgs},
     collector::{Clock, Collector, Presence},
     error::usage,
@@ -25,22 +25,12 @@ use crate::{
         load::load,
         netns, preflight,
     },
+    model::{FlowId, RunInfo},
     output::{self, http, metrics::Metrics},
     record::writer::{Recorder, Rotation, RunMeta},
     snapshot::Snapshot,
     tui,
 };
-
-/// What the header of every output says about this run.
-#[derive(Clone, Debug, Default)]
-pub struct RunInfo {
-    pub interfaces: Vec<String>,
-    /// The interfaces attached to: name and ifindex (duplicates removed).
-    pub targets: Vec<(String, u32)>,
-    /// How the programs are attached, as the start-up lines said it.
-    pub attach: String,
-    pub ports: String,
-}
 
 /// Checks everything a person could get wrong before touching the kernel.
 fn targets(args: &LiveArgs) -> Result<Vec<Target>> {

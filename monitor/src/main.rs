@@ -1,8 +1,15 @@
 use clap::Parser;
 use monitor::{
     cli::{Cli, Command},
-    demo, error, live, replay, report,
+    demo, error, live, output, replay, report,
 };
+
+/// Prints `err` as the command line promises (see `error::message`) and exits.
+fn exit_with(err: &anyhow::Error) -> ! {
+    let (text, code) = error::message(err);
+    output::status(&text);
+    std::process::exit(code)
+}
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -14,8 +21,7 @@ fn main() {
             let args: Vec<String> = std::env::args_os()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
-            let usage = anyhow::Error::from(error::from_clap(&e, &args));
-            std::process::exit(error::report(&usage));
+            exit_with(&anyhow::Error::from(error::from_clap(&e, &args)));
         }
     };
     let result = tokio::runtime::Builder::new_multi_thread()
@@ -34,6 +40,6 @@ fn main() {
             })
         });
     if let Err(e) = result {
-        std::process::exit(error::report(&e));
+        exit_with(&e);
     }
 }

@@ -1,78 +1,16 @@
 //! One consistent view of everything the monitor knows at a tick. Outputs render from it
 //! and never touch the kernel.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
-};
+use std::sync::Arc;
 
-use crate::alerts::{config::HANDSHAKE_TIMEOUT_S, history::Point, Alert, FlowHealth, FlowId};
+use crate::model::{
+    outcome, Alert, Counters, FlowHealth, FlowId, FlowRecord, IfaceTraffic, Point,
+    HANDSHAKE_TIMEOUT_S,
+};
 use monitor_common::{
     flow::{FlowKey, FlowState},
     stats,
 };
-
-/// One flow: its key and the kernel's record, timestamps already in Unix-epoch ns.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FlowRecord {
-    pub key: FlowKey,
-    pub state: FlowState,
-}
-
-fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
-    if family == 4 {
-        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(*bytes))
-    }
-}
-
-impl FlowRecord {
-    fn a(&self) -> SocketAddr {
-        SocketAddr::new(addr(self.key.family, &self.key.addr_a), self.key.port_a)
-    }
-
-    fn b(&self) -> SocketAddr {
-        SocketAddr::new(addr(self.key.family, &self.key.addr_b), self.key.port_b)
-    }
-
-    pub fn client(&self) -> SocketAddr {
-        if self.state.client_is_a != 0 {
-            self.a()
-        } else {
-            self.b()
-        }
-    }
-
-    pub fn server(&self) -> SocketAddr {
-        if self.state.client_is_a != 0 {
-            self.b()
-        } else {
-            self.a()
-        }
-    }
-}
-
-/// Global counters, summed over CPUs, indexed by `monitor_common::stats`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counters(pub [u64; stats::COUNT as usize]);
-
-impl Counters {
-    pub fn get(&self, idx: u32) -> u64 {
-        self.0[idx as usize]
-    }
-}
-
-/// What one watched interface carried, every port included.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IfaceTraffic {
-    pub name: String,
-    pub rx: stats::IfCounters,
-    pub tx: stats::IfCounters,
-    /// The interface no longer exists (deleted, or its namespace went): nothing more will
-    /// be seen on it.
-    pub gone: bool,
-}
 
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -157,7 +95,7 @@ impl Snapshot {
 
     /// A flow's handshake outcome at this snapshot, or `None` while pending.
     pub fn outcome(&self, st: &FlowState) -> Option<&'static str> {
-        crate::output::json::outcome(st, self.now_ns, self.handshake_timeout_ns)
+        outcome(st, self.now_ns, self.handshake_timeout_ns)
     }
 
     /// As [`Snapshot::new`], for `flows` already in snapshot order.

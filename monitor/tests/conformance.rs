@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
-use monitor::{replay::analyse, snapshot::FlowRecord};
+use monitor::{model::FlowRecord, replay::analyse};
 use monitor_common::{
     config::PortSet,
     flow::{DirStats, C2S, S2C},

@@ -338,7 +338,7 @@ fn reading_only_changed_flows_equals_reading_the_whole_map() {
         let ticked = c.collect().unwrap();
         let whole = c.whole().unwrap();
         if *ticked.flows != whole {
-            let brief = |flows: &[monitor::snapshot::FlowRecord]| -> Vec<String> {
+            let brief = |flows: &[monitor::model::FlowRecord]| -> Vec<String> {
                 flows
                     .iter()
                     .map(|f| {

@@ -10,7 +10,7 @@ use monitor::{
     alerts::{history::SPARK_POINTS, AlertConfig, AlertEngine},
     collector::{Clock, Collector},
     kernel::load::load,
-    live::RunInfo,
+    model::RunInfo,
     output::metrics::Metrics,
     tui::{state::UiState, view},
 };

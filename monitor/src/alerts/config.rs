@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::usage;
+use crate::{error::usage, model::HANDSHAKE_TIMEOUT_S};
 
 /// Thresholds of every rule, in seconds and ratios as a person writes them.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -42,9 +42,6 @@ pub struct AlertConfig {
     /// of the session's latest activity.
     pub session_window_s: f64,
 }
-
-/// The default handshake timeout (README.md, "Alerts"): also what a snapshot no alert engine judged uses.
-pub const HANDSHAKE_TIMEOUT_S: f64 = 3.0;
 
 impl Default for AlertConfig {
     fn default() -> Self {

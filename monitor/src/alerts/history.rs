@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 
 use monitor_common::flow::{FlowState, C2S, S2C};
 
+use crate::model::Point;
+
 /// Cumulative counters of one flow at one tick.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sample {
@@ -56,14 +58,6 @@ pub struct Rate {
     pub segments: u64,
     pub ratio: f64,
     pub span_ns: u64,
-}
-
-/// One point of a sparkline: per-tick throughput and retransmission share per direction.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Point {
-    pub bytes_per_s: [f32; 2],
-    /// Retransmissions per data segment in that tick (0 when no data moved).
-    pub retx_ratio: [f32; 2],
 }
 
 /// Samples closer than this to the previous one replace it.

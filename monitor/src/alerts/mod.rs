@@ -24,80 +24,17 @@ use monitor_common::{
     event::{Event, EventKind},
     flow::{seen, FlowKey, C2S, S2C},
 };
-use serde::{Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 pub use config::AlertConfig;
-use history::{FlowHistory, IdleClock, Point, Sample};
-pub use rules::{Kind, Level};
-pub use sessions::SessionId;
+use history::{FlowHistory, IdleClock, Sample};
 
 use crate::{
     footprint::Footprint,
+    model::{Alert, FlowHealth, FlowId, FlowRecord, Kind, Level, Point, SessionId},
     shelf::{fit, insert_rows, Lent, Refill},
-    snapshot::{FlowRecord, OrderKey, RowChange, Snapshot, Walk},
+    snapshot::{OrderKey, RowChange, Snapshot, Walk},
 };
-
-/// A connection record across ticks: a reused 4-tuple is another record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FlowId {
-    pub key: FlowKey,
-    pub first_seen_ns: u64,
-}
-
-impl FlowId {
-    pub fn of(f: &FlowRecord) -> Self {
-        Self {
-            key: f.key,
-            first_seen_ns: f.state.first_seen_ns,
-        }
-    }
-}
-
-impl Serialize for Kind {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl Serialize for Level {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl Serialize for SessionId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// One alert of one session, with the evidence of its worst flow.
-#[derive(Clone, Debug, Serialize)]
-pub struct Alert {
-    pub id: u64,
-    pub kind: Kind,
-    pub severity: Level,
-    pub direction: Option<&'static str>,
-    pub session: SessionId,
-    /// The flow whose finding is the evidence (the worst one of the session).
-    pub client: String,
-    pub server: String,
-    /// How many of the session's flows show the condition.
-    pub flows: usize,
-    pub since_ns: u64,
-    pub changed_ns: u64,
-    pub cleared_ns: Option<u64>,
-    pub summary: String,
-    pub evidence: Map<String, Value>,
-    /// Whether the session still has a flow that works: a client that tried several
-    /// candidate connections may not be affected at all.
-    pub session_has_healthy_flow: bool,
-    #[serde(skip)]
-    pub flow_ids: Vec<FlowId>,
-    #[serde(skip)]
-    last_true_ns: u64,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,25 +52,6 @@ pub struct Transition {
     pub ts_ns: u64,
     #[serde(flatten)]
     pub alert: Alert,
-}
-
-/// What the engine concluded about one flow at this tick (aligned with `Snapshot::flows`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FlowHealth {
-    pub session: Option<SessionId>,
-    /// The worst active finding (`None`: healthy).
-    pub level: Option<Level>,
-    /// Bytes per second over the latest tick.
-    pub throughput: [f64; 2],
-    /// Retransmitted share of data segments over the alert window (`None`: too few).
-    pub retx_rate: [Option<f64>; 2],
-    /// Time each side's receive window has been seen at zero, in total.
-    pub zero_window_ns: [u64; 2],
-    pub in_flight: [Option<u32>; 2],
-    /// Ids of the active alerts this flow is part of.
-    pub alerts: Vec<u64>,
-    /// Zeek's conn.log history letters, inline (no heap block to touch per row a tick).
-    pub history: compact_str::CompactString,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -2,70 +2,11 @@
 //! record, its history and the time to what is wrong with it. The engine (`mod.rs`) turns
 //! these findings into alerts with a lifecycle.
 
-use std::fmt;
-
 use monitor_common::flow::{seen, FlowState, C2S, S2C};
 use serde_json::{json, Map, Value};
 
 use super::{config::AlertConfig, history::FlowHistory};
-
-/// The alert kinds, named as in the JSON contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    HandshakeFailure,
-    TlsStall,
-    Reset,
-    RetransmitRate,
-    Stall,
-    ZeroWindow,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::HandshakeFailure,
-        Kind::TlsStall,
-        Kind::Reset,
-        Kind::RetransmitRate,
-        Kind::Stall,
-        Kind::ZeroWindow,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::HandshakeFailure => "handshake_failure",
-            Kind::TlsStall => "tls_stall",
-            Kind::Reset => "reset",
-            Kind::RetransmitRate => "retransmit_rate",
-            Kind::Stall => "stall",
-            Kind::ZeroWindow => "zero_window",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// How bad a finding is. `Sustain` is the hysteresis band: not enough to raise an alert,
-/// enough to keep a raised one from clearing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    Sustain,
-    Warning,
-    Critical,
-}
-
-impl Level {
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Sustain => "sustain",
-            Level::Warning => "warning",
-            Level::Critical => "critical",
-        }
-    }
-}
+use crate::model::{Kind, Level};
 
 /// Something wrong with one flow now, and why the rule thinks so.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,22 +1,11 @@
 //! Flows grouped into sessions by remote host: a client opens several candidate
 //! connections at once (and some failing is normal), so an alert is judged per session.
 
-use std::{fmt, net::IpAddr};
+use std::net::IpAddr;
 
 use foldhash::HashMap;
 
-/// The `n`th session of a remote host since the monitor started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionId {
-    pub remote: IpAddr,
-    pub n: u32,
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.remote, self.n)
-    }
-}
+use crate::model::SessionId;
 
 #[derive(Debug, Default)]
 struct Host {

@@ -6,7 +6,10 @@ use monitor_common::flow::{FlowKey, FlowState, C2S, S2C};
 use super::*;
 use std::sync::Arc;
 
-use crate::snapshot::{changes, Counters, FlowRecord, Snapshot};
+use crate::{
+    model::{Counters, FlowRecord},
+    snapshot::{changes, Snapshot},
+};
 
 const S: u64 = 1_000_000_000;
 

@@ -7,7 +7,7 @@
 
 use foldhash::HashSet;
 
-use crate::snapshot::{FlowRecord, OrderKey};
+use crate::{model::FlowRecord, snapshot::OrderKey};
 
 /// Closed records kept at most past a tick's own (about 9 MB of records). Trimming goes
 /// down to half of it, so that the whole read a trim costs (rows leave the table) comes

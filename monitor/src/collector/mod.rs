@@ -26,8 +26,9 @@ pub use clock::Clock;
 pub use presence::Presence;
 
 use crate::{
+    model::{Counters, FlowRecord, IfaceTraffic},
     shelf::Lent,
-    snapshot::{changes, Counters, FlowRecord, IfaceTraffic, OrderKey, RowChange, Snapshot},
+    snapshot::{changes, OrderKey, RowChange, Snapshot},
 };
 
 pub struct Collector {

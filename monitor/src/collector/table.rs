@@ -11,7 +11,10 @@
 
 use foldhash::HashSet;
 
-use crate::snapshot::{FlowRecord, OrderKey, RowChange};
+use crate::{
+    model::FlowRecord,
+    snapshot::{OrderKey, RowChange},
+};
 use monitor_common::flow::FlowKey;
 
 /// What the kernel reported since the last tick.

@@ -2,12 +2,12 @@
 //! not know yet are `null`, never invented.
 
 use monitor_common::{
-    flow::{seen, DirStats, FlowState, C2S, S2C},
+    flow::{seen, DirStats, C2S, S2C},
     stats,
 };
 use serde::Serialize;
 
-use crate::snapshot::{FlowRecord, Snapshot};
+use crate::{model::FlowRecord, snapshot::Snapshot};
 
 #[derive(Serialize, Debug)]
 pub struct Summary<'a> {
@@ -15,7 +15,7 @@ pub struct Summary<'a> {
     pub totals: Totals,
     /// Active alerts with their evidence (only where an alert engine judged the flows).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<Vec<&'a crate::alerts::Alert>>,
+    pub alerts: Option<Vec<&'a crate::model::Alert>>,
 }
 
 #[derive(Serialize, Debug)]
@@ -133,25 +133,6 @@ fn direction(d: &DirStats) -> Direction {
         rsts: d.rsts as u64,
         suspect_injected_rsts: n(d.suspect_injected_rsts),
         fins: d.fins as u64,
-    }
-}
-
-/// The handshake's outcome, or `None` while it is still pending: a handshake still open
-/// `timeout_ns` after the first SYN is a timeout.
-pub fn outcome(s: &FlowState, now_ns: u64, timeout_ns: u64) -> Option<&'static str> {
-    let has = |b: u16| s.seen & b != 0;
-    if has(seen::MIDSTREAM) {
-        Some("midstream")
-    } else if has(seen::REFUSED) {
-        Some("refused")
-    } else if has(seen::RESET_IN_HANDSHAKE) {
-        Some("reset")
-    } else if has(seen::ESTABLISHED) {
-        Some("ok")
-    } else if now_ns.saturating_sub(s.first_seen_ns) > timeout_ns {
-        Some("timeout")
-    } else {
-        None
     }
 }
 

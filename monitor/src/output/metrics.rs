@@ -24,8 +24,8 @@ use prometheus_client::{
 };
 
 use crate::{
-    alerts::{Kind, Level, SessionId},
-    snapshot::{changes, FlowRecord, OrderKey, RowChange, Snapshot},
+    model::{FlowRecord, Kind, Level, SessionId},
+    snapshot::{changes, OrderKey, RowChange, Snapshot},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -649,7 +649,7 @@ fn distinct_sessions(sessions: impl Iterator<Item = SessionId>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Counters, FlowRecord, IfaceTraffic};
+    use crate::model::{Counters, FlowRecord, IfaceTraffic};
     use proptest::prelude::*;
 
     proptest! {

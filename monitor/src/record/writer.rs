@@ -25,9 +25,10 @@ use tempfile::TempPath;
 
 use super::{FORMAT, VERSION};
 use crate::{
-    alerts::{rules::dir_name, FlowId, Transition},
+    alerts::{rules::dir_name, Transition},
     cli::RecordArgs,
     error::usage,
+    model::FlowId,
     output::{
         file::{replace_target, temporary_beside},
         json,
@@ -393,7 +394,7 @@ pub fn flow_id(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Counters, FlowRecord};
+    use crate::model::{Counters, FlowRecord};
     use monitor_common::flow::FlowState;
 
     /// `n` flows; those below `busy` have `t` packets (they change every tick), the others

@@ -41,7 +41,7 @@ pub fn timeline(
             .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
         let fmt_y = |v: &f64| {
             if y_max >= 1000.0 {
-                crate::tui::rows::bytes(*v)
+                crate::format::bytes(*v)
             } else if y_max >= 10.0 {
                 format!("{v:.0}")
             } else {
@@ -97,7 +97,7 @@ pub fn timeline(
         Ok(()) => svg,
         Err(e) => format!(
             "<p>chart not drawn: {}</p>",
-            super::html::esc(&e.to_string())
+            crate::format::esc(&e.to_string())
         ),
     }
 }

@@ -6,14 +6,7 @@ use super::{
     chart,
     model::{AlertSummary, Report},
 };
-use crate::tui::rows::{bytes, duration};
-
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use crate::format::{bytes, duration, esc};
 
 fn utc(ns: u64) -> String {
     let s = ns / 1_000_000_000;

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::model::Report;
-use crate::tui::rows::duration;
+use crate::format::duration;
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|")

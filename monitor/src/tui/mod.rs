@@ -30,7 +30,11 @@ use crossterm::{
 use ratatui::{backend::CrosstermBackend, Terminal};
 use tokio::sync::{oneshot, watch};
 
-use crate::{alerts::FlowId, error::usage, live::RunInfo, snapshot::Snapshot};
+use crate::{
+    error::usage,
+    model::{FlowId, RunInfo},
+    snapshot::Snapshot,
+};
 
 /// Puts the terminal back as it was. Safe to call more than once.
 fn restore() {

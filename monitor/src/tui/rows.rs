@@ -7,8 +7,9 @@ use std::cmp::Ordering;
 use monitor_common::flow::{seen, FlowState, C2S, S2C};
 
 use crate::{
-    alerts::{FlowHealth, FlowId, Level},
-    snapshot::{FlowRecord, Snapshot},
+    format::{bytes, duration},
+    model::{FlowHealth, FlowId, FlowRecord, Level},
+    snapshot::Snapshot,
 };
 
 /// The table's columns, in display order.
@@ -240,40 +241,12 @@ pub fn state(st: &FlowState) -> &'static str {
     }
 }
 
-pub fn duration(ns: u64) -> String {
-    let s = ns / 1_000_000_000;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{:.1}s", ns as f64 / 1e9)
-    }
-}
-
 pub fn millis(ns: u64) -> String {
     let ms = ns as f64 / 1e6;
     if ms >= 100.0 {
         format!("{ms:.0}ms")
     } else {
         format!("{ms:.1}ms")
-    }
-}
-
-pub fn bytes(per_s: f64) -> String {
-    let units = ["", "k", "M", "G", "T"];
-    let mut v = per_s;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{v:.0}")
-    } else if v < 10.0 {
-        format!("{v:.1}{}", units[i])
-    } else {
-        format!("{v:.0}{}", units[i])
     }
 }
 

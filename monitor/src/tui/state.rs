@@ -5,7 +5,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::rows::{self, Column, Filter};
 use crate::{
-    alerts::{FlowId, Level},
+    model::{FlowId, Level},
     snapshot::Snapshot,
 };
 

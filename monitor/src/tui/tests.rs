@@ -11,9 +11,9 @@ use super::{
     view,
 };
 use crate::{
-    alerts::{AlertConfig, AlertEngine, FlowId},
-    live::RunInfo,
-    snapshot::{Counters, FlowRecord, Snapshot},
+    alerts::{AlertConfig, AlertEngine},
+    model::{Counters, FlowId, FlowRecord, RunInfo},
+    snapshot::Snapshot,
 };
 
 const S: u64 = 1_000_000_000;
@@ -278,7 +278,7 @@ fn an_empty_table_says_why() {
 #[test]
 fn the_header_says_an_interface_is_gone_and_flows_were_lost() {
     let (mut snap, mut ui) = ready();
-    snap.interfaces = vec![crate::snapshot::IfaceTraffic {
+    snap.interfaces = vec![crate::model::IfaceTraffic {
         name: "edge0".into(),
         gone: true,
         ..Default::default()

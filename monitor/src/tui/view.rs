@@ -17,8 +17,8 @@ use super::{
     state::{UiState, View},
 };
 use crate::{
-    alerts::{history::Point, Alert, FlowId, Level},
-    live::RunInfo,
+    format,
+    model::{Alert, FlowId, Level, Point, RunInfo},
     snapshot::Snapshot,
 };
 
@@ -385,7 +385,7 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
             Span::raw(format!(
                 "  {}  age {}",
                 rows::state(st),
-                rows::duration(snap.now_ns.saturating_sub(st.first_seen_ns)),
+                format::duration(snap.now_ns.saturating_sub(st.first_seen_ns)),
             )),
         ]),
         Line::from(format!(
@@ -511,7 +511,7 @@ fn draw_sparks(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
         let data: Vec<u64> = tail.iter().map(value).collect();
         let last = match tail.last() {
             Some(p) if retx => rows::percent(Some(p.retx_ratio[d] as f64)),
-            Some(p) => rows::bytes(p.bytes_per_s[d] as f64),
+            Some(p) => format::bytes(p.bytes_per_s[d] as f64),
             None => "-".into(),
         };
         let title = format!(" {name} now {last} ({} s)", tail.len());

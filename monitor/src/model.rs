@@ -1,0 +1,272 @@
+//! The types every layer shares: a flow's identity and record, the engine's verdicts on it
+//! (health, levels, alert kinds, the alerts a snapshot carries), the names of handshake
+//! outcomes and what a run watches. It imports no other module of the crate, so the
+//! collector, the alert engine and the outputs all depend on it and not on each other
+//! (tests/layers.rs holds this).
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+};
+
+use monitor_common::{
+    flow::{seen, FlowKey, FlowState},
+    stats,
+};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// One flow: its key and the kernel's record, timestamps already in Unix-epoch ns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub key: FlowKey,
+    pub state: FlowState,
+}
+
+fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
+    if family == 4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    }
+}
+
+impl FlowRecord {
+    fn a(&self) -> SocketAddr {
+        SocketAddr::new(addr(self.key.family, &self.key.addr_a), self.key.port_a)
+    }
+
+    fn b(&self) -> SocketAddr {
+        SocketAddr::new(addr(self.key.family, &self.key.addr_b), self.key.port_b)
+    }
+
+    pub fn client(&self) -> SocketAddr {
+        if self.state.client_is_a != 0 {
+            self.a()
+        } else {
+            self.b()
+        }
+    }
+
+    pub fn server(&self) -> SocketAddr {
+        if self.state.client_is_a != 0 {
+            self.b()
+        } else {
+            self.a()
+        }
+    }
+}
+
+/// Global counters, summed over CPUs, indexed by `monitor_common::stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub [u64; stats::COUNT as usize]);
+
+impl Counters {
+    pub fn get(&self, idx: u32) -> u64 {
+        self.0[idx as usize]
+    }
+}
+
+/// What one watched interface carried, every port included.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IfaceTraffic {
+    pub name: String,
+    pub rx: stats::IfCounters,
+    pub tx: stats::IfCounters,
+    /// The interface no longer exists (deleted, or its namespace went): nothing more will
+    /// be seen on it.
+    pub gone: bool,
+}
+
+/// A connection record across ticks: a reused 4-tuple is another record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowId {
+    pub key: FlowKey,
+    pub first_seen_ns: u64,
+}
+
+impl FlowId {
+    pub fn of(f: &FlowRecord) -> Self {
+        Self {
+            key: f.key,
+            first_seen_ns: f.state.first_seen_ns,
+        }
+    }
+}
+
+/// One alert of one session, with the evidence of its worst flow.
+#[derive(Clone, Debug, Serialize)]
+pub struct Alert {
+    pub id: u64,
+    pub kind: Kind,
+    pub severity: Level,
+    pub direction: Option<&'static str>,
+    pub session: SessionId,
+    /// The flow whose finding is the evidence (the worst one of the session).
+    pub client: String,
+    pub server: String,
+    /// How many of the session's flows show the condition.
+    pub flows: usize,
+    pub since_ns: u64,
+    pub changed_ns: u64,
+    pub cleared_ns: Option<u64>,
+    pub summary: String,
+    pub evidence: Map<String, Value>,
+    /// Whether the session still has a flow that works: a client that tried several
+    /// candidate connections may not be affected at all.
+    pub session_has_healthy_flow: bool,
+    #[serde(skip)]
+    pub flow_ids: Vec<FlowId>,
+    #[serde(skip)]
+    pub(crate) last_true_ns: u64,
+}
+
+/// What the engine concluded about one flow at this tick (aligned with `Snapshot::flows`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowHealth {
+    pub session: Option<SessionId>,
+    /// The worst active finding (`None`: healthy).
+    pub level: Option<Level>,
+    /// Bytes per second over the latest tick.
+    pub throughput: [f64; 2],
+    /// Retransmitted share of data segments over the alert window (`None`: too few).
+    pub retx_rate: [Option<f64>; 2],
+    /// Time each side's receive window has been seen at zero, in total.
+    pub zero_window_ns: [u64; 2],
+    pub in_flight: [Option<u32>; 2],
+    /// Ids of the active alerts this flow is part of.
+    pub alerts: Vec<u64>,
+    /// Zeek's conn.log history letters, inline (no heap block to touch per row a tick).
+    pub history: compact_str::CompactString,
+}
+
+/// The alert kinds, named as in the JSON contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    HandshakeFailure,
+    TlsStall,
+    Reset,
+    RetransmitRate,
+    Stall,
+    ZeroWindow,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::HandshakeFailure,
+        Kind::TlsStall,
+        Kind::Reset,
+        Kind::RetransmitRate,
+        Kind::Stall,
+        Kind::ZeroWindow,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::HandshakeFailure => "handshake_failure",
+            Kind::TlsStall => "tls_stall",
+            Kind::Reset => "reset",
+            Kind::RetransmitRate => "retransmit_rate",
+            Kind::Stall => "stall",
+            Kind::ZeroWindow => "zero_window",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How bad a finding is. `Sustain` is the hysteresis band: not enough to raise an alert,
+/// enough to keep a raised one from clearing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Sustain,
+    Warning,
+    Critical,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Sustain => "sustain",
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+/// The `n`th session of a remote host since the monitor started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId {
+    pub remote: IpAddr,
+    pub n: u32,
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.remote, self.n)
+    }
+}
+
+// Kinds, levels and sessions are written by name in the JSON contract.
+impl Serialize for Kind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl Serialize for Level {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One point of a sparkline: per-tick throughput and retransmission share per direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Point {
+    pub bytes_per_s: [f32; 2],
+    /// Retransmissions per data segment in that tick (0 when no data moved).
+    pub retx_ratio: [f32; 2],
+}
+
+/// The default handshake timeout: also what a snapshot no alert engine judged uses.
+pub const HANDSHAKE_TIMEOUT_S: f64 = 3.0;
+
+/// The handshake's outcome, or `None` while it is still pending: a handshake still open
+/// `timeout_ns` after the first SYN is a timeout.
+pub fn outcome(s: &FlowState, now_ns: u64, timeout_ns: u64) -> Option<&'static str> {
+    let has = |b: u16| s.seen & b != 0;
+    if has(seen::MIDSTREAM) {
+        Some("midstream")
+    } else if has(seen::REFUSED) {
+        Some("refused")
+    } else if has(seen::RESET_IN_HANDSHAKE) {
+        Some("reset")
+    } else if has(seen::ESTABLISHED) {
+        Some("ok")
+    } else if now_ns.saturating_sub(s.first_seen_ns) > timeout_ns {
+        Some("timeout")
+    } else {
+        None
+    }
+}
+
+/// What the header of every output says about this run.
+#[derive(Clone, Debug, Default)]
+pub struct RunInfo {
+    pub interfaces: Vec<String>,
+    /// The interfaces attached to: name and ifindex (duplicates removed).
+    pub targets: Vec<(String, u32)>,
+    /// How the programs are attached, as the start-up lines said it.
+    pub attach: String,
+    pub ports: String,
+}
