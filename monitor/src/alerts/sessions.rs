@@ -1,7 +1,10 @@
 //! Flows grouped into sessions by remote host: a client opens several candidate
 //! connections at once (and some failing is normal), so an alert is judged per session.
 
-use std::{fmt, net::IpAddr};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+};
 
 use foldhash::HashMap;
 
@@ -15,6 +18,23 @@ pub struct SessionId {
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.remote, self.n)
+    }
+}
+
+/// What an alert is about: one session, or every session failing the same way toward one
+/// server (a roll-up, see `rollup.rs`), named `rollup:ADDR:PORT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Session(SessionId),
+    Server(SocketAddr),
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Session(s) => s.fmt(f),
+            Scope::Server(a) => write!(f, "rollup:{a}"),
+        }
     }
 }
 
