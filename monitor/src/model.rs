@@ -94,14 +94,16 @@ impl FlowId {
     }
 }
 
-/// One alert of one session, with the evidence of its worst flow.
+/// One alert of one session (or of the sessions rolled up toward one server), with the
+/// evidence of its worst flow.
 #[derive(Clone, Debug, Serialize)]
 pub struct Alert {
     pub id: u64,
     pub kind: Kind,
     pub severity: Level,
     pub direction: Option<&'static str>,
-    pub session: SessionId,
+    /// `10.0.0.1#1`, or `rollup:10.0.0.100:50000` for a roll-up.
+    pub session: Scope,
     /// The flow whose finding is the evidence (the worst one of the session).
     pub client: String,
     pub server: String,
@@ -113,7 +115,7 @@ pub struct Alert {
     pub summary: String,
     pub evidence: Map<String, Value>,
     /// Whether the session still has a flow that works: a client that tried several
-    /// candidate connections may not be affected at all.
+    /// candidate connections may not be affected at all (a roll-up: one of its sessions).
     pub session_has_healthy_flow: bool,
     #[serde(skip)]
     pub flow_ids: Vec<FlowId>,
@@ -208,6 +210,29 @@ pub struct SessionId {
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.remote, self.n)
+    }
+}
+
+/// What an alert is about: one session, or every session failing the same way toward one
+/// server (a roll-up, see `alerts/rollup.rs`), named `rollup:ADDR:PORT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Session(SessionId),
+    Server(SocketAddr),
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Session(s) => s.fmt(f),
+            Scope::Server(a) => write!(f, "rollup:{a}"),
+        }
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

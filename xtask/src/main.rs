@@ -536,6 +536,7 @@ fn bench_smoke() -> Result<()> {
         median(&v["live"]["overhead"][0]["pps"]),
         median(&v["live"]["peers"][1]["cpu_s_per_mpkt"]),
         median(&v["offline"]["ratio"]),
+        median(&v["offline"]["scan"]["ratio"]),
         median(&v["scale"]["sizes"][0]["tick_ms"]),
     ];
     if classes != 8 || figures.iter().any(Option::is_none) {

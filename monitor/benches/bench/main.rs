@@ -148,6 +148,19 @@ fn tables_without_machines(r: &Value) -> String {
             o["packets"], o["capture_bytes"], Figure::from_json(&o["ratio"]).runs.len(),
             Figure::from_json(&o["monitor_replay_pps"]).cell(0), Figure::from_json(&o["tshark_pps"]).cell(0), Figure::from_json(&o["ratio"]).cell(1)
         );
+        if let Some(sc) = o.get("scan") {
+            let mb = |k: &str| {
+                let f = Figure::from_json(&sc[k]);
+                Figure::of(f.runs.iter().map(|b| b / 1048576.0).collect()).cell(0)
+            };
+            s += &format!(
+                "A scan: one unanswered SYN from each of {} distinct clients toward one server port, crafted over 10 s of capture time ({} bytes), {} runs; peak RSS from wait4's rusage of each child. The monitor ends with {} alerts, its roll-up counting {} sessions (the SYNs older than the 3 s handshake timeout).\n\n| tool | packets/s | peak RSS MB |\n|---|---|---|\n| monitor replay --json | {} | {} |\n| tshark (as above) | {} | {} |\n| ratio (monitor / tshark, per run) | {} | |\n\n",
+                sc["packets"], sc["capture_bytes"], Figure::from_json(&sc["ratio"]).runs.len(), sc["alerts"], sc["rolled_up_sessions"],
+                Figure::from_json(&sc["monitor_replay_pps"]).cell(0), mb("monitor_peak_rss_bytes"),
+                Figure::from_json(&sc["tshark_pps"]).cell(0), mb("tshark_peak_rss_bytes"),
+                Figure::from_json(&sc["ratio"]).cell(2)
+            );
+        }
     }
     if let Some(sc) = r.get("scale") {
         s += "### 5. Scale: flows in the kernel map\n\nTimes in ms; a tick = reading the map + judging the flows + feeding the metrics. The first tick meets every flow and reads the map whole; the ticks measured after it (and after 12 more, so that as many flows fall idle as a change wakes: the steady state) each see 1 % of the flows changed (one data segment each since the tick before), and read back the flows the kernel reported changed (\"whole reads\": how many of them read the whole map instead). Each snapshot is kept until the next is ready, as the terminal UI keeps the one it shows. Render: the flow table on a 160x48 terminal, for a new snapshot; key: a key press (cursor down) and the table drawn again. Scrape: encoding `/metrics`. RSS after 3 min: after 180 more ticks of judging (the flows idle), when every sparkline is full.\n\n| flows | first tick | runs | tick | read map | whole reads | judge | metrics | render | key | scrape | monitor RSS MB | RSS MB after 3 min | kernel map MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -320,6 +333,10 @@ fn main() {
         eprintln!("bench: 4. offline replay vs tshark");
         r["offline"] = offline::bench(
             if a.smoke { 20_000 } else { 1_000_000 },
+            if a.smoke { 1 } else { 3 },
+        );
+        r["offline"]["scan"] = offline::scan(
+            if a.smoke { 2_000 } else { 100_000 },
             if a.smoke { 1 } else { 3 },
         );
         r["offline"]["machine"] = machine();

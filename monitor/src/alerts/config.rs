@@ -41,6 +41,9 @@ pub struct AlertConfig {
     /// Flows from one remote host belong to one session while each starts within this long
     /// of the session's latest activity.
     pub session_window_s: f64,
+    /// More sessions than this failing the same way toward one server become one alert
+    /// about that server (see `rollup.rs`).
+    pub rollup_above: u64,
 }
 
 impl Default for AlertConfig {
@@ -59,6 +62,7 @@ impl Default for AlertConfig {
             clear_after_s: 10.0,
             clear_ratio: 0.5,
             session_window_s: 30.0,
+            rollup_above: 10,
         }
     }
 }
@@ -131,6 +135,7 @@ struct Hysteresis {
 #[serde(deny_unknown_fields)]
 struct Sessions {
     window_s: Num,
+    rollup_above: Num,
 }
 
 /// What a value must be.
@@ -240,6 +245,7 @@ impl AlertConfig {
         let f = &file;
         let mut min_segments = cfg.retransmit_min_segments as f64;
         let mut stall_retx = cfg.stall_retransmits as f64;
+        let mut rollup_above = cfg.rollup_above as f64;
         set(
             "handshake.timeout_s",
             &f.handshake.timeout_s,
@@ -318,7 +324,14 @@ impl AlertConfig {
             Rule::Window,
             &mut cfg.session_window_s,
         )?;
+        set(
+            "sessions.rollup_above",
+            &f.sessions.rollup_above,
+            Rule::Count,
+            &mut rollup_above,
+        )?;
         cfg.retransmit_min_segments = min_segments as u64;
+        cfg.rollup_above = rollup_above as u64;
         cfg.stall_retransmits = stall_retx as u64;
         if cfg.retransmit_critical < cfg.retransmit_warning {
             let line = f
@@ -357,6 +370,8 @@ mod tests {
         assert_eq!(cfg.retransmit_min_segments, 50);
         assert_eq!(cfg.stall_no_progress_s, 4.0);
         assert_eq!(cfg.retransmit_critical, 0.10);
+        let cfg = AlertConfig::parse("[sessions]\nrollup_above = 50\n", 1.0).expect("valid");
+        assert_eq!(cfg.rollup_above, 50);
     }
 
     #[test]
@@ -384,6 +399,10 @@ mod tests {
                 vec!["whole number"],
             ),
             ("[retransmit_rate]\nwarning = 0.2\n", vec!["below"]),
+            (
+                "[sessions]\nrollup_above = 0\n",
+                vec!["line 2", "sessions.rollup_above", "whole number"],
+            ),
             ("[nope]\n", vec!["line 1", "nope"]),
             (
                 "[stall]\nno_progress_s = 2\n\nno_progress_s = 3\n",

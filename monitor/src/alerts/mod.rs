@@ -1,6 +1,7 @@
 //! The alert engine: on every tick, counters become rates (`history`), the rules judge each
 //! flow (`rules`), flows group into sessions by remote host (`sessions`), and findings of a
-//! session become alerts with a lifecycle: raised, escalated, cleared.
+//! session become alerts with a lifecycle: raised, escalated, cleared. Many sessions failing
+//! the same way toward one server become one alert about that server (`rollup`).
 //!
 //! Hysteresis: an alert clears only after its condition has been gone for `clear_after_s`,
 //! and a rate must fall below `clear_ratio` of its threshold to count as gone, so a rate
@@ -8,6 +9,7 @@
 
 pub mod config;
 pub mod history;
+mod rollup;
 pub mod rules;
 pub mod sessions;
 
@@ -31,7 +33,7 @@ use history::{FlowHistory, IdleClock, Sample};
 
 use crate::{
     footprint::Footprint,
-    model::{Alert, FlowHealth, FlowId, FlowRecord, Kind, Level, Point, SessionId},
+    model::{Alert, FlowHealth, FlowId, FlowRecord, Kind, Level, Point, Scope, SessionId},
     shelf::{fit, insert_rows, Lent, Refill},
     snapshot::{OrderKey, RowChange, Snapshot, Walk},
 };
@@ -54,9 +56,9 @@ pub struct Transition {
     pub alert: Alert,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct AlertKey {
-    session: SessionId,
+    scope: Scope,
     kind: Kind,
     dir: Option<usize>,
 }
@@ -195,12 +197,16 @@ impl AlertEngine {
             Some(changed) => self.judge_changed(snap, changed, &mut judging),
             None => Written::Whole(self.judge_all(snap, &mut judging)),
         };
-        let findings = judging.findings;
+        let mut findings = judging.findings;
         // Whether a session still has a working flow matters only where something is wrong.
+        let session_of = |k: &AlertKey| match k.scope {
+            Scope::Session(s) => Some(s),
+            Scope::Server(_) => None,
+        };
         let mut session_ok: HashMap<SessionId, bool> = findings
             .keys()
-            .map(|k| k.session)
-            .chain(self.active.keys().map(|k| k.session))
+            .chain(self.active.keys())
+            .filter_map(session_of)
             .map(|s| (s, false))
             .collect();
         if !session_ok.is_empty() {
@@ -212,6 +218,13 @@ impl AlertEngine {
             }
         }
 
+        let covered = rollup::fold(
+            &mut findings,
+            &snap.flows,
+            cfg.rollup_above as usize,
+            &self.active,
+        );
+        let taken_over = rollup::taken_over(&covered, &findings, &self.active);
         let mut out = Vec::new();
         for (key, mut list) in findings {
             // In row order, however the flows came to be judged: ties go to the last row.
@@ -220,19 +233,39 @@ impl AlertEngine {
                 continue;
             };
             let flow = &snap.flows[*wi];
-            let ids: Vec<FlowId> = list
-                .iter()
-                .filter(|(_, x)| x.level >= Level::Warning)
+            let raising = || list.iter().filter(|(_, x)| x.level >= Level::Warning);
+            let ids: Vec<FlowId> = raising()
                 .map(|(i, _)| FlowId::of(&snap.flows[*i]))
                 .collect();
-            let healthy = session_ok.get(&key.session).copied().unwrap_or(false);
+            let ok = |s: &SessionId| session_ok.get(s).copied().unwrap_or(false);
+            let (healthy, summary, evidence) = match (key.scope, covered.get(&key)) {
+                (Scope::Server(server), Some(c)) => {
+                    let sessions = c.sessions_of(raising().map(|(i, _)| *i));
+                    let mut evidence = worst.evidence.clone();
+                    evidence.insert("sessions".into(), sessions.len().into());
+                    if let Some(s) = c.session_of(*wi) {
+                        evidence.insert("worst_session".into(), s.to_string().into());
+                    }
+                    let summary = format!(
+                        "{} sessions toward {server}: {}",
+                        sessions.len(),
+                        worst.summary
+                    );
+                    (c.sessions().any(|s| ok(&s)), summary, evidence)
+                }
+                _ => (
+                    session_of(&key).is_some_and(|s| ok(&s)),
+                    worst.summary.clone(),
+                    worst.evidence.clone(),
+                ),
+            };
             match self.active.get_mut(&key) {
                 Some(a) => {
                     a.last_true_ns = now;
                     a.session_has_healthy_flow = healthy;
                     if worst.level >= Level::Warning {
-                        a.summary = worst.summary.clone();
-                        a.evidence = worst.evidence.clone();
+                        a.summary = summary;
+                        a.evidence = evidence;
                         a.client = flow.client().to_string();
                         a.server = flow.server().to_string();
                         a.flows = ids.len();
@@ -254,15 +287,15 @@ impl AlertEngine {
                         kind: key.kind,
                         severity: worst.level,
                         direction: key.dir.map(rules::dir_name),
-                        session: key.session,
+                        session: key.scope,
                         client: flow.client().to_string(),
                         server: flow.server().to_string(),
                         flows: ids.len(),
                         since_ns: now,
                         changed_ns: now,
                         cleared_ns: None,
-                        summary: worst.summary.clone(),
-                        evidence: worst.evidence.clone(),
+                        summary,
+                        evidence,
                         session_has_healthy_flow: healthy,
                         flow_ids: ids,
                         last_true_ns: now,
@@ -279,19 +312,28 @@ impl AlertEngine {
             }
         }
         let clear_after = ns(cfg.clear_after_s);
-        let done: Vec<AlertKey> = self
+        let mut done: Vec<(AlertKey, Option<Scope>)> = self
             .active
             .iter()
             .filter(|(_, a)| {
                 now.saturating_sub(a.last_true_ns) >= clear_after && a.last_true_ns != now
             })
-            .map(|(k, _)| *k)
+            .map(|(k, _)| (*k, None))
             .collect();
-        for key in done {
+        done.extend(taken_over.into_iter().map(|(k, into)| (k, Some(into))));
+        done.sort_unstable();
+        done.dedup_by_key(|(k, _)| *k);
+        for (key, into) in done {
             if let Some(mut a) = self.active.remove(&key) {
                 a.cleared_ns = Some(now);
                 a.changed_ns = now;
-                a.session_has_healthy_flow = session_ok.get(&key.session).copied().unwrap_or(false);
+                if let Some(s) = session_of(&key) {
+                    a.session_has_healthy_flow = session_ok.get(&s).copied().unwrap_or(false);
+                }
+                if let Some(into) = into {
+                    a.evidence
+                        .insert("rolled_up_into".into(), into.to_string().into());
+                }
                 out.push(Transition {
                     change: Change::Cleared,
                     ts_ns: now,
@@ -853,7 +895,7 @@ fn collect(
 ) {
     for x in found {
         let key = AlertKey {
-            session,
+            scope: Scope::Session(session),
             kind: x.kind,
             dir: x.dir,
         };
@@ -897,5 +939,7 @@ fn observe(
     }
 }
 
+#[cfg(test)]
+mod rollup_tests;
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use crate::{
 
 const S: u64 = 1_000_000_000;
 
-fn record(client: [u8; 4], cport: u16, sport: u16, t0: u64) -> FlowRecord {
+pub(super) fn record(client: [u8; 4], cport: u16, sport: u16, t0: u64) -> FlowRecord {
     let mut key = FlowKey {
         port_a: cport,
         port_b: sport,
@@ -35,24 +35,24 @@ fn record(client: [u8; 4], cport: u16, sport: u16, t0: u64) -> FlowRecord {
     FlowRecord { key, state: st }
 }
 
-fn establish(f: &mut FlowRecord) {
+pub(super) fn establish(f: &mut FlowRecord) {
     f.state.seen |= seen::SYNACK | seen::ESTABLISHED;
     f.state.dir[S2C].synacks = 1;
 }
 
 /// A clock, some flows, and the engine judging them every second.
-struct Sim {
-    engine: AlertEngine,
-    flows: Vec<FlowRecord>,
-    now: u64,
-    log: Vec<Transition>,
-    last: Snapshot,
+pub(super) struct Sim {
+    pub(super) engine: AlertEngine,
+    pub(super) flows: Vec<FlowRecord>,
+    pub(super) now: u64,
+    pub(super) log: Vec<Transition>,
+    pub(super) last: Snapshot,
     /// Snapshots say which rows changed since the last one, as the collector's do.
-    with_changes: bool,
+    pub(super) with_changes: bool,
 }
 
 impl Sim {
-    fn new(cfg: AlertConfig) -> Self {
+    pub(super) fn new(cfg: AlertConfig) -> Self {
         Self {
             engine: AlertEngine::new(cfg),
             flows: Vec::new(),
@@ -64,13 +64,13 @@ impl Sim {
     }
 
     /// Advances one second: `f` changes the flows as the kernel would have, then a tick.
-    fn step(&mut self, f: impl FnOnce(&mut Vec<FlowRecord>, u64)) -> Vec<Transition> {
+    pub(super) fn step(&mut self, f: impl FnOnce(&mut Vec<FlowRecord>, u64)) -> Vec<Transition> {
         self.now += S;
         f(&mut self.flows, self.now);
         self.tick(&[])
     }
 
-    fn tick(&mut self, events: &[Event]) -> Vec<Transition> {
+    pub(super) fn tick(&mut self, events: &[Event]) -> Vec<Transition> {
         let n = self.flows.len() as u64;
         let mut snap = Snapshot::new(self.flows.clone(), n, Counters::default(), self.now);
         if self.with_changes {
@@ -82,7 +82,7 @@ impl Sim {
         t
     }
 
-    fn changes(&self, kind: Kind) -> Vec<(Change, Level)> {
+    pub(super) fn changes(&self, kind: Kind) -> Vec<(Change, Level)> {
         self.log
             .iter()
             .filter(|t| t.alert.kind == kind)
@@ -90,7 +90,7 @@ impl Sim {
             .collect()
     }
 
-    fn kinds(&self) -> Vec<Kind> {
+    pub(super) fn kinds(&self) -> Vec<Kind> {
         let mut k: Vec<Kind> = self.log.iter().map(|t| t.alert.kind).collect();
         k.dedup();
         k
@@ -99,7 +99,7 @@ impl Sim {
 
 /// One second of data: `segs` data segments from `d`, `retx` of them retransmitted, all
 /// acknowledged.
-fn data(f: &mut FlowRecord, d: usize, segs: u64, retx: u32, now: u64) {
+pub(super) fn data(f: &mut FlowRecord, d: usize, segs: u64, retx: u32, now: u64) {
     let st = &mut f.state;
     st.dir[d].data_segments += segs;
     st.dir[d].packets += segs;
@@ -122,7 +122,7 @@ fn established(n: u8, t0: u64) -> Vec<FlowRecord> {
         .collect()
 }
 
-fn healthy_flow(sim: &mut Sim, client: [u8; 4], port: u16) {
+pub(super) fn healthy_flow(sim: &mut Sim, client: [u8; 4], port: u16) {
     let mut f = record(client, port, 50000, sim.now);
     establish(&mut f);
     sim.flows.push(f);
@@ -256,7 +256,7 @@ fn refused_is_critical_and_a_clean_handshake_raises_nothing() {
         vec![(Change::Raised, Level::Critical)]
     );
     assert_eq!(sim.log[0].alert.evidence["what"], "refused");
-    assert_eq!(sim.log[0].alert.session.remote.to_string(), "10.0.0.4");
+    assert_eq!(sim.log[0].alert.session.to_string(), "10.0.0.4#1");
     assert_eq!(
         sim.last.health[1].level, None,
         "the other host's flow is healthy"
