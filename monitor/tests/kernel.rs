@@ -26,18 +26,8 @@ use monitor_common::{
 fn ebpf(ports: &str, flags: u32, max_flows: u32) -> Ebpf {
     let cfg = ports.parse::<PortSet>().expect("ports").to_config(flags);
     let mut e = load(&cfg, max_flows).expect("load the eBPF object");
-    let tc: &mut SchedClassifier = e
-        .program_mut("tc_eth_in")
-        .expect("tc_eth_in")
-        .try_into()
-        .expect("classifier");
-    tc.load().expect("verifier accepts tc_eth");
-    let xdp: &mut Xdp = e
-        .program_mut("xdp_eth")
-        .expect("xdp_eth")
-        .try_into()
-        .expect("xdp");
-    xdp.load().expect("verifier accepts xdp_eth");
+    common::verify(&mut e, "tc_eth_in");
+    common::verify(&mut e, "xdp_eth");
     e
 }
 

@@ -28,12 +28,7 @@ fn ebpf() -> Ebpf {
         .expect("ports")
         .to_config(FLAG_SKB_TSTAMP);
     let mut e = load(&cfg, 8192).expect("load the eBPF object");
-    let tc: &mut SchedClassifier = e
-        .program_mut("tc_eth_in")
-        .expect("tc_eth_in")
-        .try_into()
-        .expect("classifier");
-    tc.load().expect("verifier accepts tc_eth");
+    common::verify(&mut e, "tc_eth_in");
     e
 }
 

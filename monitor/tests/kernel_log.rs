@@ -17,7 +17,7 @@ use std::{
 };
 
 use aya::{
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun, TestRunOptions},
     Ebpf,
 };
 use monitor::{
@@ -62,21 +62,15 @@ fn ebpf() -> Ebpf {
         .to_config(0);
     let mut e = load(&cfg, 65_536).expect("load the eBPF object");
     // Every program carries the failure path: the verifier must accept each.
-    for name in ["tc_eth_in", "tc_eth_out", "tc_rawip_in", "tc_rawip_out"] {
-        let tc: &mut SchedClassifier = e
-            .program_mut(name)
-            .expect(name)
-            .try_into()
-            .expect("classifier");
-        tc.load()
-            .unwrap_or_else(|err| panic!("verifier refuses {name}: {err:?}"));
+    for name in [
+        "tc_eth_in",
+        "tc_eth_out",
+        "tc_rawip_in",
+        "tc_rawip_out",
+        "xdp_eth",
+    ] {
+        common::verify(&mut e, name);
     }
-    let xdp: &mut Xdp = e
-        .program_mut("xdp_eth")
-        .expect("xdp_eth")
-        .try_into()
-        .expect("xdp");
-    xdp.load().expect("verifier accepts xdp_eth");
     e
 }
 

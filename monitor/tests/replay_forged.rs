@@ -2,15 +2,16 @@
 //! carries, as the kernel does (the same parser; lab_forged.rs is the live case). A lying
 //! frame is counted by reason in `totals.skipped` and changes no flow.
 
-use std::{net::IpAddr, path::Path, process::Command};
+mod common;
+
+use std::{net::IpAddr, path::Path};
 
 use monitor_common::{
-    craft::{pcap, TcpFrame},
+    craft::TcpFrame,
     parse::{ACK, SYN},
 };
 use serde_json::Value;
 
-const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 const SIZE: usize = 500;
 const BEFORE: u32 = 30;
 const AFTER: u32 = 150;
@@ -69,19 +70,7 @@ fn replay(dir: &Path, name: &str, frames: &[Vec<u8>], snap: Option<usize>) -> Va
             )
         })
         .collect();
-    let path = dir.join(name);
-    std::fs::write(&path, pcap(&records)).expect("write capture");
-    let out = Command::new(MONITOR)
-        .args(["replay", "--json"])
-        .arg(&path)
-        .output()
-        .expect("run monitor replay");
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}"))
+    common::replay_records(&dir.join(name), &records)
 }
 
 /// The flow as the real segments make it, and one frame counted under `reason`.

@@ -3,15 +3,15 @@
 //! the sessions, not one alert per client, and a healthy session toward the same server
 //! stays out of it.
 
-use std::{net::IpAddr, process::Command};
+mod common;
+
+use std::net::IpAddr;
 
 use monitor_common::{
-    craft::{pcap, TcpFrame},
+    craft::TcpFrame,
     parse::{ACK, SYN},
 };
-use serde_json::Value;
 
-const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 const CLIENTS: u32 = 20_000;
 const MS: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000_000 * MS;
@@ -70,19 +70,7 @@ fn a_scan_of_one_server_port_is_one_alert_counting_its_sessions() {
         .map(|(t, f)| (*t, f.as_slice(), f.len() as u32))
         .collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("scan.pcap");
-    std::fs::write(&path, pcap(&records)).expect("write capture");
-    let out = Command::new(MONITOR)
-        .args(["replay", "--json"])
-        .arg(&path)
-        .output()
-        .expect("run monitor replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = common::replay_records(&dir.path().join("scan.pcap"), &records);
     let flows = v["flows"].as_array().expect("flows");
     assert_eq!(flows.len(), CLIENTS as usize + 1);
     let alerts = v["alerts"].as_array().expect("alerts");

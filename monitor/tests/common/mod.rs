@@ -302,3 +302,34 @@ pub fn last_json(child: Child) -> (serde_json::Value, ExitStatus) {
         .unwrap_or_else(|| panic!("no JSON from the monitor"));
     (serde_json::from_str(last).expect("valid JSON"), out.status)
 }
+
+/// `monitor replay --json` over a capture written to `path` from `records` (`ts_ns`,
+/// captured bytes, original length); its summary. Panics with stderr when replay fails.
+pub fn replay_records(path: &std::path::Path, records: &[(u64, &[u8], u32)]) -> serde_json::Value {
+    std::fs::write(path, monitor_common::craft::pcap(records)).expect("write capture");
+    let out = Command::new(MONITOR)
+        .args(["replay", "--json"])
+        .arg(path)
+        .output()
+        .expect("run monitor replay");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Loads program `name` of `e` through the verifier, as tc or XDP.
+pub fn verify(e: &mut aya::Ebpf, name: &str) {
+    let p = e
+        .program_mut(name)
+        .unwrap_or_else(|| panic!("no program {name}"));
+    let r = match p {
+        aya::programs::Program::SchedClassifier(p) => p.load(),
+        aya::programs::Program::Xdp(p) => p.load(),
+        _ => panic!("{name} is neither tc nor XDP"),
+    };
+    r.unwrap_or_else(|err| panic!("verifier refuses {name}: {err:?}"));
+}
