@@ -21,6 +21,7 @@ pub mod kernel;
 pub mod live;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod record;
 pub mod replay;
 pub mod report;

@@ -33,7 +33,7 @@ fn main() {
             rt.block_on(async {
                 match cli.command {
                     Command::Live(args) => live::run(args).await,
-                    Command::Replay(args) => replay::run(args),
+                    Command::Replay(args) => replay::run(args).await,
                     Command::Demo(args) => demo::run(args).await,
                     Command::Report(args) => report::run(args),
                 }

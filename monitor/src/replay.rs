@@ -10,11 +10,12 @@ use monitor_common::{
 };
 
 use crate::{
-    alerts::{AlertConfig, AlertEngine, Transition},
+    alerts::{AlertConfig, AlertEngine},
     capture::{self, CaptureError, Frames, Link, Reader},
     engine::Engine,
     error::usage,
     output,
+    pipeline::{self, outputs, Pipeline, Tick},
     record::writer::{Recorder, Rotation, RunMeta},
     snapshot::Snapshot,
 };
@@ -39,13 +40,15 @@ fn shown(path: &Path) -> String {
 }
 
 fn open(path: &Path) -> Result<Reader> {
-    Reader::open(path).map_err(|e| {
-        usage(
-            format!("cannot read capture {}: {e}", shown(path)),
-            "give a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap), possibly gzip- or \
-             zstd-compressed, or - for standard input",
-        )
-    })
+    Reader::open(path).map_err(|e| cannot_read(path, e))
+}
+
+fn cannot_read(path: &Path, e: CaptureError) -> anyhow::Error {
+    usage(
+        format!("cannot read capture {}: {e}", shown(path)),
+        "give a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap), possibly gzip- or \
+         zstd-compressed, or - for standard input",
+    )
 }
 
 fn damaged(path: &Path, e: CaptureError) -> anyhow::Error {
@@ -96,34 +99,121 @@ pub fn parse_frame(frame: &capture::Packet<'_>, pkt: &mut Packet) -> Result<(), 
 /// Capture time between two judgements: the live monitor's default tick.
 pub const TICK_NS: u64 = 1_000_000_000;
 
-/// The analysis with the alert engine judging every second of capture time, as the live
-/// monitor would have; `each` sees every tick's snapshot and transitions. Returns the
-/// last snapshot, judged, and what the read found.
-pub fn judge_reader(
+/// A capture as a pipeline source: read on a thread of its own through the host engine,
+/// which hands over a tick every second of capture time (as the live monitor would have
+/// judged it), then one at the capture's last timestamp.
+pub struct CaptureSource {
+    ticks: tokio::sync::mpsc::Receiver<Tick>,
+    reader: Option<std::thread::JoinHandle<Result<Frames, CaptureError>>>,
+    /// What the read found, once it ended.
+    pub frames: Option<Frames>,
+}
+
+impl CaptureSource {
+    /// Opens the capture with `open` on the reading thread (a capture reader is not moved
+    /// between threads) and starts reading; a capture that cannot be opened is an error
+    /// here, before the caller creates any output.
+    pub fn start(
+        open: impl FnOnce() -> Result<Reader, CaptureError> + Send + 'static,
+        ports: PortSet,
+    ) -> Result<Self, CaptureError> {
+        let (tx, ticks) = tokio::sync::mpsc::channel(2);
+        let (opened_tx, opened) = std::sync::mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("monitor-capture".into())
+            .spawn(move || {
+                let reader = match open() {
+                    Ok(r) => {
+                        let _ = opened_tx.send(Ok(()));
+                        r
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                };
+                read_ticks(reader, &ports, |t| {
+                    // The run stopped taking ticks: the rest are not needed.
+                    let _ = tx.blocking_send(t);
+                })
+            })
+            .map_err(|e| CaptureError {
+                offset: 0,
+                reason: format!("cannot start the capture reader: {e}"),
+            })?;
+        match opened.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(CaptureError {
+                    offset: 0,
+                    reason: "the capture reader stopped".into(),
+                })
+            }
+        }
+        Ok(Self {
+            ticks,
+            reader: Some(reader),
+            frames: None,
+        })
+    }
+}
+
+impl pipeline::Source for CaptureSource {
+    async fn next(&mut self) -> anyhow::Result<Option<Tick>> {
+        if let Some(t) = self.ticks.recv().await {
+            return Ok(Some(t));
+        }
+        // No more ticks: the read ended, and how it ended says whether the capture was whole.
+        match self.reader.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Ok(frames))) => {
+                self.frames = Some(frames);
+                Ok(None)
+            }
+            Some(Ok(Err(e))) => Err(CaptureFailed(e).into()),
+            Some(Err(_)) => Err(anyhow::anyhow!("the capture reader panicked")),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A capture found damaged while it was read (the front-end names the file).
+#[derive(Debug)]
+pub struct CaptureFailed(pub CaptureError);
+
+impl std::fmt::Display for CaptureFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for CaptureFailed {}
+
+/// The frames of `reader` through the host engine, with `each` given a tick every second of
+/// capture time (a quiet stretch still gets its ticks, so alerts clear) and one at the last
+/// timestamp.
+pub fn read_ticks(
     reader: Reader,
     ports: &PortSet,
-    alerts: &mut AlertEngine,
-    mut each: impl FnMut(&Snapshot, &[Transition]),
-) -> Result<(Snapshot, Frames), CaptureError> {
+    mut each: impl FnMut(Tick),
+) -> Result<Frames, CaptureError> {
     let mut engine = Engine::new(ports);
     let mut pkt = Packet::default();
     let mut next_tick: Option<u64> = None;
-    let mut judge = |engine: &Engine, at: u64, alerts: &mut AlertEngine| {
+    let tick = |engine: &Engine, at: u64| {
+        let started = std::time::Instant::now();
         let mut snap = engine.snapshot();
         snap.now_ns = at;
-        let t = alerts.tick(&mut snap, &[]);
-        each(&snap, &t);
-        snap
+        Tick::new(snap, Vec::new(), started)
     };
     let frames = reader.for_each(|frame| {
         let ts = frame.ts_ns;
         match next_tick {
             None => next_tick = Some(ts - ts % TICK_NS + TICK_NS),
             Some(mut due) => {
-                // A quiet stretch of the capture still gets its ticks (alerts clear).
                 let mut ticks = 0;
                 while ts >= due && ticks < 3600 {
-                    judge(&engine, due, alerts);
+                    each(tick(&engine, due));
                     due += TICK_NS;
                     ticks += 1;
                 }
@@ -138,11 +228,11 @@ pub fn judge_reader(
             Err(skip) => engine.skipped(skip),
         }
     })?;
-    let end = engine.last_ts();
-    Ok((judge(&engine, end, alerts), frames))
+    each(tick(&engine, engine.last_ts()));
+    Ok(frames)
 }
 
-pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
+pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
     let ports = args
         .ports
         .unwrap_or_else(monitor_common::config::PortSet::all);
@@ -159,9 +249,14 @@ pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
         Some(p) => AlertConfig::load(p, TICK_NS as f64 / 1e9)?,
         None => AlertConfig::default(),
     };
-    let reader = open(&args.file)?;
-    let mut recorder = match &args.record.record {
-        Some(path) => Some(Recorder::create(
+    let path = args.file.clone();
+    let mut source = CaptureSource::start(move || Reader::open(&path), ports.clone())
+        .map_err(|e| cannot_read(&args.file, e))?;
+    let mut pipeline = Pipeline::new(AlertEngine::new(cfg.clone())).with(outputs::FinalReport {
+        format: outputs::Format::json(args.json),
+    });
+    if let Some(path) = &args.record.record {
+        pipeline = pipeline.with(outputs::Recording::new(Recorder::create(
             path,
             RunMeta {
                 source: "replay",
@@ -172,38 +267,22 @@ pub fn run(args: crate::cli::ReplayArgs) -> Result<()> {
                 start_ns: 0,
             },
             Rotation::of(&args.record),
-        )?),
-        None => None,
-    };
-    let mut alerts = AlertEngine::new(cfg);
-    let mut write_error = None;
-    let (snap, frames) = judge_reader(reader, &ports, &mut alerts, |snap, t| {
-        if let Some(r) = recorder.as_mut() {
-            if let Err(e) = r.tick(snap, &[], t) {
-                write_error.get_or_insert(e);
-            }
-        }
-    })
-    .map_err(|e| {
-        // No recording of a capture that could not be read to its end: the temporary file
-        // goes, an existing file at the path stays as it was.
-        drop(recorder.take());
-        damaged(&args.file, e)
-    })?;
-    warn_if_cut(&args.file, &frames);
-    let text = if args.json {
-        output::json::render(&snap)
-    } else {
-        output::text::render(&snap)
-    };
-    // A closed pipe downstream ends the output quietly; any other failure is an error.
-    output::print(&text)?;
-    if let Some(e) = write_error {
-        return Err(anyhow::Error::from(e).context("writing the recording"));
+        )?));
     }
-    if let Some(r) = recorder.as_mut() {
-        r.commit()
-            .map_err(|e| anyhow::Error::from(e).context("writing the recording"))?;
+    // No recording of a capture that could not be read to its end: an error leaves the
+    // outputs unfinished, so the temporary file goes and an existing file stays as it was.
+    pipeline
+        .run(&mut source, std::future::pending())
+        .await
+        .map_err(|e| match e.downcast::<CaptureFailed>() {
+            Ok(CaptureFailed(c)) => damaged(&args.file, c),
+            Err(e) => e,
+        })?;
+    if let Some(frames) = &source.frames {
+        warn_if_cut(&args.file, frames);
     }
-    Ok(())
+    match pipeline.lost() {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
 }

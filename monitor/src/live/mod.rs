@@ -1,22 +1,24 @@
-//! `monitor live`: preflight, load, attach, then every tick collect, judge, publish, until
-//! a signal, `--duration` or the UI's quit; detach on every exit path (the `Ebpf` value
-//! owns every link).
+//! `monitor live`: preflight, load, attach, then the pipeline on the kernel collector until
+//! a signal, `--duration`, the UI's quit or every watched interface gone; detach on every
+//! exit path (the `Ebpf` value owns every link).
+
+mod source;
 
 use std::{
     fs::File,
-    io::Write,
     path::Path,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Result;
 use aya::Ebpf;
-use monitor_common::event::EventKind;
 use tokio::signal::unix::{signal, SignalKind};
 
+pub use source::LiveSource;
+
 use crate::{
-    alerts::{AlertConfig, AlertEngine, Transition},
+    alerts::{AlertConfig, AlertEngine},
     cli::{AlertArgs, LiveArgs, RecordArgs},
     collector::{Clock, Collector, Presence},
     error::usage,
@@ -25,10 +27,10 @@ use crate::{
         load::load,
         netns, preflight,
     },
-    model::{FlowId, RunInfo},
+    model::RunInfo,
     output::{self, http, metrics::Metrics},
+    pipeline::{outputs, Pipeline},
     record::writer::{Recorder, Rotation, RunMeta},
-    snapshot::Snapshot,
     tui,
 };
 
@@ -107,53 +109,13 @@ pub fn check(args: &LiveArgs) -> Result<()> {
     check_files(&args.alerting, &args.export.record)
 }
 
-/// The alert engine's config and log, checked before anything is attached.
-pub struct Alerting {
-    engine: AlertEngine,
-    log: Option<File>,
-    /// Fed every tick when `--metrics` serves them.
-    metrics: Option<Arc<Mutex<Metrics>>>,
-    recorder: Option<Recorder>,
-    /// Why a file output (the recording, the alerts log) stopped being written: the run
-    /// goes on watching, and exits 1 at its end.
-    lost: Option<String>,
-}
-
-impl Alerting {
-    pub fn open(args: &AlertArgs, tick_s: f64) -> Result<Self> {
-        let cfg = match &args.config {
-            Some(p) => AlertConfig::load(p, tick_s)?,
-            None => AlertConfig::default(),
-        };
-        let log = args.alerts_log.as_deref().map(open_log).transpose()?;
-        Ok(Self {
-            engine: AlertEngine::new(cfg),
-            log,
-            metrics: None,
-            recorder: None,
-            lost: None,
-        })
-    }
-
-    /// Says on stderr that an output stopped, and remembers it for the exit code.
-    fn lose(&mut self, what: &str, e: std::io::Error) {
-        output::status(&format!(
-            "monitor: {what}: {e}; no longer written (the monitor goes on, and exits 1 at the end)"
-        ));
-        self.lost.get_or_insert(format!("{what} stopped: {e}"));
-    }
-
-    fn write(&mut self, transitions: &[Transition]) {
-        let Some(f) = self.log.as_mut() else { return };
-        for t in transitions {
-            let line = output::json::transition_line(t);
-            if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
-                self.log = None;
-                self.lose("alerts log", e);
-                return;
-            }
-        }
-    }
+/// The alert engine, as `--config` sets it (the default rules without one).
+pub fn engine(args: &AlertArgs, tick_s: f64) -> Result<AlertEngine> {
+    let cfg = match &args.config {
+        Some(p) => AlertConfig::load(p, tick_s)?,
+        None => AlertConfig::default(),
+    };
+    Ok(AlertEngine::new(cfg))
 }
 
 /// Refuses an output that is one of the inputs, or two outputs that are one file, before
@@ -187,45 +149,6 @@ fn open_log(p: &Path) -> Result<File> {
         })
 }
 
-/// Where the ticks go: stdout lines, or the terminal UI.
-enum Sink {
-    Headless { json: bool },
-    Ui(tui::Ui),
-}
-
-impl Sink {
-    /// Publishes one tick; `false` when the run should end (stdout's reader gone), an
-    /// error when stdout could not be written (a full disk).
-    fn publish(&mut self, snap: Snapshot, transitions: &[Transition]) -> Result<bool> {
-        match self {
-            Sink::Headless { json } => {
-                for t in transitions {
-                    if !output::print(&output::json::transition_line(t))? {
-                        return Ok(false);
-                    }
-                }
-                let text = if *json {
-                    output::json::render(&snap)
-                } else {
-                    output::text::render(&snap)
-                };
-                output::print(&text)
-            }
-            Sink::Ui(ui) => {
-                ui.publish(Arc::new(snap));
-                Ok(true)
-            }
-        }
-    }
-
-    fn selected(&self) -> Option<FlowId> {
-        match self {
-            Sink::Ui(ui) => ui.selected(),
-            Sink::Headless { .. } => None,
-        }
-    }
-}
-
 pub async fn run(args: LiveArgs) -> Result<()> {
     run_in(args, None, None).await
 }
@@ -241,7 +164,13 @@ pub async fn run_in(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     check(&args)?;
-    let mut alerting = Alerting::open(&args.alerting, args.interval)?;
+    let engine = engine(&args.alerting, args.interval)?;
+    let alerts_log = args
+        .alerting
+        .alerts_log
+        .as_deref()
+        .map(open_log)
+        .transpose()?;
     // Bound before attaching: a taken port is a usage error with nothing attached.
     let metrics = Arc::new(Mutex::new(Metrics::new(
         args.export.metrics_top_flows as usize,
@@ -257,20 +186,24 @@ pub async fn run_in(
         }
         None => None,
     };
-    alerting.metrics = args.export.metrics.is_some().then_some(metrics);
-    if let Some(path) = &args.export.record.record {
-        alerting.recorder = Some(Recorder::create(
+    let recorder = match &args.export.record.record {
+        Some(path) => Some(Recorder::create(
             path,
             RunMeta {
                 source: if ns.is_some() { "demo" } else { "live" },
                 interfaces: args.interfaces.clone(),
                 capture: None,
                 ports: args.ports.to_string(),
-                config: serde_json::to_value(alerting.engine.config()).unwrap_or_default(),
+                config: serde_json::to_value(engine.config()).unwrap_or_default(),
                 start_ns: Clock::monotonic().now_epoch(),
             },
             Rotation::of(&args.export.record),
-        )?);
+        )?),
+        None => None,
+    };
+    let mut pipeline = Pipeline::new(engine);
+    if let Some(f) = alerts_log {
+        pipeline = pipeline.with(outputs::AlertsLog::new(f));
     }
     let cfg = args.ports.to_config(0);
     let mut clsact_added = Vec::new();
@@ -309,14 +242,15 @@ pub async fn run_in(
         attach: lines.join("; "),
         ports: args.ports.to_string(),
     };
+    let stop = async {
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+        }
+    };
+    let metrics = args.export.metrics.is_some().then_some(metrics);
     let result = watch(
-        &args,
-        &info,
-        &mut ebpf,
-        presence,
-        &mut alerting,
-        &mut sigint,
-        &mut sigterm,
+        &args, &info, &mut ebpf, presence, pipeline, recorder, metrics, stop,
     )
     .await;
     // Detach where we attached (netlink filters are found by ifindex in that namespace).
@@ -331,132 +265,79 @@ pub async fn run_in(
         t.abort();
     }
     output::status("monitor: detached");
-    result?;
-    match alerting.lost {
-        Some(why) => Err(anyhow::anyhow!("{why}")),
-        None => Ok(()),
-    }
+    result
 }
 
+/// The attached run: the collector as the pipeline's source, until `stop`, `--duration`,
+/// the UI's quit, or every watched interface gone.
+#[allow(clippy::too_many_arguments)]
 async fn watch(
     args: &LiveArgs,
     info: &RunInfo,
     ebpf: &mut Ebpf,
     presence: Presence,
-    alerting: &mut Alerting,
-    sigint: &mut tokio::signal::unix::Signal,
-    sigterm: &mut tokio::signal::unix::Signal,
+    mut pipeline: Pipeline,
+    recorder: Option<Recorder>,
+    metrics: Option<Arc<Mutex<Metrics>>>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     // Attached: the recording replaces what was at its path (a run that failed before
     // this point left that file as it was).
-    if let Some(r) = alerting.recorder.as_mut() {
+    if let Some(mut r) = recorder {
         r.commit()
             .map_err(|e| anyhow::Error::from(e).context("writing the recording"))?;
+        pipeline = pipeline.with(outputs::Recording::new(r));
     }
-    let mut sink = if args.headless {
+    if let Some(m) = metrics {
+        pipeline = pipeline.with(outputs::MetricsFeed(m));
+    }
+    let mut quit = None;
+    if args.headless {
         for l in info.attach.split("; ") {
             output::status(&format!(
                 "monitor: attached {l}; watching ports {}",
                 info.ports
             ));
         }
-        Sink::Headless { json: args.json }
+        pipeline = pipeline.with(outputs::Headless {
+            format: outputs::Format::json(args.json),
+        });
     } else {
-        Sink::Ui(tui::Ui::start(info.clone())?)
-    };
+        let mut ui = tui::Ui::start(info.clone())?;
+        quit = ui.take_quit();
+        pipeline = pipeline.with(outputs::Ui::new(ui));
+    }
     let mut collector = Collector::new(ebpf, Clock::monotonic(), info.targets.clone())?;
     collector.watch_presence(presence);
-    // Interfaces already said to be gone, and whether every one is.
-    let mut said_gone: Vec<String> = Vec::new();
-    let mut all_gone = false;
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    let stop = async {
-        match args.duration {
-            Some(d) => tokio::time::sleep(Duration::from_secs_f64(d)).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(stop);
-    let quit_rx = match &mut sink {
-        Sink::Ui(ui) => ui.take_quit(),
-        Sink::Headless { .. } => None,
-    };
-    let quit = async move {
-        match quit_rx {
-            Some(rx) => {
-                let _ = rx.await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    let mut quit = std::pin::pin!(quit);
-    let mut step = |collector: &mut Collector, sink: &mut Sink| -> Result<bool> {
-        let started = Instant::now();
-        let events = collector.drain_events();
-        log_events(&events);
-        let mut snap = collector.collect()?;
-        for i in snap.interfaces.iter().filter(|i| i.gone) {
-            if !said_gone.contains(&i.name) {
-                output::status(&format!(
-                    "monitor: interface {} is gone; nothing more is seen on it",
-                    i.name
-                ));
-                said_gone.push(i.name.clone());
-            }
-        }
-        all_gone = !snap.interfaces.is_empty() && snap.interfaces.iter().all(|i| i.gone);
-        let transitions = alerting.engine.tick(&mut snap, &events);
-        alerting.write(&transitions);
-        if let Some(r) = alerting.recorder.as_mut() {
-            if let Err(e) = r.tick(&snap, &events, &transitions) {
-                alerting.recorder = None;
-                alerting.lose("recording", e);
-            }
-        }
-        if let Some(id) = sink.selected() {
-            snap.spark = Some((id, alerting.engine.spark(&id)));
-        }
-        snap.collect_ns = started.elapsed().as_nanos() as u64;
-        if let Some(m) = &alerting.metrics {
-            if let Ok(mut m) = m.lock() {
-                m.observe(&snap);
-            }
-        }
-        Ok(sink.publish(snap, &transitions)? && !all_gone)
-    };
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if !step(&mut collector, &mut sink)? {
-                    break;
+    let mut source = LiveSource::new(collector, args.interval).await;
+    let duration = args.duration;
+    let stop = async move {
+        let quit = async move {
+            match quit {
+                Some(rx) => {
+                    let _ = rx.await;
                 }
+                None => std::future::pending().await,
             }
-            _ = &mut quit => break,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = &mut stop => break,
+        };
+        let timeout = async move {
+            match duration {
+                Some(d) => tokio::time::sleep(Duration::from_secs_f64(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = stop => {}
+            () = quit => {}
+            () = timeout => {}
         }
+    };
+    pipeline.run(&mut source, stop).await?;
+    if let Some(gone) = source.all_gone() {
+        return Err(anyhow::anyhow!("every watched interface is gone ({gone})"));
     }
-    if let Sink::Ui(ui) = sink {
-        ui.stop()?;
-    } else {
-        // The last word in headless mode: a final report.
-        step(&mut collector, &mut sink)?;
-    }
-    if all_gone {
-        return Err(anyhow::anyhow!(
-            "every watched interface is gone ({})",
-            said_gone.join(", ")
-        ));
-    }
-    Ok(())
-}
-
-fn log_events(events: &[monitor_common::event::Event]) {
-    for ev in events {
-        let kind = ev.kind().map_or("unknown", EventKind::name);
-        log::info!("{kind}: {:?} dir {} ttl {}", ev.key, ev.dir, ev.ttl);
+    match pipeline.lost() {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
     }
 }

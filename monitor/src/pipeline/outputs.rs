@@ -1,0 +1,220 @@
+//! The outputs a run can have, each as a [`super::Output`]: the front-ends (`live`, `demo`,
+//! `replay`) pick theirs from the command line and hand the list to the pipeline.
+
+use std::{
+    fs::File,
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::Result;
+use monitor_common::event::Event;
+
+use super::Output;
+use crate::{
+    alerts::Transition,
+    model::FlowId,
+    output::{self, json, metrics::Metrics, text},
+    record::writer::Recorder,
+    snapshot::Snapshot,
+    tui,
+};
+
+/// How a report is rendered: JSON (`--json`) or the plain table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+impl Format {
+    pub fn json(json: bool) -> Self {
+        if json {
+            Self::Json
+        } else {
+            Self::Text
+        }
+    }
+
+    fn render(self, snap: &Snapshot) -> String {
+        match self {
+            Self::Json => json::render(snap),
+            Self::Text => text::render(snap),
+        }
+    }
+}
+
+/// Says on stderr that an output stopped, and keeps why for the exit code.
+fn lose(lost: &mut Option<String>, what: &str, e: &std::io::Error) {
+    output::status(&format!(
+        "monitor: {what}: {e}; no longer written (the monitor goes on, and exits 1 at the end)"
+    ));
+    lost.get_or_insert(format!("{what} stopped: {e}"));
+}
+
+/// `--headless`: every tick's alert transitions, then its report, on stdout.
+pub struct Headless {
+    pub format: Format,
+}
+
+impl Output for Headless {
+    fn tick(
+        &mut self,
+        snap: &Arc<Snapshot>,
+        transitions: &[Transition],
+        _: &[Event],
+    ) -> Result<bool> {
+        for t in transitions {
+            if !output::print(&json::transition_line(t))? {
+                return Ok(false);
+            }
+        }
+        output::print(&self.format.render(snap))
+    }
+}
+
+/// `replay`: one report on stdout, of the last tick, once the capture was read to its end.
+pub struct FinalReport {
+    pub format: Format,
+}
+
+impl Output for FinalReport {
+    fn tick(&mut self, _: &Arc<Snapshot>, _: &[Transition], _: &[Event]) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn finish(&mut self, last: Option<&Arc<Snapshot>>) -> Result<()> {
+        let snap = last.cloned().unwrap_or_default();
+        // A closed pipe downstream ends the output quietly; any other failure is an error.
+        output::print(&self.format.render(&snap))?;
+        Ok(())
+    }
+}
+
+/// The terminal UI: it renders the latest tick on its own thread, and is stopped (the
+/// terminal restored) when the run ends.
+pub struct Ui(Option<tui::Ui>);
+
+impl Ui {
+    pub fn new(ui: tui::Ui) -> Self {
+        Self(Some(ui))
+    }
+}
+
+impl Output for Ui {
+    fn tick(&mut self, snap: &Arc<Snapshot>, _: &[Transition], _: &[Event]) -> Result<bool> {
+        if let Some(ui) = &self.0 {
+            ui.publish(snap.clone());
+        }
+        Ok(true)
+    }
+
+    fn finish(&mut self, _: Option<&Arc<Snapshot>>) -> Result<()> {
+        match self.0.take() {
+            Some(ui) => ui.stop(),
+            None => Ok(()),
+        }
+    }
+
+    fn selected(&self) -> Option<FlowId> {
+        self.0.as_ref().and_then(tui::Ui::selected)
+    }
+}
+
+/// `--metrics`: the counters the HTTP server renders, fed every tick.
+pub struct MetricsFeed(pub Arc<Mutex<Metrics>>);
+
+impl Output for MetricsFeed {
+    fn tick(&mut self, snap: &Arc<Snapshot>, _: &[Transition], _: &[Event]) -> Result<bool> {
+        if let Ok(mut m) = self.0.lock() {
+            m.observe(snap);
+        }
+        Ok(true)
+    }
+}
+
+/// `--alerts-log`: one JSON line per alert transition, flushed as it happens.
+pub struct AlertsLog {
+    file: Option<File>,
+    lost: Option<String>,
+}
+
+impl AlertsLog {
+    pub fn new(file: File) -> Self {
+        Self {
+            file: Some(file),
+            lost: None,
+        }
+    }
+}
+
+impl Output for AlertsLog {
+    fn tick(&mut self, _: &Arc<Snapshot>, transitions: &[Transition], _: &[Event]) -> Result<bool> {
+        let Some(f) = self.file.as_mut() else {
+            return Ok(true);
+        };
+        for t in transitions {
+            let line = json::transition_line(t);
+            if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
+                self.file = None;
+                lose(&mut self.lost, "alerts log", &e);
+                break;
+            }
+        }
+        Ok(true)
+    }
+
+    fn lost(&self) -> Option<&str> {
+        self.lost.as_deref()
+    }
+}
+
+/// `--record`: every tick's changed flows, events and transitions. Renamed into place at
+/// the end of a run that succeeded, if the front-end did not do it earlier (live does
+/// once attached); a run that fails leaves an existing file at the path as it was.
+pub struct Recording {
+    recorder: Option<Recorder>,
+    lost: Option<String>,
+}
+
+impl Recording {
+    pub fn new(recorder: Recorder) -> Self {
+        Self {
+            recorder: Some(recorder),
+            lost: None,
+        }
+    }
+}
+
+impl Output for Recording {
+    fn tick(
+        &mut self,
+        snap: &Arc<Snapshot>,
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<bool> {
+        if let Some(r) = self.recorder.as_mut() {
+            if let Err(e) = r.tick(snap, events, transitions) {
+                self.recorder = None;
+                lose(&mut self.lost, "recording", &e);
+            }
+        }
+        Ok(true)
+    }
+
+    fn finish(&mut self, _: Option<&Arc<Snapshot>>) -> Result<()> {
+        // A recording that stopped is not renamed into place: its temporary file goes.
+        if self.lost.is_some() {
+            return Ok(());
+        }
+        if let Some(r) = self.recorder.as_mut() {
+            r.commit()
+                .map_err(|e| anyhow::Error::from(e).context("writing the recording"))?;
+        }
+        Ok(())
+    }
+
+    fn lost(&self) -> Option<&str> {
+        self.lost.as_deref()
+    }
+}
