@@ -6,7 +6,8 @@
 //! - `collector`: reads the kernel's maps into a [`snapshot::Snapshot`];
 //! - `snapshot`: the one immutable view every output renders;
 //! - `output`: the renderings (JSON summary, text table);
-//! - `live`: the `monitor live` loop tying them together.
+//! - `pipeline`: the one loop, source → alert engine → outputs, every command runs;
+//! - `live`, `replay`, `demo`: the front-ends that pick a source and outputs for it.
 
 pub mod alerts;
 pub mod capture;
