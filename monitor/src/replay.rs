@@ -12,8 +12,8 @@ use monitor_common::{
 use crate::{
     alerts::{AlertConfig, AlertEngine},
     capture::{self, CaptureError, Frames, Link, Reader},
-    engine::Engine,
     error::usage,
+    host::HostFlows,
     output,
     pipeline::{self, outputs, Pipeline, Tick},
     record::writer::{Recorder, Rotation, RunMeta},
@@ -71,21 +71,21 @@ fn warn_if_cut(path: &Path, frames: &Frames) {
     }
 }
 
-/// The frames of an opened capture through the parser and the host engine.
+/// The frames of an opened capture through the parser and the host analysis (`host.rs`).
 pub fn analyse_reader(reader: Reader, ports: &PortSet) -> Result<(Snapshot, Frames), CaptureError> {
-    let mut engine = Engine::new(ports);
+    let mut host = HostFlows::new(ports);
     let mut pkt = Packet::default();
     let frames = reader.for_each(|frame| match parse_frame(&frame, &mut pkt) {
-        Ok(()) => engine.packet(&pkt, 1, frame.ts_ns),
-        Err(skip) => engine.skipped(skip),
+        Ok(()) => host.packet(&pkt, 1, frame.ts_ns),
+        Err(skip) => host.skipped(skip),
     })?;
-    Ok((engine.snapshot(), frames))
+    Ok((host.snapshot(), frames))
 }
 
 /// One captured frame through the parser. Its headers are held to the length the frame had
 /// on the wire (the record's original length), not to the bytes a snap length kept: an IP
 /// length past the frame is malformed here as in the kernel.
-pub fn parse_frame(frame: &capture::Packet<'_>, pkt: &mut Packet) -> Result<(), Skip> {
+pub fn parse_frame(frame: &capture::Record<'_>, pkt: &mut Packet) -> Result<(), Skip> {
     let f = Captured {
         bytes: frame.data,
         wire_len: frame.orig_len as usize,
@@ -99,7 +99,7 @@ pub fn parse_frame(frame: &capture::Packet<'_>, pkt: &mut Packet) -> Result<(), 
 /// Capture time between two judgements: the live monitor's default tick.
 pub const TICK_NS: u64 = 1_000_000_000;
 
-/// A capture as a pipeline source: read on a thread of its own through the host engine,
+/// A capture as a pipeline source: read on a thread of its own through the host analysis (`host.rs`),
 /// which hands over a tick every second of capture time (as the live monitor would have
 /// judged it), then one at the capture's last timestamp.
 pub struct CaptureSource {
@@ -189,7 +189,7 @@ impl std::fmt::Display for CaptureFailed {
 
 impl std::error::Error for CaptureFailed {}
 
-/// The frames of `reader` through the host engine, with `each` given a tick every second of
+/// The frames of `reader` through the host analysis (`host.rs`), with `each` given a tick every second of
 /// capture time (a quiet stretch still gets its ticks, so alerts clear) and one at the last
 /// timestamp.
 pub fn read_ticks(
@@ -197,12 +197,12 @@ pub fn read_ticks(
     ports: &PortSet,
     mut each: impl FnMut(Tick),
 ) -> Result<Frames, CaptureError> {
-    let mut engine = Engine::new(ports);
+    let mut host = HostFlows::new(ports);
     let mut pkt = Packet::default();
     let mut next_tick: Option<u64> = None;
-    let tick = |engine: &Engine, at: u64| {
+    let tick = |host: &HostFlows, at: u64| {
         let started = std::time::Instant::now();
-        let mut snap = engine.snapshot();
+        let mut snap = host.snapshot();
         snap.now_ns = at;
         Tick::new(snap, Vec::new(), started)
     };
@@ -213,7 +213,7 @@ pub fn read_ticks(
             Some(mut due) => {
                 let mut ticks = 0;
                 while ts >= due && ticks < 3600 {
-                    each(tick(&engine, due));
+                    each(tick(&host, due));
                     due += TICK_NS;
                     ticks += 1;
                 }
@@ -224,11 +224,11 @@ pub fn read_ticks(
             }
         }
         match parse_frame(&frame, &mut pkt) {
-            Ok(()) => engine.packet(&pkt, 1, ts),
-            Err(skip) => engine.skipped(skip),
+            Ok(()) => host.packet(&pkt, 1, ts),
+            Err(skip) => host.skipped(skip),
         }
     })?;
-    each(tick(&engine, engine.last_ts()));
+    each(tick(&host, host.last_ts()));
     Ok(frames)
 }
 

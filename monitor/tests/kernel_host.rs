@@ -11,7 +11,7 @@ use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use monitor::{
     capture::{Link, Reader},
     collector::{Clock, Collector},
-    engine::Engine,
+    host::HostFlows,
     kernel::load::load,
 };
 use monitor_common::{
@@ -79,7 +79,7 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
             p.load().expect("verifier accepts tc_eth");
         }
         let mut collector = Collector::new(&mut ebpf, Clock::identity(), Vec::new()).unwrap();
-        let mut engine = Engine::new(&all);
+        let mut engine = HostFlows::new(&all);
         let mut pkt = Packet::default();
         let reader = Reader::open(path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut ctx = [0u8; 192];

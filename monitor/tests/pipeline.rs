@@ -128,7 +128,12 @@ struct Seen {
 struct Keep(Arc<Mutex<Seen>>, Option<usize>);
 
 impl Output for Keep {
-    fn tick(&mut self, snap: &Arc<Snapshot>, t: &[Transition], _: &[Event]) -> anyhow::Result<bool> {
+    fn tick(
+        &mut self,
+        snap: &Arc<Snapshot>,
+        t: &[Transition],
+        _: &[Event],
+    ) -> anyhow::Result<bool> {
         let mut s = self.0.lock().unwrap();
         s.reports
             .push(serde_json::from_str(&json::render(snap)).expect("the report is JSON"));
@@ -189,18 +194,29 @@ fn ticks_from_a_fake_source_reach_every_output_and_the_lossy_session_alerts() {
     let mut source = FakeSource::new(1..=6, true);
     let end = block_on(pipeline.run(&mut source, std::future::pending()));
     assert_eq!(end.expect("the run"), End::SourceDone);
-    assert!(!source.asked_last, "a source that ended is not asked for a last tick");
+    assert!(
+        !source.asked_last,
+        "a source that ended is not asked for a last tick"
+    );
     assert_eq!(pipeline.lost(), None);
 
     let s = seen.lock().unwrap();
     assert_eq!(s.reports.len(), 6, "one report per tick");
-    assert_eq!(s.finished_with, Some(T0 + 6 * S), "finished with the last tick");
+    assert_eq!(
+        s.finished_with,
+        Some(T0 + 6 * S),
+        "finished with the last tick"
+    );
     let raised: Vec<&Transition> = s
         .transitions
         .iter()
         .filter(|t| t.change == Change::Raised)
         .collect();
-    assert_eq!(raised.len(), 1, "one alert, of the lossy session: {raised:#?}");
+    assert_eq!(
+        raised.len(),
+        1,
+        "one alert, of the lossy session: {raised:#?}"
+    );
     let a = &raised[0].alert;
     assert_eq!(a.kind.name(), "retransmit_rate");
     assert_eq!(a.client, "10.0.0.2:40001", "the lossy session's flow");

@@ -10,7 +10,7 @@ use std::{
 
 use monitor::{
     alerts::{AlertConfig, AlertEngine},
-    engine::Engine,
+    host::HostFlows,
 };
 use monitor_common::{
     config::PortSet,
@@ -43,7 +43,7 @@ fn frame(c2s: bool, seq: u32, ack: u32, flags: u8, window: u16, payload: &[u8]) 
 /// a zero_window alert was raised.
 fn zero_window_after(frames: &[Vec<u8>], ticks: u64) -> ([u64; 2], bool) {
     let ports: PortSet = "443".parse().expect("ports");
-    let mut engine = Engine::new(&ports);
+    let mut engine = HostFlows::new(&ports);
     let mut alerts = AlertEngine::new(AlertConfig::default());
     let t0 = 1_700_000_000 * S;
     let mut pkt = Packet::default();

@@ -36,7 +36,7 @@ pub(crate) struct Status {
 }
 
 /// The capture's bytes: those read ahead, then the rest of the stream.
-pub(crate) struct Source {
+pub(crate) struct Input {
     head: Cursor<Vec<u8>>,
     rest: Box<dyn Read>,
     pub compression: Option<&'static str>,
@@ -45,7 +45,7 @@ pub(crate) struct Source {
     pub head_len: usize,
 }
 
-impl Read for Source {
+impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if (self.head.position() as usize) < self.head.get_ref().len() {
             return self.head.read(buf);
@@ -79,7 +79,7 @@ fn read_some(r: &mut dyn Read, buf: &mut [u8], compressed: bool) -> io::Result<O
 
 pub(crate) struct Opened {
     pub format: Format,
-    pub source: Source,
+    pub source: Input,
 }
 
 /// Reads into `head` until it holds `n` bytes or the stream ends. A compressed stream
@@ -206,7 +206,7 @@ fn open_inner(
     let head_len = head.len();
     Ok(Opened {
         format,
-        source: Source {
+        source: Input {
             head: Cursor::new(head),
             rest: input,
             compression,

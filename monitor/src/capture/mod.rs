@@ -18,7 +18,7 @@ use input::{Format, Opened};
 pub use stream::BUFFER;
 
 /// One captured frame.
-pub struct Packet<'a> {
+pub struct Record<'a> {
     /// Unix-epoch nanoseconds (0 when the format has none: pcapng Simple Packet Blocks).
     pub ts_ns: u64,
     pub link: Link,
@@ -96,7 +96,7 @@ impl Reader {
     }
 
     /// Calls `f` for each frame in file order; stops at the first damaged record.
-    pub fn for_each(self, f: impl FnMut(Packet<'_>)) -> Result<Frames, CaptureError> {
+    pub fn for_each(self, f: impl FnMut(Record<'_>)) -> Result<Frames, CaptureError> {
         let o = self.opened;
         match o.format {
             Format::Pcap => pcap::read(o.source, f),

@@ -4,17 +4,17 @@ use pcap_parser::PcapBlockOwned;
 
 use super::{
     err,
-    input::{Format, Source},
+    input::{Format, Input},
     link,
     stream::{Fill, Stream},
-    CaptureError, Endian, Frames, Packet, MAX_RECORD,
+    CaptureError, Endian, Frames, Record, MAX_RECORD,
 };
 
 const NANO: u32 = 0xa1b2_3c4d;
 const MICRO: u32 = 0xa1b2_c3d4;
 const RECORD_HEADER: usize = 16;
 
-pub fn read(source: Source, mut f: impl FnMut(Packet<'_>)) -> Result<Frames, CaptureError> {
+pub fn read(source: Input, mut f: impl FnMut(Record<'_>)) -> Result<Frames, CaptureError> {
     let mut s = Stream::new(source, Format::Pcap)?;
     let h = s.data();
     let Some(m) = h.get(..4).and_then(|m| <[u8; 4]>::try_from(m).ok()) else {
@@ -66,7 +66,7 @@ pub fn read(source: Source, mut f: impl FnMut(Packet<'_>)) -> Result<Frames, Cap
             b.ts_usec as u64 * 1000
         };
         let data = b.data;
-        f(Packet {
+        f(Record {
             ts_ns: (b.ts_sec as u64)
                 .saturating_mul(1_000_000_000)
                 .saturating_add(sub),

@@ -5,10 +5,10 @@ use pcap_parser::{Block, PcapBlockOwned, PcapNGOption};
 
 use super::{
     err,
-    input::{Format, Source},
+    input::{Format, Input},
     link,
     stream::{Fill, Stream},
-    CaptureError, Endian, Frames, Packet, MAX_RECORD,
+    CaptureError, Endian, Frames, Record, MAX_RECORD,
 };
 
 const SHB: u32 = 0x0a0d_0d0a;
@@ -84,7 +84,7 @@ fn section_order(data: &[u8]) -> Option<bool> {
     }
 }
 
-pub fn read(source: Source, mut f: impl FnMut(Packet<'_>)) -> Result<Frames, CaptureError> {
+pub fn read(source: Input, mut f: impl FnMut(Record<'_>)) -> Result<Frames, CaptureError> {
     let mut s = Stream::new(source, Format::Pcapng)?;
     let mut e = Endian { big: false };
     let mut ifaces: Vec<Interface> = Vec::new();
@@ -178,7 +178,7 @@ pub fn read(source: Source, mut f: impl FnMut(Packet<'_>)) -> Result<Frames, Cap
                 if !link::supported(iface.linktype) {
                     return err(off, link::unsupported(iface.linktype));
                 }
-                f(Packet {
+                f(Record {
                     ts_ns: iface.ts_ns(((b.ts_high as u64) << 32) | b.ts_low as u64),
                     link: link::decode(iface.linktype, data),
                     data,
@@ -194,7 +194,7 @@ pub fn read(source: Source, mut f: impl FnMut(Packet<'_>)) -> Result<Frames, Cap
                     return err(off, link::unsupported(iface.linktype));
                 }
                 let data = &b.data[..b.data.len().min(b.origlen as usize)];
-                f(Packet {
+                f(Record {
                     ts_ns: 0,
                     link: link::decode(iface.linktype, data),
                     data,
@@ -231,7 +231,7 @@ pub fn read(source: Source, mut f: impl FnMut(Packet<'_>)) -> Result<Frames, Cap
                 if !link::supported(iface.linktype) {
                     return err(off, link::unsupported(iface.linktype));
                 }
-                f(Packet {
+                f(Record {
                     ts_ns: iface.ts_ns(((hi as u64) << 32) | lo as u64),
                     link: link::decode(iface.linktype, data),
                     data,

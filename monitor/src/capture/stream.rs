@@ -8,7 +8,7 @@ use pcap_parser::{traits::PcapReaderIterator, LegacyPcapReader, PcapBlockOwned, 
 
 use super::{
     err,
-    input::{read_failure, Format, Source, Status},
+    input::{read_failure, Format, Input, Status},
     CaptureError, Frames, MAX_RECORD,
 };
 
@@ -33,7 +33,7 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    pub fn new(source: Source, format: Format) -> Result<Stream, CaptureError> {
+    pub fn new(source: Input, format: Format) -> Result<Stream, CaptureError> {
         // Room for the whole file header in the first read, which the parser insists on.
         let capacity = BUFFER.max(source.head_len);
         let status = source.status.clone();

@@ -24,7 +24,7 @@ use crate::{
     live, output,
 };
 use lab::{Lab, CLIENT_NET, EDGE_IF, EDGE_IP};
-use traffic::{Plan, Traffic};
+use traffic::{ClientPlan, Traffic};
 
 /// When the faults begin (seconds after the sessions start).
 pub const FAULT_AT: f64 = 4.0;
@@ -90,8 +90,8 @@ fn client_ip(s: &Session) -> Ipv4Addr {
         .unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
-fn plan(s: &Session) -> Plan {
-    let mut p = Plan {
+fn plan(s: &Session) -> ClientPlan {
+    let mut p = ClientPlan {
         start_at: 0.0,
         stop_reading_at: None,
         close_at: None,

@@ -22,7 +22,7 @@ use super::sys;
 
 /// What a client does, and when (seconds from the demo's start).
 #[derive(Clone, Copy, Debug)]
-pub struct Plan {
+pub struct ClientPlan {
     pub start_at: f64,
     /// Stop reading at this time: the receive buffer fills, the window closes.
     pub stop_reading_at: Option<f64>,
@@ -137,7 +137,13 @@ impl Traffic {
     }
 
     /// A client from `src` to `dst` following `plan`.
-    pub fn client(&mut self, ns: File, src: SocketAddr, dst: SocketAddr, plan: Plan) -> Result<()> {
+    pub fn client(
+        &mut self,
+        ns: File,
+        src: SocketAddr,
+        dst: SocketAddr,
+        plan: ClientPlan,
+    ) -> Result<()> {
         self.spawn(
             &format!("demo-cli-{}", src.ip()),
             ns,
@@ -186,7 +192,7 @@ fn wait_until(stop: &AtomicBool, t0: Instant, at: f64) {
 fn client_once(
     src: SocketAddr,
     dst: SocketAddr,
-    plan: Plan,
+    plan: ClientPlan,
     stop: &AtomicBool,
     t0: Instant,
 ) -> std::io::Result<()> {
@@ -277,7 +283,7 @@ fn serve(mut c: TcpStream, stop: &AtomicBool, t0: Instant) {
     if c.write_all(&hello(2, 1200)).is_err() {
         return;
     }
-    let plan = Plan {
+    let plan = ClientPlan {
         start_at: 0.0,
         stop_reading_at: None,
         close_at: None,
@@ -292,7 +298,7 @@ fn serve(mut c: TcpStream, stop: &AtomicBool, t0: Instant) {
 fn pump(
     s: &mut TcpStream,
     chunk: usize,
-    plan: Plan,
+    plan: ClientPlan,
     stop: &AtomicBool,
     t0: Instant,
 ) -> std::io::Result<()> {

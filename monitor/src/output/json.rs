@@ -28,7 +28,7 @@ pub struct Flow {
     pub tls: Tls,
     pub c2s: Direction,
     pub s2c: Direction,
-    pub alerts: Vec<Alert>,
+    pub alerts: Vec<FlowAlert>,
 }
 
 #[derive(Serialize, Debug)]
@@ -68,7 +68,7 @@ pub struct Direction {
 }
 
 #[derive(Serialize, Debug)]
-pub struct Alert {
+pub struct FlowAlert {
     pub id: u64,
     pub kind: &'static str,
     pub severity: &'static str,
@@ -168,7 +168,7 @@ pub fn flow(f: &FlowRecord, i: usize, snap: &Snapshot) -> Flow {
                 h.alerts
                     .iter()
                     .filter_map(|id| snap.alerts.iter().find(|a| a.id == *id))
-                    .map(|a| Alert {
+                    .map(|a| FlowAlert {
                         id: a.id,
                         kind: a.kind.name(),
                         severity: a.severity.name(),

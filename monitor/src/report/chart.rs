@@ -4,7 +4,7 @@
 
 use plotters::prelude::*;
 
-use super::model::{AlertSummary, Series};
+use super::content::{AlertSummary, Series};
 
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::{
     chart,
-    model::{AlertSummary, Report},
+    content::{AlertSummary, Report},
 };
 use crate::format::{bytes, duration, esc};
 

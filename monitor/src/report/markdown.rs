@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::model::Report;
+use super::content::Report;
 use crate::format::duration;
 
 fn cell(s: &str) -> String {

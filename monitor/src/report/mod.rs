@@ -2,9 +2,9 @@
 //! self-contained HTML file (charts as inline SVG), or Markdown for a ticket.
 
 pub mod chart;
+pub mod content;
 pub mod html;
 pub mod markdown;
-pub mod model;
 
 use std::path::PathBuf;
 
@@ -37,7 +37,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         None => output::file::check_stdout(&input)?,
     }
     let rec = reader::read(&args.file)?;
-    let report = model::Report::from(&rec);
+    let report = content::Report::from(&rec);
     let text = match args.format {
         ReportFormat::Html => html::render(&report),
         ReportFormat::Md => markdown::render(&report),

@@ -18,7 +18,7 @@ use crate::{
     snapshot::Snapshot,
 };
 
-pub struct Engine {
+pub struct HostFlows {
     cfg: Config,
     flows: HashMap<FlowKey, FlowState>,
     /// Records ended by port reuse.
@@ -27,7 +27,7 @@ pub struct Engine {
     last_ts: u64,
 }
 
-impl Engine {
+impl HostFlows {
     pub fn new(ports: &PortSet) -> Self {
         Self {
             cfg: ports.to_config(0),
