@@ -253,10 +253,10 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
     let mut source = CaptureSource::start(move || Reader::open(&path), ports.clone())
         .map_err(|e| cannot_read(&args.file, e))?;
     let mut pipeline = Pipeline::new(AlertEngine::new(cfg.clone())).with(outputs::FinalReport {
-        format: outputs::Format::json(args.json),
+        format: outputs::SummaryFormat::json(args.json),
     });
     if let Some(path) = &args.record.record {
-        pipeline = pipeline.with(outputs::Recording::new(Recorder::create(
+        pipeline = pipeline.with(outputs::RecordFile::new(Recorder::create(
             path,
             RunMeta {
                 source: "replay",

@@ -85,6 +85,83 @@ fn the_report_and_the_tui_import_neither_each_other() {
     assert!(across.is_empty(), "{}", across.join("\n"));
 }
 
+/// One name per concept: no two public types (struct, enum, trait, type alias) of one name in
+/// `monitor/src`, outside test code, so a name found in a file means one thing.
+#[test]
+fn no_two_public_types_share_a_name() {
+    let src = src_dir();
+    let mut files = Vec::new();
+    rs_files(&src, &mut files);
+    let tests = test_only_files(&src, &files);
+    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in files.iter().filter(|f| !tests.contains(*f)) {
+        let text = fs::read_to_string(f).expect("readable source");
+        let ts = TokenStream::from_str(&text).expect("source tokenises");
+        let shown = f.strip_prefix(&src).unwrap_or(f).display().to_string();
+        for name in public_types(&ts.into_iter().collect::<Vec<_>>()) {
+            by_name.entry(name).or_default().push(shown.clone());
+        }
+    }
+    assert!(
+        by_name.len() > 50,
+        "the scan found too few public types to be reading the sources: {by_name:?}"
+    );
+    let twice: Vec<String> = by_name
+        .iter()
+        .filter(|(_, at)| at.len() > 1)
+        .map(|(n, at)| format!("{n}: {}", at.join(", ")))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "public types of one name:\n{}",
+        twice.join("\n")
+    );
+}
+
+/// Names of the types declared `pub` (or `pub(crate)`...) in `toks`, nested modules
+/// included, `#[cfg(test)]` items left out.
+fn public_types(toks: &[TokenTree]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if is_cfg_test(toks, i) {
+            // Skip the attribute and the item it marks, up to its body or `;`.
+            i += 2;
+            while i < toks.len() {
+                let end = matches!(&toks[i], TokenTree::Group(g) if g.delimiter() == Delimiter::Brace)
+                    || matches!(&toks[i], TokenTree::Punct(p) if p.as_char() == ';');
+                i += 1;
+                if end {
+                    break;
+                }
+            }
+            continue;
+        }
+        match &toks[i] {
+            TokenTree::Ident(id) if id == "pub" => {
+                let mut j = i + 1;
+                if matches!(toks.get(j), Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Parenthesis)
+                {
+                    j += 1;
+                }
+                if let (Some(TokenTree::Ident(kw)), Some(TokenTree::Ident(name))) =
+                    (toks.get(j), toks.get(j + 1))
+                {
+                    if ["struct", "enum", "trait", "type"].contains(&kw.to_string().as_str()) {
+                        out.push(name.to_string());
+                    }
+                }
+            }
+            TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => {
+                out.extend(public_types(&g.stream().into_iter().collect::<Vec<_>>()));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
 #[test]
 fn the_scan_resolves_paths_and_names_a_cycle() {
     let subs: BTreeMap<String, BTreeSet<String>> = [(

@@ -188,7 +188,7 @@ fn ticks_from_a_fake_source_reach_every_output_and_the_lossy_session_alerts() {
     let log = std::fs::File::create(&log_path).expect("the alerts log");
     let mut pipeline = Pipeline::new(AlertEngine::new(AlertConfig::default()))
         .with(outputs::AlertsLog::new(log))
-        .with(outputs::Recording::new(recorder(&rec_path)))
+        .with(outputs::RecordFile::new(recorder(&rec_path)))
         .with(outputs::MetricsFeed(metrics.clone()))
         .with(Keep(seen.clone(), None));
     let mut source = FakeSource::new(1..=6, true);

@@ -286,7 +286,7 @@ async fn watch(
     if let Some(mut r) = recorder {
         r.commit()
             .map_err(|e| anyhow::Error::from(e).context("writing the recording"))?;
-        pipeline = pipeline.with(outputs::Recording::new(r));
+        pipeline = pipeline.with(outputs::RecordFile::new(r));
     }
     if let Some(m) = metrics {
         pipeline = pipeline.with(outputs::MetricsFeed(m));
@@ -300,12 +300,12 @@ async fn watch(
             ));
         }
         pipeline = pipeline.with(outputs::Headless {
-            format: outputs::Format::json(args.json),
+            format: outputs::SummaryFormat::json(args.json),
         });
     } else {
         let mut ui = tui::Ui::start(info.clone())?;
         quit = ui.take_quit();
-        pipeline = pipeline.with(outputs::Ui::new(ui));
+        pipeline = pipeline.with(outputs::TerminalUi::new(ui));
     }
     let mut collector = Collector::new(ebpf, Clock::monotonic(), info.targets.clone())?;
     collector.watch_presence(presence);

@@ -22,12 +22,12 @@ use crate::{
 
 /// How a report is rendered: JSON (`--json`) or the plain table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub enum SummaryFormat {
     Json,
     Text,
 }
 
-impl Format {
+impl SummaryFormat {
     pub fn json(json: bool) -> Self {
         if json {
             Self::Json
@@ -54,7 +54,7 @@ fn lose(lost: &mut Option<String>, what: &str, e: &std::io::Error) {
 
 /// `--headless`: every tick's alert transitions, then its report, on stdout.
 pub struct Headless {
-    pub format: Format,
+    pub format: SummaryFormat,
 }
 
 impl Output for Headless {
@@ -75,7 +75,7 @@ impl Output for Headless {
 
 /// `replay`: one report on stdout, of the last tick, once the capture was read to its end.
 pub struct FinalReport {
-    pub format: Format,
+    pub format: SummaryFormat,
 }
 
 impl Output for FinalReport {
@@ -93,15 +93,15 @@ impl Output for FinalReport {
 
 /// The terminal UI: it renders the latest tick on its own thread, and is stopped (the
 /// terminal restored) when the run ends.
-pub struct Ui(Option<tui::Ui>);
+pub struct TerminalUi(Option<tui::Ui>);
 
-impl Ui {
+impl TerminalUi {
     pub fn new(ui: tui::Ui) -> Self {
         Self(Some(ui))
     }
 }
 
-impl Output for Ui {
+impl Output for TerminalUi {
     fn tick(&mut self, snap: &Arc<Snapshot>, _: &[Transition], _: &[Event]) -> Result<bool> {
         if let Some(ui) = &self.0 {
             ui.publish(snap.clone());
@@ -172,12 +172,12 @@ impl Output for AlertsLog {
 /// `--record`: every tick's changed flows, events and transitions. Renamed into place at
 /// the end of a run that succeeded, if the front-end did not do it earlier (live does
 /// once attached); a run that fails leaves an existing file at the path as it was.
-pub struct Recording {
+pub struct RecordFile {
     recorder: Option<Recorder>,
     lost: Option<String>,
 }
 
-impl Recording {
+impl RecordFile {
     pub fn new(recorder: Recorder) -> Self {
         Self {
             recorder: Some(recorder),
@@ -186,7 +186,7 @@ impl Recording {
     }
 }
 
-impl Output for Recording {
+impl Output for RecordFile {
     fn tick(
         &mut self,
         snap: &Arc<Snapshot>,
