@@ -9,7 +9,6 @@ use crate::flow::FlowKey;
 #[repr(u8)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum EventKind {
-    FlowSeen = 1,
     Reset = 2,
     HandshakeDone = 3,
     HandshakeRefused = 4,
@@ -24,8 +23,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in wire order.
-    pub const ALL: [EventKind; 10] = [
-        EventKind::FlowSeen,
+    pub const ALL: [EventKind; 9] = [
         EventKind::Reset,
         EventKind::HandshakeDone,
         EventKind::HandshakeRefused,
@@ -45,7 +43,6 @@ impl EventKind {
     /// The kind's one name (snake_case), in logs, recordings and reports.
     pub fn name(self) -> &'static str {
         match self {
-            EventKind::FlowSeen => "flow_seen",
             EventKind::Reset => "reset",
             EventKind::HandshakeDone => "handshake_done",
             EventKind::HandshakeRefused => "handshake_refused",

@@ -360,15 +360,10 @@ fn track(
             prepare(init, &key, src_is_a, src_is_client(pkt, sw, dw), now);
             // BPF_NOEXIST: if the other direction inserted it first on another CPU, we
             // lose the race, keep its record, and count into it below.
+            // No event for a new flow: userspace learns of it from the changed-flow
+            // reports, so a SYN flood cannot fill the events ring with them.
             if FLOWS.insert(&key, &*init, BPF_NOEXIST as u64).is_ok() {
                 bump(stats::FLOWS_CREATED);
-                emit(
-                    EventKind::FlowSeen,
-                    &key,
-                    init.direction(src_is_a),
-                    pkt,
-                    now,
-                );
             }
             match FLOWS.get_ptr_mut(&key) {
                 Some(p) => p,

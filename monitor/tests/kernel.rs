@@ -226,7 +226,6 @@ fn both_directions_count_into_one_flow_and_events_arrive() {
     assert_eq!(
         kinds,
         vec![
-            (Some(EventKind::FlowSeen), S2C as u8, 64),
             (Some(EventKind::HandshakeDone), C2S as u8, 64),
             (Some(EventKind::Reset), S2C as u8, 33),
             // TTL 33 where the server's packets had 64: a reset from elsewhere.

@@ -25,7 +25,12 @@ use monitor::{
     kernel::load::load,
 };
 use monitor_common::{
-    config::PortSet, craft::TcpFrame, event::Event, flow::FlowState, parse::SYN, stats,
+    config::PortSet,
+    craft::TcpFrame,
+    event::Event,
+    flow::FlowState,
+    parse::{ACK, RST, SYN},
+    stats,
 };
 
 /// Every line logged in this test binary, as "LEVEL message".
@@ -103,14 +108,18 @@ fn full_rings_are_counted_and_said_in_a_few_log_lines() {
     let mut e = ebpf();
     let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
 
-    // A SYN from each of more clients than the EVENTS ring (256 KiB) holds events
-    // between two ticks: each new flow is an event.
+    // A SYN refused by a reset from each of more clients than the EVENTS ring (256 KiB)
+    // holds events between two ticks: each refusal is an event.
     let per_event = std::mem::size_of::<Event>() + 8;
     let clients = (256 * 1024 / per_event) as u32 + 500;
+    let server = IpAddr::from([10, 0, 0, 2]);
     for i in 0..clients {
         let client = IpAddr::from([10, 1, (i >> 8) as u8, i as u8]);
-        let f = TcpFrame::new(client, 40000, IpAddr::from([10, 0, 0, 2]), 50001).flags(SYN);
-        run(&mut e, &f.ethernet());
+        let syn = TcpFrame::new(client, 40000, server, 50001).flags(SYN);
+        run(&mut e, &syn.ethernet());
+        let mut rst = TcpFrame::new(server, 50001, client, 40000).flags(RST | ACK);
+        (rst.seq, rst.ack) = (0, syn.seq.wrapping_add(1));
+        run(&mut e, &rst.ethernet());
     }
     // One 4-tuple, a new ISN each time: each SYN closes the record before it, more than
     // the CLOSED ring (1 MiB) holds.

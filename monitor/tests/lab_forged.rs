@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::Lab;
+use common::{packet_socket, send_frame, Lab};
 use monitor_common::parse::{parse_ethernet, Packet};
 use serde_json::Value;
 
@@ -22,53 +22,6 @@ const PORT: u16 = 50001;
 const SIZE: usize = 500;
 const BEFORE: usize = 30;
 const AFTER: usize = 150;
-
-/// A packet socket bound to `ifname` in the calling thread's namespace.
-fn packet_socket(ifname: &str) -> (OwnedFd, i32) {
-    let proto = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
-    assert!(
-        fd >= 0,
-        "packet socket: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(ifname).expect("interface name");
-    // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
-    assert!(ifindex > 0, "no interface {ifname} in this namespace");
-    // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set below.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = ifindex;
-    // SAFETY: `sll` is a sockaddr_ll of the size passed.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of_val(&sll) as u32,
-        )
-    };
-    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 100_000,
-    };
-    // SAFETY: `tv` is a timeval of the size passed.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of_val(&tv) as u32,
-        )
-    };
-    (fd, ifindex)
-}
 
 /// The frame of `seg` (a real segment of the server's) turned into the lie: its headers,
 /// 40 bytes of payload, an IPv4 total length of 65535 (checksum made right, as a forger
@@ -161,29 +114,7 @@ fn a_forged_ip_length_on_a_live_flow_changes_nothing() {
         }
         let (seg, pkt) = last.expect("a server segment");
         let lie = forge(&seg, &pkt);
-        // SAFETY: all-zero is a valid sockaddr_ll; ifindex and address set below.
-        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        to.sll_family = libc::AF_PACKET as u16;
-        to.sll_ifindex = ifindex;
-        to.sll_halen = 6;
-        to.sll_addr[..6].copy_from_slice(&seg[..6]);
-        // SAFETY: `lie` and `to` outlive the call and have the sizes passed.
-        let n = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                lie.as_ptr() as *const libc::c_void,
-                lie.len(),
-                0,
-                &to as *const _ as *const libc::sockaddr,
-                std::mem::size_of_val(&to) as u32,
-            )
-        };
-        assert_eq!(
-            n,
-            lie.len() as isize,
-            "sendto: {}",
-            std::io::Error::last_os_error()
-        );
+        send_frame(&fd, ifindex, &lie);
         go_tx.send(()).expect("server alive");
     });
     ready_rx

@@ -4,7 +4,7 @@
 use std::{
     fs::File,
     io::{BufRead, BufReader},
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio},
 };
 
@@ -332,4 +332,78 @@ pub fn verify(e: &mut aya::Ebpf, name: &str) {
         _ => panic!("{name} is neither tc nor XDP"),
     };
     r.unwrap_or_else(|err| panic!("verifier refuses {name}: {err:?}"));
+}
+
+/// A packet socket bound to `ifname` in the calling thread's namespace.
+pub fn packet_socket(ifname: &str) -> (OwnedFd, i32) {
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
+    assert!(
+        fd >= 0,
+        "packet socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(ifname).expect("interface name");
+    // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+    assert!(ifindex > 0, "no interface {ifname} in this namespace");
+    // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set below.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex;
+    // SAFETY: `sll` is a sockaddr_ll of the size passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sll as *const _ as *const libc::sockaddr,
+            std::mem::size_of_val(&sll) as u32,
+        )
+    };
+    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 100_000,
+    };
+    // SAFETY: `tv` is a timeval of the size passed.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of_val(&tv) as u32,
+        )
+    };
+    (fd, ifindex)
+}
+
+/// Sends `frame` out of the interface of a packet socket from [`packet_socket`].
+pub fn send_frame(fd: &OwnedFd, ifindex: i32, frame: &[u8]) {
+    // SAFETY: all-zero is a valid sockaddr_ll; ifindex and address set below.
+    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    to.sll_family = libc::AF_PACKET as u16;
+    to.sll_ifindex = ifindex;
+    to.sll_halen = 6;
+    to.sll_addr[..6].copy_from_slice(&frame[..6]);
+    // SAFETY: `frame` and `to` outlive the call and have the sizes passed.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr() as *const libc::c_void,
+            frame.len(),
+            0,
+            &to as *const _ as *const libc::sockaddr,
+            std::mem::size_of_val(&to) as u32,
+        )
+    };
+    assert_eq!(
+        n,
+        frame.len() as isize,
+        "sendto: {}",
+        std::io::Error::last_os_error()
+    );
 }

@@ -1,0 +1,174 @@
+//! A SYN flood beside a healthy session, live: 20,000 spoofed SYNs from distinct clients
+//! into the watched port of a host that also serves one real session. What the outputs need
+//! must survive it: no report loses events to a full ring, every flow is known, the flood
+//! rolls up into a handful of alerts about the server, and the healthy session stays
+//! healthy. (How long the ticks take under the flood is the benchmark's business.)
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{IpAddr, Ipv4Addr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use common::{packet_socket, send_frame, sh, Lab};
+use monitor_common::{craft::TcpFrame, parse::SYN};
+use serde_json::Value;
+
+const PORT: u16 = 50000;
+const FLOOD: u32 = 20_000;
+
+/// The MAC address of `ifname` in namespace `ns`.
+fn mac(ns: &str, ifname: &str) -> [u8; 6] {
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{ifname}/address"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut m = [0u8; 6];
+    for (b, part) in m.iter_mut().zip(text.trim().split(':')) {
+        *b = u8::from_str_radix(part, 16).expect("a MAC address");
+    }
+    m
+}
+
+#[test]
+fn a_syn_flood_rolls_up_loses_nothing_and_leaves_the_healthy_session_alone() {
+    if !common::privileged() {
+        return;
+    }
+    let lab = Lab::new("fl");
+    // The flooded host answers (SYN/ACKs, SYN cookies once its backlog fills) toward the
+    // spoofed sources through the other namespace, which drops them.
+    sh(&[
+        "ip",
+        "-n",
+        &lab.client_ns,
+        "route",
+        "add",
+        "198.18.0.0/15",
+        "via",
+        lab.server_ip,
+    ]);
+    let (mut monitor, _err) = lab.start_monitor(&[
+        "--ports",
+        &PORT.to_string(),
+        "--interval",
+        "1",
+        "--duration",
+        "9",
+    ]);
+
+    // The flooded host's listener (in the monitor's namespace) serves the healthy session.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ip = lab.client_ip;
+    let server = Lab::in_ns(&lab.client_ns, move || {
+        let l = std::net::TcpListener::bind((ip, PORT)).expect("bind");
+        tx.send(()).expect("test alive");
+        let (mut s, _) = l.accept().expect("accept");
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("listening");
+    let server_ip = lab.server_ip;
+    let client = Lab::in_ns(&lab.server_ns, move || {
+        let mut s = TcpStream::connect((ip, PORT)).expect("the healthy session connects");
+        s.set_nodelay(true).expect("nodelay");
+        let mut buf = [0u8; 200];
+        let end = Instant::now() + Duration::from_secs(7);
+        while Instant::now() < end {
+            s.write_all(&[0x5a; 200]).expect("send");
+            s.read_exact(&mut buf).expect("echo");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let local = s.local_addr().expect("local address");
+        assert_eq!(local.ip(), server_ip.parse::<IpAddr>().expect("ip"));
+        local.port()
+    });
+
+    // The flood, from the other side of the wire: each SYN from its own spoofed client.
+    std::thread::sleep(Duration::from_secs(1));
+    let dst_mac = mac(&lab.client_ns, &lab.client_if);
+    let server_if = lab.server_if.clone();
+    let dst: IpAddr = lab.client_ip.parse().expect("ip");
+    let flood = Lab::in_ns(&lab.server_ns, move || {
+        let (fd, ifindex) = packet_socket(&server_if);
+        for i in 0..FLOOD {
+            let src = IpAddr::V4(Ipv4Addr::new(
+                198,
+                18 + (i >> 16) as u8,
+                (i >> 8) as u8,
+                i as u8,
+            ));
+            let mut f = TcpFrame::new(src, 1024 + (i % 60_000) as u16, dst, PORT)
+                .flags(SYN)
+                .ethernet();
+            f[..6].copy_from_slice(&dst_mac);
+            send_frame(&fd, ifindex, &f);
+        }
+    });
+    flood.join().expect("the flood was sent");
+    let healthy_port = client.join().expect("the healthy session ran");
+    drop(server);
+
+    let out = monitor.wait_with_output().expect("monitor output");
+    assert!(out.status.success(), "monitor failed: {:?}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reports: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"flows\""))
+        .map(|l| serde_json::from_str(l).expect("a JSON report"))
+        .collect();
+    let last = reports.last().expect("a last report");
+    let totals = &last["totals"];
+    assert_eq!(
+        totals["lost_events"], 0,
+        "events lost to a full ring: {totals}"
+    );
+    assert_eq!(totals["lost_flows"], 0, "{totals}");
+    assert_eq!(totals["evicted_flows"], 0, "{totals}");
+    let flows = last["flows"].as_array().expect("flows");
+    assert!(
+        flows.len() as u32 > FLOOD,
+        "every flooding client and the healthy session are known: {} flows",
+        flows.len()
+    );
+
+    let alerts = last["alerts"].as_array().expect("active alerts");
+    assert!(
+        !alerts.is_empty() && alerts.len() <= 4,
+        "the flood rolls up into a handful of alerts, not one per client: {} alerts, the first {:#}",
+        alerts.len(),
+        alerts.first().unwrap_or(&Value::Null)
+    );
+    let rolled = alerts
+        .iter()
+        .find(|a| a["session"] == format!("rollup:{}:{PORT}", lab.client_ip))
+        .unwrap_or_else(|| panic!("no roll-up alert about the server: {alerts:#?}"));
+    let sessions = rolled["evidence"]["sessions"].as_u64().unwrap_or(0);
+    assert!(
+        sessions >= u64::from(FLOOD) * 9 / 10,
+        "the roll-up counts the flooding clients: {rolled:#}"
+    );
+
+    let healthy = flows
+        .iter()
+        .find(|f| f["client"] == format!("{}:{healthy_port}", lab.server_ip))
+        .unwrap_or_else(|| panic!("the healthy session is not among the flows"));
+    assert_eq!(healthy["handshake"]["outcome"], "ok", "{healthy:#}");
+    assert_eq!(healthy["alerts"], Value::Array(vec![]), "{healthy:#}");
+    assert_eq!(healthy["c2s"]["retransmits"], 0, "{healthy:#}");
+    assert!(
+        healthy["c2s"]["payload_bytes"].as_u64().unwrap_or(0) >= 200 * 50,
+        "the healthy session's data was counted: {healthy:#}"
+    );
+}
