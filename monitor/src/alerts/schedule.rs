@@ -185,7 +185,7 @@ impl Schedule {
         // Only a tick that pairs by walking writes a new list (one key per flow).
         self.spare_orders = Vec::new();
         // And paused flows whose window's oldest counters leave it now (found by order
-        // key: a flow judged since may have frozen again, and is judged once more).
+        // key: a flow judged since may have paused again, and is judged once more).
         while let Some(Reverse((_, k))) = self.wakes.peek().filter(|Reverse((w, _))| *w <= now) {
             if let Ok(row) = self.orders.binary_search(k) {
                 if inserted.binary_search(&row).is_err() {

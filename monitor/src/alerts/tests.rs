@@ -949,9 +949,9 @@ mod shortcut {
 }
 
 mod pairing {
-    //! A tick pairs the snapshot's flows with the tracked ones by walking both in order;
-    //! whatever the orders and whichever flows come and go, it must pair exactly as a
-    //! lookup by id would.
+    //! A tick pairs the snapshot's flows with the engine's flow entries by walking both in
+    //! order; whatever the orders and whichever flows come and go, it must pair exactly as
+    //! a lookup by id would.
 
     use super::*;
     use proptest::prelude::*;
