@@ -7,12 +7,9 @@ use std::sync::{atomic::AtomicU64, Arc};
 
 use foldhash::HashMap;
 
-use monitor_common::{
-    flow::{FlowState, C2S, S2C},
-    stats,
-};
+use monitor_common::{flow::FlowState, stats};
 use prometheus_client::{
-    encoding::{text::encode, EncodeLabelSet},
+    encoding::text::encode,
     metrics::{
         counter::Counter,
         family::Family,
@@ -23,68 +20,13 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
+use super::metric_labels::{
+    AlertLabels, Dir, FlowLabels, IfDir, Outcome, Reason, Retx, Rst, DIRS, SKIPPED,
+};
 use crate::{
     model::{FlowRecord, Kind, Level, SessionId},
     snapshot::{changes, OrderKey, RowChange, Snapshot},
 };
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Dir {
-    direction: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct IfDir {
-    interface: String,
-    direction: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Retx {
-    direction: &'static str,
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Rst {
-    direction: &'static str,
-    suspect_injected: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Reason {
-    reason: &'static str,
-}
-
-/// Why frames were not analysed: the label and the kernel's counter.
-const SKIPPED: [(&str, u32); 6] = [
-    ("malformed", stats::MALFORMED),
-    ("truncated", stats::TRUNCATED),
-    ("fragments", stats::FRAGMENTS),
-    ("too_many_headers", stats::TOO_MANY_HEADERS),
-    ("not_tcp", stats::NOT_TCP),
-    ("not_ip", stats::NOT_IP),
-];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Outcome {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AlertLabels {
-    kind: &'static str,
-    severity: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FlowLabels {
-    client: String,
-    server: String,
-    direction: &'static str,
-}
-
-const DIRS: [(usize, &str); 2] = [(C2S, "c2s"), (S2C, "s2c")];
 
 /// Per-direction counters a flow contributes, in a fixed order.
 const FIELDS: usize = 12;

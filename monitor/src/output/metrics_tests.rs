@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::{Counters, FlowRecord, IfaceTraffic};
+use monitor_common::flow::{C2S, S2C};
 use proptest::prelude::*;
 
 proptest! {
