@@ -1,11 +1,9 @@
-//! The schedule: which flows a tick judges, and the per-row lists that say so. When the
-//! snapshot's change set says how its rows follow from the last tick's, a tick judges the
-//! rows whose record changed, the new ones, the flows not idle yet (`busy`) and the paused
-//! flows whose wake time came (`wakes`: their window's oldest counters leave it); an idle
-//! flow is not looked at, and its health row stays as it was. Otherwise every row is
-//! walked and paired with its flow's state by order key. Either way a settled flow (see
-//! `flow.rs`) is not judged again until its record changes; a property test
-//! (`tests.rs`, `shortcut`) holds this to judging every flow every tick.
+//! Which flows a tick judges, and the per-row lists that say so. When the change set says
+//! how the rows follow from the last tick's, a tick judges the rows whose record changed,
+//! the new ones, the flows not idle yet (`busy`) and the paused flows whose wake time came
+//! (`wakes`); an idle flow's health row stays as it was. Otherwise every row is walked and
+//! paired with its flow's state by order key. A property test (`tests.rs`, `shortcut`)
+//! holds this to judging every flow every tick.
 
 use std::{cmp::Reverse, collections::BinaryHeap, sync::Arc};
 
