@@ -55,7 +55,7 @@ fn a_syn_flood_rolls_up_loses_nothing_and_leaves_the_healthy_session_alone() {
         "via",
         lab.server_ip,
     ]);
-    let (mut monitor, _err) = lab.start_monitor(&[
+    let (monitor, _err) = lab.start_monitor(&[
         "--ports",
         &PORT.to_string(),
         "--interval",

@@ -9,7 +9,7 @@ mod common;
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::AsRawFd,
     sync::mpsc,
     time::{Duration, Instant},
 };

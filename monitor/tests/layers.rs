@@ -162,6 +162,26 @@ fn public_types(toks: &[TokenTree]) -> Vec<String> {
     out
 }
 
+/// Test modules are left out of the layering, declared plainly or with a `#[path]`.
+#[test]
+fn test_modules_are_found_with_or_without_a_path() {
+    let dir = std::env::temp_dir().join(format!("layers-{}", std::process::id()));
+    fs::create_dir_all(dir.join("output")).expect("temp dir");
+    let metrics = dir.join("output/metrics.rs");
+    let text = "fn f() {}\n#[cfg(test)]\n#[path = \"metrics_tests.rs\"]\nmod tests;\n";
+    fs::write(&metrics, text).expect("write");
+    let module = dir.join("output/mod.rs");
+    fs::write(&module, "mod metrics;\n#[cfg(test)]\nmod tests;\n").expect("write");
+    let found = test_only_files(&dir, &[metrics, module]);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(
+        found.contains(&dir.join("output/metrics_tests.rs")),
+        "{found:?}"
+    );
+    assert!(found.contains(&dir.join("output/tests.rs")), "{found:?}");
+    assert!(!found.contains(&dir.join("output/metrics.rs")), "{found:?}");
+}
+
 #[test]
 fn the_scan_resolves_paths_and_names_a_cycle() {
     let subs: BTreeMap<String, BTreeSet<String>> = [(
@@ -291,7 +311,8 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Files declared `#[cfg(test)] mod name;`: test code, not part of the layering.
+/// Files declared `#[cfg(test)] mod name;` (or `#[cfg(test)] #[path = "file.rs"] mod
+/// name;`, the file beside the declaring one): test code, not part of the layering.
 fn test_only_files(src: &Path, files: &[PathBuf]) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::new();
     for f in files {
@@ -304,6 +325,9 @@ fn test_only_files(src: &Path, files: &[PathBuf]) -> BTreeSet<PathBuf> {
             _ => f.with_extension(""),
         };
         for i in 0..toks.len() {
+            if let Some(file) = cfg_test_path(&toks, i) {
+                out.insert(f.parent().unwrap_or(src).join(file));
+            }
             if is_cfg_test(&toks, i) {
                 if let (Some(TokenTree::Ident(m)), Some(TokenTree::Ident(name))) =
                     (toks.get(i + 2), toks.get(i + 3))
@@ -319,6 +343,31 @@ fn test_only_files(src: &Path, files: &[PathBuf]) -> BTreeSet<PathBuf> {
         }
     }
     out
+}
+
+/// The file of `#[cfg(test)] #[path = "file.rs"] mod name;` starting at token `i`.
+fn cfg_test_path(toks: &[TokenTree], i: usize) -> Option<String> {
+    if !is_cfg_test(toks, i) {
+        return None;
+    }
+    let (Some(TokenTree::Punct(hash)), Some(TokenTree::Group(g))) =
+        (toks.get(i + 2), toks.get(i + 3))
+    else {
+        return None;
+    };
+    let attr: Vec<TokenTree> = g.stream().into_iter().collect();
+    let is_mod = matches!(toks.get(i + 4), Some(TokenTree::Ident(m)) if m == "mod");
+    match (hash.as_char(), g.delimiter(), attr.as_slice(), is_mod) {
+        (
+            '#',
+            Delimiter::Bracket,
+            [TokenTree::Ident(p), TokenTree::Punct(eq), TokenTree::Literal(l)],
+            true,
+        ) if p == "path" && eq.as_char() == '=' => {
+            Some(l.to_string().trim_matches('"').to_string())
+        }
+        _ => None,
+    }
 }
 
 /// `#[cfg(test)]` starting at token `i`.

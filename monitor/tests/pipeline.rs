@@ -12,7 +12,7 @@ use std::{
 
 use monitor::{
     alerts::{AlertConfig, AlertEngine, Change, Transition},
-    model::{Counters, FlowRecord},
+    model::{Counters, FlowId, FlowRecord},
     output::{json, metrics::Metrics},
     pipeline::{outputs, End, Output, Pipeline, Source, Tick},
     record::{
@@ -123,9 +123,12 @@ struct Seen {
     reports: Vec<serde_json::Value>,
     transitions: Vec<Transition>,
     finished_with: Option<u64>,
+    /// The sparkline the last tick carried: whose, and how many points.
+    spark: Option<(FlowId, usize)>,
 }
 
-struct Keep(Arc<Mutex<Seen>>, Option<usize>);
+/// Keeps what it sees in `.0`; asks to end after `.1` ticks; looks at flow `.2`.
+struct Keep(Arc<Mutex<Seen>>, Option<usize>, Option<FlowId>);
 
 impl Output for Keep {
     fn tick(
@@ -138,6 +141,7 @@ impl Output for Keep {
         s.reports
             .push(serde_json::from_str(&json::render(snap)).expect("the report is JSON"));
         s.transitions.extend(t.iter().cloned());
+        s.spark = snap.spark.as_ref().map(|(id, points)| (*id, points.len()));
         // After this many ticks, ask the run to end (as a closed stdout does).
         Ok(self.1.is_none_or(|n| s.reports.len() < n))
     }
@@ -145,6 +149,10 @@ impl Output for Keep {
     fn finish(&mut self, last: Option<&Arc<Snapshot>>) -> anyhow::Result<()> {
         self.0.lock().unwrap().finished_with = last.map(|s| s.now_ns);
         Ok(())
+    }
+
+    fn selected(&self) -> Option<FlowId> {
+        self.2
     }
 }
 
@@ -190,7 +198,7 @@ fn ticks_from_a_fake_source_reach_every_output_and_the_lossy_session_alerts() {
         .with(outputs::AlertsLog::new(log))
         .with(outputs::RecordFile::new(recorder(&rec_path)))
         .with(outputs::MetricsFeed(metrics.clone()))
-        .with(Keep(seen.clone(), None));
+        .with(Keep(seen.clone(), None, None));
     let mut source = FakeSource::new(1..=6, true);
     let end = block_on(pipeline.run(&mut source, std::future::pending()));
     assert_eq!(end.expect("the run"), End::SourceDone);
@@ -254,8 +262,11 @@ fn a_stopped_run_reads_one_last_tick_and_an_output_can_end_the_run() {
     // Stopped from outside (a signal, --duration): the source's last tick still goes
     // through, and every output finishes with it.
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut pipeline =
-        Pipeline::new(AlertEngine::new(AlertConfig::default())).with(Keep(seen.clone(), None));
+    let mut pipeline = Pipeline::new(AlertEngine::new(AlertConfig::default())).with(Keep(
+        seen.clone(),
+        None,
+        None,
+    ));
     let mut source = FakeSource::new(1..=3, false);
     source.last = Some(second(9));
     let stop = async {
@@ -274,8 +285,11 @@ fn a_stopped_run_reads_one_last_tick_and_an_output_can_end_the_run() {
 
     // An output that asks to end (stdout's reader gone) ends the run at that tick.
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut pipeline =
-        Pipeline::new(AlertEngine::new(AlertConfig::default())).with(Keep(seen.clone(), Some(2)));
+    let mut pipeline = Pipeline::new(AlertEngine::new(AlertConfig::default())).with(Keep(
+        seen.clone(),
+        Some(2),
+        None,
+    ));
     let mut source = FakeSource::new(1..=6, true);
     let end = block_on(pipeline.run(&mut source, std::future::pending())).expect("the run");
     assert_eq!(end, End::OutputDone);
@@ -294,7 +308,7 @@ fn an_output_that_fails_is_lost_and_said_and_the_run_goes_on() {
         .expect("/dev/full");
     let mut pipeline = Pipeline::new(AlertEngine::new(AlertConfig::default()))
         .with(outputs::AlertsLog::new(full))
-        .with(Keep(seen.clone(), None));
+        .with(Keep(seen.clone(), None, None));
     let mut source = FakeSource::new(1..=6, true);
     block_on(pipeline.run(&mut source, std::future::pending())).expect("the run goes on");
     let s = seen.lock().unwrap();
@@ -302,4 +316,26 @@ fn an_output_that_fails_is_lost_and_said_and_the_run_goes_on() {
     assert!(!s.transitions.is_empty(), "a transition was there to write");
     let why = pipeline.lost().expect("the lost alerts log is said");
     assert!(why.starts_with("alerts log stopped:"), "{why}");
+}
+
+#[test]
+fn the_flow_an_output_looks_at_gets_its_whole_sparkline() {
+    // The healthy flow raises nothing, so only being looked at keeps its points: past the
+    // rate window (10 s), a line of every tick, not only of the window.
+    let healthy = FlowId::of(&second(1).flows[0]);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut pipeline = Pipeline::new(AlertEngine::new(AlertConfig::default())).with(Keep(
+        seen.clone(),
+        None,
+        Some(healthy),
+    ));
+    let mut source = FakeSource::new(1..=30, true);
+    block_on(pipeline.run(&mut source, std::future::pending())).expect("the run");
+    let (id, points) = seen
+        .lock()
+        .unwrap()
+        .spark
+        .expect("a sparkline in the last tick");
+    assert_eq!(id, healthy);
+    assert!(points >= 25, "{points} points after 30 ticks looked at");
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use aya::{programs::SchedClassifier, Ebpf};
 use monitor::{
-    alerts::{history::SPARK_POINTS, AlertConfig, AlertEngine},
+    alerts::{AlertConfig, AlertEngine, SPARK_POINTS},
     collector::{Clock, Collector},
     kernel::load::load,
     model::RunInfo,

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashSet};
 
-use super::{AlertKey, Findings};
-use crate::model::{FlowRecord, Level, Scope, SessionId};
+use super::lifecycle::{AlertKey, Findings};
+use crate::model::{Alert, FlowRecord, Level, Scope, SessionId};
 
 /// Which session each flow of a roll-up belongs to, this tick.
 #[derive(Debug, Default)]
@@ -55,7 +55,7 @@ pub(super) fn fold(
     findings: &mut Findings,
     flows: &[FlowRecord],
     above: usize,
-    active: &BTreeMap<AlertKey, super::Alert>,
+    active: &BTreeMap<AlertKey, Alert>,
 ) -> BTreeMap<AlertKey, Covered> {
     let mut failing: HashMap<AlertKey, Vec<SessionId>> = HashMap::default();
     for (key, list) in findings.iter() {
@@ -121,7 +121,7 @@ pub(super) fn fold(
 pub(super) fn taken_over(
     covered: &BTreeMap<AlertKey, Covered>,
     findings: &Findings,
-    active: &BTreeMap<AlertKey, super::Alert>,
+    active: &BTreeMap<AlertKey, Alert>,
 ) -> Vec<(AlertKey, Scope)> {
     let mut folded: HashMap<AlertKey, Scope> = HashMap::default();
     for (k, c) in covered {

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::tests::{data, healthy_flow, record, Sim};
 use super::*;
+use crate::model::{Kind, Level, Scope};
 
 /// The `i`th client of a storm: each its own host, so its own session.
 fn client(i: usize) -> [u8; 4] {

@@ -1,14 +1,17 @@
 //! Each rule, hysteresis and clearing over synthetic counter series: flow records built by
 //! hand and advanced tick by tick, as the collector would read them from the kernel.
 
-use monitor_common::flow::{FlowKey, FlowState, C2S, S2C};
+use monitor_common::{
+    event::{Event, EventKind},
+    flow::{seen, FlowKey, FlowState, C2S, S2C},
+};
 
 use super::*;
 use std::sync::Arc;
 
 use crate::{
-    model::{Counters, FlowRecord},
-    snapshot::{changes, Snapshot},
+    model::{Counters, FlowRecord, Kind, Level},
+    snapshot::{changes, OrderKey, Snapshot},
 };
 
 const S: u64 = 1_000_000_000;
@@ -571,7 +574,7 @@ fn wake_times_do_not_pile_up_when_every_flow_is_judged() {
             }
         });
     }
-    let wakes = sim.engine.wakes.len();
+    let wakes = sim.engine.schedule.wakes.len();
     assert!((1..=4).contains(&wakes), "{wakes} wake times kept");
 }
 
@@ -821,9 +824,13 @@ mod shortcut {
             }
             let acts: Vec<&Act> = flows.iter().filter_map(|(i, _)| acts.get(*i)).collect();
             let flows: Vec<FlowRecord> = flows.iter().map(|(_, f)| f.clone()).collect();
+            // A person looks at one flow, another one each tick (and at times at none):
+            // its sparkline starts from its window, paused or not.
+            let looked_at = flows.get(n % (flows.len() + 1)).map(FlowId::of);
             for sim in [&mut fast, &mut full] {
                 sim.now = now;
                 sim.flows = flows.clone();
+                sim.engine.look_at(looked_at);
             }
             let events: Vec<Event> = flows
                 .iter()
@@ -841,7 +848,8 @@ mod shortcut {
                 .collect();
             let (a, b) = (fast.tick(&events), full.tick(&events));
             let said = |sim: &Sim, t: &[Transition]| serde_json::json!({ "transitions": t, "alerts": sim.last.alerts });
-            // Every flow's sparkline, which an idle flow's history takes from the clock.
+            // Every flow's sparkline: kept for the flow looked at and alerting ones, the
+            // window's points for the others (an idle flow's from the idle times).
             let sparks = |sim: &Sim| -> Vec<Vec<Point>> {
                 sim.last
                     .flows
@@ -941,9 +949,9 @@ mod shortcut {
 }
 
 mod pairing {
-    //! A tick pairs the snapshot's flows with the tracked ones by walking both in order;
-    //! whatever the orders and whichever flows come and go, it must pair exactly as a
-    //! lookup by id would.
+    //! A tick pairs the snapshot's flows with the engine's flow entries by walking both in
+    //! order; whatever the orders and whichever flows come and go, it must pair exactly as
+    //! a lookup by id would.
 
     use super::*;
     use proptest::prelude::*;

@@ -156,8 +156,12 @@ impl Pipeline {
             events,
             started,
         } = tick;
+        // Said before the tick: the engine keeps sparkline points only for the flow looked
+        // at and for alerting flows.
+        let selected = self.outputs.iter().find_map(|o| o.selected());
+        self.engine.look_at(selected);
         let transitions = self.engine.tick(&mut snap, &events);
-        if let Some(id) = self.outputs.iter().find_map(|o| o.selected()) {
+        if let Some(id) = selected {
             snap.spark = Some((id, self.engine.spark(&id)));
         }
         snap.collect_ns = started.elapsed().as_nanos() as u64;

@@ -1,0 +1,244 @@
+//! One flow judged: what the engine keeps of it between ticks ([`FlowEntry`]), and one
+//! tick's judging of the flows the schedule hands it ([`Judge`]), with what they add up to.
+
+use std::{cmp::Reverse, collections::BinaryHeap};
+
+use foldhash::HashMap;
+use monitor_common::flow::{seen, FlowKey, C2S, S2C};
+
+use super::{
+    config::AlertConfig,
+    history::FlowHistory,
+    idle::IdleTimes,
+    lifecycle::{collect, Findings},
+    ns, rules, sessions,
+    window::Sample,
+};
+use crate::{
+    model::{FlowHealth, FlowId, FlowRecord, Level, SessionId},
+    snapshot::OrderKey,
+};
+
+/// What the engine keeps of one flow between ticks.
+pub(super) struct FlowEntry {
+    pub(super) id: FlowId,
+    pub(super) hist: FlowHistory,
+    /// The session the flow joined when first seen.
+    pub(super) session: SessionId,
+    /// The record when last judged: time of its last packet, packets each way, `seen` bits.
+    mark: Option<(u64, [u64; 2], u16)>,
+    /// The rules found nothing when last judged and time alone cannot change that: while
+    /// the record stays as it was, judging it again would find nothing. Most flows of a big
+    /// table are in this state, and skipping them is what keeps a tick short.
+    settled: bool,
+}
+
+/// Whether a flow counts as a working flow of its session, kept per row: a walk of these
+/// is sequential, where reading each flow's state was a cache miss per flow.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct WorkingState {
+    pub(super) session: Option<SessionId>,
+    last_seen_ns: u64,
+    /// Established, not closed, nothing wrong found: it works while its packets are recent.
+    may_work: bool,
+}
+
+impl WorkingState {
+    pub(super) fn works(&self, now: u64, window_ns: u64) -> bool {
+        self.may_work && now.saturating_sub(self.last_seen_ns) < window_ns
+    }
+}
+
+impl FlowEntry {
+    /// The state of a flow first seen now, in the session it joins.
+    pub(super) fn new(
+        sessions: &mut sessions::Sessions,
+        cfg: &AlertConfig,
+        f: &FlowRecord,
+    ) -> Box<Self> {
+        let st = &f.state;
+        let session = sessions.join(
+            st.first_seen_ns,
+            f.client().ip(),
+            st.last_seen_ns,
+            ns(cfg.session_window_s),
+        );
+        Box::new(Self {
+            id: FlowId::of(f),
+            hist: FlowHistory::default(),
+            session,
+            mark: None,
+            settled: false,
+        })
+    }
+
+    /// This tick's findings for the flow. `wake` gets when it must be judged again, if its
+    /// window paused now with more than one run of counters in it.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &mut self,
+        cfg: &AlertConfig,
+        f: &FlowRecord,
+        now: u64,
+        hello: Option<u64>,
+        sessions: &mut sessions::Sessions,
+        idle: &IdleTimes,
+        wake: &mut Option<u64>,
+    ) -> Vec<rules::Finding> {
+        let st = &f.state;
+        let window = ns(cfg.retransmit_window_s);
+        let w = &mut self.hist.window;
+        let mark = Some((
+            st.last_seen_ns,
+            [st.dir[C2S].packets, st.dir[S2C].packets],
+            st.seen,
+        ));
+        if self.settled && hello.is_none() && mark == self.mark {
+            // Same counters as before: the sample only moves the rate window on, and the
+            // idle times take the samples for it until its oldest counters leave.
+            if w.must_catch_up(now) {
+                w.catch_up(idle, window);
+            }
+            if !w.is_paused() {
+                let s = Sample::of(st, now);
+                if w.pause(&s, idle, window) {
+                    *wake = w.wake_ns();
+                } else {
+                    w.push(s, window);
+                }
+            }
+            return Vec::new();
+        }
+        w.catch_up(idle, window);
+        sessions.touch(f.client().ip(), st.last_seen_ns);
+        let prev_ts = w.latest().map(|s| s.ts_ns);
+        w.push(Sample::of(st, now), window);
+        self.hist.observe(st, now, prev_ts, hello);
+        let found = rules::evaluate(cfg, st, &self.hist, now);
+        self.settled = found.is_empty() && !rules::time_may_raise(st, &self.hist);
+        self.mark = mark;
+        found
+    }
+
+    /// Whether the flow need not be looked at while its record stays as it is (and no
+    /// ClientHello event comes for it): it is settled, its window paused.
+    pub(super) fn idle(&self) -> bool {
+        self.settled && self.hist.window.is_paused()
+    }
+
+    /// The flow's health with nothing found: an idle flow's (rates as its paused window
+    /// gives them), and what [`FlowEntry::health`] adds the level to.
+    pub(super) fn idle_health(&self, cfg: &AlertConfig, f: &FlowRecord) -> FlowHealth {
+        let (throughput, retx_rate) = self.hist.rates(cfg.retransmit_min_segments);
+        FlowHealth {
+            session: Some(self.session),
+            level: None,
+            throughput,
+            retx_rate,
+            zero_window_ns: self.hist.zero_total_ns,
+            in_flight: [C2S, S2C].map(|d| rules::in_flight(&f.state, d)),
+            alerts: Vec::new(),
+            history: self.hist.zeek.clone(),
+        }
+    }
+
+    /// The flow's health for the snapshot, and whether it counts as working.
+    fn health(
+        &self,
+        cfg: &AlertConfig,
+        f: &FlowRecord,
+        found: &[rules::Finding],
+    ) -> (FlowHealth, WorkingState) {
+        let st = &f.state;
+        let level = found
+            .iter()
+            .map(|x| x.level)
+            .filter(|l| *l >= Level::Warning)
+            .max();
+        let closed = st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0);
+        let working = WorkingState {
+            session: Some(self.session),
+            last_seen_ns: st.last_seen_ns,
+            may_work: st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
+                && !closed
+                && level.is_none(),
+        };
+        let health = FlowHealth {
+            level,
+            ..self.idle_health(cfg, f)
+        };
+        (health, working)
+    }
+}
+
+/// One tick's judging, row by row: the same steps for every flow judged, however the
+/// schedule found the rows, and what they add up to.
+pub(super) struct Judge<'a> {
+    pub(super) cfg: &'a AlertConfig,
+    /// The engine's, as the last tick left them.
+    pub(super) idle: &'a IdleTimes,
+    pub(super) hellos: &'a HashMap<FlowKey, u64>,
+    pub(super) now: u64,
+    pub(super) skip_settled: bool,
+    pub(super) findings: Findings,
+    /// Rows whose flow paused with a time to wake, and that time.
+    wakes: Vec<(u64, usize)>,
+    /// Rows whose flow is not idle after judging.
+    busy: Vec<usize>,
+}
+
+impl<'a> Judge<'a> {
+    pub(super) fn new(
+        cfg: &'a AlertConfig,
+        idle: &'a IdleTimes,
+        hellos: &'a HashMap<FlowKey, u64>,
+        now: u64,
+        skip_settled: bool,
+    ) -> Self {
+        Self {
+            cfg,
+            idle,
+            hellos,
+            now,
+            skip_settled,
+            findings: Findings::new(),
+            wakes: Vec::new(),
+            busy: Vec::new(),
+        }
+    }
+
+    /// Judges flow `t`, row `i` with record `f`: its health, and whether it counts as
+    /// working for its session.
+    pub(super) fn row(
+        &mut self,
+        t: &mut FlowEntry,
+        i: usize,
+        f: &FlowRecord,
+        sessions: &mut sessions::Sessions,
+    ) -> (FlowHealth, WorkingState) {
+        t.settled &= self.skip_settled;
+        let hello = self.hellos.get(&f.key).copied();
+        let mut wake = None;
+        let found = t.judge(self.cfg, f, self.now, hello, sessions, self.idle, &mut wake);
+        self.wakes.extend(wake.map(|w| (w, i)));
+        let judged = t.health(self.cfg, f, &found);
+        collect(&mut self.findings, t.session, i, found);
+        if !t.idle() {
+            self.busy.push(i);
+        }
+        judged
+    }
+
+    /// Files the wake times by the rows' order keys; the rows not idle, ascending.
+    pub(super) fn finish(
+        &mut self,
+        orders: &[OrderKey],
+        wakes: &mut BinaryHeap<Reverse<(u64, OrderKey)>>,
+    ) -> Vec<usize> {
+        let due = self.wakes.drain(..).map(|(w, i)| Reverse((w, orders[i])));
+        wakes.extend(due);
+        let mut busy = std::mem::take(&mut self.busy);
+        busy.sort_unstable();
+        busy
+    }
+}

@@ -1,0 +1,269 @@
+//! The alert lifecycle, as README.md ("Alerts") states it:
+//!
+//! - An alert belongs to a session, kind and direction ([`AlertKey`]); the flows' findings
+//!   are filed under it, and it names the worst flow and how many flows show it.
+//! - `raised` when a finding reaches a warning; `escalated` when it gets worse (warning to
+//!   critical); its summary and evidence follow the worst flow while it is active.
+//! - Hysteresis: `cleared` once no finding has held it for `clear_after_s` (10 s). That a
+//!   rate must fall below `clear_ratio` of its threshold to count as gone, and that one-off
+//!   facts (a reset, a failed handshake) hold for `hold_s` (30 s), is in `rules.rs`: a
+//!   finding below warning keeps an alert alive but raises none.
+//! - Roll-ups (`rollup.rs`): sessions failing the same way toward one server become one
+//!   alert about that server; the session alerts it takes over clear at once, saying
+//!   `rolled_up_into`.
+//! - `session_has_healthy_flow`: whether the session (for a roll-up, one of its sessions)
+//!   still has a working flow.
+//! - The last 200 cleared alerts are kept for the UI and the summary.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::HashMap;
+use serde::Serialize;
+
+use super::{config::AlertConfig, ns, rollup, rules};
+use crate::model::{Alert, FlowId, FlowRecord, Kind, Level, Scope, SessionId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Raised,
+    Escalated,
+    Cleared,
+}
+
+/// One step of an alert's lifecycle: what the alert log and `--headless` print.
+#[derive(Clone, Debug, Serialize)]
+pub struct Transition {
+    #[serde(rename = "alert")]
+    pub change: Change,
+    pub ts_ns: u64,
+    #[serde(flatten)]
+    pub alert: Alert,
+}
+
+/// What an alert is about: a session (or a server, for a roll-up), a kind, a direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct AlertKey {
+    pub(super) scope: Scope,
+    pub(super) kind: Kind,
+    pub(super) dir: Option<usize>,
+}
+
+impl AlertKey {
+    fn session(&self) -> Option<SessionId> {
+        match self.scope {
+            Scope::Session(s) => Some(s),
+            Scope::Server(_) => None,
+        }
+    }
+}
+
+/// Findings of the flows, by the alert they belong to, with the row of each.
+pub(super) type Findings = BTreeMap<AlertKey, Vec<(usize, rules::Finding)>>;
+
+/// Files a flow's findings under the alert they belong to.
+pub(super) fn collect(
+    findings: &mut Findings,
+    session: SessionId,
+    row: usize,
+    found: Vec<rules::Finding>,
+) {
+    for x in found {
+        let key = AlertKey {
+            scope: Scope::Session(session),
+            kind: x.kind,
+            dir: x.dir,
+        };
+        findings.entry(key).or_default().push((row, x));
+    }
+}
+
+/// Cleared alerts kept for the UI and the summary.
+const RECENT_CLEARED: usize = 200;
+
+/// The active alerts and the recently cleared.
+pub(super) struct Lifecycle {
+    pub(super) active: BTreeMap<AlertKey, Alert>,
+    cleared: VecDeque<Alert>,
+    next_id: u64,
+}
+
+impl Lifecycle {
+    pub(super) fn new() -> Self {
+        Self {
+            active: BTreeMap::new(),
+            cleared: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    /// The sessions whose having a working flow matters this tick (where something is
+    /// wrong), each `false` for the caller to set.
+    pub(super) fn sessions_in_question(&self, findings: &Findings) -> HashMap<SessionId, bool> {
+        findings
+            .keys()
+            .chain(self.active.keys())
+            .filter_map(AlertKey::session)
+            .map(|s| (s, false))
+            .collect()
+    }
+
+    /// One tick's findings (`flows` the snapshot's rows they name) become transitions:
+    /// raised, escalated, cleared. `working` says which sessions still have a working flow.
+    pub(super) fn update(
+        &mut self,
+        mut findings: Findings,
+        working: &HashMap<SessionId, bool>,
+        flows: &[FlowRecord],
+        cfg: &AlertConfig,
+        now: u64,
+    ) -> Vec<Transition> {
+        let above = cfg.rollup_above as usize;
+        let covered = rollup::fold(&mut findings, flows, above, &self.active);
+        let taken_over = rollup::taken_over(&covered, &findings, &self.active);
+        let ok = |s: &SessionId| working.get(s).copied().unwrap_or(false);
+        let mut out = Vec::new();
+        for (key, mut list) in findings {
+            // In row order, however the flows came to be judged: ties go to the last row.
+            list.sort_by_key(|(i, _)| *i);
+            let Some((wi, worst)) = list.iter().max_by_key(|(_, x)| x.level) else {
+                continue;
+            };
+            let flow = &flows[*wi];
+            let raising = || list.iter().filter(|(_, x)| x.level >= Level::Warning);
+            let ids: Vec<FlowId> = raising().map(|(i, _)| FlowId::of(&flows[*i])).collect();
+            let (healthy, summary, evidence) = match (key.scope, covered.get(&key)) {
+                (Scope::Server(server), Some(c)) => {
+                    let sessions = c.sessions_of(raising().map(|(i, _)| *i));
+                    let mut evidence = worst.evidence.clone();
+                    evidence.insert("sessions".into(), sessions.len().into());
+                    if let Some(s) = c.session_of(*wi) {
+                        evidence.insert("worst_session".into(), s.to_string().into());
+                    }
+                    let summary = format!(
+                        "{} sessions toward {server}: {}",
+                        sessions.len(),
+                        worst.summary
+                    );
+                    (c.sessions().any(|s| ok(&s)), summary, evidence)
+                }
+                _ => (
+                    key.session().is_some_and(|s| ok(&s)),
+                    worst.summary.clone(),
+                    worst.evidence.clone(),
+                ),
+            };
+            match self.active.get_mut(&key) {
+                Some(a) => {
+                    a.last_true_ns = now;
+                    a.session_has_healthy_flow = healthy;
+                    if worst.level >= Level::Warning {
+                        a.summary = summary;
+                        a.evidence = evidence;
+                        a.client = flow.client().to_string();
+                        a.server = flow.server().to_string();
+                        a.flows = ids.len();
+                        a.flow_ids = ids;
+                    }
+                    if worst.level > a.severity {
+                        a.severity = worst.level;
+                        a.changed_ns = now;
+                        out.push(Transition {
+                            change: Change::Escalated,
+                            ts_ns: now,
+                            alert: a.clone(),
+                        });
+                    }
+                }
+                None if worst.level >= Level::Warning => {
+                    let a = Alert {
+                        id: self.next_id,
+                        kind: key.kind,
+                        severity: worst.level,
+                        direction: key.dir.map(rules::dir_name),
+                        session: key.scope,
+                        client: flow.client().to_string(),
+                        server: flow.server().to_string(),
+                        flows: ids.len(),
+                        since_ns: now,
+                        changed_ns: now,
+                        cleared_ns: None,
+                        summary,
+                        evidence,
+                        session_has_healthy_flow: healthy,
+                        flow_ids: ids,
+                        last_true_ns: now,
+                    };
+                    self.next_id += 1;
+                    out.push(Transition {
+                        change: Change::Raised,
+                        ts_ns: now,
+                        alert: a.clone(),
+                    });
+                    self.active.insert(key, a);
+                }
+                None => {}
+            }
+        }
+        self.clear(taken_over, working, ns(cfg.clear_after_s), now, &mut out);
+        out
+    }
+
+    /// Clears the alerts no finding held for `clear_after` and those a roll-up took over
+    /// (`taken_over`: the key and the roll-up it went into).
+    fn clear(
+        &mut self,
+        taken_over: Vec<(AlertKey, Scope)>,
+        working: &HashMap<SessionId, bool>,
+        clear_after: u64,
+        now: u64,
+        out: &mut Vec<Transition>,
+    ) {
+        let mut done: Vec<(AlertKey, Option<Scope>)> = self
+            .active
+            .iter()
+            .filter(|(_, a)| {
+                now.saturating_sub(a.last_true_ns) >= clear_after && a.last_true_ns != now
+            })
+            .map(|(k, _)| (*k, None))
+            .collect();
+        done.extend(taken_over.into_iter().map(|(k, into)| (k, Some(into))));
+        done.sort_unstable();
+        done.dedup_by_key(|(k, _)| *k);
+        for (key, into) in done {
+            let Some(mut a) = self.active.remove(&key) else {
+                continue;
+            };
+            a.cleared_ns = Some(now);
+            a.changed_ns = now;
+            if let Some(s) = key.session() {
+                a.session_has_healthy_flow = working.get(&s).copied().unwrap_or(false);
+            }
+            if let Some(into) = into {
+                a.evidence
+                    .insert("rolled_up_into".into(), into.to_string().into());
+            }
+            out.push(Transition {
+                change: Change::Cleared,
+                ts_ns: now,
+                alert: a.clone(),
+            });
+            if self.cleared.len() == RECENT_CLEARED {
+                self.cleared.pop_front();
+            }
+            self.cleared.push_back(a);
+        }
+    }
+
+    /// Active alerts (worst first), then the recently cleared (newest first).
+    pub(super) fn alerts(&self) -> Vec<Alert> {
+        let mut active: Vec<Alert> = self.active.values().cloned().collect();
+        active.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.since_ns.cmp(&b.since_ns))
+        });
+        active.extend(self.cleared.iter().rev().cloned());
+        active
+    }
+}

@@ -1,0 +1,278 @@
+//! The rate window: the kernel keeps cumulative counters, the rules and the UI want rates.
+//! A flow's window holds the samples of its counters that span `retransmit_rate.window_s`
+//! (and one before it), so a retransmission rate covers the window only (README.md,
+//! "Alerts"). The arithmetic is pure (no I/O), so synthetic counter series test it.
+
+use std::collections::VecDeque;
+
+use monitor_common::flow::{FlowState, C2S, S2C};
+
+use super::{idle::Paused, prefetch::prefetch};
+use crate::model::Point;
+
+/// Cumulative counters of one flow at one tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    pub ts_ns: u64,
+    pub data_segments: [u64; 2],
+    pub retransmits: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+impl Sample {
+    pub fn of(st: &FlowState, ts_ns: u64) -> Self {
+        let d = &st.dir;
+        Self {
+            ts_ns,
+            data_segments: [d[C2S].data_segments, d[S2C].data_segments],
+            retransmits: [d[C2S].retransmits as u64, d[S2C].retransmits as u64],
+            bytes: [d[C2S].bytes, d[S2C].bytes],
+        }
+    }
+}
+
+/// Retransmissions over data segments between two samples, or `None` below `min_segments`
+/// (too few to call a rate).
+pub fn retransmit_rate(old: &Sample, new: &Sample, dir: usize, min_segments: u64) -> Option<Rate> {
+    let segs = new.data_segments[dir].saturating_sub(old.data_segments[dir]);
+    let retx = new.retransmits[dir].saturating_sub(old.retransmits[dir]);
+    (segs >= min_segments && segs > 0).then(|| Rate {
+        retransmits: retx,
+        segments: segs,
+        ratio: retx as f64 / segs as f64,
+        span_ns: new.ts_ns.saturating_sub(old.ts_ns),
+    })
+}
+
+/// Bytes per second between two samples.
+pub fn throughput(old: &Sample, new: &Sample, dir: usize) -> f64 {
+    let dt = new.ts_ns.saturating_sub(old.ts_ns);
+    if dt == 0 {
+        return 0.0;
+    }
+    new.bytes[dir].saturating_sub(old.bytes[dir]) as f64 * 1e9 / dt as f64
+}
+
+/// The sparkline point between two consecutive samples: throughput, and the share of the
+/// data segments between them that were retransmitted.
+pub fn point(old: &Sample, new: &Sample) -> Point {
+    let mut p = Point::default();
+    for d in [C2S, S2C] {
+        p.bytes_per_s[d] = throughput(old, new, d) as f32;
+        p.retx_ratio[d] = retransmit_rate(old, new, d, 1).map_or(0.0, |r| r.ratio) as f32;
+    }
+    p
+}
+
+/// A retransmission rate and what it was computed from (the alert's evidence).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub retransmits: u64,
+    pub segments: u64,
+    pub ratio: f64,
+    pub span_ns: u64,
+}
+
+/// Samples closer than this to the previous one replace it.
+pub(super) const MIN_GAP_NS: u64 = 100_000_000;
+
+/// Cumulative samples, oldest first: their times, and their counters as runs of equal
+/// values. An idle flow's samples differ only in time, so a big table of mostly idle flows
+/// keeps eight bytes per sample instead of a whole [`Sample`]; every sample stays exact.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Samples {
+    pub(super) ts: VecDeque<u64>,
+    /// Counters (the sample's `ts_ns` unused) and how many consecutive samples have them.
+    pub(super) runs: VecDeque<(Sample, u32)>,
+}
+
+impl Samples {
+    pub(super) fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub(super) fn same_counters(a: &Sample, b: &Sample) -> bool {
+        (a.data_segments, a.retransmits, a.bytes) == (b.data_segments, b.retransmits, b.bytes)
+    }
+
+    pub(super) fn push_back(&mut self, s: Sample) {
+        self.ts.push_back(s.ts_ns);
+        match self.runs.back_mut() {
+            Some((c, n)) if Self::same_counters(c, &s) => *n += 1,
+            _ => {
+                // Room for one run only at first (a deque would take four): most flows of a
+                // big table never change run.
+                if self.runs.is_empty() {
+                    self.runs.reserve_exact(1);
+                }
+                self.runs.push_back((Sample { ts_ns: 0, ..s }, 1));
+            }
+        }
+    }
+
+    pub(super) fn pop_front(&mut self) {
+        if self.ts.pop_front().is_some() {
+            if let Some((_, n)) = self.runs.front_mut() {
+                *n -= 1;
+                if *n == 0 {
+                    self.runs.pop_front();
+                    // A flow gone idle is down to one run for good, most likely: give
+                    // back the room its busy spell took (a deque never shrinks itself).
+                    if self.runs.len() == 1 {
+                        self.runs.shrink_to_fit();
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn pop_back(&mut self) {
+        if self.ts.pop_back().is_some() {
+            if let Some((_, n)) = self.runs.back_mut() {
+                *n -= 1;
+                if *n == 0 {
+                    self.runs.pop_back();
+                }
+            }
+        }
+    }
+
+    pub(super) fn front(&self) -> Option<Sample> {
+        let (c, _) = self.runs.front()?;
+        Some(Sample {
+            ts_ns: *self.ts.front()?,
+            ..*c
+        })
+    }
+
+    pub(super) fn back(&self) -> Option<Sample> {
+        self.nth_back(0)
+    }
+
+    /// The sample `k` places before the newest.
+    pub(super) fn nth_back(&self, k: usize) -> Option<Sample> {
+        let ts = *self.ts.get(self.ts.len().checked_sub(k + 1)?)?;
+        let mut skip = k;
+        for (c, n) in self.runs.iter().rev() {
+            if skip < *n as usize {
+                return Some(Sample { ts_ns: ts, ..*c });
+            }
+            skip -= *n as usize;
+        }
+        None
+    }
+
+    /// Every sample, oldest first.
+    pub(super) fn iter(&self) -> impl Iterator<Item = Sample> + '_ {
+        let counters = self
+            .runs
+            .iter()
+            .flat_map(|(c, n)| std::iter::repeat_n(*c, *n as usize));
+        self.ts
+            .iter()
+            .zip(counters)
+            .map(|(&ts_ns, c)| Sample { ts_ns, ..c })
+    }
+
+    /// Drops the samples the window no longer needs: exactly one stays at or before its
+    /// start.
+    pub(super) fn trim(&mut self, window_ns: u64) {
+        if let Some(now) = self.ts.back().copied() {
+            while self.len() >= 2 && self.ts[1] + window_ns <= now {
+                self.pop_front();
+            }
+        }
+    }
+}
+
+/// One flow's rate window: its samples, and whether it stopped taking them while the flow
+/// is idle (see `idle.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct RateWindow {
+    pub(super) samples: Samples,
+    /// Set while the flow is idle: its samples stop at the tick before it paused, the ones
+    /// from there are the engine's [`super::idle::IdleTimes`].
+    pub(super) paused: Option<Paused>,
+}
+
+impl RateWindow {
+    /// Adds this tick's sample and drops what the window no longer needs.
+    pub fn push(&mut self, s: Sample, window_ns: u64) {
+        // A sample right after the previous one (a replay's last, partial tick) replaces
+        // it: a rate over a few milliseconds is noise.
+        if self.samples.len() >= 2
+            && self
+                .samples
+                .back()
+                .is_some_and(|p| s.ts_ns > p.ts_ns && s.ts_ns - p.ts_ns < MIN_GAP_NS)
+        {
+            self.samples.pop_back();
+        }
+        if self.samples.back().is_some_and(|p| s.ts_ns <= p.ts_ns) {
+            return;
+        }
+        self.samples.push_back(s);
+        self.samples.trim(window_ns);
+    }
+
+    pub fn latest(&self) -> Option<Sample> {
+        self.samples.back()
+    }
+
+    /// The newest two samples (the last tick's step), oldest first.
+    pub fn last_step(&self) -> Option<(Sample, Sample)> {
+        Some((self.samples.nth_back(1)?, self.samples.back()?))
+    }
+
+    /// The sparkline points the window's samples give, oldest first.
+    pub fn points(&self) -> Vec<Point> {
+        let s: Vec<Sample> = self.samples.iter().collect();
+        s.windows(2).map(|w| point(&w[0], &w[1])).collect()
+    }
+
+    /// The retransmission rate over (up to) the window, both directions, reading the
+    /// window's ends once (every flow's health wants both, every tick).
+    pub fn rates(&self, min_segments: u64) -> [Option<Rate>; 2] {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(old), Some(new)) => {
+                [C2S, S2C].map(|d| retransmit_rate(&old, &new, d, min_segments))
+            }
+            _ => [None; 2],
+        }
+    }
+
+    /// Retransmissions counted within the window.
+    pub fn retransmits(&self, dir: usize) -> u64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(old), Some(new)) => new.retransmits[dir].saturating_sub(old.retransmits[dir]),
+            _ => 0,
+        }
+    }
+
+    /// Throughput over the latest tick, each direction.
+    pub fn current_throughput(&self) -> [f64; 2] {
+        match self.last_step() {
+            Some((old, new)) => [C2S, S2C].map(|d| throughput(&old, &new, d)),
+            None => [0.0; 2],
+        }
+    }
+
+    /// Brings into cache what a tick reads and writes of the buffers: both ends of the
+    /// sample times, the counter runs.
+    pub fn prefetch(&self) {
+        let s = &self.samples;
+        for p in [s.ts.front(), s.ts.back()].into_iter().flatten() {
+            prefetch(p);
+        }
+        for p in [s.runs.front(), s.runs.back()].into_iter().flatten() {
+            prefetch(p);
+        }
+    }
+
+    /// Heap bytes of its buffers, as the allocator hands them out.
+    pub fn heap_bytes(&self) -> u64 {
+        use crate::footprint::buffer;
+        buffer::<u64>(self.samples.ts.capacity())
+            + buffer::<(Sample, u32)>(self.samples.runs.capacity())
+    }
+}
