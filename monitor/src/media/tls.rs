@@ -153,7 +153,7 @@ fn record(bytes: &[u8]) -> Option<(Record, &[u8])> {
     let body = &bytes[RECORD_HEADER..body_end];
     let messages = match content_type {
         HANDSHAKE => handshakes(body),
-        ALERT => vec![alert(body)],
+        ALERT => vec![alert(body, length)],
         CHANGE_CIPHER_SPEC => vec![Message::ChangeCipherSpec],
         _ => vec![Message::Opaque],
     };
@@ -167,10 +167,10 @@ fn record(bytes: &[u8]) -> Option<(Record, &[u8])> {
     Some((record, &bytes[body_end..]))
 }
 
-fn alert(body: &[u8]) -> Message {
+fn alert(body: &[u8], length: u16) -> Message {
     // An encrypted alert is longer than two bytes: its level and description are unknown.
     match parse_tls_message_alert(body) {
-        Ok((rest, TlsMessage::Alert(a))) if rest.is_empty() => Message::Alert {
+        Ok((_, TlsMessage::Alert(a))) if length == 2 => Message::Alert {
             level: Some(a.severity.0),
             description: Some(a.code.0),
         },
@@ -255,11 +255,12 @@ fn extensions(mut block: &[u8], hello: &mut ClientHello) {
         }
         match parse_tls_client_hello_extension(&block[..4 + len]) {
             Ok((_, TlsExtension::SNI(names))) => {
-                if let Some((_, name)) = names.first() {
+                // The first one counts: a cut copy of the hello then says no more than all.
+                if let (None, Some((_, name))) = (&hello.sni, names.first()) {
                     hello.sni = Some(String::from_utf8_lossy(name).into_owned());
                 }
             }
-            Ok((_, TlsExtension::ALPN(protocols))) => {
+            Ok((_, TlsExtension::ALPN(protocols))) if hello.alpn.is_empty() => {
                 hello.alpn = protocols
                     .iter()
                     .map(|p| String::from_utf8_lossy(p).into_owned())
