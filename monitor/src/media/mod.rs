@@ -12,3 +12,5 @@ pub mod verdict;
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+mod tshark;

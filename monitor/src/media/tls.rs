@@ -354,8 +354,12 @@ pub(crate) mod tests {
 
     /// A Certificate message (RFC 5246 7.4.2) holding one opaque certificate of `n` bytes.
     pub fn certificate(n: usize) -> Vec<u8> {
-        let cert = vec![0x30; n];
-        let one = [&(n as u32).to_be_bytes()[1..], &cert].concat();
+        certificate_of(&vec![0x30; n])
+    }
+
+    /// A Certificate message holding `der`.
+    pub fn certificate_of(der: &[u8]) -> Vec<u8> {
+        let one = [&(der.len() as u32).to_be_bytes()[1..], der].concat();
         let list = [&(one.len() as u32).to_be_bytes()[1..], &one].concat();
         handshake(CERTIFICATE, &list)
     }
