@@ -14,3 +14,5 @@ pub mod verdict;
 mod props;
 #[cfg(test)]
 mod tshark;
+#[cfg(test)]
+mod verdict_tests;
