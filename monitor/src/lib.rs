@@ -3,6 +3,8 @@
 //! - `model`: the types every layer shares (it imports no other module);
 //! - `format`: numbers and text as people read them, for the TUI and the report;
 //! - `kernel`: preflight checks, loading the eBPF object, attaching and detaching;
+//! - `media`: decoders of a media flow's first bytes (TLS, pseudo-TLS, MS-TURN, STUN) and
+//!   the verdict on them, pure functions below the collector;
 //! - `collector`: reads the kernel's maps into a [`snapshot::Snapshot`];
 //! - `snapshot`: the one immutable view every output renders;
 //! - `output`: the renderings (JSON summary, text table);
@@ -20,6 +22,7 @@ pub mod format;
 pub mod host;
 pub mod kernel;
 pub mod live;
+pub mod media;
 pub mod model;
 pub mod output;
 pub mod pipeline;

@@ -433,8 +433,9 @@ fn lint() -> Result<()> {
         ]))
 }
 
-/// A short fuzzing run (capture reader, parser, analysis core), seeded with the test
-/// captures: long enough to catch a panic a change introduced, short enough for CI.
+/// A short fuzzing run of each target: `replay` (capture reader, parser, analysis core),
+/// seeded with the test captures, and `media` (the media decoders and verdict): long enough
+/// to catch a panic a change introduced, short enough for CI.
 fn fuzz_smoke(seconds: u32) -> Result<()> {
     let corpus = root().join("fuzz/corpus/replay");
     std::fs::create_dir_all(&corpus)?;
@@ -446,23 +447,28 @@ fn fuzz_smoke(seconds: u32) -> Result<()> {
             }
         }
     }
-    // No sanitizer: Debian's compiler ships no ASAN runtime, and for safe Rust the finding
-    // that matters is a panic, which libFuzzer catches on its own.
-    run(Command::new("rustup")
-        .current_dir(root().join("fuzz"))
-        .env("RUSTC_BOOTSTRAP", "1")
-        .args([
-            "run",
-            &bpf_toolchain(),
-            "cargo",
-            "fuzz",
-            "run",
-            "--sanitizer",
-            "none",
-            "replay",
-        ])
-        .arg(&corpus)
-        .args(["--", &format!("-max_total_time={seconds}")]))
+    for target in ["replay", "media"] {
+        let corpus = root().join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        // No sanitizer: Debian's compiler ships no ASAN runtime, and for safe Rust the
+        // finding that matters is a panic, which libFuzzer catches on its own.
+        run(Command::new("rustup")
+            .current_dir(root().join("fuzz"))
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args([
+                "run",
+                &bpf_toolchain(),
+                "cargo",
+                "fuzz",
+                "run",
+                "--sanitizer",
+                "none",
+                target,
+            ])
+            .arg(&corpus)
+            .args(["--", &format!("-max_total_time={seconds}")]))?;
+    }
+    Ok(())
 }
 
 fn skip_warning() {

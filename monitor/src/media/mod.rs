@@ -1,0 +1,18 @@
+//! What a media flow's first payload bytes say: the decoders (TLS records, MS-TURN's
+//! pseudo-TLS hello, MS-TURN and RFC 4571 framing, STUN of both styles) and the verdict
+//! built on them. Pure functions of bytes and times: the collector hands them the samples,
+//! the outputs show what they return. Nothing here imports another module of the crate.
+
+pub mod pseudo_tls;
+pub mod stream;
+pub mod stun;
+pub mod tls;
+pub mod turn;
+pub mod verdict;
+
+#[cfg(test)]
+mod props;
+#[cfg(test)]
+mod tshark;
+#[cfg(test)]
+mod verdict_tests;
