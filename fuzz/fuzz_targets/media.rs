@@ -6,9 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use monitor::media::{
     pseudo_tls,
-    stream::Sample,
+    stream::PayloadSample,
     stun, tls, turn,
-    verdict::{judge, Input, Reset},
+    verdict::{judge, Exchange, Reset},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let (mut client, mut server) = (Vec::new(), Vec::new());
     for (i, part) in rest.chunks(chunk).enumerate() {
         let word = |k: usize| part.get(k).copied().unwrap_or(0);
-        let sample = Sample {
+        let sample = PayloadSample {
             seq: u32::from_be_bytes([word(0), word(1), 0, 0]).wrapping_add(i as u32 * 64),
             payload_len: part.len() as u32 + u32::from(word(2) % 3),
             time_ns: u64::from(word(3)) * 1_000_000 * (i as u64 + 1),
@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         },
         time_ns: u64::from(n) * 1_000_000,
     });
-    let media = judge(&Input {
+    let media = judge(&Exchange {
         client: &client,
         server: &server,
         reset,

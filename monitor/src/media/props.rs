@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::{
     pseudo_tls::{self, tests as ptls},
-    stream::Sample,
+    stream::PayloadSample,
     stun::{
         self,
         tests::{ms_turn, rfc5389, SOFTWARE},
@@ -14,14 +14,14 @@ use super::{
     tls::{
         self,
         tests::{certificate, client_hello_record, handshake, record, server_hello},
-        Message, Record,
+        RecordMessage, TlsRecord,
     },
     turn::{
         self,
         tests::{ms_frame, rfc4571},
         Framing,
     },
-    verdict::{judge, Input, Reset},
+    verdict::{judge, Exchange, Reset},
 };
 
 /// Valid layouts of every kind the decoders read.
@@ -69,7 +69,7 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// `part` (from a prefix) says nothing `whole` does not.
-fn tls_not_more(part: &[Record], whole: &[Record]) -> Result<(), String> {
+fn tls_not_more(part: &[TlsRecord], whole: &[TlsRecord]) -> Result<(), String> {
     if part.len() > whole.len() {
         return Err(format!(
             "{} records, the whole has {}",
@@ -89,13 +89,13 @@ fn tls_not_more(part: &[Record], whole: &[Record]) -> Result<(), String> {
     Ok(())
 }
 
-fn message_not_more(p: &Message, w: &Message) -> Result<(), String> {
+fn message_not_more(p: &RecordMessage, w: &RecordMessage) -> Result<(), String> {
     let fail = || Err(format!("{p:?} vs {w:?}"));
     let sub = |a: &[u16], b: &[u16]| a.is_empty() || a == b;
     let opt16 = |a: Option<u16>, b: Option<u16>| a.is_none() || a == b;
     let opt8 = |a: Option<u8>, b: Option<u8>| a.is_none() || a == b;
     match (p, w) {
-        (Message::ClientHello(p), Message::ClientHello(w)) => {
+        (RecordMessage::ClientHello(p), RecordMessage::ClientHello(w)) => {
             let ok = p.length == w.length
                 && opt16(p.version, w.version)
                 && opt8(p.session_id_len, w.session_id_len)
@@ -108,7 +108,7 @@ fn message_not_more(p: &Message, w: &Message) -> Result<(), String> {
                 return fail();
             }
         }
-        (Message::ServerHello(p), Message::ServerHello(w)) => {
+        (RecordMessage::ServerHello(p), RecordMessage::ServerHello(w)) => {
             let ok = p.length == w.length
                 && opt16(p.version, w.version)
                 && opt8(p.session_id_len, w.session_id_len)
@@ -119,7 +119,7 @@ fn message_not_more(p: &Message, w: &Message) -> Result<(), String> {
                 return fail();
             }
         }
-        (Message::Alert { level, .. }, Message::Alert { level: wl, .. }) => {
+        (RecordMessage::Alert { level, .. }, RecordMessage::Alert { level: wl, .. }) => {
             if level.is_some() && level != wl {
                 return fail();
             }
@@ -135,11 +135,11 @@ fn message_not_more(p: &Message, w: &Message) -> Result<(), String> {
     Ok(())
 }
 
-fn stun_not_more(p: &Option<stun::Message>, w: &Option<stun::Message>) -> bool {
+fn stun_not_more(p: &Option<stun::StunMessage>, w: &Option<stun::StunMessage>) -> bool {
     match (p, w) {
         (None, _) => true,
         (Some(p), Some(w)) => {
-            let same_but_complete = stun::Message {
+            let same_but_complete = stun::StunMessage {
                 complete: w.complete,
                 ..p.clone()
             } == *w;
@@ -186,9 +186,9 @@ proptest! {
         now in any::<u64>(),
         timeout in any::<u64>(),
     ) {
-        let samples = |v: &[(Vec<u8>, u32, u32, u64)]| -> Vec<Sample> {
+        let samples = |v: &[(Vec<u8>, u32, u32, u64)]| -> Vec<PayloadSample> {
             v.iter()
-                .map(|(b, seq, len, t)| Sample {
+                .map(|(b, seq, len, t)| PayloadSample {
                     seq: *seq,
                     payload_len: *len,
                     time_ns: *t,
@@ -201,7 +201,7 @@ proptest! {
             from: if server { stun::Side::Server } else { stun::Side::Client },
             time_ns,
         });
-        let m = judge(&Input {
+        let m = judge(&Exchange {
             client: &client,
             server: &server,
             reset,

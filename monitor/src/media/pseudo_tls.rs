@@ -145,7 +145,7 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(types, [2, 14]);
         let recs = crate::media::tls::decode(&client_hello()).expect("TLS");
-        let crate::media::tls::Message::ClientHello(h) = &recs[0].messages[0] else {
+        let crate::media::tls::RecordMessage::ClientHello(h) = &recs[0].messages[0] else {
             panic!("{recs:?}")
         };
         assert_eq!((h.ciphers.as_slice(), h.complete), (&[CIPHER][..], true));

@@ -5,7 +5,7 @@
 
 /// The first bytes of one segment's payload.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Sample {
+pub struct PayloadSample {
     /// The segment's sequence number.
     pub seq: u32,
     /// The segment's whole payload length (`bytes` may hold fewer).
@@ -14,7 +14,7 @@ pub struct Sample {
     pub bytes: Vec<u8>,
 }
 
-impl Sample {
+impl PayloadSample {
     fn whole(&self) -> bool {
         self.bytes.len() as u64 >= u64::from(self.payload_len)
     }
@@ -29,7 +29,7 @@ pub struct Stream {
 
 impl Stream {
     /// The stream from `samples` in the order they were seen.
-    pub fn new(samples: &[Sample]) -> Stream {
+    pub fn new(samples: &[PayloadSample]) -> Stream {
         let mut out = Stream::default();
         let mut next: Option<u32> = None;
         for s in samples.iter().filter(|s| !s.bytes.is_empty()) {
@@ -76,8 +76,8 @@ impl Stream {
 mod tests {
     use super::*;
 
-    fn sample(seq: u32, payload_len: u32, time_ns: u64, bytes: &[u8]) -> Sample {
-        Sample {
+    fn sample(seq: u32, payload_len: u32, time_ns: u64, bytes: &[u8]) -> PayloadSample {
+        PayloadSample {
             seq,
             payload_len,
             time_ns,

@@ -1,7 +1,7 @@
 //! STUN message headers of both styles, and the matching of requests to their responses.
 //! - RFC 5389/8489 (section 5 / 5 of each): type, length, the magic cookie `0x2112A442`,
 //!   a 12-byte transaction ID; the class in bits C1 (0x0100) and C0 (0x0010).
-//! - The old style MS-TURN uses ([MS-TURN] 2.2.1 "Message Header", 2.2.2.8 "Magic Cookie"):
+//! - The old style MS-TURN uses ([MS-TURN] 2.2.1 "StunMessage Header", 2.2.2.8 "Magic Cookie"):
 //!   type, length, a 16-byte transaction ID, then the magic-cookie attribute (`0x000F`,
 //!   value `0x72C64BC6`) first. Without that attribute, 20 arbitrary bytes would pass.
 //!
@@ -38,7 +38,7 @@ pub enum Class {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
+pub struct StunMessage {
     pub style: Style,
     /// The 16-bit message type as sent.
     pub kind: u16,
@@ -54,7 +54,7 @@ pub struct Message {
     pub complete: bool,
 }
 
-impl Message {
+impl StunMessage {
     /// The transaction ID as each style defines it (12 bytes, or 16).
     pub fn id(&self) -> &[u8] {
         match self.style {
@@ -70,7 +70,7 @@ impl Message {
 }
 
 /// The STUN message at the start of `bytes`, from its header (cut bodies included).
-pub fn decode(bytes: &[u8]) -> Option<Message> {
+pub fn decode(bytes: &[u8]) -> Option<StunMessage> {
     let header = bytes.get(..HEADER)?;
     let kind = u16::from_be_bytes([header[0], header[1]]);
     let length = u16::from_be_bytes([header[2], header[3]]);
@@ -105,7 +105,7 @@ pub fn decode(bytes: &[u8]) -> Option<Message> {
     let method = (kind & 0x000f) | ((kind >> 1) & 0x0070) | ((kind >> 2) & 0x0f80);
     let mut transaction = [0; 16];
     transaction.copy_from_slice(&header[4..HEADER]);
-    Some(Message {
+    Some(StunMessage {
         style,
         kind,
         class,
@@ -162,7 +162,7 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn feed(&mut self, from: Side, msg: &Message, time_ns: u64) {
+    pub fn feed(&mut self, from: Side, msg: &StunMessage, time_ns: u64) {
         match msg.class {
             Class::Request => {
                 let key = (from, msg.transaction);

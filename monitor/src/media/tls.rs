@@ -27,17 +27,17 @@ pub const RECORD_HEADER: usize = 5;
 
 /// One record: its header and the messages found in the part of its body that is present.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+pub struct TlsRecord {
     pub content_type: u8,
     pub version: u16,
     /// The body length the header declares.
     pub length: u16,
     /// Bytes of the body present in the input (at most `length`).
     pub present: usize,
-    pub messages: Vec<Message>,
+    pub messages: Vec<RecordMessage>,
 }
 
-impl Record {
+impl TlsRecord {
     pub fn complete(&self) -> bool {
         self.present == usize::from(self.length)
     }
@@ -45,7 +45,7 @@ impl Record {
 
 /// A message inside a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Message {
+pub enum RecordMessage {
     ClientHello(ClientHello),
     ServerHello(ServerHello),
     Certificate {
@@ -73,15 +73,15 @@ pub enum Message {
     Opaque,
 }
 
-impl Message {
+impl RecordMessage {
     /// The handshake type, for handshake messages.
     pub fn handshake_type(&self) -> Option<u8> {
         match self {
-            Message::ClientHello(_) => Some(CLIENT_HELLO),
-            Message::ServerHello(_) => Some(SERVER_HELLO),
-            Message::Certificate { .. } => Some(CERTIFICATE),
-            Message::ServerHelloDone { .. } => Some(SERVER_HELLO_DONE),
-            Message::Handshake { kind, .. } => Some(*kind),
+            RecordMessage::ClientHello(_) => Some(CLIENT_HELLO),
+            RecordMessage::ServerHello(_) => Some(SERVER_HELLO),
+            RecordMessage::Certificate { .. } => Some(CERTIFICATE),
+            RecordMessage::ServerHelloDone { .. } => Some(SERVER_HELLO_DONE),
+            RecordMessage::Handshake { kind, .. } => Some(*kind),
             _ => None,
         }
     }
@@ -116,7 +116,7 @@ pub struct ServerHello {
 
 /// The records at the start of `bytes`, or `None` when they do not start with a TLS record
 /// header (a known content type, major version 3, a length TLS allows).
-pub fn decode(bytes: &[u8]) -> Option<Vec<Record>> {
+pub fn decode(bytes: &[u8]) -> Option<Vec<TlsRecord>> {
     let mut records = Vec::new();
     let mut rest = bytes;
     while let Some((record, next)) = record(rest) {
@@ -142,7 +142,7 @@ pub fn is_record_header(bytes: &[u8]) -> bool {
     }
 }
 
-fn record(bytes: &[u8]) -> Option<(Record, &[u8])> {
+fn record(bytes: &[u8]) -> Option<(TlsRecord, &[u8])> {
     if !is_record_header(bytes) {
         return None;
     }
@@ -154,10 +154,10 @@ fn record(bytes: &[u8]) -> Option<(Record, &[u8])> {
     let messages = match content_type {
         HANDSHAKE => handshakes(body),
         ALERT => vec![alert(body, length)],
-        CHANGE_CIPHER_SPEC => vec![Message::ChangeCipherSpec],
-        _ => vec![Message::Opaque],
+        CHANGE_CIPHER_SPEC => vec![RecordMessage::ChangeCipherSpec],
+        _ => vec![RecordMessage::Opaque],
     };
-    let record = Record {
+    let record = TlsRecord {
         content_type,
         version,
         length,
@@ -167,14 +167,14 @@ fn record(bytes: &[u8]) -> Option<(Record, &[u8])> {
     Some((record, &bytes[body_end..]))
 }
 
-fn alert(body: &[u8], length: u16) -> Message {
+fn alert(body: &[u8], length: u16) -> RecordMessage {
     // An encrypted alert is longer than two bytes: its level and description are unknown.
     match parse_tls_message_alert(body) {
-        Ok((_, TlsMessage::Alert(a))) if length == 2 => Message::Alert {
+        Ok((_, TlsMessage::Alert(a))) if length == 2 => RecordMessage::Alert {
             level: Some(a.severity.0),
             description: Some(a.code.0),
         },
-        _ => Message::Alert {
+        _ => RecordMessage::Alert {
             level: None,
             description: None,
         },
@@ -182,7 +182,7 @@ fn alert(body: &[u8], length: u16) -> Message {
 }
 
 /// The handshake messages of one record body, the last one possibly cut.
-fn handshakes(mut body: &[u8]) -> Vec<Message> {
+fn handshakes(mut body: &[u8]) -> Vec<RecordMessage> {
     let mut out = Vec::new();
     while let [kind, a, b, c, rest @ ..] = body {
         let length = u32::from_be_bytes([0, *a, *b, *c]);
@@ -190,15 +190,15 @@ fn handshakes(mut body: &[u8]) -> Vec<Message> {
         let complete = have == length as usize;
         let msg = &rest[..have];
         out.push(match *kind {
-            CLIENT_HELLO => Message::ClientHello(client_hello(msg, length, complete)),
-            SERVER_HELLO => Message::ServerHello(server_hello(msg, length, complete)),
-            CERTIFICATE => Message::Certificate {
+            CLIENT_HELLO => RecordMessage::ClientHello(client_hello(msg, length, complete)),
+            SERVER_HELLO => RecordMessage::ServerHello(server_hello(msg, length, complete)),
+            CERTIFICATE => RecordMessage::Certificate {
                 length,
                 complete,
                 certificates: complete.then(|| certificates(msg)).flatten(),
             },
-            SERVER_HELLO_DONE => Message::ServerHelloDone { length },
-            kind => Message::Handshake {
+            SERVER_HELLO_DONE => RecordMessage::ServerHelloDone { length },
+            kind => RecordMessage::Handshake {
                 kind,
                 length,
                 complete,
@@ -371,7 +371,7 @@ pub(crate) mod tests {
         assert_eq!(recs.len(), 1);
         assert!(recs[0].complete());
         assert_eq!((recs[0].content_type, recs[0].version), (HANDSHAKE, 0x0301));
-        let Message::ClientHello(h) = &recs[0].messages[0] else {
+        let RecordMessage::ClientHello(h) = &recs[0].messages[0] else {
             panic!("{recs:?}")
         };
         assert!(h.complete);
@@ -392,7 +392,7 @@ pub(crate) mod tests {
         let cut = &bytes[..sni_end + 6];
         let recs = decode(cut).expect("TLS");
         assert!(!recs[0].complete());
-        let Message::ClientHello(h) = &recs[0].messages[0] else {
+        let RecordMessage::ClientHello(h) = &recs[0].messages[0] else {
             panic!("{recs:?}")
         };
         assert!(!h.complete);
@@ -402,7 +402,7 @@ pub(crate) mod tests {
         assert!(h.alpn.is_empty());
         // Cut in the random: still a ClientHello, with its version only.
         let recs = decode(&bytes[..20]).expect("TLS");
-        let Message::ClientHello(h) = &recs[0].messages[0] else {
+        let RecordMessage::ClientHello(h) = &recs[0].messages[0] else {
             panic!("{recs:?}")
         };
         assert_eq!(
@@ -417,7 +417,7 @@ pub(crate) mod tests {
         let recs = decode(&record(HANDSHAKE, 0x0303, &flight)).expect("TLS");
         let m = &recs[0].messages;
         assert_eq!(m.len(), 3, "{m:?}");
-        let Message::ServerHello(sh) = &m[0] else {
+        let RecordMessage::ServerHello(sh) = &m[0] else {
             panic!("{m:?}")
         };
         assert_eq!(
@@ -426,14 +426,14 @@ pub(crate) mod tests {
         );
         assert_eq!(
             m[1],
-            Message::Certificate {
+            RecordMessage::Certificate {
                 length: 3 + 3 + 100,
                 complete: true,
                 certificates: Some(1)
             }
         );
-        assert_eq!(m[2], Message::ServerHelloDone { length: 0 });
-        let types: Vec<_> = m.iter().filter_map(Message::handshake_type).collect();
+        assert_eq!(m[2], RecordMessage::ServerHelloDone { length: 0 });
+        let types: Vec<_> = m.iter().filter_map(RecordMessage::handshake_type).collect();
         assert_eq!(types, [2, 11, 14]);
     }
 
@@ -449,7 +449,7 @@ pub(crate) mod tests {
         assert!(recs[0].complete() && !recs[1].complete());
         assert_eq!(
             recs[1].messages,
-            [Message::Certificate {
+            [RecordMessage::Certificate {
                 length: 406,
                 complete: false,
                 certificates: None
@@ -462,7 +462,7 @@ pub(crate) mod tests {
         let recs = decode(&record(ALERT, 0x0303, &[2, 40])).expect("TLS");
         assert_eq!(
             recs[0].messages,
-            [Message::Alert {
+            [RecordMessage::Alert {
                 level: Some(2),
                 description: Some(40)
             }]
@@ -471,7 +471,7 @@ pub(crate) mod tests {
         let recs = decode(&record(ALERT, 0x0303, &[9; 26])).expect("TLS");
         assert_eq!(
             recs[0].messages,
-            [Message::Alert {
+            [RecordMessage::Alert {
                 level: None,
                 description: None
             }]
@@ -483,16 +483,16 @@ pub(crate) mod tests {
         let recs = decode(&record(HANDSHAKE, 0x0303, &handshake(12, &[7; 9]))).expect("TLS");
         assert_eq!(
             recs[0].messages,
-            [Message::Handshake {
+            [RecordMessage::Handshake {
                 kind: 12,
                 length: 9,
                 complete: true
             }]
         );
         let recs = decode(&record(APPLICATION_DATA, 0x0303, &[1; 30])).expect("TLS");
-        assert_eq!(recs[0].messages, [Message::Opaque]);
+        assert_eq!(recs[0].messages, [RecordMessage::Opaque]);
         let recs = decode(&record(CHANGE_CIPHER_SPEC, 0x0303, &[1])).expect("TLS");
-        assert_eq!(recs[0].messages, [Message::ChangeCipherSpec]);
+        assert_eq!(recs[0].messages, [RecordMessage::ChangeCipherSpec]);
     }
 
     #[test]

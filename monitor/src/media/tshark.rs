@@ -17,7 +17,7 @@ use super::{
     tls::{
         self,
         tests::{certificate_of, client_hello_record, handshake, record, server_hello},
-        Message,
+        RecordMessage,
     },
     turn::{self, tests::rfc4571, Framing},
 };
@@ -159,7 +159,7 @@ fn ours(payload: &[u8]) -> BTreeMap<&'static str, String> {
             join(records.iter().map(|r| r.content_type)),
         );
         m.insert("tls.record.length", join(records.iter().map(|r| r.length)));
-        let msgs: Vec<&Message> = records.iter().flat_map(|r| &r.messages).collect();
+        let msgs: Vec<&RecordMessage> = records.iter().flat_map(|r| &r.messages).collect();
         m.insert(
             "tls.handshake.type",
             join(msgs.iter().filter_map(|m| m.handshake_type())),
@@ -169,18 +169,18 @@ fn ours(payload: &[u8]) -> BTreeMap<&'static str, String> {
         let (mut level, mut desc) = (vec![], vec![]);
         for msg in msgs {
             match msg {
-                Message::ClientHello(h) => {
+                RecordMessage::ClientHello(h) => {
                     ciphers.extend(h.ciphers.iter().map(|c| format!("0x{c:04x}")));
                     sid.extend(h.session_id_len);
                     exts.extend(h.extensions.iter().copied());
                     sni.extend(h.sni.clone());
                     alpn.extend(h.alpn.clone());
                 }
-                Message::ServerHello(h) => {
+                RecordMessage::ServerHello(h) => {
                     ciphers.extend(h.cipher.map(|c| format!("0x{c:04x}")));
                     sid.extend(h.session_id_len);
                 }
-                Message::Alert {
+                RecordMessage::Alert {
                     level: l,
                     description: d,
                 } => {
@@ -200,7 +200,7 @@ fn ours(payload: &[u8]) -> BTreeMap<&'static str, String> {
     }
     if let Some(framing) = turn::detect(payload) {
         assert_eq!(framing, Framing::Rfc4571);
-        let msgs: Vec<stun::Message> = turn::frames(payload, framing)
+        let msgs: Vec<stun::StunMessage> = turn::frames(payload, framing)
             .into_iter()
             .filter_map(|f| f.stun)
             .collect();

@@ -33,7 +33,7 @@ pub struct Frame {
     /// The whole frame is present.
     pub complete: bool,
     /// The STUN message it carries (MS-TURN data frames are not read).
-    pub stun: Option<stun::Message>,
+    pub stun: Option<stun::StunMessage>,
 }
 
 /// The framing of a stream that starts with `bytes`.

@@ -7,7 +7,7 @@
 
 use super::{
     pseudo_tls::{self, Mismatch},
-    stream::{Sample, Stream},
+    stream::{PayloadSample, Stream},
     stun::{self, Counts, Matcher, Side},
     tls,
     turn::{self, Framing},
@@ -87,10 +87,10 @@ pub struct Reset {
 
 /// What the verdict is judged from.
 #[derive(Clone, Copy, Debug)]
-pub struct Input<'a> {
+pub struct Exchange<'a> {
     /// The first payload samples of each direction, in the order seen.
-    pub client: &'a [Sample],
-    pub server: &'a [Sample],
+    pub client: &'a [PayloadSample],
+    pub server: &'a [PayloadSample],
     pub reset: Option<Reset>,
     pub now_ns: u64,
     /// How long a hello (or a STUN request) may wait for its answer.
@@ -191,7 +191,7 @@ pub struct Media {
 pub const GENUINE: &str = "ServerHello + ServerHelloDone in one 83-byte record, \
                        cipher 0x0018, 32-byte session id";
 
-pub fn judge(input: &Input) -> Media {
+pub fn judge(input: &Exchange) -> Media {
     let client = Stream::new(input.client);
     let server = Stream::new(input.server);
     let mut media = Media::default();
@@ -208,7 +208,7 @@ pub fn judge(input: &Input) -> Media {
             .flatten()
             .flat_map(|r| r.messages)
             .find_map(|m| match m {
-                tls::Message::ClientHello(h) => h.sni,
+                tls::RecordMessage::ClientHello(h) => h.sni,
                 _ => None,
             });
     }
@@ -303,8 +303,8 @@ fn shape(bytes: &[u8]) -> Shape {
         for m in &r.messages {
             s.handshakes.extend(m.handshake_type());
             match m {
-                tls::Message::ServerHello(h) if s.cipher.is_none() => s.cipher = h.cipher,
-                tls::Message::Alert { level, description } if s.alert.is_none() => {
+                tls::RecordMessage::ServerHello(h) if s.cipher.is_none() => s.cipher = h.cipher,
+                tls::RecordMessage::Alert { level, description } if s.alert.is_none() => {
                     s.alert = Some((*level, *description))
                 }
                 _ => {}
@@ -331,14 +331,14 @@ fn stun_counts(
     sent: ClientSent,
     client: &Stream,
     server: &Stream,
-    input: &Input,
+    input: &Exchange,
 ) -> Option<Counts> {
     let skip = |s: &Stream| match sent {
         ClientSent::PseudoTls => after_handshake(&s.bytes),
         ClientSent::Stun | ClientSent::MsTurn => 0,
         _ => s.bytes.len(),
     };
-    let mut messages: Vec<(u64, Side, stun::Message)> = Vec::new();
+    let mut messages: Vec<(u64, Side, stun::StunMessage)> = Vec::new();
     for (side, s) in [(Side::Client, client), (Side::Server, server)] {
         let from = skip(s);
         let bytes = &s.bytes[from..];

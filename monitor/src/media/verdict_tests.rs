@@ -1,6 +1,6 @@
 //! The verdicts on hand-built exchanges, one test per verdict and the contract names.
 
-use super::{stream::Sample, stun::Side, tls, verdict::*};
+use super::{stream::PayloadSample, stun::Side, tls, verdict::*};
 use crate::media::{
     pseudo_tls::tests as ptls,
     stun::tests::{ms_turn, rfc5389, SOFTWARE},
@@ -12,12 +12,12 @@ const MS: u64 = 1_000_000;
 const TIMEOUT: u64 = 5_000 * MS;
 
 /// Whole segments, one after another from sequence 1000, at the given times.
-fn segments(parts: &[(u64, Vec<u8>)]) -> Vec<Sample> {
+fn segments(parts: &[(u64, Vec<u8>)]) -> Vec<PayloadSample> {
     let mut seq = 1000u32;
     parts
         .iter()
         .map(|(t, b)| {
-            let s = Sample {
+            let s = PayloadSample {
                 seq,
                 payload_len: b.len() as u32,
                 time_ns: *t,
@@ -29,8 +29,13 @@ fn segments(parts: &[(u64, Vec<u8>)]) -> Vec<Sample> {
         .collect()
 }
 
-fn judge_at(client: &[Sample], server: &[Sample], reset: Option<Reset>, now: u64) -> Media {
-    judge(&Input {
+fn judge_at(
+    client: &[PayloadSample],
+    server: &[PayloadSample],
+    reset: Option<Reset>,
+    now: u64,
+) -> Media {
+    judge(&Exchange {
         client,
         server,
         reset,
@@ -47,7 +52,7 @@ fn names(m: &Media) -> (Option<&str>, Option<&str>, Option<&str>) {
     )
 }
 
-fn hello() -> Vec<Sample> {
+fn hello() -> Vec<PayloadSample> {
     segments(&[(MS, ptls::client_hello())])
 }
 
