@@ -51,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
         at: 0,
         step,
     };
-    let Ok(reader) = Reader::new(input) else { return };
+    let Ok(reader) = Reader::new(input) else {
+        return;
+    };
     if let Ok((snap, _)) = analyse_reader(reader, &PortSet::all()) {
         let _ = monitor::output::json::render(&snap);
     }

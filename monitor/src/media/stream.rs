@@ -21,16 +21,16 @@ impl PayloadSample {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stream {
+pub struct SampleStream {
     pub bytes: Vec<u8>,
     /// (offset in `bytes`, time) where each sample's new bytes begin.
     starts: Vec<(usize, u64)>,
 }
 
-impl Stream {
+impl SampleStream {
     /// The stream from `samples` in the order they were seen.
-    pub fn new(samples: &[PayloadSample]) -> Stream {
-        let mut out = Stream::default();
+    pub fn new(samples: &[PayloadSample]) -> SampleStream {
+        let mut out = SampleStream::default();
         let mut next: Option<u32> = None;
         for s in samples.iter().filter(|s| !s.bytes.is_empty()) {
             let skip = match next {
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn contiguous_whole_segments_join() {
-        let s = Stream::new(&[sample(100, 3, 1, b"abc"), sample(103, 2, 2, b"de")]);
+        let s = SampleStream::new(&[sample(100, 3, 1, b"abc"), sample(103, 2, 2, b"de")]);
         assert_eq!(s.bytes, b"abcde");
         assert_eq!(
             (s.time_at(0), s.time_at(2), s.time_at(3), s.time_at(9)),
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_retransmission_is_skipped_and_an_overlap_adds_only_new_bytes() {
-        let s = Stream::new(&[
+        let s = SampleStream::new(&[
             sample(u32::MAX - 1, 3, 1, b"abc"),
             sample(u32::MAX - 1, 3, 2, b"abc"),
             sample(0, 3, 3, b"cde"),
@@ -109,11 +109,11 @@ mod tests {
 
     #[test]
     fn a_gap_or_a_cut_sample_ends_the_stream() {
-        let gap = Stream::new(&[sample(0, 2, 1, b"ab"), sample(5, 2, 2, b"xy")]);
+        let gap = SampleStream::new(&[sample(0, 2, 1, b"ab"), sample(5, 2, 2, b"xy")]);
         assert_eq!(gap.bytes, b"ab");
-        let cut = Stream::new(&[sample(0, 300, 1, &[7; 256]), sample(300, 2, 2, b"xy")]);
+        let cut = SampleStream::new(&[sample(0, 300, 1, &[7; 256]), sample(300, 2, 2, b"xy")]);
         assert_eq!(cut.bytes.len(), 256);
-        let empty = Stream::new(&[]);
+        let empty = SampleStream::new(&[]);
         assert!(empty.bytes.is_empty() && empty.first_time().is_none());
     }
 }

@@ -7,7 +7,7 @@
 
 use super::{
     pseudo_tls::{self, Mismatch},
-    stream::{PayloadSample, Stream},
+    stream::{PayloadSample, SampleStream},
     stun::{self, Counts, Matcher, Side},
     tls,
     turn::{self, Framing},
@@ -192,8 +192,8 @@ pub const GENUINE: &str = "ServerHello + ServerHelloDone in one 83-byte record, 
                        cipher 0x0018, 32-byte session id";
 
 pub fn judge(input: &Exchange) -> Media {
-    let client = Stream::new(input.client);
-    let server = Stream::new(input.server);
+    let client = SampleStream::new(input.client);
+    let server = SampleStream::new(input.server);
     let mut media = Media::default();
     let Some(hello_ns) = client.first_time() else {
         media.server_replied = server_replied(&server.bytes);
@@ -329,11 +329,11 @@ fn after_handshake(bytes: &[u8]) -> usize {
 
 fn stun_counts(
     sent: ClientSent,
-    client: &Stream,
-    server: &Stream,
+    client: &SampleStream,
+    server: &SampleStream,
     input: &Exchange,
 ) -> Option<Counts> {
-    let skip = |s: &Stream| match sent {
+    let skip = |s: &SampleStream| match sent {
         ClientSent::PseudoTls => after_handshake(&s.bytes),
         ClientSent::Stun | ClientSent::MsTurn => 0,
         _ => s.bytes.len(),
