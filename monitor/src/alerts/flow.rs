@@ -72,7 +72,7 @@ impl FlowEntry {
         })
     }
 
-    /// This tick's findings for the flow. `wake` gets when it must be judged again, if its
+    /// This tick's findings for the flow, into `found`. `wake` gets when it must be judged again, if its
     /// window paused now with more than one run of counters in it.
     #[allow(clippy::too_many_arguments)]
     fn judge(
@@ -84,7 +84,8 @@ impl FlowEntry {
         sessions: &mut sessions::Sessions,
         idle: &IdleTimes,
         wake: &mut Option<u64>,
-    ) -> Vec<rules::Finding> {
+        found: &mut Vec<rules::Finding>,
+    ) {
         let st = &f.state;
         let window = ns(cfg.retransmit_window_s);
         let w = &mut self.hist.window;
@@ -107,17 +108,17 @@ impl FlowEntry {
                     w.push(s, window);
                 }
             }
-            return Vec::new();
+            found.clear();
+            return;
         }
         w.catch_up(idle, window);
         sessions.touch(f.client().ip(), st.last_seen_ns);
         let prev_ts = w.latest().map(|s| s.ts_ns);
         w.push(Sample::of(st, now), window);
         self.hist.observe(st, now, prev_ts, hello);
-        let found = rules::evaluate(cfg, st, &self.hist, now);
+        rules::evaluate(cfg, st, &self.hist, now, found);
         self.settled = found.is_empty() && !rules::time_may_raise(st, &self.hist);
         self.mark = mark;
-        found
     }
 
     /// Whether the flow need not be looked at while its record stays as it is (and no
@@ -181,6 +182,8 @@ pub(super) struct Judge<'a> {
     pub(super) now: u64,
     pub(super) skip_settled: bool,
     pub(super) findings: Findings,
+    /// One flow's findings, the list reused from flow to flow.
+    found: Vec<rules::Finding>,
     /// Rows whose flow paused with a time to wake, and that time.
     wakes: Vec<(u64, usize)>,
     /// Rows whose flow is not idle after judging.
@@ -202,6 +205,7 @@ impl<'a> Judge<'a> {
             now,
             skip_settled,
             findings: Findings::new(),
+            found: Vec::new(),
             wakes: Vec::new(),
             busy: Vec::new(),
         }
@@ -219,9 +223,10 @@ impl<'a> Judge<'a> {
         t.settled &= self.skip_settled;
         let hello = self.hellos.get(&f.key).copied();
         let mut wake = None;
-        let found = t.judge(self.cfg, f, self.now, hello, sessions, self.idle, &mut wake);
+        let found = &mut self.found;
+        t.judge(self.cfg, f, self.now, hello, sessions, self.idle, &mut wake, found);
         self.wakes.extend(wake.map(|w| (w, i)));
-        let judged = t.health(self.cfg, f, &found);
+        let judged = t.health(self.cfg, f, found);
         collect(&mut self.findings, t.session, i, found);
         if !t.idle() {
             self.busy.push(i);

@@ -58,24 +58,34 @@ impl AlertKey {
     }
 }
 
-/// Findings of the flows, by the alert they belong to, with the row of each.
-pub(super) type Findings = BTreeMap<AlertKey, Vec<(usize, rules::Finding)>>;
+/// One flow's finding, filed under the alert it belongs to, with the flow's row.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Filed {
+    pub(super) key: AlertKey,
+    pub(super) row: usize,
+    pub(super) finding: rules::Finding,
+}
+
+/// One tick's findings, one list for every flow (a scan files one per failing session):
+/// put in alert and row order by [`Lifecycle::update`].
+pub(super) type Findings = Vec<Filed>;
 
 /// Files a flow's findings under the alert they belong to.
 pub(super) fn collect(
     findings: &mut Findings,
     session: SessionId,
     row: usize,
-    found: Vec<rules::Finding>,
+    found: &[rules::Finding],
 ) {
-    for x in found {
-        let key = AlertKey {
+    findings.extend(found.iter().map(|x| Filed {
+        key: AlertKey {
             scope: Scope::Session(session),
             kind: x.kind,
             dir: x.dir,
-        };
-        findings.entry(key).or_default().push((row, x));
-    }
+        },
+        row,
+        finding: *x,
+    }));
 }
 
 /// Cleared alerts kept for the UI and the summary.
@@ -101,7 +111,8 @@ impl Lifecycle {
     /// wrong), each `false` for the caller to set.
     pub(super) fn sessions_in_question(&self, findings: &Findings) -> HashMap<SessionId, bool> {
         findings
-            .keys()
+            .iter()
+            .map(|f| &f.key)
             .chain(self.active.keys())
             .filter_map(AlertKey::session)
             .map(|s| (s, false))
@@ -120,44 +131,56 @@ impl Lifecycle {
     ) -> Vec<Transition> {
         let above = cfg.rollup_above as usize;
         let covered = rollup::fold(&mut findings, flows, above, &self.active);
+        // In alert order, and in row order within one however the flows came to be judged
+        // (ties go to the last row).
+        findings.sort_unstable_by(|a, b| a.key.cmp(&b.key).then(a.row.cmp(&b.row)));
         let taken_over = rollup::taken_over(&covered, &findings, &self.active);
         let ok = |s: &SessionId| working.get(s).copied().unwrap_or(false);
         let mut out = Vec::new();
-        for (key, mut list) in findings {
-            // In row order, however the flows came to be judged: ties go to the last row.
-            list.sort_by_key(|(i, _)| *i);
-            let Some((wi, worst)) = list.iter().max_by_key(|(_, x)| x.level) else {
+        for list in findings.chunk_by(|a, b| a.key == b.key) {
+            let key = list[0].key;
+            let Some(w) = list.iter().max_by_key(|f| f.finding.level) else {
                 continue;
             };
-            let flow = &flows[*wi];
-            let raising = || list.iter().filter(|(_, x)| x.level >= Level::Warning);
-            let ids: Vec<FlowId> = raising().map(|(i, _)| FlowId::of(&flows[*i])).collect();
-            let (healthy, summary, evidence) = match (key.scope, covered.get(&key)) {
-                (Scope::Server(server), Some(c)) => {
-                    let sessions = c.sessions_of(raising().map(|(i, _)| *i));
-                    let mut evidence = worst.evidence.clone();
-                    evidence.insert("sessions".into(), sessions.len().into());
-                    if let Some(s) = c.session_of(*wi) {
-                        evidence.insert("worst_session".into(), s.to_string().into());
+            let (wi, worst) = (w.row, &w.finding);
+            let flow = &flows[wi];
+            let raising = || list.iter().filter(|f| f.finding.level >= Level::Warning);
+            let rolled_up = match key.scope {
+                Scope::Server(server) => covered.get(&key).map(|c| (server, c)),
+                Scope::Session(_) => None,
+            };
+            let healthy = match rolled_up {
+                Some((_, c)) => c.sessions().any(|s| ok(&s)),
+                None => key.session().is_some_and(|s| ok(&s)),
+            };
+            // What the alert shows of its worst flow, made only for an alert raised or
+            // kept up to date this tick.
+            let shown = || {
+                let ids: Vec<FlowId> = raising().map(|f| FlowId::of(&flows[f.row])).collect();
+                let mut evidence = worst.evidence();
+                let summary = match rolled_up {
+                    Some((server, c)) => {
+                        let sessions = c.sessions_of(raising().map(|f| f.row));
+                        evidence.insert("sessions".into(), sessions.len().into());
+                        if let Some(s) = c.session_of(wi) {
+                            evidence.insert("worst_session".into(), s.to_string().into());
+                        }
+                        format!(
+                            "{} sessions toward {server}: {}",
+                            sessions.len(),
+                            worst.summary()
+                        )
                     }
-                    let summary = format!(
-                        "{} sessions toward {server}: {}",
-                        sessions.len(),
-                        worst.summary
-                    );
-                    (c.sessions().any(|s| ok(&s)), summary, evidence)
-                }
-                _ => (
-                    key.session().is_some_and(|s| ok(&s)),
-                    worst.summary.clone(),
-                    worst.evidence.clone(),
-                ),
+                    None => worst.summary(),
+                };
+                (ids, summary, evidence)
             };
             match self.active.get_mut(&key) {
                 Some(a) => {
                     a.last_true_ns = now;
                     a.session_has_healthy_flow = healthy;
                     if worst.level >= Level::Warning {
+                        let (ids, summary, evidence) = shown();
                         a.summary = summary;
                         a.evidence = evidence;
                         a.client = flow.client().to_string();
@@ -176,6 +199,7 @@ impl Lifecycle {
                     }
                 }
                 None if worst.level >= Level::Warning => {
+                    let (ids, summary, evidence) = shown();
                     let a = Alert {
                         id: self.next_id,
                         kind: key.kind,

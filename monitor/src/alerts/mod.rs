@@ -7,6 +7,7 @@
 //! looked at and the flows of active alerts only (`spark.rs`).
 
 pub mod config;
+mod finding;
 mod flow;
 pub mod history;
 mod idle;

@@ -51,79 +51,93 @@ fn server_key(key: &AlertKey, server: std::net::SocketAddr) -> AlertKey {
 /// roll-up key, when more than `above` sessions fail so (a warning or worse) or a roll-up of
 /// theirs is still active (so a fading storm does not split back into one alert per
 /// session). Returns, per roll-up key, which session each of its flows belongs to.
+///
+/// One pass numbers each finding's roll-up key (a scan's findings all share one, so the
+/// key of the finding before is tried first) and counts distinct failing sessions only up
+/// to the first over `above`; a second refiles the findings of the keys that roll up.
 pub(super) fn fold(
     findings: &mut Findings,
     flows: &[FlowRecord],
     above: usize,
     active: &BTreeMap<AlertKey, Alert>,
 ) -> BTreeMap<AlertKey, Covered> {
-    let mut failing: HashMap<AlertKey, Vec<SessionId>> = HashMap::default();
-    for (key, list) in findings.iter() {
-        let Scope::Session(s) = key.scope else {
+    const NONE: u32 = u32::MAX;
+    let mut keys: Vec<AlertKey> = Vec::new();
+    let mut numbers: HashMap<AlertKey, u32> = HashMap::default();
+    let mut failing: Vec<usize> = Vec::new();
+    let mut counted: HashSet<(u32, SessionId)> = HashSet::default();
+    let mut group: Vec<u32> = Vec::with_capacity(findings.len());
+    let mut last: Option<(AlertKey, u32)> = None;
+    for f in findings.iter() {
+        let Scope::Session(s) = f.key.scope else {
+            group.push(NONE);
             continue;
         };
-        for (row, _) in list.iter().filter(|(_, x)| x.level >= Level::Warning) {
-            let sessions = failing
-                .entry(server_key(key, flows[*row].server()))
-                .or_default();
-            if sessions.last() != Some(&s) {
-                sessions.push(s);
+        let to = server_key(&f.key, flows[f.row].server());
+        let g = match last {
+            Some((k, g)) if k == to => g,
+            _ => {
+                let g = *numbers.entry(to).or_insert_with(|| {
+                    keys.push(to);
+                    failing.push(0);
+                    (keys.len() - 1) as u32
+                });
+                last = Some((to, g));
+                g
             }
+        };
+        group.push(g);
+        let n = &mut failing[g as usize];
+        if f.finding.level >= Level::Warning && *n <= above && counted.insert((g, s)) {
+            *n += 1;
         }
     }
-    let mut folds: HashSet<AlertKey> = failing
-        .into_iter()
-        .filter_map(|(k, mut v)| {
-            v.sort_unstable();
-            v.dedup();
-            (v.len() > above).then_some(k)
-        })
+    drop((numbers, counted));
+    let folds: Vec<bool> = keys
+        .iter()
+        .zip(&failing)
+        .map(|(k, &n)| n > above || active.contains_key(k))
         .collect();
-    folds.extend(
-        active
-            .keys()
-            .filter(|k| matches!(k.scope, Scope::Server(_)))
-            .copied(),
-    );
     let mut covered: BTreeMap<AlertKey, Covered> = BTreeMap::new();
-    if folds.is_empty() {
+    if !folds.contains(&true) {
         return covered;
     }
-    let mut rolled: Findings = BTreeMap::new();
-    for (key, list) in std::mem::take(findings) {
-        let Scope::Session(s) = key.scope else {
+    let mut rows: Vec<Vec<(usize, SessionId)>> = vec![Vec::new(); keys.len()];
+    for (f, &g) in findings.iter_mut().zip(&group) {
+        let Scope::Session(s) = f.key.scope else {
             continue;
         };
-        let mut kept = Vec::new();
-        for (row, x) in list {
-            let to = server_key(&key, flows[row].server());
-            if folds.contains(&to) {
-                covered.entry(to).or_default().rows.push((row, s));
-                rolled.entry(to).or_default().push((row, x));
-            } else {
-                kept.push((row, x));
-            }
-        }
-        if !kept.is_empty() {
-            findings.insert(key, kept);
+        if g != NONE && folds[g as usize] {
+            rows[g as usize].push((f.row, s));
+            f.key = keys[g as usize];
         }
     }
-    for c in covered.values_mut() {
-        c.rows.sort_unstable_by_key(|(r, _)| *r);
+    for (key, mut rows) in keys.into_iter().zip(rows) {
+        if !rows.is_empty() {
+            rows.sort_unstable_by_key(|(r, _)| *r);
+            covered.insert(key, Covered { rows });
+        }
     }
-    findings.extend(rolled);
     covered
 }
 
 /// The session alerts a roll-up took over this tick: their session's findings of that kind
-/// and direction were folded in and none are left of their own. They clear at once, into
-/// the roll-up, rather than linger beside it.
+/// and direction were folded in and none are left of their own (`findings` in alert
+/// order). They clear at once, into the roll-up, rather than linger beside it.
 pub(super) fn taken_over(
     covered: &BTreeMap<AlertKey, Covered>,
     findings: &Findings,
     active: &BTreeMap<AlertKey, Alert>,
 ) -> Vec<(AlertKey, Scope)> {
-    let mut folded: HashMap<AlertKey, Scope> = HashMap::default();
+    let mut left: HashMap<AlertKey, Option<Scope>> = active
+        .keys()
+        .filter(|k| matches!(k.scope, Scope::Session(_)))
+        .filter(|k| findings.binary_search_by(|f| f.key.cmp(k)).is_err())
+        .map(|k| (*k, None))
+        .collect();
+    if left.is_empty() {
+        return Vec::new();
+    }
     for (k, c) in covered {
         for s in c.sessions() {
             let key = AlertKey {
@@ -131,12 +145,15 @@ pub(super) fn taken_over(
                 kind: k.kind,
                 dir: k.dir,
             };
-            folded.insert(key, k.scope);
+            if let Some(into) = left.get_mut(&key) {
+                *into = Some(k.scope);
+            }
         }
     }
-    active
-        .keys()
-        .filter(|k| !findings.contains_key(k))
-        .filter_map(|k| folded.get(k).map(|into| (*k, *into)))
-        .collect()
+    let mut out: Vec<(AlertKey, Scope)> = left
+        .into_iter()
+        .filter_map(|(k, into)| into.map(|into| (k, into)))
+        .collect();
+    out.sort_unstable();
+    out
 }

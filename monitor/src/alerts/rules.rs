@@ -3,44 +3,13 @@
 //! these findings into alerts with a lifecycle.
 
 use monitor_common::flow::{seen, FlowState, C2S, S2C};
-use serde_json::{json, Map, Value};
 
+pub use super::finding::{dir_name, Finding, Found, HandshakeEnd};
 use super::{config::AlertConfig, history::FlowHistory};
 use crate::model::{Kind, Level};
 
-/// Something wrong with one flow now, and why the rule thinks so.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Finding {
-    pub kind: Kind,
-    /// The direction concerned (`C2S`/`S2C`), when the rule is about one.
-    pub dir: Option<usize>,
-    pub level: Level,
-    /// One line for a person.
-    pub summary: String,
-    pub evidence: Map<String, Value>,
-}
-
-pub fn dir_name(d: usize) -> &'static str {
-    if d == C2S {
-        "c2s"
-    } else {
-        "s2c"
-    }
-}
-
-fn secs(ns: u64) -> f64 {
-    ns as f64 / 1e9
-}
-
 fn ns(s: f64) -> u64 {
     (s * 1e9) as u64
-}
-
-fn evidence(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
 }
 
 /// Whether the connection has ended (a FIN or RST either way): a closed flow cannot stall.
@@ -58,18 +27,24 @@ pub fn in_flight(st: &FlowState, d: usize) -> Option<u32> {
     Some(n.max(0) as u32)
 }
 
-/// Every finding for one flow at `now` (epoch ns).
-pub fn evaluate(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, now: u64) -> Vec<Finding> {
-    let mut out = Vec::new();
-    handshake(cfg, st, now, &mut out);
-    tls(cfg, st, h, now, &mut out);
-    resets(cfg, st, now, &mut out);
+/// Every finding for one flow at `now` (epoch ns), into `out` (emptied first: the caller
+/// reuses one list for every flow).
+pub fn evaluate(
+    cfg: &AlertConfig,
+    st: &FlowState,
+    h: &FlowHistory,
+    now: u64,
+    out: &mut Vec<Finding>,
+) {
+    out.clear();
+    handshake(cfg, st, now, out);
+    tls(cfg, st, h, now, out);
+    resets(cfg, st, now, out);
     for d in [C2S, S2C] {
-        retransmit_rate(cfg, h, d, &mut out);
-        stall(cfg, st, h, d, now, &mut out);
-        zero_window(cfg, st, h, d, now, &mut out);
+        retransmit_rate(cfg, h, d, out);
+        stall(cfg, st, h, d, now, out);
+        zero_window(cfg, st, h, d, now, out);
     }
-    out
 }
 
 /// Whether time alone, the record unchanged, could make [`evaluate`] find something it
@@ -100,67 +75,42 @@ fn handshake(cfg: &AlertConfig, st: &FlowState, now: u64, out: &mut Vec<Finding>
     }
     let syns = st.dir[C2S].syns;
     let recent = now.saturating_sub(st.last_seen_ns) < ns(cfg.hold_s);
-    let ev = |what: &str| {
-        evidence(json!({
-            "what": what,
-            "syns": syns,
-            "synacks": st.dir[S2C].synacks,
-            "elapsed_s": secs(st.last_seen_ns.saturating_sub(st.first_seen_ns)),
-        }))
-    };
-    let mut push = |level, summary: String, what| {
+    let mut push = |level, end| {
         out.push(Finding {
             kind: Kind::HandshakeFailure,
             dir: None,
             level,
-            summary,
-            evidence: ev(what),
+            found: Found::Handshake {
+                end,
+                syns,
+                synacks: st.dir[S2C].synacks,
+                elapsed_ns: st.last_seen_ns.saturating_sub(st.first_seen_ns),
+            },
         })
     };
     if has(seen::REFUSED) {
         if recent {
-            push(
-                Level::Critical,
-                "refused: the SYN was answered by a reset".into(),
-                "refused",
-            );
+            push(Level::Critical, HandshakeEnd::Refused);
         }
     } else if has(seen::RESET_IN_HANDSHAKE) {
         if recent {
-            push(
-                Level::Critical,
-                "reset during the handshake".into(),
-                "reset",
-            );
+            push(Level::Critical, HandshakeEnd::Reset);
         }
     } else if !has(seen::ESTABLISHED) {
         let waited = now.saturating_sub(st.first_seen_ns);
         if waited > ns(cfg.handshake_timeout_s) {
             if recent {
-                let what = if has(seen::SYNACK) {
-                    "SYN/ACK sent but the handshake never completed"
-                } else {
-                    "no SYN/ACK"
+                let end = HandshakeEnd::Timeout {
+                    synack: has(seen::SYNACK),
+                    waited_ns: waited,
                 };
-                push(
-                    Level::Critical,
-                    format!("{what} after {:.1} s ({syns} SYNs)", secs(waited)),
-                    "timeout",
-                );
+                push(Level::Critical, end);
             }
         } else if syns > 1 {
-            push(
-                Level::Warning,
-                format!("SYN retransmitted ({syns} SYNs), handshake pending"),
-                "syn_retransmitted",
-            );
+            push(Level::Warning, HandshakeEnd::Pending);
         }
     } else if syns > 1 && now.saturating_sub(st.first_seen_ns) < ns(cfg.hold_s) {
-        push(
-            Level::Warning,
-            format!("handshake needed {syns} SYNs"),
-            "syn_retransmitted",
-        );
+        push(Level::Warning, HandshakeEnd::Completed);
     }
 }
 
@@ -175,22 +125,15 @@ fn tls(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, now: u64, out: &mut V
         };
         let r = &st.dir[d];
         if now.saturating_sub(r.last_rst_ns) < ns(cfg.hold_s) {
-            let suspect = st.dir.iter().any(|x| x.suspect_injected_rsts > 0);
             out.push(Finding {
                 kind: Kind::TlsStall,
                 dir: Some(d),
                 level: Level::Critical,
-                summary: format!(
-                    "reset ({}) right after the ClientHello{}",
-                    dir_name(d),
-                    if suspect { ", suspect injected" } else { "" }
-                ),
-                evidence: evidence(json!({
-                    "what": "reset_after_client_hello",
-                    "rsts": r.rsts,
-                    "suspect_injected": suspect,
-                    "ttl_baseline": r.ttl_base,
-                })),
+                found: Found::HelloReset {
+                    rsts: r.rsts,
+                    suspect: st.dir.iter().any(|x| x.suspect_injected_rsts > 0),
+                    ttl_base: r.ttl_base,
+                },
             });
         }
         return;
@@ -208,11 +151,7 @@ fn tls(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, now: u64, out: &mut V
             kind: Kind::TlsStall,
             dir: Some(S2C),
             level: Level::Critical,
-            summary: format!(
-                "no server reply {:.1} s after the ClientHello",
-                secs(waited)
-            ),
-            evidence: evidence(json!({ "what": "no_server_reply", "waited_s": secs(waited) })),
+            found: Found::NoServerReply { waited_ns: waited },
         });
     }
 }
@@ -229,31 +168,19 @@ fn resets(cfg: &AlertConfig, st: &FlowState, now: u64, out: &mut Vec<Finding>) {
         if r.rsts == 0 || now.saturating_sub(r.last_rst_ns) >= ns(cfg.hold_s) {
             continue;
         }
-        let suspect = r.suspect_injected_rsts > 0;
         out.push(Finding {
             kind: Kind::Reset,
             dir: Some(d),
-            level: if suspect {
+            level: if r.suspect_injected_rsts > 0 {
                 Level::Critical
             } else {
                 Level::Warning
             },
-            summary: format!(
-                "{} reset{} ({}) in an established session{}",
-                r.rsts,
-                if r.rsts == 1 { "" } else { "s" },
-                dir_name(d),
-                if suspect {
-                    ", suspect injected (TTL, IP-ID or burst off the peer's)"
-                } else {
-                    ""
-                }
-            ),
-            evidence: evidence(json!({
-                "rsts": r.rsts,
-                "suspect_injected": r.suspect_injected_rsts,
-                "ttl_baseline": r.ttl_base,
-            })),
+            found: Found::Reset {
+                rsts: r.rsts,
+                suspect_injected: r.suspect_injected_rsts,
+                ttl_base: r.ttl_base,
+            },
         });
     }
 }
@@ -271,24 +198,16 @@ fn retransmit_rate(cfg: &AlertConfig, h: &FlowHistory, d: usize, out: &mut Vec<F
     } else {
         return;
     };
+    let threshold = if level == Level::Critical {
+        cfg.retransmit_critical
+    } else {
+        cfg.retransmit_warning
+    };
     out.push(Finding {
         kind: Kind::RetransmitRate,
         dir: Some(d),
         level,
-        summary: format!(
-            "{:.1} % of {} data segments retransmitted ({}) in {:.0} s",
-            r.ratio * 100.0,
-            r.segments,
-            dir_name(d),
-            secs(r.span_ns)
-        ),
-        evidence: evidence(json!({
-            "retransmits": r.retransmits,
-            "data_segments": r.segments,
-            "rate": r.ratio,
-            "window_s": secs(r.span_ns),
-            "threshold": if level == Level::Critical { cfg.retransmit_critical } else { cfg.retransmit_warning },
-        })),
+        found: Found::RetransmitRate { rate: r, threshold },
     });
 }
 
@@ -330,34 +249,17 @@ fn stall(
     if !(blackhole || silent || kernel_said) {
         return;
     }
-    let summary = if blackhole {
-        format!(
-            "{unacked_resends} retransmissions ({}) without an ACK moving: blackhole",
-            dir_name(d)
-        )
-    } else if !silent {
-        format!(
-            "data ({}) resent {:.1} s after the ACK last moved",
-            dir_name(d),
-            secs(quiet)
-        )
-    } else {
-        format!(
-            "{flight} bytes ({}) unacknowledged for {:.1} s",
-            dir_name(d),
-            secs(quiet)
-        )
-    };
     out.push(Finding {
         kind: Kind::Stall,
         dir: Some(d),
         level: Level::Critical,
-        summary,
-        evidence: evidence(json!({
-            "bytes_in_flight": flight,
-            "no_ack_progress_s": secs(quiet),
-            "retransmits_without_progress": unacked_resends,
-        })),
+        found: Found::Stall {
+            blackhole,
+            silent,
+            in_flight: flight,
+            quiet_ns: quiet,
+            unacked_resends,
+        },
     });
 }
 
@@ -381,16 +283,10 @@ fn zero_window(
         kind: Kind::ZeroWindow,
         dir: Some(d),
         level: Level::Warning,
-        summary: format!(
-            "{} receiver's window at zero for {:.1} s ({} blocked)",
-            if d == C2S { "client" } else { "server" },
-            secs(held),
-            dir_name(d ^ 1)
-        ),
-        evidence: evidence(json!({
-            "held_s": secs(held),
-            "zero_window_advertisements": st.dir[d].zero_windows,
-            "probes": st.dir[d ^ 1].zero_window_probes,
-        })),
+        found: Found::ZeroWindow {
+            held_ns: held,
+            advertisements: st.dir[d].zero_windows,
+            probes: st.dir[d ^ 1].zero_window_probes,
+        },
     });
 }
