@@ -112,7 +112,11 @@ impl FlowEntry {
             return;
         }
         w.catch_up(idle, window);
-        sessions.touch(f.client().ip(), st.last_seen_ns);
+        // The host was last told of this record (or joined with it): telling it again
+        // changes nothing, and a scan's unanswered SYNs are judged tick after tick.
+        if mark != self.mark {
+            sessions.touch(f.client().ip(), st.last_seen_ns);
+        }
         let prev_ts = w.latest().map(|s| s.ts_ns);
         w.push(Sample::of(st, now), window);
         self.hist.observe(st, now, prev_ts, hello);
@@ -221,7 +225,9 @@ impl<'a> Judge<'a> {
         sessions: &mut sessions::Sessions,
     ) -> (FlowHealth, WorkingState) {
         t.settled &= self.skip_settled;
-        let hello = self.hellos.get(&f.key).copied();
+        let hello = (!self.hellos.is_empty())
+            .then(|| self.hellos.get(&f.key).copied())
+            .flatten();
         let mut wake = None;
         let found = &mut self.found;
         t.judge(self.cfg, f, self.now, hello, sessions, self.idle, &mut wake, found);
