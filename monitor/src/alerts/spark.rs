@@ -4,9 +4,9 @@
 //! takes one point a tick while followed, and goes when its flow is neither looked at nor
 //! alerting.
 
-use std::collections::VecDeque;
+use std::collections::{hash_map::Entry, VecDeque};
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use super::{
     idle::IdleTimes,
@@ -89,6 +89,8 @@ impl Spark {
 struct Line {
     spark: Spark,
     end_ns: u64,
+    /// The last update that followed the flow: a line not followed by this one goes.
+    update: u64,
 }
 
 /// The sparklines of the followed flows, by flow.
@@ -96,6 +98,8 @@ struct Line {
 pub struct Sparklines {
     looked_at: Option<FlowId>,
     lines: HashMap<FlowId, Line>,
+    /// Updates so far.
+    updates: u64,
 }
 
 /// The points a flow's window gives now, with the time of its newest sample, as if it
@@ -148,16 +152,25 @@ impl Sparklines {
         idle: &IdleTimes,
         window_ns: u64,
     ) {
-        let mut kept = HashSet::default();
+        // Each line notes the update that followed it (no set of the followed flows: a
+        // storm's roll-up follows every one of its flows).
+        self.updates += 1;
+        let update = self.updates;
         for (id, w) in followed {
-            if !kept.insert(id) {
-                continue;
-            }
-            let Some(line) = self.lines.get_mut(&id) else {
-                let (spark, end_ns) = from_window(w, idle, window_ns);
-                self.lines.insert(id, Line { spark, end_ns });
-                continue;
+            let line = match self.lines.entry(id) {
+                Entry::Occupied(e) if e.get().update == update => continue,
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let (spark, end_ns) = from_window(w, idle, window_ns);
+                    e.insert(Line {
+                        spark,
+                        end_ns,
+                        update,
+                    });
+                    continue;
+                }
             };
+            line.update = update;
             let step = if w.is_paused() {
                 idle.last_step().map(|(a, b)| (a, b, Point::default()))
             } else {
@@ -174,7 +187,7 @@ impl Sparklines {
             line.spark.push(p);
             line.end_ns = end;
         }
-        self.lines.retain(|id, _| kept.contains(id));
+        self.lines.retain(|_, line| line.update == update);
         // A storm's flows left their alert: give their room back.
         if self.lines.len() * 4 < self.lines.capacity() {
             self.lines.shrink_to_fit();
