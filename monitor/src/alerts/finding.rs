@@ -70,7 +70,10 @@ pub enum HandshakeEnd {
     Refused,
     Reset,
     /// Not completed within the timeout, `synack` whether the server answered.
-    Timeout { synack: bool, waited_ns: u64 },
+    Timeout {
+        synack: bool,
+        waited_ns: u64,
+    },
     /// Still pending, with SYNs retransmitted.
     Pending,
     /// Completed after retransmitted SYNs.

@@ -230,7 +230,9 @@ impl<'a> Judge<'a> {
             .flatten();
         let mut wake = None;
         let found = &mut self.found;
-        t.judge(self.cfg, f, self.now, hello, sessions, self.idle, &mut wake, found);
+        t.judge(
+            self.cfg, f, self.now, hello, sessions, self.idle, &mut wake, found,
+        );
         self.wakes.extend(wake.map(|w| (w, i)));
         let judged = t.health(self.cfg, f, found);
         collect(&mut self.findings, t.session, i, found);

@@ -180,6 +180,8 @@ impl AlertEngine {
 }
 
 #[cfg(test)]
+mod finding_tests;
+#[cfg(test)]
 mod history_tests;
 #[cfg(test)]
 mod rollup_tests;
