@@ -1,7 +1,8 @@
 //! The alert engine. On every tick the schedule picks the flows to judge (`schedule.rs`);
 //! each is judged (`flow.rs`): its counters become rates over the rate window
 //! (`window.rs`, idle flows pausing theirs: `idle.rs`), the rules find what is wrong with it
-//! (`rules.rs`), and it belongs to a session of its remote host (`sessions.rs`). The
+//! (`rules.rs`; what they found is put in words for an alert's worst flow only:
+//! `finding.rs`), and it belongs to a session of its remote host (`sessions.rs`). The
 //! findings become alerts with a lifecycle (`lifecycle.rs`, README.md "Alerts"), storms
 //! rolling up into one alert per server (`rollup.rs`). Sparklines are kept for the flow
 //! looked at and the flows of active alerts only (`spark.rs`).
