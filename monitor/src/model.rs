@@ -119,6 +119,10 @@ pub struct Alert {
     pub session_has_healthy_flow: bool,
     #[serde(skip)]
     pub flow_ids: Vec<FlowId>,
+    /// The flow whose finding is the evidence (`client`, `server`): the one the engine
+    /// keeps a sparkline of, so a storm's roll-up keeps one, not one per flow.
+    #[serde(skip)]
+    pub worst: Option<FlowId>,
     #[serde(skip)]
     pub(crate) last_true_ns: u64,
 }

@@ -187,6 +187,7 @@ impl Lifecycle {
                         a.server = flow.server().to_string();
                         a.flows = ids.len();
                         a.flow_ids = ids;
+                        a.worst = Some(FlowId::of(flow));
                     }
                     if worst.level > a.severity {
                         a.severity = worst.level;
@@ -216,6 +217,7 @@ impl Lifecycle {
                         evidence,
                         session_has_healthy_flow: healthy,
                         flow_ids: ids,
+                        worst: Some(FlowId::of(flow)),
                         last_true_ns: now,
                     };
                     self.next_id += 1;

@@ -162,10 +162,17 @@ impl AlertEngine {
         snap.health = self.schedule.write_health(update, &part_of, cfg, snap);
         let window = ns(cfg.retransmit_window_s);
         self.idle.advance(now, window);
+        // Sparklines: of the flow looked at, and of each active alert's worst flow (one a
+        // roll-up, however many flows it covers).
         let looked_at = self.sparks.looked_at();
-        let looked_at = looked_at.iter().flat_map(|id| self.schedule.rows_of(id));
+        let worst = self.lifecycle.active.values().filter_map(|a| a.worst);
+        let followed: Vec<usize> = looked_at
+            .into_iter()
+            .chain(worst)
+            .flat_map(|id| self.schedule.rows_of(&id).collect::<Vec<_>>())
+            .collect();
         let flows = &self.schedule.flows;
-        let followed = part_of.iter().map(|(row, _)| *row).chain(looked_at);
+        let followed = followed.into_iter();
         let followed = followed.map(|row| (flows[row].id, &flows[row].hist.window));
         self.sparks.update(followed, &self.idle, window);
         snap.alerts = self.alerts();

@@ -84,6 +84,23 @@ fn a_thousand_failed_handshakes_toward_one_server_are_one_alert() {
 }
 
 #[test]
+fn a_storms_rollup_keeps_one_sparkline_not_one_per_flow() {
+    let mut sim = Sim::new(AlertConfig::default());
+    syns(&mut sim, 1000, 50001);
+    until_timed_out(&mut sim);
+    assert_eq!(active(&sim).len(), 1);
+    assert_eq!(
+        sim.engine.sparklines(),
+        1,
+        "the roll-up's worst flow only, not its 1000 flows"
+    );
+    let worst = active(&sim)[0]
+        .worst
+        .expect("the roll-up names its worst flow");
+    assert_eq!(worst.key.port_b, 50001);
+}
+
+#[test]
 fn as_many_sessions_as_the_threshold_keep_their_own_alerts() {
     for (n, above, alerts) in [(5, 10, 5), (10, 10, 10), (11, 10, 1), (3, 2, 1)] {
         let cfg = AlertConfig {

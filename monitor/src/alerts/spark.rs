@@ -1,6 +1,7 @@
 //! Sparklines, only for the flows a person looks at (the flow the UI shows in detail,
-//! [`super::AlertEngine::look_at`]) and the flows of active alerts: a big table's other
-//! flows keep none. A sparkline starts from the points its flow's rate window still gives,
+//! [`super::AlertEngine::look_at`]) and the worst flow of each active alert (the one its
+//! evidence comes from; a storm's roll-up keeps one line, not one per flow): a big table's
+//! other flows keep none. A sparkline starts from the points its flow's rate window still gives,
 //! takes one point a tick while followed, and goes when its flow is neither looked at nor
 //! alerting.
 

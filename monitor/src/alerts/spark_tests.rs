@@ -1,5 +1,5 @@
-//! Sparklines are kept for the flow a person looks at and for the flows of active alerts,
-//! and for no other flow.
+//! Sparklines are kept for the flow a person looks at and for the worst flow of each active
+//! alert, and for no other flow.
 
 use monitor_common::flow::S2C;
 
