@@ -207,6 +207,11 @@ pub fn summary(snap: &Snapshot) -> Summary<'_> {
     }
 }
 
+/// The summary as one line of JSON into `w` (no newline).
+pub fn write(snap: &Snapshot, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer(w, &summary(snap)).map_err(std::io::Error::from)
+}
+
 /// One line of JSON.
 pub fn render(snap: &Snapshot) -> String {
     // Serialising plain structs of numbers and strings cannot fail.

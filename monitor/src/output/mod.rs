@@ -20,6 +20,25 @@ pub fn print(text: &str) -> anyhow::Result<bool> {
     }
 }
 
+/// Writes one report to stdout as `write` produces it, straight into the stream (a summary
+/// of a hundred thousand flows is never a string of a hundred megabytes first); results as
+/// [`print`].
+pub fn print_with(
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> anyhow::Result<bool> {
+    let result = (|| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        write(&mut out)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    })();
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow::anyhow!("writing to standard output: {e}")),
+    }
+}
+
 /// One report to stdout, never a panic as `println!` would make it; see [`print`].
 fn stdout_line(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();

@@ -36,10 +36,11 @@ impl SummaryFormat {
         }
     }
 
-    fn render(self, snap: &Snapshot) -> String {
+    /// Prints the report of `snap` on stdout, as [`output::print`] says.
+    fn print(self, snap: &Snapshot) -> Result<bool> {
         match self {
-            Self::Json => json::render(snap),
-            Self::Text => text::render(snap),
+            Self::Json => output::print_with(|w| json::write(snap, w)),
+            Self::Text => output::print(&text::render(snap)),
         }
     }
 }
@@ -69,7 +70,7 @@ impl Output for Headless {
                 return Ok(false);
             }
         }
-        output::print(&self.format.render(snap))
+        self.format.print(snap)
     }
 }
 
@@ -86,7 +87,7 @@ impl Output for FinalReport {
     fn finish(&mut self, last: Option<&Arc<Snapshot>>) -> Result<()> {
         let snap = last.cloned().unwrap_or_default();
         // A closed pipe downstream ends the output quietly; any other failure is an error.
-        output::print(&self.format.render(&snap))?;
+        self.format.print(&snap)?;
         Ok(())
     }
 }
