@@ -541,6 +541,7 @@ fn bench_smoke() -> Result<()> {
         median(&v["kernel"]["classes"][0]["ns_per_packet"]),
         median(&v["live"]["overhead"][0]["pps"]),
         median(&v["live"]["peers"][1]["cpu_s_per_mpkt"]),
+        median(&v["live"]["flood"]["reports"]),
         median(&v["offline"]["ratio"]),
         median(&v["offline"]["scan"]["ratio"]),
         median(&v["scale"]["sizes"][0]["tick_ms"]),

@@ -7,6 +7,7 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod flood;
 mod kernel;
 mod live;
 mod offline;
@@ -141,6 +142,9 @@ fn tables_without_machines(r: &Value) -> String {
     }
     if let Some(l) = r.get("live") {
         s += &live::table(l);
+        if let Some(f) = l.get("flood") {
+            s += &flood::table(f);
+        }
     }
     if let Some(o) = r.get("offline") {
         s += &format!(
@@ -326,6 +330,12 @@ fn main() {
         r["live"] = live::bench(
             if a.smoke { 2.0 } else { 10.0 },
             if a.smoke { 1 } else { 3 },
+        );
+        r["live"]["flood"] = flood::bench(
+            if a.smoke { 2_000 } else { 200_000 },
+            150_000,
+            if a.smoke { 6.0 } else { 25.0 },
+            if a.smoke { 1 } else { 2 },
         );
         r["live"]["machine"] = machine();
     }
