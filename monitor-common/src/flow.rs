@@ -224,6 +224,9 @@ pub struct FlowState {
     /// The kernel's marking epoch the last time it reported this flow as changed (see
     /// [`Changed`]); zero in userspace, which has no use for it once the record is read.
     pub epoch: u32,
+    /// Payload segments of each direction sampled so far (`sample::take`).
+    pub sampled: [u8; 2],
+    pub _pad: [u8; 6],
     /// Indexed by `C2S` / `S2C`.
     pub dir: [DirStats; 2],
     pub tcp: crate::analysis::ConnState,
