@@ -1,5 +1,6 @@
 //! The kernel side: parse, filter on the port set, find the flow, count. Nothing per packet
-//! leaves the kernel; rare transitions go to the ring buffer.
+//! leaves the kernel; rare transitions go to the ring buffer, and so do the first bytes of
+//! each direction's first few payload segments (`SAMPLES`).
 
 use core::{
     ffi::c_void,
@@ -30,6 +31,7 @@ use monitor_common::{
         seen, src_is_client, starts_new_connection, update, Changed, FlowKey, FlowState, Outcome,
     },
     parse::{parse_ethernet, parse_l3, Frame, Packet, Skip, RST},
+    sample::{captured_len, take, Sample, SAMPLE_BYTES},
     stats,
 };
 
@@ -87,6 +89,12 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// Connection records closed by port reuse (a new ISN on the same 4-tuple).
 #[map]
 static CLOSED: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+
+/// The first payload bytes of each flow direction's first segments (`monitor_common::sample`),
+/// for the media decoders in userspace. 4 MiB: some 12,000 samples between two ticks, new
+/// flows' worth of 1,500 at the default 4 per direction; a full ring counts `SAMPLES_LOST`.
+#[map]
+static SAMPLES: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 /// The marking epoch, advanced by userspace at each tick (slot 0).
 #[map]
@@ -153,6 +161,10 @@ fn failed(idx: u32) {
             &(),
             "CLOSED ring full: record closed by port reuse lost ({} on this cpu)", n
         ),
+        stats::SAMPLES_LOST => debug!(
+            &(),
+            "SAMPLES ring full: payload sample lost ({} on this cpu)", n
+        ),
         _ => {}
     }
 }
@@ -167,6 +179,19 @@ fn watched(port: u16) -> bool {
 #[inline(always)]
 fn flags() -> u32 {
     unsafe { read_volatile(addr_of!(CONFIG.flags)) }
+}
+
+/// Payload segments sampled per direction (`--media-samples`).
+#[inline(always)]
+fn samples() -> u32 {
+    unsafe { read_volatile(addr_of!(CONFIG.samples)) }
+}
+
+/// Copies `len` bytes at `off` of the packet to `dst` with the hook's copy helper (which
+/// also reaches the non-linear part of an skb and the fragments of multi-buffer XDP);
+/// returns 0, or an error with `dst` zeroed.
+trait CopyOut {
+    fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64;
 }
 
 /// `N` bytes at `off`: copied straight from the packet when they lie within `[data, end)`,
@@ -238,6 +263,13 @@ impl Frame for Skb<'_> {
     }
 }
 
+impl CopyOut for Skb<'_> {
+    #[inline(always)]
+    fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64 {
+        unsafe { bpf_skb_load_bytes(self.0.as_ptr() as *const _, off, dst, len) }
+    }
+}
+
 /// A packet at XDP, as [`Skb`]; the helper also reaches the fragments of multi-buffer XDP.
 struct Xdp<'a>(&'a XdpContext, *mut u64);
 
@@ -255,6 +287,13 @@ impl Frame for Xdp<'_> {
         read::<N>(bounds, off, self.1, |dst| unsafe {
             bpf_xdp_load_bytes(self.0.as_ptr() as *mut _, off as u32, dst, N as u32)
         })
+    }
+}
+
+impl CopyOut for Xdp<'_> {
+    #[inline(always)]
+    fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64 {
+        unsafe { bpf_xdp_load_bytes(self.0.as_ptr() as *mut _, off, dst, len) }
     }
 }
 
@@ -291,6 +330,56 @@ fn emit(kind: EventKind, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
         }
         // Never silent: userspace reports lost events.
         None => failed(stats::EVENTS_LOST),
+    }
+}
+
+/// The segment's first payload bytes into `SAMPLES`, with its flow, direction, sequence
+/// number and time. The entry has a fixed size (the ring reserves constant sizes); only
+/// `len` bytes of it are payload.
+#[inline(always)]
+fn emit_sample<F: Frame + CopyOut>(f: &F, key: &FlowKey, pkt: &Packet, dir: u8, now: u64) {
+    let Some(mut slot) = SAMPLES.reserve::<Sample>(0) else {
+        // Never silent: userspace reports lost samples.
+        failed(stats::SAMPLES_LOST);
+        return;
+    };
+    let off = pkt.payload_off;
+    let n = captured_len(pkt.payload_len, f.wire_len().saturating_sub(off as usize));
+    let p = slot.as_mut_ptr();
+    // SAFETY: `p` is the reserved entry, a whole `Sample`; each field is written through its
+    // own address, the payload bytes by the helper below.
+    unsafe {
+        addr_of_mut!((*p).ts_ns).write(now);
+        addr_of_mut!((*p).key).write(*key);
+        addr_of_mut!((*p).seq).write(pkt.seq);
+        addr_of_mut!((*p).payload_len).write(pkt.payload_len);
+        addr_of_mut!((*p).len).write(n as u16);
+        addr_of_mut!((*p).dir).write(dir);
+        addr_of_mut!((*p)._pad).write(0);
+        addr_of_mut!((*p)._pad2).write(0);
+    }
+    if n == 0 {
+        slot.submit(0);
+        return;
+    }
+    // The helper's length must have bounds the verifier knows, 1 to the buffer's size. The
+    // compiler knows `n` is 1..=256 here and would drop a mask of it, so `n` goes through a
+    // volatile stack slot first; for n in 1..=256 the mask gives `n` back.
+    let mut hidden = n as u32;
+    let len = unsafe {
+        write_volatile(&mut hidden, n as u32);
+        read_volatile(&hidden)
+    };
+    let len = (len.wrapping_sub(1) & (SAMPLE_BYTES as u32 - 1)) + 1;
+    // SAFETY: `bytes` is SAMPLE_BYTES long in the reserved entry and `len` at most that.
+    let dst = unsafe { addr_of_mut!((*p).bytes) as *mut c_void };
+    if f.copy_out(off, dst, len) == 0 {
+        slot.submit(0);
+    } else {
+        // The payload lies within the frame (the parser held it to the frame's length):
+        // a failed copy is not expected, and counted with the lost samples if it happens.
+        slot.discard(0);
+        failed(stats::SAMPLES_LOST);
     }
 }
 
@@ -332,7 +421,8 @@ fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
 #[inline(always)]
 /// `clock` is read only for packets the monitor analyses: the clock read is a measurable
 /// share of what a packet it skips costs (BENCHMARKS.md).
-fn track(
+fn track<F: Frame + CopyOut>(
+    frame: &F,
     scratch: *mut Scratch,
     parsed: Result<(), Skip>,
     segs: u32,
@@ -397,17 +487,26 @@ fn track(
             None => return,
         };
     }
+    let max_samples = samples();
     // Everything between lock and unlock is plain arithmetic on the entry: no helper calls.
-    let outcome = unsafe {
+    // Whether this segment is sampled is decided (and counted) here, with the record's other
+    // counts: two CPUs with segments of one direction cannot both take its last place. The
+    // copy comes after the unlock: it is a helper call, which the kernel forbids under a
+    // spin lock, and the costly part.
+    let (outcome, sampled) = unsafe {
         bpf_spin_lock(lock);
         update(&mut *entry, src_is_a, pkt, segs, now, sent_here);
         // Copied under the lock: another CPU may update the entry right after.
         let o = (*entry).last;
+        let sampled = take(&mut *entry, o.dir as usize, pkt.payload_len, max_samples);
         bpf_spin_unlock(lock);
-        o
+        (o, sampled)
     };
     mark(entry, &key);
     emit_outcome(&outcome, &key, pkt, now);
+    if sampled {
+        emit_sample(frame, &key, pkt, outcome.dir, now);
+    }
 }
 
 /// Reports the flow as changed, once per epoch. Called after the record is written, and
@@ -464,8 +563,9 @@ fn tc_eth(ctx: &TcContext, egress: bool) {
     tc_count(ctx, egress);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
-        let r = parse_ethernet(&Skb(ctx, slot), pkt);
-        track(s, r, tc_segs(ctx), || tc_now(ctx), egress);
+        let f = Skb(ctx, slot);
+        let r = parse_ethernet(&f, pkt);
+        track(&f, s, r, tc_segs(ctx), || tc_now(ctx), egress);
     }
 }
 
@@ -476,8 +576,9 @@ fn tc_rawip(ctx: &TcContext, egress: bool) {
     let proto = u16::from_be(ctx.skb.protocol() as u16);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
-        let r = parse_l3(&Skb(ctx, slot), 0, proto, pkt);
-        track(s, r, tc_segs(ctx), || tc_now(ctx), egress);
+        let f = Skb(ctx, slot);
+        let r = parse_l3(&f, 0, proto, pkt);
+        track(&f, s, r, tc_segs(ctx), || tc_now(ctx), egress);
     }
 }
 
@@ -529,8 +630,9 @@ pub fn xdp_eth(ctx: XdpContext) -> u32 {
     );
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
-        let r = parse_ethernet(&Xdp(&ctx, slot), pkt);
-        track(s, r, 1, || unsafe { bpf_ktime_get_ns() }, false);
+        let f = Xdp(&ctx, slot);
+        let r = parse_ethernet(&f, pkt);
+        track(&f, s, r, 1, || unsafe { bpf_ktime_get_ns() }, false);
     }
     xdp_action::XDP_PASS
 }

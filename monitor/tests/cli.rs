@@ -88,6 +88,9 @@ fn numbers_out_of_range_are_refused_before_anything_is_attached() {
         ("--metrics-top-flows", "70000", "0..=1000"),
         ("--metrics-top-flows", "-3", "--metrics-top-flows"),
         ("--ports", "-5", "not a port"),
+        ("--media-samples", "17", "0..=16"),
+        ("--media-samples", "-1", "--media-samples"),
+        ("--media-samples", "four", "--media-samples"),
     ] {
         let out = live(&[flag, value]);
         assert_usage_error(&out, needle);
@@ -109,6 +112,9 @@ fn numbers_out_of_range_are_refused_before_anything_is_attached() {
         &["demo", "--headless", "--duration", "0"][..],
         &["replay", "x.pcap", "--ports", "0-"][..],
         &["replay", "x.pcap", "--record", "r", "--record-max-mb", "0"][..],
+        &["replay", "x.pcap", "--media-samples", "17"][..],
+        &["replay", "x.pcap", "--media-samples", "-2"][..],
+        &["demo", "--headless", "--media-samples", "100"][..],
     ] {
         let out = monitor(args, &[]);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -14,6 +14,18 @@ pub struct PayloadSample {
     pub bytes: Vec<u8>,
 }
 
+/// A sample as the kernel (or the capture engine) took it.
+impl From<&monitor_common::sample::Sample> for PayloadSample {
+    fn from(s: &monitor_common::sample::Sample) -> Self {
+        PayloadSample {
+            seq: s.seq,
+            payload_len: s.payload_len,
+            time_ns: s.ts_ns,
+            bytes: s.captured().to_vec(),
+        }
+    }
+}
+
 impl PayloadSample {
     fn whole(&self) -> bool {
         self.bytes.len() as u64 >= u64::from(self.payload_len)

@@ -30,11 +30,12 @@ pub fn render(snap: &Snapshot) -> String {
     }
     let _ = writeln!(
         out,
-        "flows {}  evicted {}  lost flows {}  lost events {}",
+        "flows {}  evicted {}  lost flows {}  lost events {}  lost samples {}",
         snap.flows.len(),
         snap.evicted_flows,
         snap.lost_flows,
-        snap.counters.get(monitor_common::stats::EVENTS_LOST)
+        snap.counters.get(monitor_common::stats::EVENTS_LOST),
+        snap.counters.get(monitor_common::stats::SAMPLES_LOST)
     );
     let k = super::json::Skipped::of(snap);
     let _ = writeln!(
