@@ -240,10 +240,21 @@ pub fn read_ticks(
     Ok(frames)
 }
 
+/// The capture `args` names as a pipeline source, reading `--ports` (default: every port)
+/// and sampling `--media-samples` payload segments per flow direction.
+pub fn source(args: &crate::cli::ReplayArgs) -> Result<CaptureSource> {
+    let ports = args.ports.clone().unwrap_or_else(PortSet::all);
+    let path = args.file.clone();
+    CaptureSource::start(
+        move || Reader::open(&path),
+        ports,
+        u32::from(args.media_samples),
+    )
+    .map_err(|e| cannot_read(&args.file, e))
+}
+
 pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
-    let ports = args
-        .ports
-        .unwrap_or_else(monitor_common::config::PortSet::all);
+    let ports = args.ports.clone().unwrap_or_else(PortSet::all);
     // Before anything is read or written: no output may be one of the inputs.
     let mut inputs = vec![("FILE", args.file.as_path())];
     if let Some(c) = &args.config {
@@ -257,13 +268,7 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
         Some(p) => AlertConfig::load(p, TICK_NS as f64 / 1e9)?,
         None => AlertConfig::default(),
     };
-    let path = args.file.clone();
-    let mut source = CaptureSource::start(
-        move || Reader::open(&path),
-        ports.clone(),
-        u32::from(args.media_samples),
-    )
-    .map_err(|e| cannot_read(&args.file, e))?;
+    let mut source = source(&args)?;
     let mut pipeline = Pipeline::new(AlertEngine::new(cfg.clone())).with(outputs::FinalReport {
         format: outputs::SummaryFormat::json(args.json),
     });
