@@ -88,9 +88,9 @@ fn numbers_out_of_range_are_refused_before_anything_is_attached() {
         ("--metrics-top-flows", "70000", "0..=1000"),
         ("--metrics-top-flows", "-3", "--metrics-top-flows"),
         ("--ports", "-5", "not a port"),
-        ("--media-samples", "17", "invalid value '17' for '--media-samples"),
+        ("--media-samples", "17", "'17' for '--media-samples"),
         ("--media-samples", "-1", "-1 is not in 0..=16"),
-        ("--media-samples", "four", "invalid value 'four' for '--media-samples"),
+        ("--media-samples", "four", "'four' for '--media-samples"),
     ] {
         let out = live(&[flag, value]);
         assert_usage_error(&out, needle);
