@@ -153,6 +153,9 @@ pub struct DirStats {
     pub syn_opts: SynOpts,
     /// IPv4 identification of this direction's latest packet.
     pub last_ip_id: u16,
+    /// Payload segments of this direction sampled so far (`sample::take`). In what was
+    /// padding: the record does not grow.
+    pub sampled: u8,
 }
 
 /// The options a side offered on its SYN or SYN/ACK, packed.
@@ -224,9 +227,6 @@ pub struct FlowState {
     /// The kernel's marking epoch the last time it reported this flow as changed (see
     /// [`Changed`]); zero in userspace, which has no use for it once the record is read.
     pub epoch: u32,
-    /// Payload segments of each direction sampled so far (`sample::take`).
-    pub sampled: [u8; 2],
-    pub _pad: [u8; 6],
     /// Indexed by `C2S` / `S2C`.
     pub dir: [DirStats; 2],
     pub tcp: crate::analysis::ConnState,

@@ -42,12 +42,12 @@ impl Sample {
 }
 
 /// Whether the segment just counted into `st` (by `flow::update`, direction `dir`) is
-/// sampled; if so it is counted in `st.sampled`. Called right after `update`, under the same
+/// sampled; if so it is counted in that direction's `sampled`. Called right after `update`, under the same
 /// lock in the kernel, so two CPUs never take the same place. Once a direction has its `max`,
 /// every later segment costs the first compare and nothing more.
 #[inline(always)]
 pub fn take(st: &mut FlowState, dir: usize, payload_len: u32, max: u32) -> bool {
-    let n = &mut st.sampled[dir & 1];
+    let n = &mut st.dir[dir & 1].sampled;
     if *n as u32 >= max || payload_len == 0 {
         return false;
     }
@@ -88,10 +88,10 @@ mod tests {
             .collect();
         // Pure ACKs (length 0) are never taken; the fourth payload segment of C2S is not.
         assert_eq!(taken, [true, false, true, true, true, true, false]);
-        assert_eq!(st.sampled, [3, 2]);
+        assert_eq!((st.dir[0].sampled, st.dir[1].sampled), (3, 2));
         let mut off = FlowState::default();
         assert!(!take(&mut off, 0, 100, 0), "0: sampling off");
-        assert_eq!(off.sampled, [0, 0]);
+        assert_eq!((off.dir[0].sampled, off.dir[1].sampled), (0, 0));
     }
 
     #[test]
@@ -106,5 +106,7 @@ mod tests {
     #[test]
     fn layout_is_fixed() {
         assert_eq!(core::mem::size_of::<Sample>(), 64 + SAMPLE_BYTES);
+        // The count sits in what was padding of each direction's counters.
+        assert_eq!(core::mem::size_of::<crate::flow::DirStats>(), 128);
     }
 }

@@ -138,7 +138,7 @@ fn the_first_payload_segments_of_each_direction_are_sampled() {
             assert_eq!(snap.flows.len(), 1, "{what}");
             let f = &snap.flows[0];
             assert_eq!(
-                f.state.sampled,
+                [f.state.dir[C2S].sampled, f.state.dir[S2C].sampled],
                 [per_dir[0] as u8, per_dir[1] as u8],
                 "{what}"
             );
@@ -184,7 +184,11 @@ fn samples_a_full_ring_cannot_take_are_counted() {
     let kept = c.drain_samples();
     let snap = c.collect().unwrap();
     let lost = snap.counters.get(stats::SAMPLES_LOST);
-    let taken: u64 = snap.flows.iter().map(|f| f.state.sampled[C2S] as u64).sum();
+    let taken: u64 = snap
+        .flows
+        .iter()
+        .map(|f| f.state.dir[C2S].sampled as u64)
+        .sum();
     assert_eq!(
         taken,
         (flows * per) as u64,

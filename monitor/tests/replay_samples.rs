@@ -48,7 +48,7 @@ fn replay(flags: &[&str]) -> (Vec<Sample>, HashMap<(FlowKey, u8), u8>) {
     let mut counts = HashMap::new();
     for f in last.expect("a tick").flows.iter() {
         for d in 0..2 {
-            *counts.entry((f.key, d as u8)).or_default() += f.state.sampled[d];
+            *counts.entry((f.key, d as u8)).or_default() += f.state.dir[d].sampled;
         }
     }
     (samples, counts)
