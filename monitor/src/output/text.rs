@@ -46,3 +46,25 @@ pub fn render(snap: &Snapshot) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::stats;
+
+    use crate::{model::Counters, snapshot::Snapshot};
+
+    #[test]
+    fn lost_samples_are_in_the_totals_of_text_and_json() {
+        let mut c = Counters::default();
+        c.0[stats::SAMPLES_LOST as usize] = 3;
+        let snap = Snapshot::new(Vec::new(), 0, c, 1);
+        assert!(
+            super::render(&snap).contains("lost events 0  lost samples 3"),
+            "{}",
+            super::render(&snap)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&super::super::json::render(&snap)).expect("JSON");
+        assert_eq!(json["totals"]["lost_samples"], 3);
+    }
+}
