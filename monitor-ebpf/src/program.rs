@@ -31,9 +31,12 @@ use monitor_common::{
         seen, src_is_client, starts_new_connection, update, Changed, FlowKey, FlowState, Outcome,
     },
     parse::{parse_ethernet, parse_l3, Frame, Packet, Skip, RST},
-    sample::{captured_len, take, Sample, SAMPLE_BYTES},
+    sample::take,
     stats,
 };
+
+mod sample;
+use sample::{emit_sample, CopyOut};
 
 /// Filled in by userspace before load (`.rodata`, frozen: the verifier sees constants).
 #[unsafe(no_mangle)]
@@ -89,12 +92,6 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// Connection records closed by port reuse (a new ISN on the same 4-tuple).
 #[map]
 static CLOSED: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
-
-/// The first payload bytes of each flow direction's first segments (`monitor_common::sample`),
-/// for the media decoders in userspace. 4 MiB: some 12,000 samples between two ticks, new
-/// flows' worth of 1,500 at the default 4 per direction; a full ring counts `SAMPLES_LOST`.
-#[map]
-static SAMPLES: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 /// The marking epoch, advanced by userspace at each tick (slot 0).
 #[map]
@@ -187,13 +184,6 @@ fn samples() -> u32 {
     unsafe { read_volatile(addr_of!(CONFIG.samples)) }
 }
 
-/// Copies `len` bytes at `off` of the packet to `dst` with the hook's copy helper (which
-/// also reaches the non-linear part of an skb and the fragments of multi-buffer XDP);
-/// returns 0, or an error with `dst` zeroed.
-trait CopyOut {
-    fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64;
-}
-
 /// `N` bytes at `off`: copied straight from the packet when they lie within `[data, end)`,
 /// else by `copy` (the kernel's copy helper, which writes `N` bytes to its argument and
 /// returns 0, or zeros and an error). The headers of nearly every packet are in the linear
@@ -266,6 +256,8 @@ impl Frame for Skb<'_> {
 impl CopyOut for Skb<'_> {
     #[inline(always)]
     fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64 {
+        // SAFETY: the program's own skb; the helper checks `off` and `len` against it, and
+        // the caller gives `len` writable bytes at `dst`.
         unsafe { bpf_skb_load_bytes(self.0.as_ptr() as *const _, off, dst, len) }
     }
 }
@@ -293,6 +285,7 @@ impl Frame for Xdp<'_> {
 impl CopyOut for Xdp<'_> {
     #[inline(always)]
     fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64 {
+        // SAFETY: as for tc, on the program's own XDP buffer.
         unsafe { bpf_xdp_load_bytes(self.0.as_ptr() as *mut _, off, dst, len) }
     }
 }
@@ -330,56 +323,6 @@ fn emit(kind: EventKind, key: &FlowKey, dir: usize, pkt: &Packet, now: u64) {
         }
         // Never silent: userspace reports lost events.
         None => failed(stats::EVENTS_LOST),
-    }
-}
-
-/// The segment's first payload bytes into `SAMPLES`, with its flow, direction, sequence
-/// number and time. The entry has a fixed size (the ring reserves constant sizes); only
-/// `len` bytes of it are payload.
-#[inline(always)]
-fn emit_sample<F: Frame + CopyOut>(f: &F, key: &FlowKey, pkt: &Packet, dir: u8, now: u64) {
-    let Some(mut slot) = SAMPLES.reserve::<Sample>(0) else {
-        // Never silent: userspace reports lost samples.
-        failed(stats::SAMPLES_LOST);
-        return;
-    };
-    let off = pkt.payload_off;
-    let n = captured_len(pkt.payload_len, f.wire_len().saturating_sub(off as usize));
-    let p = slot.as_mut_ptr();
-    // SAFETY: `p` is the reserved entry, a whole `Sample`; each field is written through its
-    // own address, the payload bytes by the helper below.
-    unsafe {
-        addr_of_mut!((*p).ts_ns).write(now);
-        addr_of_mut!((*p).key).write(*key);
-        addr_of_mut!((*p).seq).write(pkt.seq);
-        addr_of_mut!((*p).payload_len).write(pkt.payload_len);
-        addr_of_mut!((*p).len).write(n as u16);
-        addr_of_mut!((*p).dir).write(dir);
-        addr_of_mut!((*p)._pad).write(0);
-        addr_of_mut!((*p)._pad2).write(0);
-    }
-    if n == 0 {
-        slot.submit(0);
-        return;
-    }
-    // The helper's length must have bounds the verifier knows, 1 to the buffer's size. The
-    // compiler knows `n` is 1..=256 here and would drop a mask of it, so `n` goes through a
-    // volatile stack slot first; for n in 1..=256 the mask gives `n` back.
-    let mut hidden = n as u32;
-    let len = unsafe {
-        write_volatile(&mut hidden, n as u32);
-        read_volatile(&hidden)
-    };
-    let len = (len.wrapping_sub(1) & (SAMPLE_BYTES as u32 - 1)) + 1;
-    // SAFETY: `bytes` is SAMPLE_BYTES long in the reserved entry and `len` at most that.
-    let dst = unsafe { addr_of_mut!((*p).bytes) as *mut c_void };
-    if f.copy_out(off, dst, len) == 0 {
-        slot.submit(0);
-    } else {
-        // The payload lies within the frame (the parser held it to the frame's length):
-        // a failed copy is not expected, and counted with the lost samples if it happens.
-        slot.discard(0);
-        failed(stats::SAMPLES_LOST);
     }
 }
 
@@ -493,6 +436,7 @@ fn track<F: Frame + CopyOut>(
     // counts: two CPUs with segments of one direction cannot both take its last place. The
     // copy comes after the unlock: it is a helper call, which the kernel forbids under a
     // spin lock, and the costly part.
+    // SAFETY: `entry` is the flow's map value, looked up above; the stripe's lock guards it.
     let (outcome, sampled) = unsafe {
         bpf_spin_lock(lock);
         update(&mut *entry, src_is_a, pkt, segs, now, sent_here);
@@ -505,7 +449,9 @@ fn track<F: Frame + CopyOut>(
     mark(entry, &key);
     emit_outcome(&outcome, &key, pkt, now);
     if sampled {
-        emit_sample(frame, &key, pkt, outcome.dir, now);
+        emit_sample(frame, &key, pkt, outcome.dir, now, || {
+            failed(stats::SAMPLES_LOST)
+        });
     }
 }
 
