@@ -46,6 +46,7 @@ pub struct Collector {
     /// hooks went with it, and nothing attaches them again).
     gone: Vec<bool>,
     events: RingBuf<MapData>,
+    /// First payload bytes of flows' first segments (`monitor_common::sample`).
     samples: RingBuf<MapData>,
     /// The kernel's log of its failures, moved into the `log` crate at each tick.
     kernel_log: Option<crate::kernel::load::KernelLog>,
