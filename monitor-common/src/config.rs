@@ -19,7 +19,9 @@ pub const FLAG_COPY_ONLY: u32 = 2;
 pub struct Config {
     pub ports: [u64; PORT_WORDS],
     pub flags: u32,
-    pub _pad: u32,
+    /// Payload segments sampled per flow direction (`--media-samples`; 0: none). See
+    /// `sample.rs`.
+    pub samples: u32,
 }
 
 impl Config {
@@ -27,8 +29,19 @@ impl Config {
         Self {
             ports: [0; PORT_WORDS],
             flags: 0,
-            _pad: 0,
+            samples: 0,
         }
+    }
+
+    /// The same configuration, sampling the first `n` payload segments of each direction.
+    /// At most [`crate::sample::MAX_SAMPLES`].
+    pub const fn with_samples(mut self, n: u32) -> Self {
+        self.samples = if n > crate::sample::MAX_SAMPLES {
+            crate::sample::MAX_SAMPLES
+        } else {
+            n
+        };
+        self
     }
 
     #[inline(always)]
@@ -135,8 +148,10 @@ mod user {
             self.ranges.iter().any(|&(lo, hi)| lo <= port && port <= hi)
         }
 
+        /// The kernel's configuration for this set, sampling the default
+        /// [`crate::sample::DEFAULT_SAMPLES`] segments per direction.
         pub fn to_config(&self, flags: u32) -> Config {
-            let mut cfg = Config::empty();
+            let mut cfg = Config::empty().with_samples(crate::sample::DEFAULT_SAMPLES);
             cfg.flags = flags;
             for &(lo, hi) in &self.ranges {
                 for p in lo..=hi {

@@ -153,6 +153,9 @@ pub struct DirStats {
     pub syn_opts: SynOpts,
     /// IPv4 identification of this direction's latest packet.
     pub last_ip_id: u16,
+    /// Payload segments of this direction sampled so far (`sample::take`). In what was
+    /// padding: the record does not grow.
+    pub sampled: u8,
 }
 
 /// The options a side offered on its SYN or SYN/ACK, packed.

@@ -16,4 +16,5 @@ pub mod craft;
 pub mod event;
 pub mod flow;
 pub mod parse;
+pub mod sample;
 pub mod stats;

@@ -157,6 +157,8 @@ pub struct Packet {
     pub window: u16,
     pub tcp_hdr_len: u8,
     pub payload_len: u32,
+    /// Where the payload starts in the frame: a payload sample is copied from here.
+    pub payload_off: u32,
     pub opts: TcpOpts,
     /// First payload bytes, valid up to `head_len`.
     pub head: [u8; HEAD_LEN],
@@ -349,6 +351,7 @@ fn parse_tcp<F: Frame + ?Sized>(
     pkt.window = be16([t[14], t[15]]);
     pkt.tcp_hdr_len = doff as u8;
     pkt.payload_len = (seg_len - doff) as u32;
+    pkt.payload_off = (off + doff) as u32;
     pkt.opts = TcpOpts::default_absent();
     let optlen = doff - 20;
     if pkt.flags & SYN != 0 && optlen > 0 {
@@ -494,6 +497,8 @@ mod tests {
         .payload(&[0x16, 3, 1, 0, 0x30, 1, 0, 0]);
         let p = parse(&f.ethernet()).unwrap();
         assert_eq!((p.head, p.head_len), ([0x16, 3, 1, 0, 0x30, 1], 6));
+        // Ethernet, IPv4 and TCP headers of 14, 20 and 20 bytes before it.
+        assert_eq!(p.payload_off, 54);
     }
 
     #[test]

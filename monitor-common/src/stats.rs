@@ -19,7 +19,10 @@ pub const TOO_MANY_HEADERS: u32 = 12;
 /// Connection records port reuse closed that the kernel could not hand over (ring full):
 /// gone with the events, not evicted by the map, so a larger map would not keep them.
 pub const CLOSED_LOST: u32 = 13;
-pub const COUNT: u32 = 14;
+/// Payload samples the kernel could not hand over (the `SAMPLES` ring was full): the
+/// segment was counted as sampled, its bytes are gone.
+pub const SAMPLES_LOST: u32 = 14;
+pub const COUNT: u32 = 15;
 
 /// Names used in JSON and logs, indexed like the constants above.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -37,6 +40,7 @@ pub const NAMES: [&str; COUNT as usize] = [
     "lost_changes",
     "too_many_headers",
     "lost_closed",
+    "lost_samples",
 ];
 
 /// Traffic per interface and hook direction, whatever the port: what the interface

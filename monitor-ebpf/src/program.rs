@@ -1,5 +1,6 @@
 //! The kernel side: parse, filter on the port set, find the flow, count. Nothing per packet
-//! leaves the kernel; rare transitions go to the ring buffer.
+//! leaves the kernel; rare transitions go to the ring buffer, and so do the first bytes of
+//! each direction's first few payload segments (`SAMPLES`).
 
 use core::{
     ffi::c_void,
@@ -30,8 +31,12 @@ use monitor_common::{
         seen, src_is_client, starts_new_connection, update, Changed, FlowKey, FlowState, Outcome,
     },
     parse::{parse_ethernet, parse_l3, Frame, Packet, Skip, RST},
+    sample::take,
     stats,
 };
+
+mod sample;
+use sample::{emit_sample, CopyOut};
 
 /// Filled in by userspace before load (`.rodata`, frozen: the verifier sees constants).
 #[unsafe(no_mangle)]
@@ -153,6 +158,10 @@ fn failed(idx: u32) {
             &(),
             "CLOSED ring full: record closed by port reuse lost ({} on this cpu)", n
         ),
+        stats::SAMPLES_LOST => debug!(
+            &(),
+            "SAMPLES ring full: payload sample lost ({} on this cpu)", n
+        ),
         _ => {}
     }
 }
@@ -167,6 +176,12 @@ fn watched(port: u16) -> bool {
 #[inline(always)]
 fn flags() -> u32 {
     unsafe { read_volatile(addr_of!(CONFIG.flags)) }
+}
+
+/// Payload segments sampled per direction (`--media-samples`).
+#[inline(always)]
+fn samples() -> u32 {
+    unsafe { read_volatile(addr_of!(CONFIG.samples)) }
 }
 
 /// `N` bytes at `off`: copied straight from the packet when they lie within `[data, end)`,
@@ -238,6 +253,15 @@ impl Frame for Skb<'_> {
     }
 }
 
+impl CopyOut for Skb<'_> {
+    #[inline(always)]
+    fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64 {
+        // SAFETY: the program's own skb; the helper checks `off` and `len` against it, and
+        // the caller gives `len` writable bytes at `dst`.
+        unsafe { bpf_skb_load_bytes(self.0.as_ptr() as *const _, off, dst, len) }
+    }
+}
+
 /// A packet at XDP, as [`Skb`]; the helper also reaches the fragments of multi-buffer XDP.
 struct Xdp<'a>(&'a XdpContext, *mut u64);
 
@@ -255,6 +279,14 @@ impl Frame for Xdp<'_> {
         read::<N>(bounds, off, self.1, |dst| unsafe {
             bpf_xdp_load_bytes(self.0.as_ptr() as *mut _, off as u32, dst, N as u32)
         })
+    }
+}
+
+impl CopyOut for Xdp<'_> {
+    #[inline(always)]
+    fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64 {
+        // SAFETY: as for tc, on the program's own XDP buffer.
+        unsafe { bpf_xdp_load_bytes(self.0.as_ptr() as *mut _, off, dst, len) }
     }
 }
 
@@ -332,7 +364,8 @@ fn emit_outcome(o: &Outcome, key: &FlowKey, pkt: &Packet, now: u64) {
 #[inline(always)]
 /// `clock` is read only for packets the monitor analyses: the clock read is a measurable
 /// share of what a packet it skips costs (BENCHMARKS.md).
-fn track(
+fn track<F: Frame + CopyOut>(
+    frame: &F,
     scratch: *mut Scratch,
     parsed: Result<(), Skip>,
     segs: u32,
@@ -397,17 +430,29 @@ fn track(
             None => return,
         };
     }
+    let max_samples = samples();
     // Everything between lock and unlock is plain arithmetic on the entry: no helper calls.
-    let outcome = unsafe {
+    // Whether this segment is sampled is decided (and counted) here, with the record's other
+    // counts: two CPUs with segments of one direction cannot both take its last place. The
+    // copy comes after the unlock: it is a helper call, which the kernel forbids under a
+    // spin lock, and the costly part.
+    // SAFETY: `entry` is the flow's map value, looked up above; the stripe's lock guards it.
+    let (outcome, sampled) = unsafe {
         bpf_spin_lock(lock);
         update(&mut *entry, src_is_a, pkt, segs, now, sent_here);
         // Copied under the lock: another CPU may update the entry right after.
         let o = (*entry).last;
+        let sampled = take(&mut *entry, o.dir as usize, pkt.payload_len, max_samples);
         bpf_spin_unlock(lock);
-        o
+        (o, sampled)
     };
     mark(entry, &key);
     emit_outcome(&outcome, &key, pkt, now);
+    if sampled {
+        emit_sample(frame, &key, pkt, outcome.dir, now, || {
+            failed(stats::SAMPLES_LOST)
+        });
+    }
 }
 
 /// Reports the flow as changed, once per epoch. Called after the record is written, and
@@ -464,8 +509,9 @@ fn tc_eth(ctx: &TcContext, egress: bool) {
     tc_count(ctx, egress);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
-        let r = parse_ethernet(&Skb(ctx, slot), pkt);
-        track(s, r, tc_segs(ctx), || tc_now(ctx), egress);
+        let f = Skb(ctx, slot);
+        let r = parse_ethernet(&f, pkt);
+        track(&f, s, r, tc_segs(ctx), || tc_now(ctx), egress);
     }
 }
 
@@ -476,8 +522,9 @@ fn tc_rawip(ctx: &TcContext, egress: bool) {
     let proto = u16::from_be(ctx.skb.protocol() as u16);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
-        let r = parse_l3(&Skb(ctx, slot), 0, proto, pkt);
-        track(s, r, tc_segs(ctx), || tc_now(ctx), egress);
+        let f = Skb(ctx, slot);
+        let r = parse_l3(&f, 0, proto, pkt);
+        track(&f, s, r, tc_segs(ctx), || tc_now(ctx), egress);
     }
 }
 
@@ -529,8 +576,9 @@ pub fn xdp_eth(ctx: XdpContext) -> u32 {
     );
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
-        let r = parse_ethernet(&Xdp(&ctx, slot), pkt);
-        track(s, r, 1, || unsafe { bpf_ktime_get_ns() }, false);
+        let f = Xdp(&ctx, slot);
+        let r = parse_ethernet(&f, pkt);
+        track(&f, s, r, 1, || unsafe { bpf_ktime_get_ns() }, false);
     }
     xdp_action::XDP_PASS
 }

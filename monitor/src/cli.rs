@@ -64,6 +64,11 @@ pub struct DemoArgs {
     /// Stop by itself after this many seconds (default: until q, Ctrl-C or SIGTERM).
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Option<f64>,
+    /// Payload segments sampled per flow direction for the media decoders: the first
+    /// 256 bytes of each (0 to 16; 0: none).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MEDIA_SAMPLES, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u8).range(0..=MAX_MEDIA_SAMPLES))]
+    pub media_samples: u8,
     #[command(flatten)]
     pub alerting: AlertArgs,
     #[command(flatten)]
@@ -86,6 +91,11 @@ pub struct ReplayArgs {
     /// Alert thresholds, as for `live` (alerts are judged every second of capture time).
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+    /// Payload segments sampled per flow direction for the media decoders: the first
+    /// 256 bytes of each (0 to 16; 0: none).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MEDIA_SAMPLES, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u8).range(0..=MAX_MEDIA_SAMPLES))]
+    pub media_samples: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -136,6 +146,11 @@ pub struct LiveArgs {
     #[arg(long, default_value_t = 262_144, allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=MAX_FLOWS))]
     pub max_flows: u32,
+    /// Payload segments sampled per flow direction for the media decoders: the first
+    /// 256 bytes of each (0 to 16; 0: none).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MEDIA_SAMPLES, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u8).range(0..=MAX_MEDIA_SAMPLES))]
+    pub media_samples: u8,
     #[command(flatten)]
     pub alerting: AlertArgs,
     #[command(flatten)]
@@ -195,6 +210,10 @@ fn parse_ports(s: &str) -> Result<PortSet, String> {
 pub const MAX_FLOWS: i64 = 16_777_216;
 /// The largest `--metrics-top-flows`: each flow is a series per direction.
 pub const MAX_TOP_FLOWS: i64 = 1000;
+/// `--media-samples`' default (`monitor_common::sample`).
+pub const DEFAULT_MEDIA_SAMPLES: u8 = monitor_common::sample::DEFAULT_SAMPLES as u8;
+/// The largest `--media-samples`: each sample is a 320-byte ring entry.
+pub const MAX_MEDIA_SAMPLES: i64 = monitor_common::sample::MAX_SAMPLES as i64;
 /// The largest `--record-max-mb` (1 TiB): bytes of it must fit a `u64` with room to spare.
 pub const MAX_RECORD_MB: u64 = 1 << 20;
 

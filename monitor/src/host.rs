@@ -1,8 +1,8 @@
 //! The analysis on the host, for captures: the kernel program's per-packet sequence (parse,
-//! port filter, flow lookup, port-reuse check, `flow::update`) over a HashMap instead of BPF
-//! maps. Everything that decides a figure is shared code from `monitor_common`, so a capture
-//! replayed here and the same frames run through the kernel give identical records (the
-//! kernel-equals-host test holds them to that).
+//! port filter, flow lookup, port-reuse check, `flow::update`, the payload sample) over a
+//! HashMap instead of BPF maps. Everything that decides a figure is shared code from
+//! `monitor_common`, so a capture replayed here and the same frames run through the kernel
+//! give identical records and samples (the kernel-equals-host test holds them to that).
 
 use std::collections::{hash_map::Entry, HashMap};
 
@@ -10,6 +10,7 @@ use monitor_common::{
     config::{Config, PortSet},
     flow::{src_is_client, starts_new_connection, update, FlowKey, FlowState},
     parse::{Packet, Skip},
+    sample::{captured_len, take, Sample, SAMPLE_BYTES},
     stats,
 };
 
@@ -25,6 +26,8 @@ pub struct HostFlows {
     closed: Vec<FlowRecord>,
     counters: Counters,
     last_ts: u64,
+    /// Payload samples taken since [`HostFlows::take_samples`] last took them.
+    samples: Vec<Sample>,
 }
 
 impl HostFlows {
@@ -35,7 +38,25 @@ impl HostFlows {
             closed: Vec::new(),
             counters: Counters::default(),
             last_ts: 0,
+            samples: Vec::new(),
         }
+    }
+
+    /// Samples the first `n` payload segments of each flow direction (`--media-samples`;
+    /// the default is `monitor_common::sample::DEFAULT_SAMPLES`).
+    pub fn with_samples(mut self, n: u32) -> Self {
+        self.cfg = self.cfg.with_samples(n);
+        self
+    }
+
+    /// The payload samples taken since the last call, in the order of their segments.
+    pub fn take_samples(&mut self) -> Vec<Sample> {
+        std::mem::take(&mut self.samples)
+    }
+
+    /// Drops the samples taken so far, for a caller that has no use for them.
+    pub fn discard_samples(&mut self) {
+        self.samples.clear();
     }
 
     fn bump(&mut self, idx: u32) {
@@ -48,8 +69,9 @@ impl HostFlows {
         self.bump(skip.counter());
     }
 
-    /// One parsed packet at capture time `ts` (ns).
-    pub fn packet(&mut self, pkt: &Packet, segs: u32, ts: u64) {
+    /// One parsed packet at capture time `ts` (ns); `bytes` is what the parser read it from
+    /// (the payload samples are copied from there).
+    pub fn packet(&mut self, pkt: &Packet, bytes: &[u8], segs: u32, ts: u64) {
         self.bump(stats::PACKETS);
         self.last_ts = self.last_ts.max(ts);
         let (sw, dw) = (self.cfg.watches(pkt.sport), self.cfg.watches(pkt.dport));
@@ -78,6 +100,25 @@ impl HostFlows {
         };
         // A capture does not say where it was taken: Wireshark's reading.
         update(st, src_is_a, pkt, segs, ts, false);
+        let dir = st.last.dir;
+        if take(st, dir as usize, pkt.payload_len, self.cfg.samples) {
+            let off = pkt.payload_off as usize;
+            let payload = bytes.get(off..).unwrap_or_default();
+            let n = captured_len(pkt.payload_len, payload.len());
+            let mut sample = Sample {
+                ts_ns: ts,
+                key,
+                seq: pkt.seq,
+                payload_len: pkt.payload_len,
+                len: n as u16,
+                dir,
+                _pad: 0,
+                _pad2: 0,
+                bytes: [0; SAMPLE_BYTES],
+            };
+            sample.bytes[..n].copy_from_slice(&payload[..n]);
+            self.samples.push(sample);
+        }
     }
 
     /// The latest capture timestamp seen.

@@ -76,7 +76,11 @@ pub fn analyse_reader(reader: Reader, ports: &PortSet) -> Result<(Snapshot, Fram
     let mut host = HostFlows::new(ports);
     let mut pkt = Packet::default();
     let frames = reader.for_each(|frame| match parse_frame(&frame, &mut pkt) {
-        Ok(()) => host.packet(&pkt, 1, frame.ts_ns),
+        Ok(()) => {
+            host.packet(&pkt, frame.data, 1, frame.ts_ns);
+            // A summary has no use for the payload samples.
+            host.discard_samples();
+        }
         Err(skip) => host.skipped(skip),
     })?;
     Ok((host.snapshot(), frames))
@@ -116,6 +120,7 @@ impl CaptureSource {
     pub fn start(
         open: impl FnOnce() -> Result<Reader, CaptureError> + Send + 'static,
         ports: PortSet,
+        media_samples: u32,
     ) -> Result<Self, CaptureError> {
         let (tx, ticks) = tokio::sync::mpsc::channel(2);
         let (opened_tx, opened) = std::sync::mpsc::channel();
@@ -132,7 +137,7 @@ impl CaptureSource {
                         return Err(e);
                     }
                 };
-                read_ticks(reader, &ports, |t| {
+                read_ticks(reader, &ports, media_samples, |t| {
                     // The run stopped taking ticks: the rest are not needed.
                     let _ = tx.blocking_send(t);
                 })
@@ -195,16 +200,18 @@ impl std::error::Error for CaptureFailed {}
 pub fn read_ticks(
     reader: Reader,
     ports: &PortSet,
+    media_samples: u32,
     mut each: impl FnMut(Tick),
 ) -> Result<Frames, CaptureError> {
-    let mut host = HostFlows::new(ports);
+    let mut host = HostFlows::new(ports).with_samples(media_samples);
     let mut pkt = Packet::default();
     let mut next_tick: Option<u64> = None;
-    let tick = |host: &HostFlows, at: u64| {
+    // A tick carries the samples of the segments before it, as the kernel's ring would.
+    let tick = |host: &mut HostFlows, at: u64| {
         let started = std::time::Instant::now();
         let mut snap = host.snapshot();
         snap.now_ns = at;
-        Tick::new(snap, Vec::new(), started)
+        Tick::new(snap, Vec::new(), started).with_samples(host.take_samples())
     };
     let frames = reader.for_each(|frame| {
         let ts = frame.ts_ns;
@@ -213,7 +220,7 @@ pub fn read_ticks(
             Some(mut due) => {
                 let mut ticks = 0;
                 while ts >= due && ticks < 3600 {
-                    each(tick(&host, due));
+                    each(tick(&mut host, due));
                     due += TICK_NS;
                     ticks += 1;
                 }
@@ -224,18 +231,30 @@ pub fn read_ticks(
             }
         }
         match parse_frame(&frame, &mut pkt) {
-            Ok(()) => host.packet(&pkt, 1, ts),
+            Ok(()) => host.packet(&pkt, frame.data, 1, ts),
             Err(skip) => host.skipped(skip),
         }
     })?;
-    each(tick(&host, host.last_ts()));
+    let last = host.last_ts();
+    each(tick(&mut host, last));
     Ok(frames)
 }
 
+/// The capture `args` names as a pipeline source, reading `--ports` (default: every port)
+/// and sampling `--media-samples` payload segments per flow direction.
+pub fn source(args: &crate::cli::ReplayArgs) -> Result<CaptureSource> {
+    let ports = args.ports.clone().unwrap_or_else(PortSet::all);
+    let path = args.file.clone();
+    CaptureSource::start(
+        move || Reader::open(&path),
+        ports,
+        u32::from(args.media_samples),
+    )
+    .map_err(|e| cannot_read(&args.file, e))
+}
+
 pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
-    let ports = args
-        .ports
-        .unwrap_or_else(monitor_common::config::PortSet::all);
+    let ports = args.ports.clone().unwrap_or_else(PortSet::all);
     // Before anything is read or written: no output may be one of the inputs.
     let mut inputs = vec![("FILE", args.file.as_path())];
     if let Some(c) = &args.config {
@@ -249,9 +268,7 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
         Some(p) => AlertConfig::load(p, TICK_NS as f64 / 1e9)?,
         None => AlertConfig::default(),
     };
-    let path = args.file.clone();
-    let mut source = CaptureSource::start(move || Reader::open(&path), ports.clone())
-        .map_err(|e| cannot_read(&args.file, e))?;
+    let mut source = source(&args)?;
     let mut pipeline = Pipeline::new(AlertEngine::new(cfg.clone())).with(outputs::FinalReport {
         format: outputs::SummaryFormat::json(args.json),
     });

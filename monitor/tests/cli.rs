@@ -88,6 +88,9 @@ fn numbers_out_of_range_are_refused_before_anything_is_attached() {
         ("--metrics-top-flows", "70000", "0..=1000"),
         ("--metrics-top-flows", "-3", "--metrics-top-flows"),
         ("--ports", "-5", "not a port"),
+        ("--media-samples", "17", "'17' for '--media-samples"),
+        ("--media-samples", "-1", "-1 is not in 0..=16"),
+        ("--media-samples", "four", "'four' for '--media-samples"),
     ] {
         let out = live(&[flag, value]);
         assert_usage_error(&out, needle);
@@ -109,10 +112,16 @@ fn numbers_out_of_range_are_refused_before_anything_is_attached() {
         &["demo", "--headless", "--duration", "0"][..],
         &["replay", "x.pcap", "--ports", "0-"][..],
         &["replay", "x.pcap", "--record", "r", "--record-max-mb", "0"][..],
+        &["replay", "x.pcap", "--media-samples", "17"][..],
+        &["replay", "x.pcap", "--media-samples", "-2"][..],
+        &["demo", "--headless", "--media-samples", "100"][..],
     ] {
         let out = monitor(args, &[]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_usage_error(&out, &format!("see `monitor {} --help`", args[0]));
+        if args.contains(&"--media-samples") {
+            assert!(err.contains("is not in 0..=16"), "{err}");
+        }
         assert!(!err.contains("lab"), "nothing built: {err}");
     }
 }

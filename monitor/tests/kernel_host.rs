@@ -1,7 +1,7 @@
 //! Kernel equals host: every capture's frames go through the loaded eBPF program with
 //! BPF_PROG_TEST_RUN (each frame's capture time handed to the program as `skb->tstamp`) and
 //! through the host engine `monitor replay` uses; the flow records must be identical, field
-//! for field, analysis state included.
+//! for field, analysis state included, and so must the payload samples each side took.
 
 mod common;
 
@@ -17,6 +17,7 @@ use monitor::{
 use monitor_common::{
     config::{PortSet, FLAG_SKB_TSTAMP},
     parse::{parse_ethernet, Packet},
+    sample::MAX_SAMPLES,
 };
 
 fn pcaps() -> PathBuf {
@@ -70,16 +71,19 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
     names.sort();
     let all = PortSet::all();
     let mut compared = 0;
+    let mut samples = 0;
     for path in &names {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let mut ebpf = load(&all.to_config(FLAG_SKB_TSTAMP), 65_536).expect("load");
+        // The most samples a run may take, so that the most bytes are compared.
+        let cfg = all.to_config(FLAG_SKB_TSTAMP).with_samples(MAX_SAMPLES);
+        let mut ebpf = load(&cfg, 65_536).expect("load");
         {
             let p: &mut SchedClassifier =
                 ebpf.program_mut("tc_eth_in").unwrap().try_into().unwrap();
             p.load().expect("verifier accepts tc_eth");
         }
         let mut collector = Collector::new(&mut ebpf, Clock::identity(), Vec::new()).unwrap();
-        let mut engine = HostFlows::new(&all);
+        let mut engine = HostFlows::new(&all).with_samples(MAX_SAMPLES);
         let mut pkt = Packet::default();
         let reader = Reader::open(path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut ctx = [0u8; 192];
@@ -101,11 +105,27 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
                     return;
                 }
                 match parse_ethernet(&eth[..], &mut pkt) {
-                    Ok(()) => engine.packet(&pkt, 1, ts),
+                    Ok(()) => engine.packet(&pkt, &eth, 1, ts),
                     Err(skip) => engine.skipped(skip),
                 }
             })
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let kernel_samples = collector.drain_samples();
+        let host_samples = engine.take_samples();
+        assert_eq!(
+            kernel_samples.len(),
+            host_samples.len(),
+            "{name}: number of samples"
+        );
+        for (i, (k, h)) in kernel_samples.iter().zip(&host_samples).enumerate() {
+            if k != h {
+                panic!(
+                    "{name}: sample {i} differs (kernel | host):\n{}",
+                    field_diff(&format!("{k:?}"), &format!("{h:?}"))
+                );
+            }
+        }
+        samples += host_samples.len();
         let kernel = collector.collect().unwrap();
         let host = engine.snapshot();
         assert_eq!(
@@ -128,4 +148,6 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
         compared += 1;
     }
     assert!(compared >= 29, "only {compared} captures compared");
+    // The captures carry payload: samples were compared, not two empty lists.
+    assert!(samples >= 80, "only {samples} samples compared");
 }

@@ -30,6 +30,7 @@ use monitor_common::{
     event::Event,
     flow::FlowState,
     parse::{ACK, RST, SYN},
+    sample::{Sample, DEFAULT_SAMPLES},
     stats,
 };
 
@@ -131,6 +132,21 @@ fn full_rings_are_counted_and_said_in_a_few_log_lines() {
         f.seq = isn;
         run(&mut e, &f.ethernet());
     }
+    // Payload segments, as many per new flow as a direction is sampled by default, more
+    // than the SAMPLES ring (4 MiB) holds.
+    let per_sample = std::mem::size_of::<Sample>() + 8;
+    let per_flow = DEFAULT_SAMPLES;
+    let flows = (4 << 20) / per_sample as u32 / per_flow + 100;
+    for i in 0..flows {
+        let client = IpAddr::from([10, 3, (i >> 8) as u8, i as u8]);
+        for k in 0..per_flow {
+            let mut f = TcpFrame::new(client, 40000, server, 50003)
+                .flags(ACK)
+                .payload(b"media");
+            f.seq = 1 + 5 * k;
+            run(&mut e, &f.ethernet());
+        }
+    }
     let s = c.collect().unwrap();
 
     let events_lost = s.counters.get(stats::EVENTS_LOST);
@@ -158,6 +174,15 @@ fn full_rings_are_counted_and_said_in_a_few_log_lines() {
         "no log line for {closed_lost} lost records"
     );
     assert!(said.len() <= bound(closed_lost), "{said:?}");
+
+    let samples_lost = s.counters.get(stats::SAMPLES_LOST);
+    assert!(samples_lost > 0, "the SAMPLES ring never filled");
+    let said = lines_with("SAMPLES ring full");
+    assert!(
+        !said.is_empty(),
+        "no log line for {samples_lost} lost samples"
+    );
+    assert!(said.len() <= bound(samples_lost), "{said:?}");
 }
 
 /// `monitor live` in a lab, flooded with connection attempts to a closed port (each a SYN

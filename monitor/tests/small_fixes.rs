@@ -49,7 +49,7 @@ fn zero_window_after(frames: &[Vec<u8>], ticks: u64) -> ([u64; 2], bool) {
     let mut pkt = Packet::default();
     for (i, f) in frames.iter().enumerate() {
         parse_ethernet(f.as_slice(), &mut pkt).expect("a crafted frame parses");
-        engine.packet(&pkt, 1, t0 + i as u64 * 1_000_000);
+        engine.packet(&pkt, f, 1, t0 + i as u64 * 1_000_000);
     }
     let mut raised = false;
     let mut zero = [0; 2];

@@ -19,6 +19,7 @@ use aya::{
 use monitor_common::{
     event::Event,
     flow::{Changed, FlowKey, FlowState},
+    sample::{Sample, SAMPLE_BYTES},
     stats,
 };
 
@@ -45,6 +46,8 @@ pub struct Collector {
     /// hooks went with it, and nothing attaches them again).
     gone: Vec<bool>,
     events: RingBuf<MapData>,
+    /// First payload bytes of flows' first segments (`monitor_common::sample`).
+    samples: RingBuf<MapData>,
     /// The kernel's log of its failures, moved into the `log` crate at each tick.
     kernel_log: Option<crate::kernel::load::KernelLog>,
     closed_rb: RingBuf<MapData>,
@@ -120,6 +123,7 @@ impl Collector {
             targets,
             presence: None,
             events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
+            samples: RingBuf::try_from(take(ebpf, "SAMPLES")?)?,
             kernel_log: crate::kernel::load::KernelLog::take(ebpf),
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
             closed: closed::Closed::default(),
@@ -379,6 +383,26 @@ impl Collector {
                     unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) };
                 ev.ts_ns = self.clock.to_epoch(ev.ts_ns);
                 out.push(ev);
+            }
+        }
+        out
+    }
+
+    /// Payload samples the kernel took since the last call, in the order it took them,
+    /// timestamps in Unix-epoch ns. The bytes past a sample's `len` are zeroed: the kernel
+    /// leaves them as the ring had them.
+    pub fn drain_samples(&mut self) -> Vec<Sample> {
+        let mut out = Vec::new();
+        while let Some(item) = self.samples.next() {
+            if item.len() >= std::mem::size_of::<Sample>() {
+                // SAFETY: the kernel wrote a `Sample` (repr(C), any bit pattern valid).
+                let mut s: Sample =
+                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Sample) };
+                s.ts_ns = self.clock.to_epoch(s.ts_ns);
+                let n = (s.len as usize).min(SAMPLE_BYTES);
+                s.len = n as u16;
+                s.bytes[n..].fill(0);
+                out.push(s);
             }
         }
         out

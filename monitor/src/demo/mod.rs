@@ -178,6 +178,7 @@ fn live_args(args: &DemoArgs) -> Result<LiveArgs> {
         interval: args.interval,
         duration: args.duration,
         max_flows: 65_536,
+        media_samples: args.media_samples,
         alerting: args.alerting.clone(),
         export: args.export.clone(),
     })

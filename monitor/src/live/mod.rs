@@ -205,7 +205,10 @@ pub async fn run_in(
     if let Some(f) = alerts_log {
         pipeline = pipeline.with(outputs::AlertsLog::new(f));
     }
-    let cfg = args.ports.to_config(0);
+    let cfg = args
+        .ports
+        .to_config(0)
+        .with_samples(u32::from(args.media_samples));
     let mut clsact_added = Vec::new();
     let (mut ebpf, lines, targets, presence) = netns::within(ns, || {
         let targets = targets(&args)?;

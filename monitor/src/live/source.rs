@@ -41,6 +41,7 @@ impl LiveSource {
         let started = Instant::now();
         let events = self.collector.drain_events();
         log_events(&events);
+        let samples = self.collector.drain_samples();
         let snap = self.collector.collect()?;
         for i in snap.interfaces.iter().filter(|i| i.gone) {
             if !self.said_gone.contains(&i.name) {
@@ -52,7 +53,7 @@ impl LiveSource {
             }
         }
         self.all_gone = !snap.interfaces.is_empty() && snap.interfaces.iter().all(|i| i.gone);
-        Ok(pipeline::Tick::new(snap, events, started))
+        Ok(pipeline::Tick::new(snap, events, started).with_samples(samples))
     }
 }
 

@@ -14,6 +14,18 @@ pub struct PayloadSample {
     pub bytes: Vec<u8>,
 }
 
+/// A sample as the kernel (or the capture engine) took it.
+impl From<&monitor_common::sample::Sample> for PayloadSample {
+    fn from(s: &monitor_common::sample::Sample) -> Self {
+        PayloadSample {
+            seq: s.seq,
+            payload_len: s.payload_len,
+            time_ns: s.ts_ns,
+            bytes: s.captured().to_vec(),
+        }
+    }
+}
+
 impl PayloadSample {
     fn whole(&self) -> bool {
         self.bytes.len() as u64 >= u64::from(self.payload_len)
@@ -83,6 +95,35 @@ mod tests {
             time_ns,
             bytes: bytes.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_wire_sample_converts_with_only_its_captured_bytes() {
+        let mut w = monitor_common::sample::Sample {
+            ts_ns: 9,
+            key: Default::default(),
+            seq: 100,
+            payload_len: 3,
+            len: 3,
+            dir: 1,
+            _pad: 0,
+            _pad2: 0,
+            bytes: [0; monitor_common::sample::SAMPLE_BYTES],
+        };
+        w.bytes[..4].copy_from_slice(b"abcX");
+        let next = monitor_common::sample::Sample {
+            seq: 103,
+            payload_len: 1000,
+            len: 256,
+            ts_ns: 10,
+            bytes: [b'd'; monitor_common::sample::SAMPLE_BYTES],
+            ..w
+        };
+        let p = PayloadSample::from(&w);
+        assert_eq!(p, sample(100, 3, 9, b"abc"));
+        let s = SampleStream::new(&[p, PayloadSample::from(&next)]);
+        assert_eq!(&s.bytes[..4], b"abcd");
+        assert_eq!((s.bytes.len(), s.time_at(3)), (3 + 256, Some(10)));
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct Totals {
     /// Closed connection records lost with a full ring (not evicted: see `Snapshot`).
     pub lost_flows: u64,
     pub lost_events: u64,
+    /// Payload samples lost with a full ring (the media decoders miss their bytes).
+    pub lost_samples: u64,
     pub skipped: Skipped,
 }
 
@@ -202,6 +204,7 @@ pub fn summary(snap: &Snapshot) -> Summary<'_> {
             evicted_flows: snap.evicted_flows,
             lost_flows: snap.lost_flows,
             lost_events: snap.counters.get(stats::EVENTS_LOST),
+            lost_samples: snap.counters.get(stats::SAMPLES_LOST),
             skipped: Skipped::of(snap),
         },
     }

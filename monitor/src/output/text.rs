@@ -30,11 +30,12 @@ pub fn render(snap: &Snapshot) -> String {
     }
     let _ = writeln!(
         out,
-        "flows {}  evicted {}  lost flows {}  lost events {}",
+        "flows {}  evicted {}  lost flows {}  lost events {}  lost samples {}",
         snap.flows.len(),
         snap.evicted_flows,
         snap.lost_flows,
-        snap.counters.get(monitor_common::stats::EVENTS_LOST)
+        snap.counters.get(monitor_common::stats::EVENTS_LOST),
+        snap.counters.get(monitor_common::stats::SAMPLES_LOST)
     );
     let k = super::json::Skipped::of(snap);
     let _ = writeln!(
@@ -44,4 +45,26 @@ pub fn render(snap: &Snapshot) -> String {
         k.malformed, k.truncated, k.fragments, k.too_many_headers, k.not_tcp, k.not_ip
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::stats;
+
+    use crate::{model::Counters, snapshot::Snapshot};
+
+    #[test]
+    fn lost_samples_are_in_the_totals_of_text_and_json() {
+        let mut c = Counters::default();
+        c.0[stats::SAMPLES_LOST as usize] = 3;
+        let snap = Snapshot::new(Vec::new(), 0, c, 1);
+        assert!(
+            super::render(&snap).contains("lost events 0  lost samples 3"),
+            "{}",
+            super::render(&snap)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&super::super::json::render(&snap)).expect("JSON");
+        assert_eq!(json["totals"]["lost_samples"], 3);
+    }
 }

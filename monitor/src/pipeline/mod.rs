@@ -8,7 +8,7 @@ pub mod outputs;
 use std::{future::Future, sync::Arc, time::Instant};
 
 use anyhow::Result;
-use monitor_common::event::Event;
+use monitor_common::{event::Event, sample::Sample};
 
 use crate::{
     alerts::{AlertEngine, Transition},
@@ -16,11 +16,14 @@ use crate::{
     snapshot::Snapshot,
 };
 
-/// What a source hands over at a tick: the flows as they are, and the kernel's events
-/// since the tick before.
+/// What a source hands over at a tick: the flows as they are, and the kernel's events and
+/// payload samples since the tick before.
 pub struct Tick {
     pub snap: Snapshot,
     pub events: Vec<Event>,
+    /// The first payload bytes of flows' first segments (`monitor_common::sample`), for the
+    /// media decoders (`media/stream.rs`); nothing judges them yet.
+    pub samples: Vec<Sample>,
     /// When the source began reading it: the UI shows how long a tick took to read and
     /// judge.
     pub started: Instant,
@@ -31,8 +34,15 @@ impl Tick {
         Self {
             snap,
             events,
+            samples: Vec::new(),
             started,
         }
+    }
+
+    /// The same tick, carrying `samples`.
+    pub fn with_samples(mut self, samples: Vec<Sample>) -> Self {
+        self.samples = samples;
+        self
     }
 }
 
@@ -155,6 +165,7 @@ impl Pipeline {
             mut snap,
             events,
             started,
+            ..
         } = tick;
         // Said before the tick: the engine keeps sparkline points only for the flow looked
         // at and for alerting flows.
