@@ -6,36 +6,13 @@
 
 mod common;
 
-use std::{
-    io::{Read, Write},
-    net::{IpAddr, Ipv4Addr, TcpStream},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use common::{packet_socket, send_frame, sh, Lab};
-use monitor_common::{craft::TcpFrame, parse::SYN};
+use common::{sh, Lab};
 use serde_json::Value;
 
 const PORT: u16 = 50000;
 const FLOOD: u32 = 20_000;
-
-/// The MAC address of `ifname` in namespace `ns`.
-fn mac(ns: &str, ifname: &str) -> [u8; 6] {
-    let out = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "cat",
-        &format!("/sys/class/net/{ifname}/address"),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut m = [0u8; 6];
-    for (b, part) in m.iter_mut().zip(text.trim().split(':')) {
-        *b = u8::from_str_radix(part, 16).expect("a MAC address");
-    }
-    m
-}
 
 #[test]
 fn a_syn_flood_rolls_up_loses_nothing_and_leaves_the_healthy_session_alone() {
@@ -65,57 +42,11 @@ fn a_syn_flood_rolls_up_loses_nothing_and_leaves_the_healthy_session_alone() {
     ]);
 
     // The flooded host's listener (in the monitor's namespace) serves the healthy session.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ip = lab.client_ip;
-    let server = Lab::in_ns(&lab.client_ns, move || {
-        let l = std::net::TcpListener::bind((ip, PORT)).expect("bind");
-        tx.send(()).expect("test alive");
-        let (mut s, _) = l.accept().expect("accept");
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 || s.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("listening");
-    let server_ip = lab.server_ip;
-    let client = Lab::in_ns(&lab.server_ns, move || {
-        let mut s = TcpStream::connect((ip, PORT)).expect("the healthy session connects");
-        s.set_nodelay(true).expect("nodelay");
-        let mut buf = [0u8; 200];
-        let end = Instant::now() + Duration::from_secs(7);
-        while Instant::now() < end {
-            s.write_all(&[0x5a; 200]).expect("send");
-            s.read_exact(&mut buf).expect("echo");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let local = s.local_addr().expect("local address");
-        assert_eq!(local.ip(), server_ip.parse::<IpAddr>().expect("ip"));
-        local.port()
-    });
-
+    let server = lab.echo_on_client_side(PORT);
+    let client = lab.healthy_session(PORT, 7.0);
     // The flood, from the other side of the wire: each SYN from its own spoofed client.
     std::thread::sleep(Duration::from_secs(1));
-    let dst_mac = mac(&lab.client_ns, &lab.client_if);
-    let server_if = lab.server_if.clone();
-    let dst: IpAddr = lab.client_ip.parse().expect("ip");
-    let flood = Lab::in_ns(&lab.server_ns, move || {
-        let (fd, ifindex) = packet_socket(&server_if);
-        for i in 0..FLOOD {
-            let src = IpAddr::V4(Ipv4Addr::new(
-                198,
-                18 + (i >> 16) as u8,
-                (i >> 8) as u8,
-                i as u8,
-            ));
-            let mut f = TcpFrame::new(src, 1024 + (i % 60_000) as u16, dst, PORT)
-                .flags(SYN)
-                .ethernet();
-            f[..6].copy_from_slice(&dst_mac);
-            send_frame(&fd, ifindex, &f);
-        }
-    });
+    let flood = lab.syn_flood(PORT, FLOOD, None);
     flood.join().expect("the flood was sent");
     let healthy_port = client.join().expect("the healthy session ran");
     drop(server);

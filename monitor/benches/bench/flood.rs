@@ -7,40 +7,19 @@
 //! holds the same properties on a smaller flood in the test command.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{IpAddr, Ipv4Addr, TcpStream},
+    io::{BufRead, BufReader},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use monitor_common::{craft::TcpFrame, parse::SYN};
 use serde_json::{json, Value};
 
 use crate::{
-    common::{packet_socket, send_frame, sh, Lab},
+    common::{sh, Lab},
     stats::Figure,
 };
 
 const PORT: u16 = 50000;
-
-fn mac(ns: &str, ifname: &str) -> [u8; 6] {
-    let out = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "cat",
-        &format!("/sys/class/net/{ifname}/address"),
-    ]);
-    let mut m = [0u8; 6];
-    for (b, part) in m
-        .iter_mut()
-        .zip(String::from_utf8_lossy(&out.stdout).trim().split(':'))
-    {
-        *b = u8::from_str_radix(part, 16).unwrap_or(0);
-    }
-    m
-}
 
 /// One run: the flood starts 2 s into a `secs` run.
 fn run(clients: u32, pps: u32, secs: f64) -> Value {
@@ -114,62 +93,10 @@ fn run(clients: u32, pps: u32, secs: f64) -> Value {
         (ends, last_totals, raised - cleared, healthy_alerts)
     });
 
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ip = lab.client_ip;
-    let server = Lab::in_ns(&lab.client_ns, move || {
-        let l = std::net::TcpListener::bind((ip, PORT)).expect("bind");
-        tx.send(()).expect("bench alive");
-        let (mut s, _) = l.accept().expect("accept");
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 || s.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("listening");
-    let healthy_for = Duration::from_secs_f64(secs - 1.0);
-    let client = Lab::in_ns(&lab.server_ns, move || {
-        let mut s = TcpStream::connect((ip, PORT)).expect("the healthy session connects");
-        s.set_nodelay(true).expect("nodelay");
-        let mut buf = [0u8; 200];
-        let end = Instant::now() + healthy_for;
-        while Instant::now() < end {
-            if s.write_all(&[0x5a; 200]).is_err() || s.read_exact(&mut buf).is_err() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
+    let server = lab.echo_on_client_side(PORT);
+    let client = lab.healthy_session(PORT, secs - 1.0);
     std::thread::sleep(Duration::from_secs(2));
-    let dst_mac = mac(&lab.client_ns, &lab.client_if);
-    let server_if = lab.server_if.clone();
-    let dst: IpAddr = lab.client_ip.parse().expect("ip");
-    let flood = Lab::in_ns(&lab.server_ns, move || {
-        let (fd, ifindex) = packet_socket(&server_if);
-        let t0 = Instant::now();
-        for i in 0..clients {
-            let src = IpAddr::V4(Ipv4Addr::new(
-                198,
-                18 + (i >> 16) as u8,
-                (i >> 8) as u8,
-                i as u8,
-            ));
-            let mut f = TcpFrame::new(src, 1024 + (i % 60_000) as u16, dst, PORT)
-                .flags(SYN)
-                .ethernet();
-            f[..6].copy_from_slice(&dst_mac);
-            send_frame(&fd, ifindex, &f);
-            // Paced: the i-th SYN not before i/pps seconds.
-            if i % 256 == 0 {
-                let due = Duration::from_secs_f64(f64::from(i) / f64::from(pps));
-                if let Some(wait) = due.checked_sub(t0.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-            }
-        }
-        f64::from(clients) / t0.elapsed().as_secs_f64()
-    });
+    let flood = lab.syn_flood(PORT, clients, Some(pps));
     let sent_pps = flood.join().expect("the flood");
     let _ = client.join();
     let _ = monitor.wait();

@@ -407,3 +407,108 @@ pub fn send_frame(fd: &OwnedFd, ifindex: i32, frame: &[u8]) {
         std::io::Error::last_os_error()
     );
 }
+
+/// The MAC address of `ifname` in namespace `ns`.
+pub fn mac(ns: &str, ifname: &str) -> [u8; 6] {
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{ifname}/address"),
+    ]);
+    let mut m = [0u8; 6];
+    for (b, part) in m
+        .iter_mut()
+        .zip(String::from_utf8_lossy(&out.stdout).trim().split(':'))
+    {
+        *b = u8::from_str_radix(part, 16).expect("a MAC address");
+    }
+    m
+}
+
+impl Lab {
+    /// An echo server on the client namespace's `port` (where a monitor started with
+    /// [`Lab::monitor`] watches), for one session; returns once it listens.
+    pub fn echo_on_client_side(&self, port: u16) -> std::thread::JoinHandle<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ip = self.client_ip;
+        let h = Lab::in_ns(&self.client_ns, move || {
+            let l = std::net::TcpListener::bind((ip, port)).expect("bind");
+            tx.send(()).expect("caller alive");
+            let (mut s, _) = l.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            use std::io::{Read, Write};
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("listening");
+        h
+    }
+
+    /// A healthy session from the server namespace to that echo server: 200 bytes and
+    /// their echo every 50 ms for `secs`; the thread returns its local port.
+    pub fn healthy_session(&self, port: u16, secs: f64) -> std::thread::JoinHandle<u16> {
+        let ip = self.client_ip;
+        Lab::in_ns(&self.server_ns, move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect((ip, port)).expect("the session connects");
+            s.set_nodelay(true).expect("nodelay");
+            let mut buf = [0u8; 200];
+            let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+            while std::time::Instant::now() < end {
+                if s.write_all(&[0x5a; 200]).is_err() || s.read_exact(&mut buf).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            s.local_addr().expect("local address").port()
+        })
+    }
+
+    /// `clients` SYNs toward the client namespace's `port`, each from its own spoofed
+    /// client in 198.18.0.0/15, sent from the other end of the wire at about `pps`
+    /// (`None`: as fast as they go); the thread returns the rate it reached.
+    pub fn syn_flood(
+        &self,
+        port: u16,
+        clients: u32,
+        pps: Option<u32>,
+    ) -> std::thread::JoinHandle<f64> {
+        use monitor_common::{craft::TcpFrame, parse::SYN};
+        use std::net::{IpAddr, Ipv4Addr};
+        let dst_mac = mac(&self.client_ns, &self.client_if);
+        let server_if = self.server_if.clone();
+        let dst: IpAddr = self.client_ip.parse().expect("ip");
+        Lab::in_ns(&self.server_ns, move || {
+            let (fd, ifindex) = packet_socket(&server_if);
+            let t0 = std::time::Instant::now();
+            for i in 0..clients {
+                let src = IpAddr::V4(Ipv4Addr::new(
+                    198,
+                    18 + (i >> 16) as u8,
+                    (i >> 8) as u8,
+                    i as u8,
+                ));
+                let mut f = TcpFrame::new(src, 1024 + (i % 60_000) as u16, dst, port)
+                    .flags(SYN)
+                    .ethernet();
+                f[..6].copy_from_slice(&dst_mac);
+                send_frame(&fd, ifindex, &f);
+                // Paced: the i-th SYN not before i/pps seconds.
+                if let Some(pps) = pps.filter(|_| i % 256 == 0) {
+                    let due = std::time::Duration::from_secs_f64(f64::from(i) / f64::from(pps));
+                    if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            f64::from(clients) / t0.elapsed().as_secs_f64()
+        })
+    }
+}
