@@ -14,26 +14,13 @@ use std::{
 
 use serde_json::{json, Value};
 
-use crate::{
-    common::{sh, Lab},
-    stats::Figure,
-};
+use crate::{common::Lab, stats::Figure};
 
 const PORT: u16 = 50000;
 
 /// One run: the flood starts 2 s into a `secs` run.
 fn run(clients: u32, pps: u32, secs: f64) -> Value {
     let lab = Lab::new("bf");
-    sh(&[
-        "ip",
-        "-n",
-        &lab.client_ns,
-        "route",
-        "add",
-        "198.18.0.0/15",
-        "via",
-        lab.server_ip,
-    ]);
     let mut monitor = Command::new("ip")
         .args([
             "netns",

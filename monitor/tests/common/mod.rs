@@ -482,6 +482,18 @@ impl Lab {
     ) -> std::thread::JoinHandle<f64> {
         use monitor_common::{craft::TcpFrame, parse::SYN};
         use std::net::{IpAddr, Ipv4Addr};
+        // The flooded host answers (SYN/ACKs, SYN cookies once its backlog fills) toward
+        // the spoofed sources through the other namespace, which drops them.
+        sh(&[
+            "ip",
+            "-n",
+            &self.client_ns,
+            "route",
+            "replace",
+            "198.18.0.0/15",
+            "via",
+            self.server_ip,
+        ]);
         let dst_mac = mac(&self.client_ns, &self.client_if);
         let server_if = self.server_if.clone();
         let dst: IpAddr = self.client_ip.parse().expect("ip");
