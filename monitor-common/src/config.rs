@@ -56,6 +56,8 @@ mod user {
     use core::{fmt, str::FromStr};
     use std::{string::String, vec::Vec};
 
+    // SAFETY: `Config` is repr(C) of integers and arrays of them: every bit pattern is a
+    // valid value.
     unsafe impl aya::Pod for Config {}
 
     /// A set of TCP ports, written `50000-59999,443`.

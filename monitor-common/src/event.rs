@@ -79,6 +79,8 @@ impl Event {
     }
 }
 
+// SAFETY: `Event` is repr(C) of integers and byte arrays only: every bit pattern is a
+// valid value, as a map or ring read from the kernel needs.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Event {}
 

@@ -72,6 +72,8 @@ pub fn captured_len(payload_len: u32, present: usize) -> usize {
     }
 }
 
+// SAFETY: `Sample` is repr(C) of integers and byte arrays only: every bit pattern is a
+// valid value, as a map or ring read from the kernel needs.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Sample {}
 

@@ -64,5 +64,7 @@ pub fn if_slot(ifindex: u32, egress: bool) -> u32 {
     (ifindex % IF_SLOTS) * 2 + egress as u32
 }
 
+// SAFETY: `IfCounters` is repr(C) of integers and byte arrays only: every bit pattern is a
+// valid value, as a map or ring read from the kernel needs.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for IfCounters {}
