@@ -77,16 +77,20 @@ fn count(path: &std::path::Path) -> u64 {
     v["totals"]["packets"].as_u64().unwrap_or(0)
 }
 
+/// Runs `cmd` to its end: the seconds it took.
 fn timed(cmd: &mut Command) -> f64 {
-    let t = Instant::now();
-    let st = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run");
-    assert!(st.success(), "{cmd:?} failed");
-    t.elapsed().as_secs_f64()
+    timed_peak(cmd).0
 }
+
+/// tshark's offline TCP analysis, quiet: the peer every replay figure is compared with.
+const TSHARK_ANALYSIS: [&str; 6] = [
+    "-q",
+    "-n",
+    "-o",
+    "tcp.analyze_sequence_numbers:TRUE",
+    "-Y",
+    "tcp.analysis.flags",
+];
 
 pub fn bench(packets: u64, runs: usize) -> Value {
     let path = std::env::temp_dir().join(format!("monitor-bench-{}.pcap", std::process::id()));
@@ -100,14 +104,12 @@ pub fn bench(packets: u64, runs: usize) -> Value {
                 .arg(&path)
                 .args(["--json"]),
         );
-        let b = timed(Command::new("tshark").arg("-r").arg(&path).args([
-            "-q",
-            "-n",
-            "-o",
-            "tcp.analyze_sequence_numbers:TRUE",
-            "-Y",
-            "tcp.analysis.flags",
-        ]));
+        let b = timed(
+            Command::new("tshark")
+                .arg("-r")
+                .arg(&path)
+                .args(TSHARK_ANALYSIS),
+        );
         ours.push(n as f64 / a);
         theirs.push(n as f64 / b);
     }
@@ -186,14 +188,12 @@ pub fn scan(clients: u32, runs: usize) -> Value {
                 .arg(&path)
                 .args(["--json"]),
         );
-        let (b, b_rss) = timed_peak(Command::new("tshark").arg("-r").arg(&path).args([
-            "-q",
-            "-n",
-            "-o",
-            "tcp.analyze_sequence_numbers:TRUE",
-            "-Y",
-            "tcp.analysis.flags",
-        ]));
+        let (b, b_rss) = timed_peak(
+            Command::new("tshark")
+                .arg("-r")
+                .arg(&path)
+                .args(TSHARK_ANALYSIS),
+        );
         ours.push(n / a);
         theirs.push(n / b);
         ours_rss.push(a_rss as f64);
