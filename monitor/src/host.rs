@@ -21,9 +21,16 @@ use crate::{
 
 pub struct HostFlows {
     cfg: Config,
-    flows: HashMap<FlowKey, FlowState>,
+    /// Each flow, and the tick that last changed it.
+    flows: HashMap<FlowKey, (FlowState, u64)>,
+    /// The ticks handed over so far (see [`HostFlows::take_changes`]).
+    tick: u64,
+    /// Flows changed since the last tick was handed over, once each.
+    touched: Vec<FlowKey>,
     /// Records ended by port reuse.
     closed: Vec<FlowRecord>,
+    /// How many of `closed` were handed over.
+    closed_taken: usize,
     counters: Counters,
     last_ts: u64,
     /// Payload samples taken since [`HostFlows::take_samples`] last took them.
@@ -35,7 +42,10 @@ impl HostFlows {
         Self {
             cfg: ports.to_config(0),
             flows: HashMap::new(),
+            tick: 1,
+            touched: Vec::new(),
             closed: Vec::new(),
+            closed_taken: 0,
             counters: Counters::default(),
             last_ts: 0,
             samples: Vec::new(),
@@ -83,21 +93,26 @@ impl HostFlows {
         let (key, src_is_a) = FlowKey::of(pkt);
         let fresh = || FlowState::new(key, src_is_a, src_is_client(pkt, sw, dw), ts);
         let created = &mut self.counters.0[stats::FLOWS_CREATED as usize];
-        let st = match self.flows.entry(key) {
+        let (st, changed_in) = match self.flows.entry(key) {
             Entry::Vacant(v) => {
                 *created += 1;
-                v.insert(fresh())
+                let (st, changed_in) = v.insert((fresh(), 0));
+                (st, changed_in)
             }
             Entry::Occupied(o) => {
-                let st = o.into_mut();
+                let (st, changed_in) = o.into_mut();
                 if starts_new_connection(st, pkt) {
                     let old = std::mem::replace(st, fresh());
                     self.closed.push(FlowRecord { key, state: old });
                     *created += 1;
                 }
-                st
+                (st, changed_in)
             }
         };
+        if *changed_in != self.tick {
+            *changed_in = self.tick;
+            self.touched.push(key);
+        }
         // A capture does not say where it was taken: Wireshark's reading.
         update(st, src_is_a, pkt, segs, ts, false);
         let dir = st.last.dir;
@@ -121,6 +136,24 @@ impl HostFlows {
         }
     }
 
+    /// What changed since the last call, as a tick hands it to the flow table: the records
+    /// of the flows that saw packets, and the records port reuse ended.
+    pub fn take_changes(&mut self) -> (Vec<FlowRecord>, Vec<FlowRecord>) {
+        self.tick += 1;
+        let flows = &self.flows;
+        let changed = std::mem::take(&mut self.touched)
+            .into_iter()
+            .filter_map(|key| flows.get(&key).map(|(state, _)| FlowRecord { key, state: *state }))
+            .collect();
+        let closed = self.closed[self.closed_taken..].to_vec();
+        self.closed_taken = self.closed.len();
+        (changed, closed)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// The latest capture timestamp seen.
     pub fn last_ts(&self) -> u64 {
         self.last_ts
@@ -129,17 +162,7 @@ impl HostFlows {
     /// Every record, closed and open, as the outputs want them. "Now" is the capture's
     /// last timestamp, so handshake timeouts are judged in capture time.
     pub fn snapshot(&self) -> Snapshot {
-        let live = self.flows.len() as u64;
-        let flows = self
-            .closed
-            .iter()
-            .cloned()
-            .chain(
-                self.flows
-                    .iter()
-                    .map(|(k, s)| FlowRecord { key: *k, state: *s }),
-            )
-            .collect();
-        Snapshot::new(flows, live, self.counters.clone(), self.last_ts)
+        let flows = self.flows.iter().map(|(k, (s, _))| FlowRecord { key: *k, state: *s });
+        Snapshot::new(flows.collect(), &self.closed, self.counters.clone(), self.last_ts)
     }
 }

@@ -1,12 +1,13 @@
-//! The userspace side of the monitor. Data flows one way, kernel → collector → snapshot →
+//! The userspace side of the monitor. Data flows one way, kernel → collector → flow table →
 //! alerts → outputs, and imports point down (tests/layers.rs holds it):
 //! - `model`: the types every layer shares (it imports no other module);
 //! - `format`: numbers and text as people read them, for the TUI and the report;
 //! - `kernel`: preflight checks, loading the eBPF object, attaching and detaching;
 //! - `media`: decoders of a media flow's first bytes (TLS, pseudo-TLS, MS-TURN, STUN) and
 //!   the verdict on them, pure functions below the collector;
-//! - `collector`: reads the kernel's maps into a [`snapshot::Snapshot`];
-//! - `snapshot`: the one immutable view every output renders;
+//! - `table`: the flow table, a row per flow at a stable index, and what each tick changed;
+//! - `collector`: reads the kernel's maps into the flow table;
+//! - `snapshot`: the table with a tick's totals and alerts, what every output renders;
 //! - `output`: the renderings (JSON summary, text table);
 //! - `pipeline`: the one loop, source → alert engine → outputs, every command runs;
 //! - `live`, `replay`, `demo`: the front-ends that pick a source and outputs for it.
@@ -29,6 +30,6 @@ pub mod pipeline;
 pub mod record;
 pub mod replay;
 pub mod report;
-pub mod shelf;
 pub mod snapshot;
+pub mod table;
 pub mod tui;

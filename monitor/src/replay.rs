@@ -14,10 +14,12 @@ use crate::{
     capture::{self, CaptureError, Frames, Link, Reader},
     error::usage,
     host::HostFlows,
+    model::{Counters, FlowRecord},
     output,
     pipeline::{self, outputs, Pipeline, Tick},
     record::writer::{Recorder, Rotation, RunMeta},
     snapshot::Snapshot,
+    table::SharedTable,
 };
 
 /// Runs the analysis over every frame of `path` (`-`: standard input). A damaged file is
@@ -107,7 +109,8 @@ pub const TICK_NS: u64 = 1_000_000_000;
 /// which hands over a tick every second of capture time (as the live monitor would have
 /// judged it), then one at the capture's last timestamp.
 pub struct CaptureSource {
-    ticks: tokio::sync::mpsc::Receiver<Tick>,
+    ticks: tokio::sync::mpsc::Receiver<CaptureTick>,
+    table: SharedTable,
     reader: Option<std::thread::JoinHandle<Result<Frames, CaptureError>>>,
     /// What the read found, once it ended.
     pub frames: Option<Frames>,
@@ -158,6 +161,7 @@ impl CaptureSource {
         }
         Ok(Self {
             ticks,
+            table: SharedTable::default(),
             reader: Some(reader),
             frames: None,
         })
@@ -167,7 +171,18 @@ impl CaptureSource {
 impl pipeline::Source for CaptureSource {
     async fn next(&mut self) -> anyhow::Result<Option<Tick>> {
         if let Some(t) = self.ticks.recv().await {
-            return Ok(Some(t));
+            {
+                let mut table = self.table.write();
+                table.begin();
+                for r in t.closed {
+                    table.close(r);
+                }
+                for r in t.changed {
+                    table.put(r);
+                }
+            }
+            let snap = Snapshot::of(self.table.clone(), t.counters, t.now_ns);
+            return Ok(Some(Tick::new(snap, Vec::new(), t.started).with_samples(t.samples)));
         }
         // No more ticks: the read ended, and how it ended says whether the capture was whole.
         match self.reader.take().map(std::thread::JoinHandle::join) {
@@ -194,6 +209,19 @@ impl std::fmt::Display for CaptureFailed {
 
 impl std::error::Error for CaptureFailed {}
 
+/// What the reading thread hands over at a tick: what changed since the tick before.
+pub struct CaptureTick {
+    /// Records of the flows that saw packets.
+    pub changed: Vec<FlowRecord>,
+    /// Records port reuse ended.
+    pub closed: Vec<FlowRecord>,
+    pub counters: Counters,
+    /// The tick's capture time.
+    pub now_ns: u64,
+    pub samples: Vec<monitor_common::sample::Sample>,
+    pub started: std::time::Instant,
+}
+
 /// The frames of `reader` through the host analysis (`host.rs`), with `each` given a tick every second of
 /// capture time (a quiet stretch still gets its ticks, so alerts clear) and one at the last
 /// timestamp.
@@ -201,7 +229,7 @@ pub fn read_ticks(
     reader: Reader,
     ports: &PortSet,
     media_samples: u32,
-    mut each: impl FnMut(Tick),
+    mut each: impl FnMut(CaptureTick),
 ) -> Result<Frames, CaptureError> {
     let mut host = HostFlows::new(ports).with_samples(media_samples);
     let mut pkt = Packet::default();
@@ -209,9 +237,15 @@ pub fn read_ticks(
     // A tick carries the samples of the segments before it, as the kernel's ring would.
     let tick = |host: &mut HostFlows, at: u64| {
         let started = std::time::Instant::now();
-        let mut snap = host.snapshot();
-        snap.now_ns = at;
-        Tick::new(snap, Vec::new(), started).with_samples(host.take_samples())
+        let (changed, closed) = host.take_changes();
+        CaptureTick {
+            changed,
+            closed,
+            counters: host.counters().clone(),
+            now_ns: at,
+            samples: host.take_samples(),
+            started,
+        }
     };
     let frames = reader.for_each(|frame| {
         let ts = frame.ts_ns;

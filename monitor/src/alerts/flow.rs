@@ -1,8 +1,6 @@
 //! One flow judged: what the engine keeps of it between ticks ([`FlowEntry`]), and one
 //! tick's judging of the flows the schedule hands it ([`Judge`]), with what they add up to.
 
-use std::{cmp::Reverse, collections::BinaryHeap};
-
 use foldhash::HashMap;
 use monitor_common::flow::{seen, FlowKey, C2S, S2C};
 
@@ -14,10 +12,7 @@ use super::{
     ns, rules, sessions,
     window::Sample,
 };
-use crate::{
-    model::{FlowHealth, FlowId, FlowRecord, Level, SessionId},
-    snapshot::OrderKey,
-};
+use crate::model::{FlowHealth, FlowId, FlowRecord, Level, SessionId};
 
 /// What the engine keeps of one flow between ticks.
 pub(super) struct FlowEntry {
@@ -55,7 +50,7 @@ impl FlowEntry {
         sessions: &mut sessions::Sessions,
         cfg: &AlertConfig,
         f: &FlowRecord,
-    ) -> Box<Self> {
+    ) -> Self {
         let st = &f.state;
         let session = sessions.join(
             st.first_seen_ns,
@@ -63,13 +58,13 @@ impl FlowEntry {
             st.last_seen_ns,
             ns(cfg.session_window_s),
         );
-        Box::new(Self {
+        Self {
             id: FlowId::of(f),
             hist: FlowHistory::default(),
             session,
             mark: None,
             settled: false,
-        })
+        }
     }
 
     /// This tick's findings for the flow, into `found`. `wake` gets when it must be judged again, if its
@@ -189,9 +184,9 @@ pub(super) struct Judge<'a> {
     /// One flow's findings, the list reused from flow to flow.
     found: Vec<rules::Finding>,
     /// Rows whose flow paused with a time to wake, and that time.
-    wakes: Vec<(u64, usize)>,
+    wakes: Vec<(u64, u32)>,
     /// Rows whose flow is not idle after judging.
-    busy: Vec<usize>,
+    busy: Vec<u32>,
 }
 
 impl<'a> Judge<'a> {
@@ -233,25 +228,19 @@ impl<'a> Judge<'a> {
         t.judge(
             self.cfg, f, self.now, hello, sessions, self.idle, &mut wake, found,
         );
-        self.wakes.extend(wake.map(|w| (w, i)));
+        self.wakes.extend(wake.map(|w| (w, i as u32)));
         let judged = t.health(self.cfg, f, found);
         collect(&mut self.findings, t.session, i, found);
         if !t.idle() {
-            self.busy.push(i);
+            self.busy.push(i as u32);
         }
         judged
     }
 
-    /// Files the wake times by the rows' order keys; the rows not idle, ascending.
-    pub(super) fn finish(
-        &mut self,
-        orders: &[OrderKey],
-        wakes: &mut BinaryHeap<Reverse<(u64, OrderKey)>>,
-    ) -> Vec<usize> {
-        let due = self.wakes.drain(..).map(|(w, i)| Reverse((w, orders[i])));
-        wakes.extend(due);
+    /// The rows not idle, ascending, and the rows that paused with their wake times.
+    pub(super) fn finish(&mut self) -> (Vec<u32>, Vec<(u64, u32)>) {
         let mut busy = std::mem::take(&mut self.busy);
         busy.sort_unstable();
-        busy
+        (busy, std::mem::take(&mut self.wakes))
     }
 }

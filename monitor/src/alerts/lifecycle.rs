@@ -21,7 +21,10 @@ use foldhash::HashMap;
 use serde::Serialize;
 
 use super::{config::AlertConfig, ns, rollup, rules};
-use crate::model::{Alert, FlowId, FlowRecord, Kind, Level, Scope, SessionId};
+use crate::{
+    model::{Alert, FlowId, Kind, Level, OrderKey, Scope, SessionId},
+    table::FlowTable,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,15 +128,15 @@ impl Lifecycle {
         &mut self,
         mut findings: Findings,
         working: &HashMap<SessionId, bool>,
-        flows: &[FlowRecord],
+        flows: &FlowTable,
         cfg: &AlertConfig,
         now: u64,
     ) -> Vec<Transition> {
         let above = cfg.rollup_above as usize;
         let covered = rollup::fold(&mut findings, flows, above, &self.active);
-        // In alert order, and in row order within one however the flows came to be judged
-        // (ties go to the last row).
-        findings.sort_unstable_by(|a, b| a.key.cmp(&b.key).then(a.row.cmp(&b.row)));
+        // In alert order, and in report order within one however the flows came to be
+        // judged (ties go to the last flow: client, server, first seen).
+        findings.sort_by_cached_key(|f| (f.key, OrderKey::of(&flows[f.row])));
         let taken_over = rollup::taken_over(&covered, &findings, &self.active);
         let ok = |s: &SessionId| working.get(s).copied().unwrap_or(false);
         let mut out = Vec::new();

@@ -13,7 +13,6 @@ mod flow;
 pub mod history;
 mod idle;
 mod lifecycle;
-mod prefetch;
 mod rollup;
 pub mod rules;
 mod schedule;
@@ -35,6 +34,7 @@ use crate::{
     footprint::Footprint,
     model::{Alert, FlowId, Point},
     snapshot::Snapshot,
+    table::FlowTable,
 };
 use flow::Judge;
 use idle::IdleTimes;
@@ -80,12 +80,11 @@ impl AlertEngine {
     /// What the engine holds for its flows, by holder (the benchmark's account of
     /// resident memory).
     pub fn footprint(&self) -> Footprint {
-        let [state, histories, lists, health] = self.schedule.footprint();
+        let [state, histories, lists] = self.schedule.footprint();
         vec![
             ("flow state", state),
             ("flow histories' buffers", histories),
             ("engine's per-row lists", lists),
-            ("health lists (lent and spare)", health),
             ("sparklines", self.sparks.bytes()),
         ]
     }
@@ -103,17 +102,18 @@ impl AlertEngine {
 
     /// The sparkline points of one flow, oldest first (the one the UI shows in detail):
     /// those kept for a followed flow, else those its rate window still gives.
-    pub fn spark(&self, id: &FlowId) -> Vec<Point> {
+    pub fn spark(&self, id: &FlowId, table: &FlowTable) -> Vec<Point> {
         if let Some(points) = self.sparks.get(id) {
             return points;
         }
         let window = ns(self.cfg.retransmit_window_s);
         self.schedule
-            .rows_of(id)
-            .next()
-            .map(|row| {
-                let w = &self.schedule.flows[row].hist.window;
-                spark::from_window(w, &self.idle, window).0.iter().collect()
+            .entry(table, id)
+            .map(|e| {
+                spark::from_window(&e.hist.window, &self.idle, window)
+                    .0
+                    .iter()
+                    .collect()
             })
             .unwrap_or_default()
     }
@@ -131,7 +131,9 @@ impl AlertEngine {
             hellos.entry(ev.key).or_insert(ev.ts_ns);
         }
         let mut judge = Judge::new(cfg, &self.idle, &hellos, now, self.skip_settled);
-        let update = self.schedule.judge(snap, &mut judge, &mut self.sessions);
+        let shared = snap.flows.clone();
+        let mut table = shared.write();
+        self.schedule.judge(&mut table, &mut judge, &mut self.sessions);
         let findings = judge.findings;
         // Whether a session still has a working flow matters only where something is wrong.
         let mut working = self.lifecycle.sessions_in_question(&findings);
@@ -148,33 +150,30 @@ impl AlertEngine {
                 }
             }
         }
-        let out = self
+        let out = self.lifecycle.update(findings, &working, &table, cfg, now);
+        // Which active alerts each flow is part of, by row.
+        let part_of: Vec<(u32, u64)> = self
             .lifecycle
-            .update(findings, &working, &snap.flows, cfg, now);
-        // Which active alerts each flow is part of, by row (in the active alerts' order).
-        let mut part_of: Vec<(usize, u64)> = Vec::new();
-        for a in self.lifecycle.active.values() {
-            for id in &a.flow_ids {
-                part_of.extend(self.schedule.rows_of(id).map(|row| (row, a.id)));
-            }
-        }
-        part_of.sort_by_key(|(row, _)| *row);
-        snap.health = self.schedule.write_health(update, &part_of, cfg, snap);
+            .active
+            .values()
+            .flat_map(|a| a.flow_ids.iter().map(move |id| (id, a.id)))
+            .filter_map(|(id, a)| table.find(id).map(|row| (row, a)))
+            .collect();
+        self.schedule.write_alerts(&mut table, &part_of);
         let window = ns(cfg.retransmit_window_s);
         self.idle.advance(now, window);
         // Sparklines: of the flow looked at, and of each active alert's worst flow (one a
         // roll-up, however many flows it covers).
         let looked_at = self.sparks.looked_at();
         let worst = self.lifecycle.active.values().filter_map(|a| a.worst);
-        let followed: Vec<usize> = looked_at
+        let schedule = &self.schedule;
+        let followed: Vec<(FlowId, &window::RateWindow)> = looked_at
             .into_iter()
             .chain(worst)
-            .flat_map(|id| self.schedule.rows_of(&id).collect::<Vec<_>>())
+            .filter_map(|id| schedule.entry(&table, &id).map(|e| (e.id, &e.hist.window)))
             .collect();
-        let flows = &self.schedule.flows;
-        let followed = followed.into_iter();
-        let followed = followed.map(|row| (flows[row].id, &flows[row].hist.window));
-        self.sparks.update(followed, &self.idle, window);
+        self.sparks.update(followed.into_iter(), &self.idle, window);
+        drop(table);
         snap.alerts = self.alerts();
         snap.judged = true;
         snap.handshake_timeout_ns = ns(self.cfg.handshake_timeout_s);

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use foldhash::{HashMap, HashSet};
 
 use super::lifecycle::{AlertKey, Findings};
-use crate::model::{Alert, FlowRecord, Level, Scope, SessionId};
+use crate::{
+    model::{Alert, Level, Scope, SessionId},
+    table::FlowTable,
+};
 
 /// Which session each flow of a roll-up belongs to, this tick.
 #[derive(Debug, Default)]
@@ -57,7 +60,7 @@ fn server_key(key: &AlertKey, server: std::net::SocketAddr) -> AlertKey {
 /// to the first over `above`; a second refiles the findings of the keys that roll up.
 pub(super) fn fold(
     findings: &mut Findings,
-    flows: &[FlowRecord],
+    flows: &FlowTable,
     above: usize,
     active: &BTreeMap<AlertKey, Alert>,
 ) -> BTreeMap<AlertKey, Covered> {

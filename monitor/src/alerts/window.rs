@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use monitor_common::flow::{FlowState, C2S, S2C};
 
-use super::{idle::Paused, prefetch::prefetch};
+use super::idle::Paused;
 use crate::model::Point;
 
 /// Cumulative counters of one flow at one tick.
@@ -254,18 +254,6 @@ impl RateWindow {
         match self.last_step() {
             Some((old, new)) => [C2S, S2C].map(|d| throughput(&old, &new, d)),
             None => [0.0; 2],
-        }
-    }
-
-    /// Brings into cache what a tick reads and writes of the buffers: both ends of the
-    /// sample times, the counter runs.
-    pub fn prefetch(&self) {
-        let s = &self.samples;
-        for p in [s.ts.front(), s.ts.back()].into_iter().flatten() {
-            prefetch(p);
-        }
-        for p in [s.runs.front(), s.runs.back()].into_iter().flatten() {
-            prefetch(p);
         }
     }
 

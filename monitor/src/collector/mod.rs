@@ -1,15 +1,13 @@
-//! Reads the kernel's maps into a [`Snapshot`] and drains its event ring buffer.
+//! Reads the kernel's maps into the flow table and drains its event ring buffers.
 //!
 //! The first tick reads the flow map whole; later ticks read back only the flows the
-//! kernel reported changed (see `mark` in the eBPF program) and update the table kept
-//! from the tick before. When the kernel could not report everything (its ring was full,
-//! or the map evicted flows), the tick reads the map whole again.
+//! kernel reported changed (see `mark` in the eBPF program) and write them into the table.
+//! When the kernel could not report everything (its ring was full, or the map may have
+//! evicted flows, which it does not report), the tick reads the map whole again.
 
 mod batch;
 mod clock;
-pub mod closed;
 mod presence;
-mod table;
 
 use anyhow::{Context, Result};
 use aya::{
@@ -27,9 +25,9 @@ pub use clock::Clock;
 pub use presence::Presence;
 
 use crate::{
-    model::{Counters, FlowRecord, IfaceTraffic},
-    shelf::Lent,
-    snapshot::{changes, OrderKey, RowChange, Snapshot},
+    model::{Counters, FlowRecord, IfaceTraffic, OrderKey},
+    snapshot::Snapshot,
+    table::{FlowTable, SharedTable},
 };
 
 pub struct Collector {
@@ -51,14 +49,10 @@ pub struct Collector {
     /// The kernel's log of its failures, moved into the `log` crate at each tick.
     kernel_log: Option<crate::kernel::load::KernelLog>,
     closed_rb: RingBuf<MapData>,
-    /// Connection records ended by port reuse, kept (bounded) as rows of the table.
-    closed: closed::Closed,
-    /// Live records and closed ones, in snapshot order, as of the last tick; shared with
-    /// its snapshot. A UI still shows the last snapshot: the next tick edits the table lent
-    /// before (brought up to date by copying the rows the last tick wrote) instead of
-    /// copying the whole table.
-    table: Lent<FlowRecord>,
-    /// Whether `table` is a base later ticks can update (false: read the map whole).
+    /// Every flow read so far, live and closed; shared with the snapshots.
+    table: SharedTable,
+    /// Whether `table` holds every live flow, so that later ticks can read only the
+    /// reported ones (false: read the map whole).
     synced: bool,
     epoch_map: Array<MapData, u32>,
     epoch: u32,
@@ -84,9 +78,6 @@ pub struct ReadCounts {
     pub changed: u64,
     /// Records read back one by one for reported flows.
     pub records: u64,
-    /// Updates that had to copy the table (the previous two snapshots were still held,
-    /// or the table lent before was a whole read behind).
-    pub copies: u64,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
@@ -126,8 +117,7 @@ impl Collector {
             samples: RingBuf::try_from(take(ebpf, "SAMPLES")?)?,
             kernel_log: crate::kernel::load::KernelLog::take(ebpf),
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
-            closed: closed::Closed::default(),
-            table: Lent::default(),
+            table: SharedTable::default(),
             synced: false,
             epoch_map: Array::try_from(take(ebpf, "EPOCH")?)?,
             epoch: 0,
@@ -142,12 +132,9 @@ impl Collector {
     }
 
     /// What the collector holds for its flows (the benchmark's account of resident
-    /// memory): the records, as lent with the last snapshot and the spare table.
+    /// memory): the flow table.
     pub fn footprint(&self) -> crate::footprint::Footprint {
-        vec![(
-            "flow records (lent and spare)",
-            self.table.bytes() + self.closed.bytes(),
-        )]
+        vec![("flow table", self.table.read().bytes())]
     }
 
     pub fn counters(&self) -> Result<Counters> {
@@ -209,129 +196,97 @@ impl Collector {
         // record of the one it replaced, so that record is here when the report is.
         let keys = self.drain_changed();
         let closed = self.drain_closed();
-        // Older closed records trimmed: rows leave the table, which a whole read does.
-        let trimmed = self.closed.add(&closed);
         let counters = self.counters()?;
         let lost = counters.get(stats::CHANGES_LOST);
-        // Past this many, one batch read of everything costs less than lookups one by one.
-        let cheap = keys.len() <= self.table.current().len() / 4 + 1024;
-        let mut changed = None;
-        if self.synced && lost == self.lost_changes && cheap && !trimmed {
-            changed = self.update(keys, closed)?;
+        let table = self.table.clone();
+        let mut t = table.write();
+        t.begin();
+        // Closed first: the row of the connection port reuse ended becomes closed before
+        // its key's new connection takes the key's live row.
+        for r in closed {
+            t.close(r);
         }
-        let changed = match changed {
-            Some(rows) => rows,
-            None => self.read_all()?,
-        };
+        // Past this many, one batch read of everything costs less than lookups one by one.
+        let live = t.live_len();
+        let cheap = keys.len() <= live / 4 + 1024;
+        // The LRU evicts without a report only near full: each reported flow adds at most
+        // one live flow.
+        let room = ((live + keys.len()) as u64 + self.evict_margin) < self.max_flows;
+        if self.synced && lost == self.lost_changes && cheap && room {
+            self.read_reported(&mut t, keys)?;
+        } else {
+            self.read_all(&mut t)?;
+        }
+        drop(t);
         self.lost_changes = lost;
-        let mut snap = Snapshot::sorted(
-            self.table.shared(),
-            self.live(),
-            counters,
-            self.clock.now_epoch(),
-        );
-        // Trimmed closed records were neither evicted nor lost.
-        snap.evicted_flows = snap.evicted_flows.saturating_sub(self.closed.dropped);
-        snap.changed = Some(changed);
+        let mut snap = Snapshot::of(table, counters, self.clock.now_epoch());
         snap.interfaces = self.interfaces()?;
         Ok(snap)
     }
 
-    fn live(&self) -> u64 {
-        (self.table.current().len() - self.closed.len()) as u64
-    }
-
-    /// The table from the last tick, updated with the reported flows, and the rows that
-    /// changed. `None` when it cannot be trusted: the LRU map may have evicted flows, which
-    /// it does not report. It evicts only near full, and every flow it holds was reported,
-    /// so the table holds at least as many live flows as the map; a reported flow no longer
-    /// there was evicted. Also `None` when a record of the table must go (see
-    /// `table::plan`).
-    fn update(
-        &mut self,
-        keys: Vec<FlowKey>,
-        closed: Vec<FlowRecord>,
-    ) -> Result<Option<Vec<RowChange>>> {
-        let mut ch = table::Changes {
-            closed,
-            ..Default::default()
-        };
+    /// The reported flows' records into the table; a reported flow no longer in the map
+    /// was evicted.
+    fn read_reported(&mut self, t: &mut FlowTable, keys: Vec<FlowKey>) -> Result<()> {
         for key in keys {
             match self.flows.get(&key, 0) {
-                Ok(st) => ch.fresh.push(record(self.clock, st)),
-                Err(aya::maps::MapError::KeyNotFound) => ch.gone.push(key),
+                Ok(st) => {
+                    t.put(record(self.clock, st));
+                    self.reads.records += 1;
+                }
+                Err(aya::maps::MapError::KeyNotFound) => t.evict(&key),
                 Err(e) => return Err(e).context("reading FLOWS"),
             }
         }
-        // Checked before the table changes: a whole read then walks it as last shown.
-        // Each reported flow adds at most one live record. (A flow gone: see `plan`.)
-        // The table does not hold this tick's closed records yet (those are kept already).
-        let closed_before = self.closed.len() - ch.closed.len();
-        let live_before = self.table.current().len().saturating_sub(closed_before);
-        let live = (live_before + ch.fresh.len()) as u64;
-        if live + self.evict_margin >= self.max_flows {
-            return Ok(None);
-        }
-        let records = ch.fresh.len() as u64;
-        let Some(plan) = table::plan(self.table.current(), self.closed.orders(), ch) else {
-            return Ok(None);
-        };
-        self.reads.records += records;
         self.reads.changed += 1;
-        self.table.lend_edited(plan.inserted, plan.rows);
-        self.reads.copies = self.table.copies;
-        Ok(Some(plan.changed))
+        Ok(())
     }
 
-    /// Reads the whole map into a new table; the rows that changed are found by walking
-    /// it with the old one, which is dropped only then.
-    fn read_all(&mut self) -> Result<Vec<RowChange>> {
-        let new = self.read_whole(self.table.current().len())?;
-        let changed = changes(self.table.current(), &new);
-        self.table.lend(new);
+    /// Every record of the map into the table; the live rows not in it are gone.
+    fn read_all(&mut self, t: &mut FlowTable) -> Result<()> {
+        self.read_map(|r| t.put(r))?;
+        t.drop_unread();
         self.synced = true;
         self.reads.full += 1;
-        Ok(changed)
+        Ok(())
     }
 
-    /// Every record in the map and every closed one, in snapshot order, read now; the
-    /// table the ticks keep is left alone (tests hold it to this).
+    /// Every record in the map and every closed one, in report order, read now; the table
+    /// the ticks keep is left alone (tests hold it to this).
     pub fn whole(&mut self) -> Result<Vec<FlowRecord>> {
-        self.read_whole(self.table.current().len())
+        let mut out = Vec::new();
+        self.read_map(|r| out.push(r))?;
+        let mut seen = foldhash::HashSet::default();
+        out.retain(|f| seen.insert(f.key));
+        let t = self.table.read();
+        out.extend(t.rows().filter(|(_, r)| r.closed).map(|(_, r)| r.flow.clone()));
+        out.sort_by_cached_key(OrderKey::of);
+        Ok(out)
     }
 
-    fn read_whole(&mut self, expect: usize) -> Result<Vec<FlowRecord>> {
+    /// Hands every record of the map to `each`, in batches where the kernel can. The
+    /// key-by-key walk (where it cannot) starts over when the key it stands on is evicted,
+    /// and can hand a record twice.
+    fn read_map(&mut self, mut each: impl FnMut(FlowRecord)) -> Result<()> {
         let clock = self.clock;
-        // Sized for the table as the last tick found it: growing by doubling would copy
-        // the records several times over.
-        let mut buf = Vec::with_capacity(expect + expect / 16);
         let batched = match self.batch.as_mut() {
             Some(b) => b
-                .read(|_, st| buf.push(record(clock, *st)))
+                .read(|_, st| each(record(clock, *st)))
                 .context("reading FLOWS in batches")?,
             None => false,
         };
-        if !batched {
-            self.batch = None;
-            buf.clear();
-            for item in self.flows.iter() {
-                match item {
-                    Ok((_, state)) => buf.push(record(clock, state)),
-                    // The entry was evicted between listing and reading it.
-                    Err(aya::maps::MapError::KeyNotFound) => continue,
-                    Err(e) => return Err(e).context("reading FLOWS"),
-                }
-            }
-            // The key-by-key walk starts over when the key it stands on is evicted, and
-            // can visit an entry twice. Batches go bucket by bucket, each read whole under
-            // its lock, and a key always hashes to the same bucket: no duplicates there.
-            let mut seen = foldhash::HashSet::default();
-            buf.retain(|f| seen.insert(f.key));
+        if batched {
+            return Ok(());
         }
-        buf.extend_from_slice(self.closed.records());
-        // Sorted where it is: the small keys are sorted, then the records moved once.
-        buf.sort_by_cached_key(OrderKey::of);
-        Ok(buf)
+        self.batch = None;
+        for item in self.flows.iter() {
+            match item {
+                Ok((_, state)) => each(record(clock, state)),
+                // The entry was evicted between listing and reading it.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e).context("reading FLOWS"),
+            }
+        }
+        Ok(())
     }
 
     /// Keys reported since the last tick, once each, with those reported in the epoch
@@ -368,9 +323,9 @@ impl Collector {
         out
     }
 
-    /// Closed records no longer shown, trimmed to bound what the collector holds.
+    /// Closed records no longer shown, trimmed to bound what the table holds.
     pub fn closed_dropped(&self) -> u64 {
-        self.closed.dropped
+        self.table.read().closed_dropped
     }
 
     /// Events the kernel sent since the last call, timestamps in Unix-epoch ns.

@@ -7,7 +7,7 @@ use monitor_common::{
 };
 use serde::Serialize;
 
-use crate::{model::FlowRecord, snapshot::Snapshot};
+use crate::{snapshot::Snapshot, table::Row};
 
 #[derive(Serialize, Debug)]
 pub struct Summary<'a> {
@@ -138,7 +138,8 @@ fn direction(d: &DirStats) -> Direction {
     }
 }
 
-pub fn flow(f: &FlowRecord, i: usize, snap: &Snapshot) -> Flow {
+pub fn flow(row: &Row, snap: &Snapshot) -> Flow {
+    let f = &row.flow;
     let s = &f.state;
     let (c, sv) = (&s.dir[C2S], &s.dir[S2C]);
     // A hello is known absent only once that side has sent payload.
@@ -163,27 +164,25 @@ pub fn flow(f: &FlowRecord, i: usize, snap: &Snapshot) -> Flow {
         },
         c2s: direction(c),
         s2c: direction(sv),
-        alerts: snap
+        alerts: row
             .health
-            .get(i)
-            .map(|h| {
-                h.alerts
-                    .iter()
-                    .filter_map(|id| snap.alerts.iter().find(|a| a.id == *id))
-                    .map(|a| FlowAlert {
-                        id: a.id,
-                        kind: a.kind.name(),
-                        severity: a.severity.name(),
-                        direction: a.direction,
-                        since_ns: a.since_ns,
-                    })
-                    .collect()
+            .alerts
+            .iter()
+            .filter_map(|id| snap.alerts.iter().find(|a| a.id == *id))
+            .map(|a| FlowAlert {
+                id: a.id,
+                kind: a.kind.name(),
+                severity: a.severity.name(),
+                direction: a.direction,
+                since_ns: a.since_ns,
             })
-            .unwrap_or_default(),
+            .collect(),
     }
 }
 
+/// The summary of `snap`: every flow in report order (client, server, first seen).
 pub fn summary(snap: &Snapshot) -> Summary<'_> {
+    let table = snap.flows.read();
     Summary {
         alerts: snap.judged.then(|| {
             snap.alerts
@@ -191,16 +190,16 @@ pub fn summary(snap: &Snapshot) -> Summary<'_> {
                 .filter(|a| a.cleared_ns.is_none())
                 .collect()
         }),
-        flows: snap
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, f)| flow(f, i, snap))
+        flows: table
+            .sorted()
+            .into_iter()
+            .filter_map(|i| table.row(i))
+            .map(|r| flow(r, snap))
             .collect(),
         totals: Totals {
             // Packets the monitor analysed: those on watched ports.
             packets: snap.counters.get(stats::WATCHED),
-            flows: snap.flows.len() as u64,
+            flows: table.len() as u64,
             evicted_flows: snap.evicted_flows,
             lost_flows: snap.lost_flows,
             lost_events: snap.counters.get(stats::EVENTS_LOST),

@@ -3,7 +3,7 @@
 //! tick. Label sets are bounded (direction, kind, outcome, interface): no label per flow,
 //! except the opt-in `--metrics-top-flows N`, which exposes only the N worst flows.
 
-use std::sync::{atomic::AtomicU64, Arc};
+use std::sync::atomic::AtomicU64;
 
 use foldhash::HashMap;
 
@@ -24,8 +24,9 @@ use super::metric_labels::{
     AlertLabels, Dir, FlowLabels, IfDir, Outcome, Reason, Retx, Rst, DIRS, SKIPPED,
 };
 use crate::{
-    model::{FlowRecord, Kind, Level, SessionId},
-    snapshot::{changes, OrderKey, RowChange, Snapshot},
+    model::{FlowId, Kind, Level, SessionId},
+    snapshot::Snapshot,
+    table::FlowTable,
 };
 
 /// Per-direction counters a flow contributes, in a fixed order.
@@ -79,11 +80,9 @@ pub struct Metrics {
     worst: Family<FlowLabels, Gauge<f64, AtomicU64>>,
     top_flows: usize,
     /// Flows whose handshake outcome is not known yet: counted once it is.
-    pending: Vec<OrderKey>,
-    /// The previous snapshot's flows, kept only while snapshots do not say which rows
-    /// changed (replay, tests): the rows are then found by walking both. The collector
-    /// says, and keeping its table would make it copy the table every tick.
-    prev_flows: Option<Arc<Vec<FlowRecord>>>,
+    pending: Vec<FlowId>,
+    /// The table generation observed last.
+    generation: u64,
     prev_ifaces: HashMap<String, [u64; 4]>,
     prev_counters: [u64; 4],
     prev_skipped: [u64; SKIPPED.len()],
@@ -317,7 +316,7 @@ impl Metrics {
             worst,
             top_flows,
             pending: Vec::new(),
-            prev_flows: None,
+            generation: 0,
             prev_ifaces: HashMap::default(),
             prev_counters: [0; 4],
             prev_skipped: [0; SKIPPED.len()],
@@ -359,36 +358,40 @@ impl Metrics {
             }
         }
         // Each tick adds what the rows that changed grew by: a million-flow table changes
-        // a few thousand rows a tick, and the metrics no longer keep a copy of every flow.
-        let walked;
-        let changed: &[RowChange] = match &snap.changed {
-            Some(c) => {
-                self.prev_flows = None;
-                c
-            }
-            None => {
-                let prev = self.prev_flows.as_deref().map_or(&[][..], |v| &v[..]);
-                walked = changes(prev, &snap.flows);
-                self.prev_flows = Some(snap.flows.clone());
-                &walked
-            }
+        // a few thousand rows a tick, and the metrics keep no copy of any flow. A table
+        // that does not follow the one seen last (another source) counts as all new.
+        let table = snap.flows.read();
+        let ch = table.changes();
+        let follows = ch.generation == self.generation + 1;
+        self.generation = ch.generation;
+        let all: Vec<u32>;
+        let added: &[u32] = if follows {
+            &ch.added
+        } else {
+            all = table.rows().map(|(i, _)| i).collect();
+            &all
         };
+        let changed: &[(u32, FlowState)] = if follows { &ch.changed } else { &[] };
         // Summed over the rows first: a counter's series is looked up once a tick, not once
         // a row (a first tick brings every row at once, two dozen series each).
         let mut grown = [[0u64; FIELDS]; 2];
-        for c in changed {
-            let Some(f) = snap.flows.get(c.row) else {
+        let rows = added
+            .iter()
+            .map(|i| (*i, None))
+            .chain(changed.iter().map(|(i, b)| (*i, Some(b))));
+        for (i, before) in rows {
+            let Some(r) = table.row(i) else {
                 continue;
             };
             for (sum, (d, _)) in grown.iter_mut().zip(DIRS) {
-                let now = fields(&f.state, d);
-                let before = c.before.as_ref().map_or([0; FIELDS], |b| fields(b, d));
+                let now = fields(&r.flow.state, d);
+                let before = before.map_or([0; FIELDS], |b| fields(b, d));
                 for k in 0..FIELDS {
                     sum[k] = sum[k].saturating_add(now[k].saturating_sub(before[k]));
                 }
             }
-            if c.before.is_none() {
-                self.pending.push(OrderKey::of(f));
+            if before.is_none() {
+                self.pending.push(FlowId::of(&r.flow));
             }
         }
         for (delta, (_, name)) in grown.into_iter().zip(DIRS) {
@@ -423,10 +426,9 @@ impl Metrics {
         // Each connection's handshake outcome, once, when it is known (a timeout is known
         // by time alone); flows that left before are forgotten.
         for k in std::mem::take(&mut self.pending) {
-            let Ok(row) = k.find(&snap.flows) else {
+            let Some(f) = table.find(&k).and_then(|i| table.row(i)).map(|r| &r.flow) else {
                 continue;
             };
-            let f = &snap.flows[row];
             match snap.outcome(&f.state) {
                 Some(o) => {
                     self.handshakes.get_or_create(&Outcome { outcome: o }).inc();
@@ -464,9 +466,9 @@ impl Metrics {
         for (k, v) in c.iter().enumerate() {
             self.prev_counters[k] = *v;
         }
-        self.active_flows.set(snap.flows.len() as i64);
+        self.active_flows.set(table.len() as i64);
         self.active_sessions
-            .set(distinct_sessions(snap.health.iter().filter_map(|h| h.session)) as i64);
+            .set(distinct_sessions(table.rows().filter_map(|(_, r)| r.health.session)) as i64);
         for k in Kind::ALL {
             for l in [Level::Warning, Level::Critical] {
                 let n = snap
@@ -484,24 +486,25 @@ impl Metrics {
         }
         self.tick.set(snap.collect_ns as f64 / 1e9);
         if self.top_flows > 0 {
-            self.worst_flows(snap);
+            self.worst_flows(&table);
         }
     }
 
-    fn worst_flows(&self, snap: &Snapshot) {
+    fn worst_flows(&self, table: &FlowTable) {
         self.worst.clear();
-        let mut rated: Vec<(f64, usize, usize)> = snap
-            .health
-            .iter()
-            .enumerate()
-            .flat_map(|(i, h)| {
+        let mut rated: Vec<(f64, u32, usize)> = table
+            .rows()
+            .flat_map(|(i, r)| {
+                let h = &r.health;
                 DIRS.iter()
                     .filter_map(move |(d, _)| h.retx_rate[*d].map(|r| (r, i, *d)))
             })
             .collect();
         rated.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (r, i, d) in rated.into_iter().take(self.top_flows) {
-            let f = &snap.flows[i];
+            let Some(f) = table.row(i).map(|r| &r.flow) else {
+                continue;
+            };
             self.worst
                 .get_or_create(&FlowLabels {
                     client: f.client().to_string(),

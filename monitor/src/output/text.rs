@@ -13,7 +13,8 @@ pub fn render(snap: &Snapshot) -> String {
         "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
         "CLIENT", "SERVER", "PKTS C>S", "PKTS S>C", "BYTES C>S", "BYTES S>C", "RST", "FIN"
     );
-    for f in snap.flows.iter() {
+    let records = snap.records();
+    for f in &records {
         let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
         let _ = writeln!(
             out,
@@ -31,7 +32,7 @@ pub fn render(snap: &Snapshot) -> String {
     let _ = writeln!(
         out,
         "flows {}  evicted {}  lost flows {}  lost events {}  lost samples {}",
-        snap.flows.len(),
+        records.len(),
         snap.evicted_flows,
         snap.lost_flows,
         snap.counters.get(monitor_common::stats::EVENTS_LOST),
@@ -57,7 +58,7 @@ mod tests {
     fn lost_samples_are_in_the_totals_of_text_and_json() {
         let mut c = Counters::default();
         c.0[stats::SAMPLES_LOST as usize] = 3;
-        let snap = Snapshot::new(Vec::new(), 0, c, 1);
+        let snap = Snapshot::new(Vec::new(), &[], c, 1);
         assert!(
             super::render(&snap).contains("lost events 0  lost samples 3"),
             "{}",

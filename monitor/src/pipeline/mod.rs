@@ -173,7 +173,8 @@ impl Pipeline {
         self.engine.look_at(selected);
         let transitions = self.engine.tick(&mut snap, &events);
         if let Some(id) = selected {
-            snap.spark = Some((id, self.engine.spark(&id)));
+            let points = self.engine.spark(&id, &snap.flows.read());
+            snap.spark = Some((id, points));
         }
         snap.collect_ns = started.elapsed().as_nanos() as u64;
         let snap = Arc::new(snap);

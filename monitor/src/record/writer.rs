@@ -8,7 +8,6 @@
 //! the programs are attached), so a run that fails never touches an existing FILE.
 
 use std::{
-    collections::HashMap,
     fs::{File, OpenOptions},
     io::{BufWriter, Write},
     path::{Path, PathBuf},
@@ -17,7 +16,6 @@ use std::{
 use anyhow::Result;
 use monitor_common::{
     event::{Event, EventKind},
-    flow::FlowKey,
     stats,
 };
 use serde_json::{json, Value};
@@ -28,7 +26,7 @@ use crate::{
     alerts::{rules::dir_name, Transition},
     cli::RecordArgs,
     error::usage,
-    model::FlowId,
+    model::OrderKey,
     output::{
         file::{replace_target, temporary_beside},
         json,
@@ -70,8 +68,9 @@ pub struct Recorder {
     rotation: Rotation,
     /// This tick's `tick` line, repeated at the top of a file cut within the tick.
     tick_line: Option<String>,
-    /// What each flow looked like when last written (last seen, packets both ways).
-    last: HashMap<FlowId, (u64, u64)>,
+    /// The table generation written last: the next tick writes the rows its change set
+    /// names.
+    generation: u64,
 }
 
 fn hostname() -> String {
@@ -161,7 +160,7 @@ impl Recorder {
             base: 0,
             rotation,
             tick_line: None,
-            last: HashMap::new(),
+            generation: 0,
         };
         r.start_file()?;
         r.out.flush()?;
@@ -246,11 +245,12 @@ impl Recorder {
         transitions: &[Transition],
     ) -> std::io::Result<()> {
         let ts = snap.now_ns;
+        let table = snap.flows.read();
         self.tick_line = None;
         let mut tick = serde_json::to_string(&json!({
             "type": "tick",
             "ts_ns": ts,
-            "flows": snap.flows.len(),
+            "flows": table.len(),
             "packets": snap.counters.get(stats::WATCHED),
             "evicted_flows": snap.evicted_flows,
             "lost_flows": snap.lost_flows,
@@ -265,18 +265,27 @@ impl Recorder {
         tick.push('\n');
         self.put(&tick)?;
         self.tick_line = Some(tick);
-        let mut present = HashMap::with_capacity(snap.flows.len());
-        for (i, f) in snap.flows.iter().enumerate() {
-            let id = FlowId::of(f);
-            let now = (
-                f.state.last_seen_ns,
-                f.state.dir[0].packets + f.state.dir[1].packets,
-            );
-            present.insert(id, now);
-            if self.last.get(&id) == Some(&now) {
+        // The rows this tick added or changed, in report order; every row when the table
+        // does not follow the one written last (another source).
+        let ch = table.changes();
+        let follows = ch.generation == self.generation + 1;
+        self.generation = ch.generation;
+        let mut rows: Vec<(OrderKey, u32)> = if follows {
+            let changed = ch.changed.iter().map(|(i, _)| *i);
+            ch.added.iter().copied().chain(changed).collect::<Vec<_>>()
+        } else {
+            table.rows().map(|(i, _)| i).collect()
+        }
+        .into_iter()
+        .filter_map(|i| table.row(i).map(|r| (OrderKey::of(&r.flow), i)))
+        .collect();
+        rows.sort_unstable();
+        for (_, i) in rows {
+            let Some(row) = table.row(i) else {
                 continue;
-            }
-            let mut v = serde_json::to_value(json::flow(f, i, snap)).unwrap_or(Value::Null);
+            };
+            let (f, h) = (&row.flow, &row.health);
+            let mut v = serde_json::to_value(json::flow(row, snap)).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
                 m.insert("type".into(), "flow".into());
                 m.insert("ts_ns".into(), ts.into());
@@ -284,7 +293,7 @@ impl Recorder {
                     "id".into(),
                     flow_id(f.client(), f.server(), f.state.first_seen_ns).into(),
                 );
-                if let Some(h) = snap.health.get(i) {
+                if snap.judged {
                     m.insert(
                         "health".into(),
                         json!({
@@ -300,26 +309,17 @@ impl Recorder {
             }
             self.line(&v)?;
         }
-        self.last = present;
-        if !events.is_empty() {
-            let index: HashMap<FlowKey, usize> = snap
-                .flows
-                .iter()
-                .enumerate()
-                .map(|(i, f)| (f.key, i))
-                .collect();
-            for e in events {
-                let flow = index.get(&e.key).map(|&i| &snap.flows[i]);
-                self.line(&json!({
-                    "type": "event",
-                    "ts_ns": e.ts_ns,
-                    "kind": e.kind().map_or("unknown", EventKind::name),
-                    "direction": dir_name(e.dir as usize & 1),
-                    "ttl": e.ttl,
-                    "client": flow.map(|f| f.client().to_string()),
-                    "server": flow.map(|f| f.server().to_string()),
-                }))?;
-            }
+        for e in events {
+            let flow = table.find_live(&e.key).and_then(|i| table.row(i)).map(|r| &r.flow);
+            self.line(&json!({
+                "type": "event",
+                "ts_ns": e.ts_ns,
+                "kind": e.kind().map_or("unknown", EventKind::name),
+                "direction": dir_name(e.dir as usize & 1),
+                "ttl": e.ttl,
+                "client": flow.map(|f| f.client().to_string()),
+                "server": flow.map(|f| f.server().to_string()),
+            }))?;
         }
         for t in transitions {
             let mut v = serde_json::to_value(t).unwrap_or(Value::Null);

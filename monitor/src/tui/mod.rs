@@ -166,7 +166,7 @@ fn ui_loop(
         if rx.has_changed().unwrap_or(false) {
             if let Some(s) = rx.borrow_and_update().clone() {
                 snap = s;
-                ui.on_snapshot(&snap);
+                ui.on_snapshot(&snap, &snap.flows.read());
                 dirty = true;
             }
         }
@@ -180,7 +180,7 @@ fn ui_loop(
         if event::poll(Duration::from_millis(100))? {
             match event::read()? {
                 Event::Key(k) if k.kind != KeyEventKind::Release => {
-                    if ui.on_key(k, &snap) == state::Action::Quit {
+                    if ui.on_key(k, &snap, &snap.flows.read()) == state::Action::Quit {
                         return Ok(());
                     }
                     dirty = true;

@@ -8,8 +8,9 @@ use monitor_common::flow::{seen, FlowState, C2S, S2C};
 
 use crate::{
     format::{bytes, duration},
-    model::{FlowHealth, FlowId, FlowRecord, Level},
+    model::{FlowHealth, FlowId, FlowRecord, Level, OrderKey},
     snapshot::Snapshot,
+    table::FlowTable,
 };
 
 /// The table's columns, in display order.
@@ -113,21 +114,27 @@ impl Column {
     }
 }
 
-/// What a row needs from the snapshot.
+/// What a row needs from the flow table.
 pub struct Row<'a> {
-    pub index: usize,
+    /// The flow's row in the table.
+    pub index: u32,
     pub flow: &'a FlowRecord,
+    /// `None` where no alert engine judged the flows.
     pub health: Option<&'a FlowHealth>,
 }
 
 impl<'a> Row<'a> {
-    /// Row `index` of the snapshot.
-    pub fn at(snap: &'a Snapshot, index: usize) -> Self {
-        Self {
+    /// Row `index` of the table, if it holds a flow.
+    pub fn at(snap: &Snapshot, table: &'a FlowTable, index: u32) -> Option<Self> {
+        table.row(index).map(|r| Self {
             index,
-            flow: &snap.flows[index],
-            health: snap.health.get(index),
-        }
+            flow: &r.flow,
+            health: snap.judged.then_some(&r.health),
+        })
+    }
+
+    fn order(&self) -> OrderKey {
+        OrderKey::of(self.flow)
     }
 
     pub fn id(&self) -> FlowId {
@@ -316,36 +323,47 @@ impl Filter {
 
 /// The rows to show: filtered by `filter` and `min_level`, sorted by `sort`.
 pub fn visible<'a>(
-    snap: &'a Snapshot,
+    snap: &Snapshot,
+    table: &'a FlowTable,
     filter: &Filter,
     min_level: Option<Level>,
     sort: Column,
     descending: bool,
 ) -> Vec<Row<'a>> {
-    let mut rows = matching(snap, filter, min_level);
-    rows.sort_by(|a, b| {
+    let mut rows: Vec<(OrderKey, Row<'a>)> = matching(snap, table, filter, min_level)
+        .map(|r| (r.order(), r))
+        .collect();
+    rows.sort_by(|(ka, a), (kb, b)| {
         let o = a.compare(b, sort, snap);
         let o = if descending { o.reverse() } else { o };
-        // Ties keep the snapshot's order (client, server): stable on every tick.
-        o.then(a.index.cmp(&b.index))
+        // Ties keep the report order (client, server, first seen): stable on every tick.
+        o.then(ka.cmp(kb))
     });
-    rows
+    rows.into_iter().map(|(_, r)| r).collect()
 }
 
-/// The rows `filter` and `min_level` let through, in snapshot order.
-fn matching<'a>(snap: &'a Snapshot, filter: &Filter, min_level: Option<Level>) -> Vec<Row<'a>> {
-    (0..snap.flows.len())
-        .map(|index| Row::at(snap, index))
-        .filter(|r| min_level.is_none_or(|m| r.level().is_some_and(|l| l >= m)))
-        .filter(|r| filter.matches(r, snap))
-        .collect()
+/// The rows `filter` and `min_level` let through.
+fn matching<'a, 'b>(
+    snap: &'b Snapshot,
+    table: &'a FlowTable,
+    filter: &'b Filter,
+    min_level: Option<Level>,
+) -> impl Iterator<Item = Row<'a>> + 'b
+where
+    'a: 'b,
+{
+    table
+        .rows()
+        .filter_map(|(i, _)| Row::at(snap, table, i))
+        .filter(move |r| min_level.is_none_or(|m| r.level().is_some_and(|l| l >= m)))
+        .filter(move |r| filter.matches(r, snap))
 }
 
 /// The worst flow: highest health level, then highest retransmission rate.
-pub fn worst(snap: &Snapshot) -> Option<FlowId> {
+pub fn worst(snap: &Snapshot, table: &FlowTable) -> Option<FlowId> {
     // The maximum needs no sort (a million rows).
-    let rows = matching(snap, &Filter::default(), None);
-    rows.into_iter()
+    let all = Filter::default();
+    matching(snap, table, &all, None)
         .filter(|r| r.level().is_some())
         .max_by(|a, b| {
             a.compare(b, Column::Health, snap)
@@ -359,7 +377,7 @@ pub fn worst(snap: &Snapshot) -> Option<FlowId> {
                     };
                     rate(a).total_cmp(&rate(b))
                 })
-                .then(b.index.cmp(&a.index))
+                .then_with(|| b.order().cmp(&a.order()))
         })
         .map(|r| r.id())
 }

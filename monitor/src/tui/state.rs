@@ -7,6 +7,7 @@ use super::rows::{self, Column, Filter};
 use crate::{
     model::{FlowId, Level},
     snapshot::Snapshot,
+    table::FlowTable,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,14 +46,15 @@ pub struct UiState {
     last_packets: Option<(u64, u64)>,
     /// The rows' order for the snapshot and settings it was made for: sorting a big table
     /// is the costliest step of a frame, and a key press or a redraw should not repeat it.
-    order: Option<(Shown, Vec<usize>)>,
+    order: Option<(Shown, Vec<u32>)>,
 }
 
-/// What a row order depends on: the snapshot (its lists and time) and the settings.
+/// What a row order depends on: the table as written by one tick, the time and the
+/// settings.
 #[derive(Clone, Debug, PartialEq)]
 struct Shown {
-    flows: (usize, usize),
-    health: usize,
+    generation: u64,
+    flows: usize,
     now_ns: u64,
     sort: Column,
     descending: bool,
@@ -89,10 +91,10 @@ impl UiState {
 
     /// The rows to show, in order: sorted again only when the snapshot or the settings
     /// changed since the last call.
-    pub fn rows<'a>(&mut self, snap: &'a Snapshot) -> Vec<rows::Row<'a>> {
+    pub fn rows<'a>(&mut self, snap: &Snapshot, table: &'a FlowTable) -> Vec<rows::Row<'a>> {
         let shown = Shown {
-            flows: (snap.flows.as_ptr() as usize, snap.flows.len()),
-            health: snap.health.as_ptr() as usize,
+            generation: table.generation(),
+            flows: table.len(),
             now_ns: snap.now_ns,
             sort: self.sort,
             descending: self.descending,
@@ -101,11 +103,15 @@ impl UiState {
         };
         if let Some((made_for, order)) = &self.order {
             if *made_for == shown {
-                return order.iter().map(|&i| rows::Row::at(snap, i)).collect();
+                return order
+                    .iter()
+                    .filter_map(|&i| rows::Row::at(snap, table, i))
+                    .collect();
             }
         }
         let rows = rows::visible(
             snap,
+            table,
             &self.filter,
             self.min_level,
             self.sort,
@@ -116,7 +122,7 @@ impl UiState {
     }
 
     /// A new snapshot: rates for the header, selection kept on its flow.
-    pub fn on_snapshot(&mut self, snap: &Snapshot) {
+    pub fn on_snapshot(&mut self, snap: &Snapshot, table: &FlowTable) {
         self.order = None;
         let packets = snap.counters.get(monitor_common::stats::PACKETS);
         if let Some((t0, p0)) = self.last_packets {
@@ -127,16 +133,16 @@ impl UiState {
         }
         self.last_packets = Some((snap.now_ns, packets));
         if self.follow {
-            if let Some(w) = rows::worst(snap) {
+            if let Some(w) = rows::worst(snap, table) {
                 self.selected = Some(w);
             }
         }
-        self.sync_cursor(snap);
+        self.sync_cursor(snap, table);
     }
 
     /// Puts the cursor on the selected flow's row, or selects the row under the cursor.
-    fn sync_cursor(&mut self, snap: &Snapshot) {
-        let rows = self.rows(snap);
+    fn sync_cursor(&mut self, snap: &Snapshot, table: &FlowTable) {
+        let rows = self.rows(snap, table);
         if rows.is_empty() {
             self.cursor = 0;
             return;
@@ -153,8 +159,8 @@ impl UiState {
         }
     }
 
-    fn move_cursor(&mut self, snap: &Snapshot, delta: isize) {
-        let rows = self.rows(snap);
+    fn move_cursor(&mut self, snap: &Snapshot, table: &FlowTable, delta: isize) {
+        let rows = self.rows(snap, table);
         if rows.is_empty() {
             return;
         }
@@ -176,7 +182,7 @@ impl UiState {
         }
     }
 
-    pub fn on_key(&mut self, key: KeyEvent, snap: &Snapshot) -> Action {
+    pub fn on_key(&mut self, key: KeyEvent, snap: &Snapshot, table: &FlowTable) -> Action {
         if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
             return Action::Quit;
         }
@@ -194,7 +200,7 @@ impl UiState {
                 _ => {}
             }
             self.filter = Filter::parse(&self.filter_text);
-            self.sync_cursor(snap);
+            self.sync_cursor(snap, table);
             return Action::None;
         }
         if self.help {
@@ -218,12 +224,12 @@ impl UiState {
                 }
             }
             KeyCode::Enter if self.selected.is_some() => self.view = View::Detail,
-            KeyCode::Down | KeyCode::Char('j') => self.move_cursor(snap, 1),
-            KeyCode::Up | KeyCode::Char('k') => self.move_cursor(snap, -1),
-            KeyCode::PageDown => self.move_cursor(snap, 10),
-            KeyCode::PageUp => self.move_cursor(snap, -10),
-            KeyCode::Home | KeyCode::Char('g') => self.move_cursor(snap, isize::MIN / 2),
-            KeyCode::End | KeyCode::Char('G') => self.move_cursor(snap, isize::MAX / 2),
+            KeyCode::Down | KeyCode::Char('j') => self.move_cursor(snap, table, 1),
+            KeyCode::Up | KeyCode::Char('k') => self.move_cursor(snap, table, -1),
+            KeyCode::PageDown => self.move_cursor(snap, table, 10),
+            KeyCode::PageUp => self.move_cursor(snap, table, -10),
+            KeyCode::Home | KeyCode::Char('g') => self.move_cursor(snap, table, isize::MIN / 2),
+            KeyCode::End | KeyCode::Char('G') => self.move_cursor(snap, table, isize::MAX / 2),
             KeyCode::Char('/') => self.editing = true,
             KeyCode::Char('s') | KeyCode::Char('>') => self.cycle_sort(1),
             KeyCode::Char('S') | KeyCode::Char('<') => self.cycle_sort(-1),
@@ -238,17 +244,17 @@ impl UiState {
             KeyCode::Char('f') => {
                 self.follow = !self.follow;
                 if self.follow {
-                    self.on_snapshot_follow(snap);
+                    self.on_snapshot_follow(snap, table);
                 }
             }
             _ => {}
         }
-        self.sync_cursor(snap);
+        self.sync_cursor(snap, table);
         Action::None
     }
 
-    fn on_snapshot_follow(&mut self, snap: &Snapshot) {
-        if let Some(w) = rows::worst(snap) {
+    fn on_snapshot_follow(&mut self, snap: &Snapshot, table: &FlowTable) {
+        if let Some(w) = rows::worst(snap, table) {
             self.selected = Some(w);
         }
     }

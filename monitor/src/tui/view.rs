@@ -20,6 +20,7 @@ use crate::{
     format,
     model::{Alert, FlowId, Level, Point, RunInfo},
     snapshot::Snapshot,
+    table::FlowTable,
 };
 
 fn level_style(l: Option<Level>) -> Style {
@@ -45,6 +46,7 @@ fn clock(ns: u64) -> String {
 
 /// Draws the whole screen.
 pub fn draw(f: &mut Frame, info: &RunInfo, ui: &mut UiState, snap: &Snapshot) {
+    let table = snap.flows.read();
     let area = f.area();
     let [header, body, footer] = Layout::vertical([
         Constraint::Length(2),
@@ -52,16 +54,16 @@ pub fn draw(f: &mut Frame, info: &RunInfo, ui: &mut UiState, snap: &Snapshot) {
         Constraint::Length(1),
     ])
     .areas(area);
-    draw_header(f, header, info, ui, snap);
+    draw_header(f, header, info, ui, snap, table.len());
     match ui.view {
         View::Table => {
             let alerts_h = (body.height / 3).clamp(4, 10);
-            let [table, alerts] =
+            let [area_of_table, alerts] =
                 Layout::vertical([Constraint::Min(3), Constraint::Length(alerts_h)]).areas(body);
-            draw_table(f, table, ui, snap);
+            draw_table(f, area_of_table, ui, snap, &table);
             draw_alerts(f, alerts, &snap.alerts, "Alerts", None);
         }
-        View::Detail => draw_detail(f, body, ui, snap),
+        View::Detail => draw_detail(f, body, ui, snap, &table),
     }
     draw_footer(f, footer, ui);
     if ui.help {
@@ -69,7 +71,14 @@ pub fn draw(f: &mut Frame, info: &RunInfo, ui: &mut UiState, snap: &Snapshot) {
     }
 }
 
-fn draw_header(f: &mut Frame, area: Rect, info: &RunInfo, ui: &UiState, snap: &Snapshot) {
+fn draw_header(
+    f: &mut Frame,
+    area: Rect,
+    info: &RunInfo,
+    ui: &UiState,
+    snap: &Snapshot,
+    flows: usize,
+) {
     let active: Vec<&Alert> = snap
         .alerts
         .iter()
@@ -122,7 +131,7 @@ fn draw_header(f: &mut Frame, area: Rect, info: &RunInfo, ui: &UiState, snap: &S
         )
     };
     let line2 = Line::from(vec![
-        Span::raw(format!("pkts/s {pps}  flows {}  ", snap.flows.len())),
+        Span::raw(format!("pkts/s {pps}  flows {flows}  ")),
         alerts_span,
         Span::raw(format!(
             "  evicted {}{lost_flows}  lost events {}  lag {}",
@@ -134,9 +143,9 @@ fn draw_header(f: &mut Frame, area: Rect, info: &RunInfo, ui: &UiState, snap: &S
     f.render_widget(Paragraph::new(vec![line1, line2]), area);
 }
 
-fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot) {
+fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot, flows: &FlowTable) {
     let cols = Column::fitting(area.width.saturating_sub(2));
-    let rows = ui.rows(snap);
+    let rows = ui.rows(snap, flows);
     let height = area.height.saturating_sub(3) as usize;
     ui.scroll(height);
     let header = TRow::new(cols.iter().map(|c| {
@@ -162,7 +171,7 @@ fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot) {
     let title = format!(
         "Flows {}/{}{}{}",
         rows.len(),
-        snap.flows.len(),
+        flows.len(),
         match ui.min_level {
             Some(Level::Critical) => "  [critical only]",
             Some(_) => "  [warning+]",
@@ -176,7 +185,7 @@ fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot) {
         .block(Block::new().borders(Borders::ALL).title(title));
     f.render_widget(table, area);
     if rows.is_empty() {
-        let msg = if snap.flows.is_empty() {
+        let msg = if flows.is_empty() {
             "no TCP flows on the watched ports yet"
         } else {
             "no flow matches the filter (Esc clears it)"
@@ -349,11 +358,8 @@ fn opts(o: &SynOpts) -> String {
     s
 }
 
-fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
-    let Some(i) = ui
-        .selected
-        .and_then(|id| snap.flows.iter().position(|fl| FlowId::of(fl) == id))
-    else {
+fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: &FlowTable) {
+    let Some(row) = ui.selected.and_then(|id| flows.find(&id)).and_then(|i| flows.row(i)) else {
         f.render_widget(
             Paragraph::new("the flow is gone from the kernel's table (Esc: back)")
                 .block(Block::new().borders(Borders::ALL)),
@@ -361,9 +367,9 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot) {
         );
         return;
     };
-    let fl = &snap.flows[i];
+    let fl = &row.flow;
     let st = &fl.state;
-    let h = snap.health.get(i);
+    let h = snap.judged.then_some(&row.health);
     let [top, mid, bottom] = Layout::vertical([
         Constraint::Length(5),
         Constraint::Min(6),

@@ -1,0 +1,416 @@
+//! The flow table: every flow the monitor knows, one row each at an index that stays the
+//! flow's while it lives, so the alert engine and the outputs keep their own per-flow state
+//! in plain vectors by index instead of pairing lists by key every tick. A tick's source
+//! writes the flows it read into the table; the table says what that changed (a
+//! [`ChangeSet`]), and every consumer takes its work from that one list.
+//!
+//! A flow is a connection record: a 4-tuple reused by a new connection is another row, and
+//! the one port reuse ended stays as a closed row (bounded: [`KEEP_CLOSED`]).
+
+use std::{
+    collections::VecDeque,
+    hash::BuildHasher,
+    sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard},
+};
+
+use hashbrown::HashTable;
+use monitor_common::flow::{FlowKey, FlowState};
+
+use crate::model::{FlowHealth, FlowId, FlowRecord};
+
+/// Closed rows kept at most past a tick's own (a few MB): past it the oldest go, counted,
+/// never one that closed in the tick being made, so every closed connection is in at least
+/// the report of the tick it closed.
+pub const KEEP_CLOSED: usize = 16_384;
+
+/// One flow: the record as last read, whether port reuse ended it, and the alert engine's
+/// verdict on it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Row {
+    pub flow: FlowRecord,
+    /// Port reuse ended the connection: the kernel no longer holds it, and its record no
+    /// longer changes.
+    pub closed: bool,
+    pub health: FlowHealth,
+    /// The generation that last read it (a whole read drops the live rows it did not).
+    read_in: u64,
+}
+
+/// What a tick changed, by row index: every consumer's work list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChangeSet {
+    /// The tick that made it: a consumer that saw the one before knows it missed nothing.
+    pub generation: u64,
+    /// Rows new this tick.
+    pub added: Vec<u32>,
+    /// Rows whose record differs from the last tick's, with the record before.
+    pub changed: Vec<(u32, FlowState)>,
+    /// Rows gone (their index may be given to a new flow in a later tick), with the flow
+    /// that had them and its last record.
+    pub removed: Vec<(u32, FlowRecord)>,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct FlowTable {
+    rows: Vec<Option<Row>>,
+    /// Indices of empty rows, reused before the table grows.
+    free: Vec<u32>,
+    /// Every row, by flow id.
+    by_id: HashTable<u32>,
+    /// The live row of each key (a closed row is not one).
+    live: HashTable<u32>,
+    /// Closed rows, oldest first, with their flow (an index whose row went may be reused).
+    closed: VecDeque<(u32, FlowId)>,
+    /// Closed rows removed to keep [`KEEP_CLOSED`]: connections that ended, neither evicted
+    /// nor lost.
+    pub closed_dropped: u64,
+    changes: ChangeSet,
+    hasher: foldhash::fast::FixedState,
+}
+
+/// Where a flow's row is, or would go.
+enum Found {
+    At(u32),
+    Absent,
+}
+
+impl FlowTable {
+    /// A table holding `records`, as one tick would write them (tests, one-shot reports).
+    pub fn of(records: impl IntoIterator<Item = FlowRecord>, closed: &[FlowRecord]) -> Self {
+        let mut t = Self::default();
+        t.begin();
+        for r in closed {
+            t.close(r.clone());
+        }
+        for r in records {
+            t.put(r);
+        }
+        t
+    }
+
+    /// Starts a tick: the change set from here on is this tick's.
+    pub fn begin(&mut self) {
+        let generation = self.changes.generation + 1;
+        self.changes = ChangeSet {
+            generation,
+            ..ChangeSet::default()
+        };
+    }
+
+    /// What this tick changed so far.
+    pub fn changes(&self) -> &ChangeSet {
+        &self.changes
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.changes.generation
+    }
+
+    /// How many flows the table holds, closed ones included.
+    pub fn len(&self) -> usize {
+        self.rows.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closed rows held.
+    pub fn closed_len(&self) -> usize {
+        self.closed.len()
+    }
+
+    /// One past the highest row index: a per-row vector this long has a place for every row.
+    pub fn capacity(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn row(&self, at: u32) -> Option<&Row> {
+        self.rows.get(at as usize).and_then(Option::as_ref)
+    }
+
+    pub fn row_mut(&mut self, at: u32) -> Option<&mut Row> {
+        self.rows.get_mut(at as usize).and_then(Option::as_mut)
+    }
+
+    /// Every row with its index, in index order (not a display order: see [`Self::sorted`]).
+    pub fn rows(&self) -> impl Iterator<Item = (u32, &Row)> {
+        self.rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (i as u32, r)))
+    }
+
+    /// Row indices in report order: client, then server, then first seen.
+    pub fn sorted(&self) -> Vec<u32> {
+        let mut v: Vec<(crate::model::OrderKey, u32)> = self
+            .rows()
+            .map(|(i, r)| (crate::model::OrderKey::of(&r.flow), i))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// Every record in report order.
+    pub fn records(&self) -> Vec<FlowRecord> {
+        self.sorted()
+            .into_iter()
+            .filter_map(|i| self.row(i).map(|r| r.flow.clone()))
+            .collect()
+    }
+
+    /// The row of flow `id`.
+    pub fn find(&self, id: &FlowId) -> Option<u32> {
+        let h = self.hasher.hash_one(id);
+        let rows = &self.rows;
+        self.by_id
+            .find(h, |&i| id_at(rows, i) == Some(*id))
+            .copied()
+    }
+
+    /// The live row of `key`, if the table holds one.
+    pub fn find_live(&self, key: &FlowKey) -> Option<u32> {
+        match self.live_of(key) {
+            Found::At(i) => Some(i),
+            Found::Absent => None,
+        }
+    }
+
+    fn live_of(&self, key: &FlowKey) -> Found {
+        let h = self.hasher.hash_one(key);
+        let rows = &self.rows;
+        match self
+            .live
+            .find(h, |&i| id_at(rows, i).is_some_and(|id| id.key == *key))
+        {
+            Some(&i) => Found::At(i),
+            None => Found::Absent,
+        }
+    }
+
+    /// The kernel's record of a live flow, read this tick: written over the flow's row, or
+    /// a new row. A new record for a key whose live row is another connection replaces it
+    /// (the old one was evicted and its key used again, or its closing was lost).
+    pub fn put(&mut self, flow: FlowRecord) {
+        let id = FlowId::of(&flow);
+        let generation = self.changes.generation;
+        if let Found::At(i) = self.live_of(&flow.key) {
+            let Some(row) = self.rows[i as usize].as_mut() else {
+                return;
+            };
+            if row.flow.state.first_seen_ns == id.first_seen_ns {
+                row.read_in = generation;
+                if row.flow.state != flow.state {
+                    let before = std::mem::replace(&mut row.flow, flow);
+                    self.changes.changed.push((i, before.state));
+                }
+                return;
+            }
+            self.remove(i);
+        }
+        // A connection port reuse ended already: its record no longer changes.
+        if self.find(&id).is_some() {
+            return;
+        }
+        let i = self.insert(flow, false);
+        let h = self.hasher.hash_one(id.key);
+        let (rows, hasher) = (&self.rows, &self.hasher);
+        self.live.insert_unique(h, i, |&j| key_hash(hasher, rows, j));
+    }
+
+    /// A record port reuse ended: its row, found by flow id, becomes closed (a new row if
+    /// the table never had it live). The oldest closed rows go past [`KEEP_CLOSED`].
+    pub fn close(&mut self, flow: FlowRecord) {
+        let id = FlowId::of(&flow);
+        let generation = self.changes.generation;
+        let i = match self.find(&id) {
+            Some(i) => {
+                self.unlink_live(i);
+                if let Some(row) = self.rows[i as usize].as_mut() {
+                    row.read_in = generation;
+                    if row.flow.state != flow.state || !row.closed {
+                        let before = std::mem::replace(&mut row.flow, flow);
+                        self.changes.changed.push((i, before.state));
+                    }
+                    row.closed = true;
+                }
+                i
+            }
+            None => self.insert(flow, true),
+        };
+        self.closed.push_back((i, id));
+        self.trim_closed();
+    }
+
+    /// The live row of `key` goes: the kernel no longer holds the flow (its LRU evicted it).
+    pub fn evict(&mut self, key: &FlowKey) {
+        if let Found::At(i) = self.live_of(key) {
+            self.remove(i);
+        }
+    }
+
+    /// After a tick that read every live flow: the live rows it did not read are gone.
+    pub fn drop_unread(&mut self) {
+        let generation = self.changes.generation;
+        let unread: Vec<u32> = self
+            .rows()
+            .filter(|(_, r)| !r.closed && r.read_in != generation)
+            .map(|(i, _)| i)
+            .collect();
+        for i in unread {
+            self.remove(i);
+        }
+    }
+
+    /// How many live rows the table holds.
+    pub fn live_len(&self) -> usize {
+        self.live.len()
+    }
+
+    fn trim_closed(&mut self) {
+        let generation = self.changes.generation;
+        while self.closed.len() > KEEP_CLOSED {
+            let Some(&(i, id)) = self.closed.front() else {
+                break;
+            };
+            match self.row(i) {
+                // Never one closed this tick.
+                Some(r) if r.read_in == generation => break,
+                Some(r) if r.closed && FlowId::of(&r.flow) == id => {
+                    self.remove(i);
+                    self.closed_dropped += 1;
+                }
+                // Gone already (the row went with its key's live row).
+                _ => {}
+            }
+            self.closed.pop_front();
+        }
+    }
+
+    fn insert(&mut self, flow: FlowRecord, closed: bool) -> u32 {
+        let id = FlowId::of(&flow);
+        let row = Row {
+            flow,
+            closed,
+            health: FlowHealth::default(),
+            read_in: self.changes.generation,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.rows[i as usize] = Some(row);
+                i
+            }
+            None => {
+                self.rows.push(Some(row));
+                (self.rows.len() - 1) as u32
+            }
+        };
+        let h = self.hasher.hash_one(id);
+        let (rows, hasher) = (&self.rows, &self.hasher);
+        self.by_id.insert_unique(h, i, |&j| id_hash(hasher, rows, j));
+        self.changes.added.push(i);
+        i
+    }
+
+    fn unlink_live(&mut self, i: u32) {
+        let Some(key) = id_at(&self.rows, i).map(|id| id.key) else {
+            return;
+        };
+        let h = self.hasher.hash_one(key);
+        if let Ok(e) = self.live.find_entry(h, |&j| j == i) {
+            e.remove();
+        }
+    }
+
+    fn remove(&mut self, i: u32) {
+        let Some(id) = id_at(&self.rows, i) else {
+            return;
+        };
+        self.unlink_live(i);
+        let h = self.hasher.hash_one(id);
+        if let Ok(e) = self.by_id.find_entry(h, |&j| j == i) {
+            e.remove();
+        }
+        if let Some(row) = self.rows[i as usize].take() {
+            let touched = row.read_in == self.changes.generation;
+            // A row added this tick and gone again is neither added nor removed.
+            match touched.then(|| self.changes.added.iter().position(|&j| j == i)) {
+                Some(Some(k)) => {
+                    self.changes.added.swap_remove(k);
+                }
+                _ => self.changes.removed.push((i, row.flow)),
+            }
+            if touched {
+                self.changes.changed.retain(|(j, _)| *j != i);
+            }
+        }
+        self.free.push(i);
+    }
+
+    /// Bytes the table holds (the benchmark's account of resident memory).
+    pub fn bytes(&self) -> u64 {
+        use crate::footprint::buffer;
+        buffer::<Option<Row>>(self.rows.capacity())
+            + buffer::<u32>(self.free.capacity())
+            + buffer::<(u32, FlowId)>(self.closed.capacity())
+            + (self.by_id.capacity() + self.live.capacity()) as u64 * 5
+    }
+}
+
+/// The record of row `i`, for code that holds a row index of this tick (a finding's): an
+/// empty row there is a bug in the engine, not something the input can cause.
+impl std::ops::Index<usize> for FlowTable {
+    type Output = FlowRecord;
+
+    fn index(&self, i: usize) -> &FlowRecord {
+        match self.rows.get(i).and_then(Option::as_ref) {
+            Some(r) => &r.flow,
+            None => panic!("flow table row {i} is empty"),
+        }
+    }
+}
+
+fn id_at(rows: &[Option<Row>], i: u32) -> Option<FlowId> {
+    rows.get(i as usize)
+        .and_then(Option::as_ref)
+        .map(|r| FlowId::of(&r.flow))
+}
+
+fn id_hash(hasher: &foldhash::fast::FixedState, rows: &[Option<Row>], i: u32) -> u64 {
+    id_at(rows, i).map_or(0, |id| hasher.hash_one(id))
+}
+
+fn key_hash(hasher: &foldhash::fast::FixedState, rows: &[Option<Row>], i: u32) -> u64 {
+    id_at(rows, i).map_or(0, |id| hasher.hash_one(id.key))
+}
+
+/// The table as the source, the alert engine and the terminal UI's thread share it: the
+/// source and the engine write it during a tick, the outputs read it after.
+#[derive(Clone, Debug, Default)]
+pub struct SharedTable(Arc<RwLock<FlowTable>>);
+
+impl SharedTable {
+    pub fn new(table: FlowTable) -> Self {
+        Self(Arc::new(RwLock::new(table)))
+    }
+
+    /// A panic elsewhere while writing leaves the table as it was written so far: still a
+    /// table to show.
+    pub fn read(&self) -> RwLockReadGuard<'_, FlowTable> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, FlowTable> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;
