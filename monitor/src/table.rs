@@ -32,8 +32,20 @@ pub struct Row {
     /// longer changes.
     pub closed: bool,
     pub health: FlowHealth,
-    /// The generation that last read it (a whole read drops the live rows it did not).
+    /// The generation that last read it (a whole read drops the live rows it did not), and
+    /// what that generation's change set says of it.
     read_in: u64,
+    mark: Mark,
+}
+
+/// What the change set of the generation that last read a row says of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Mark {
+    /// Read, the same as before.
+    #[default]
+    Same,
+    Added,
+    Changed,
 }
 
 /// What a tick changed, by row index: every consumer's work list.
@@ -92,6 +104,16 @@ impl FlowTable {
             t.put(r);
         }
         t
+    }
+
+    /// A whole tick that read `live` as every live flow (tests, fakes of a source): the
+    /// live rows not in it are gone.
+    pub fn read_whole(&mut self, live: impl IntoIterator<Item = FlowRecord>) {
+        self.begin();
+        for r in live {
+            self.put(r);
+        }
+        self.drop_unread();
     }
 
     /// Starts a tick: the change set from here on is this tick's.
@@ -194,29 +216,26 @@ impl FlowTable {
         }
     }
 
-    /// The kernel's record of a live flow, read this tick: written over the flow's row, or
-    /// a new row. A new record for a key whose live row is another connection replaces it
+    /// The kernel's record of a live flow, read this tick (once: the change set keeps the
+    /// record a row had when the tick began): written over the flow's row, or a new row. A new record for a key whose live row is another connection replaces it
     /// (the old one was evicted and its key used again, or its closing was lost).
     pub fn put(&mut self, flow: FlowRecord) {
         let id = FlowId::of(&flow);
         let generation = self.changes.generation;
+        // A connection port reuse ended already: its record no longer changes.
+        if self.find(&id).is_some_and(|i| self.row(i).is_some_and(|r| r.closed)) {
+            return;
+        }
         if let Found::At(i) = self.live_of(&flow.key) {
             let Some(row) = self.rows[i as usize].as_mut() else {
                 return;
             };
             if row.flow.state.first_seen_ns == id.first_seen_ns {
-                row.read_in = generation;
-                if row.flow.state != flow.state {
-                    let before = std::mem::replace(&mut row.flow, flow);
-                    self.changes.changed.push((i, before.state));
-                }
+                let before = std::mem::replace(&mut row.flow, flow);
+                row.note(generation, &before, &mut self.changes, i);
                 return;
             }
             self.remove(i);
-        }
-        // A connection port reuse ended already: its record no longer changes.
-        if self.find(&id).is_some() {
-            return;
         }
         let i = self.insert(flow, false);
         let h = self.hasher.hash_one(id.key);
@@ -233,12 +252,13 @@ impl FlowTable {
             Some(i) => {
                 self.unlink_live(i);
                 if let Some(row) = self.rows[i as usize].as_mut() {
-                    row.read_in = generation;
-                    if row.flow.state != flow.state || !row.closed {
-                        let before = std::mem::replace(&mut row.flow, flow);
+                    let before = std::mem::replace(&mut row.flow, flow);
+                    let was_closed = std::mem::replace(&mut row.closed, true);
+                    row.note(generation, &before, &mut self.changes, i);
+                    if !was_closed && row.mark == Mark::Same {
+                        row.mark = Mark::Changed;
                         self.changes.changed.push((i, before.state));
                     }
-                    row.closed = true;
                 }
                 i
             }
@@ -300,6 +320,7 @@ impl FlowTable {
             closed,
             health: FlowHealth::default(),
             read_in: self.changes.generation,
+            mark: Mark::Added,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -338,16 +359,25 @@ impl FlowTable {
             e.remove();
         }
         if let Some(row) = self.rows[i as usize].take() {
-            let touched = row.read_in == self.changes.generation;
-            // A row added this tick and gone again is neither added nor removed.
-            match touched.then(|| self.changes.added.iter().position(|&j| j == i)) {
-                Some(Some(k)) => {
-                    self.changes.added.swap_remove(k);
+            let mark = if row.read_in == self.changes.generation {
+                row.mark
+            } else {
+                Mark::Same
+            };
+            match mark {
+                // A row added this tick and gone again is neither added nor removed.
+                Mark::Added => self.changes.added.retain(|&j| j != i),
+                Mark::Changed => {
+                    // Removed as the flow it was before this tick.
+                    let k = self.changes.changed.iter().position(|(j, _)| *j == i);
+                    let before = k.map(|k| self.changes.changed.swap_remove(k).1);
+                    let flow = FlowRecord {
+                        key: row.flow.key,
+                        state: before.unwrap_or(row.flow.state),
+                    };
+                    self.changes.removed.push((i, flow));
                 }
-                _ => self.changes.removed.push((i, row.flow)),
-            }
-            if touched {
-                self.changes.changed.retain(|(j, _)| *j != i);
+                Mark::Same => self.changes.removed.push((i, row.flow)),
             }
         }
         self.free.push(i);
@@ -372,6 +402,21 @@ impl std::ops::Index<usize> for FlowTable {
         match self.rows.get(i).and_then(Option::as_ref) {
             Some(r) => &r.flow,
             None => panic!("flow table row {i} is empty"),
+        }
+    }
+}
+
+impl Row {
+    /// The row was read in `generation`, its record before it `before`: the change set
+    /// lists it once, with the record it had when the generation began.
+    fn note(&mut self, generation: u64, before: &FlowRecord, changes: &mut ChangeSet, i: u32) {
+        if self.read_in != generation {
+            self.read_in = generation;
+            self.mark = Mark::Same;
+        }
+        if self.mark == Mark::Same && before.state != self.flow.state {
+            self.mark = Mark::Changed;
+            changes.changed.push((i, before.state));
         }
     }
 }

@@ -74,7 +74,7 @@ fn a_thousand_failed_handshakes_toward_one_server_are_one_alert() {
     let json = serde_json::to_value(a).expect("json");
     assert_eq!(json["session"], "rollup:10.0.0.100:50001");
     // Every flow it covers points at it; one alert was raised, nothing else.
-    assert!(sim.last.health.iter().all(|h| h.alerts == vec![a.id]));
+    assert!(sim.health.iter().all(|h| h.alerts == vec![a.id]));
     let raised: Vec<_> = sim
         .log
         .iter()
@@ -183,10 +183,10 @@ fn another_kind_and_a_healthy_session_are_not_swallowed() {
             (Kind::Reset, "10.1.0.7#1".into()),
         ]
     );
-    assert_eq!(sim.last.health[fine].level, None);
-    assert!(sim.last.health[fine].alerts.is_empty());
+    assert_eq!(sim.health[fine].level, None);
+    assert!(sim.health[fine].alerts.is_empty());
     assert_eq!(
-        sim.last.health[reset].alerts.len(),
+        sim.health[reset].alerts.len(),
         1,
         "its own reset alert"
     );

@@ -23,7 +23,7 @@ pub(super) struct Schedule {
     pub(super) working: Vec<WorkingState>,
     /// When paused flows must be judged again (their window's oldest counters leave it),
     /// with their row and first-seen time (a row given to another flow since is skipped).
-    wakes: BinaryHeap<Reverse<(u64, u32, u64)>>,
+    pub(super) wakes: BinaryHeap<Reverse<(u64, u32, u64)>>,
     /// Rows whose flow was not idle after the last tick: a tick judges them besides those
     /// whose record changed.
     busy: Vec<u32>,

@@ -11,9 +11,8 @@ const S: u64 = 1_000_000_000;
 
 #[test]
 fn the_looked_at_flows_sparkline_follows_its_throughput() {
-    for with_changes in [false, true] {
+    {
         let mut sim = Sim::new(AlertConfig::default());
-        sim.with_changes = with_changes;
         healthy_flow(&mut sim, [10, 0, 0, 1], 40000);
         healthy_flow(&mut sim, [10, 0, 0, 2], 40000);
         let (busy, quiet) = (FlowId::of(&sim.flows[0]), FlowId::of(&sim.flows[1]));
@@ -22,7 +21,7 @@ fn the_looked_at_flows_sparkline_follows_its_throughput() {
         for t in 0..ticks {
             let segs = (t % 7 + 1) * 10;
             sim.step(|fl, now| data(&mut fl[0], S2C, segs, 0, now));
-            let points = sim.engine.spark(&busy);
+            let points = sim.engine.spark(&busy, &sim.table.read());
             assert_eq!(points.len() as u64, t.min(SPARK_POINTS as u64), "tick {t}");
             if t > 0 {
                 let last = points.last().expect("a point a tick");
@@ -31,18 +30,21 @@ fn the_looked_at_flows_sparkline_follows_its_throughput() {
         }
         // The quiet flow was not looked at: only its window's points, none kept.
         assert_eq!(sim.engine.sparklines(), 1);
-        assert_eq!(sim.engine.spark(&quiet).len(), 10, "the window's points");
+        assert_eq!(sim.engine.spark(&quiet, &sim.table.read()).len(), 10, "the window's points");
         // Looked at from now (idle, its window paused): its line starts with the window's
         // points and grows a zero a tick.
-        assert!(sim.engine.schedule.flows[1].hist.window.is_paused());
+        assert!(sim.engine
+            .schedule
+            .entry(&sim.table.read(), &quiet)
+            .is_some_and(|e| e.hist.window.is_paused()));
         sim.engine.look_at(Some(quiet));
         for t in 0..30 {
             sim.step(|_, _| {});
-            let points = sim.engine.spark(&quiet);
+            let points = sim.engine.spark(&quiet, &sim.table.read());
             assert_eq!(
                 points.len(),
                 10 + t,
-                "with_changes {with_changes}, tick {t}"
+                "tick {t}"
             );
             assert!(points.iter().all(|p| *p == Point::default()));
         }
@@ -53,7 +55,6 @@ fn the_looked_at_flows_sparkline_follows_its_throughput() {
 #[test]
 fn a_flow_neither_looked_at_nor_alerting_holds_no_sparkline() {
     let mut sim = Sim::new(AlertConfig::default());
-    sim.with_changes = true;
     for i in 0..20 {
         healthy_flow(&mut sim, [10, 0, 1, i], 40000);
     }
@@ -93,7 +94,7 @@ fn a_flow_neither_looked_at_nor_alerting_holds_no_sparkline() {
     let lossy = FlowId::of(&sim.flows[3]);
     assert!(sim
         .engine
-        .spark(&lossy)
+        .spark(&lossy, &sim.table.read())
         .iter()
         .any(|p| p.retx_ratio[S2C] > 0.2));
     sim.engine.look_at(None);

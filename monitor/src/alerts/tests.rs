@@ -7,11 +7,11 @@ use monitor_common::{
 };
 
 use super::*;
-use std::sync::Arc;
 
 use crate::{
-    model::{Counters, FlowRecord, Kind, Level},
-    snapshot::{changes, OrderKey, Snapshot},
+    model::{Counters, FlowHealth, FlowRecord, Kind, Level},
+    snapshot::Snapshot,
+    table::SharedTable,
 };
 
 const S: u64 = 1_000_000_000;
@@ -50,8 +50,10 @@ pub(super) struct Sim {
     pub(super) now: u64,
     pub(super) log: Vec<Transition>,
     pub(super) last: Snapshot,
-    /// Snapshots say which rows changed since the last one, as the collector's do.
-    pub(super) with_changes: bool,
+    /// The flow table the ticks write, as the collector's.
+    pub(super) table: SharedTable,
+    /// Each flow's health after the last tick, in the order of `flows`.
+    pub(super) health: Vec<FlowHealth>,
 }
 
 impl Sim {
@@ -62,7 +64,8 @@ impl Sim {
             now: 1_700_000_000 * S,
             log: Vec::new(),
             last: Snapshot::default(),
-            with_changes: false,
+            table: SharedTable::default(),
+            health: Vec::new(),
         }
     }
 
@@ -73,14 +76,23 @@ impl Sim {
         self.tick(&[])
     }
 
+    /// A tick that reads every flow of `flows`, as the collector's whole read does: those
+    /// no longer there are gone.
     pub(super) fn tick(&mut self, events: &[Event]) -> Vec<Transition> {
-        let n = self.flows.len() as u64;
-        let mut snap = Snapshot::new(self.flows.clone(), n, Counters::default(), self.now);
-        if self.with_changes {
-            snap.changed = Some(changes(&self.last.flows, &snap.flows));
-        }
+        self.table.write().read_whole(self.flows.iter().cloned());
+        let mut snap = Snapshot::of(self.table.clone(), Counters::default(), self.now);
         let t = self.engine.tick(&mut snap, events);
         self.log.extend(t.iter().cloned());
+        let table = self.table.read();
+        self.health = self
+            .flows
+            .iter()
+            .map(|f| {
+                let row = table.find(&FlowId::of(f)).and_then(|i| table.row(i));
+                row.map(|r| r.health.clone()).unwrap_or_default()
+            })
+            .collect();
+        drop(table);
         self.last = snap;
         t
     }
@@ -200,7 +212,7 @@ fn a_quiet_flow_losing_one_packet_is_not_an_alarm() {
     }
     assert!(sim.log.is_empty(), "{:?}", sim.log);
     assert_eq!(
-        sim.last.health[0].retx_rate,
+        sim.health[0].retx_rate,
         [None, None],
         "too few segments for a rate"
     );
@@ -231,7 +243,7 @@ fn handshake_retransmitted_then_timed_out_then_cleared_when_the_client_gives_up(
             (Change::Escalated, Level::Critical)
         ]
     );
-    assert_eq!(sim.last.health[0].level, Some(Level::Critical));
+    assert_eq!(sim.health[0].level, Some(Level::Critical));
     assert!(!sim.last.alerts[0].session_has_healthy_flow);
     // Silent from now: held for hold_s after the last SYN, then cleared after clear_after.
     for _ in 0..45 {
@@ -261,7 +273,7 @@ fn refused_is_critical_and_a_clean_handshake_raises_nothing() {
     assert_eq!(sim.log[0].alert.evidence["what"], "refused");
     assert_eq!(sim.log[0].alert.session.to_string(), "10.0.0.4#1");
     assert_eq!(
-        sim.last.health[1].level, None,
+        sim.health[1].level, None,
         "the other host's flow is healthy"
     );
 }
@@ -394,7 +406,7 @@ fn stall_by_silence_and_by_blackhole() {
         .collect();
     assert_eq!(stalls.len(), 2, "2 s without ACK progress: {:?}", sim.log);
     assert_eq!(stalls[1].alert.evidence["bytes_in_flight"], 4000);
-    assert_eq!(sim.last.health[0].in_flight[C2S], Some(4000));
+    assert_eq!(sim.health[0].in_flight[C2S], Some(4000));
     // The ACK moves again: cleared after clear_after.
     for _ in 0..12 {
         sim.step(|fl, t| {
@@ -451,7 +463,7 @@ fn zero_window_held_over_a_second() {
         Some("c2s"),
         "the side advertising it"
     );
-    assert_eq!(sim.last.health[0].zero_window_ns[C2S], S);
+    assert_eq!(sim.health[0].zero_window_ns[C2S], S);
     sim.step(|fl, _| fl[0].state.tcp.dir[C2S].zero_window = 0);
     for _ in 0..11 {
         sim.step(|_, _| {});
@@ -476,9 +488,9 @@ fn an_alert_says_whether_its_session_still_has_a_healthy_flow() {
     let a = &sim.log[0].alert;
     assert_eq!(a.kind, Kind::HandshakeFailure);
     assert!(a.session_has_healthy_flow, "the other candidate works");
-    assert_eq!(sim.last.health[0].session, sim.last.health[1].session);
-    assert_eq!(sim.last.health[1].alerts, vec![a.id]);
-    assert!(sim.last.health[0].alerts.is_empty());
+    assert_eq!(sim.health[0].session, sim.health[1].session);
+    assert_eq!(sim.health[1].alerts, vec![a.id]);
+    assert!(sim.health[0].alerts.is_empty());
 }
 
 #[test]
@@ -515,53 +527,12 @@ fn the_handshake_outcome_everywhere_uses_the_configured_timeout() {
         for _ in 0..5 {
             sim.step(|_, _| {});
         }
-        let st = &sim.last.flows[0].state;
+        let st = &sim.flows[0].state;
         assert_eq!(sim.last.outcome(st), expected, "timeout {timeout_s} s");
     }
 }
 
-/// Flows in an order the pairing walk does not expect (a snapshot out of order) are still
-/// met as the flows they are: looked up, not taken for new ones.
-#[test]
-fn flows_out_of_order_keep_their_state() {
-    let mut ordered = Sim::new(AlertConfig::default());
-    let mut shuffled = Sim::new(AlertConfig::default());
-    let t0 = ordered.now;
-    let mut flows = established(5, t0);
-    for tick in 0..8u64 {
-        let now = t0 + (tick + 1) * S;
-        for f in &mut flows {
-            data(f, S2C, 200, if tick > 2 { 30 } else { 0 }, now);
-        }
-        ordered.now = now;
-        ordered.flows = flows.clone();
-        let a = ordered.tick(&[]);
-        // Reversed and turned by a place more each tick, passed as if sorted.
-        let mut rev = flows.clone();
-        rev.reverse();
-        rev.rotate_left(tick as usize % 5);
-        let mut snap = Snapshot::sorted(Arc::new(rev), 5, Counters::default(), now);
-        let b = shuffled.engine.tick(&mut snap, &[]);
-        let said = |t: &[Transition]| serde_json::to_value(t).expect("json");
-        assert_eq!(said(&a), said(&b), "tick {tick}");
-        for (i, f) in snap.flows.iter().enumerate() {
-            let j = ordered
-                .last
-                .flows
-                .iter()
-                .position(|g| g == f)
-                .expect("same flows");
-            assert_eq!(
-                snap.health[i], ordered.last.health[j],
-                "tick {tick}, flow {i}"
-            );
-        }
-    }
-    assert!(!ordered.log.is_empty(), "the losses raised an alert");
-}
-
-/// Ticks that judge every flow (snapshots that do not say what changed) let go of the wake
-/// times that have come: a flow that keeps moving and falling idle does not grow them.
+/// Wake times that have come are let go: a flow that keeps moving and falling idle does not grow them.
 #[test]
 fn wake_times_do_not_pile_up_when_every_flow_is_judged() {
     let mut sim = Sim::new(AlertConfig::default());
@@ -578,89 +549,44 @@ fn wake_times_do_not_pile_up_when_every_flow_is_judged() {
     assert!((1..=4).contains(&wakes), "{wakes} wake times kept");
 }
 
-/// A snapshot that says its new row is new but puts it out of order is judged by walking:
-/// the engine's rows stay in order, so an alert still finds its flow's row.
+/// A flow gone from the table leaves its row to the next new flow: that flow starts from
+/// nothing (no rate, no level, no alert of the flow before), and the gone flow's alert
+/// clears as any other.
 #[test]
-fn a_new_row_out_of_order_is_not_taken_as_inserted() {
+fn a_row_given_to_a_new_flow_carries_nothing_of_the_flow_before() {
     let mut sim = Sim::new(AlertConfig::default());
     let t0 = sim.now;
-    let mut flows = established(4, t0);
-    for f in &mut flows {
-        f.key.addr_a[3] *= 2;
-        f.state.key = f.key;
+    sim.flows = established(2, t0);
+    for _ in 0..8 {
+        sim.step(|fl, now| {
+            data(&mut fl[0], S2C, 200, 40, now);
+            data(&mut fl[1], S2C, 200, 0, now);
+        });
     }
-    sim.flows = flows.clone();
-    sim.tick(&[]);
-    // A refused flow of 10.0.0.1 (between the first two), passed last as if in order.
-    let mut refused = record([10, 0, 0, 1], 40000, 50000, t0 + S);
-    refused.state.seen |= seen::REFUSED;
-    refused.state.dir[S2C].rsts = 1;
-    flows.push(refused);
-    let mut snap = Snapshot::sorted(Arc::new(flows), 5, Counters::default(), t0 + S);
-    snap.changed = Some(vec![crate::snapshot::RowChange {
-        row: 4,
-        before: None,
-    }]);
-    let t = sim.engine.tick(&mut snap, &[]);
-    assert_eq!(t.len(), 1, "{t:?}");
-    assert_eq!(
-        snap.health[4].alerts,
-        vec![t[0].alert.id],
-        "{:?}",
-        snap.health
-    );
-}
-
-/// Health written over a list a snapshot let go reads as a fresh one: rows the table had
-/// are overwritten, it grows and shrinks, alerts (listed in rows) come and go.
-#[test]
-fn health_written_over_a_recycled_list_is_as_written_fresh() {
-    let mut recycling = Sim::new(AlertConfig::default());
-    // Told which rows changed: new rows keep it on the rows' path, flows that leave send
-    // it down the walk.
-    recycling.with_changes = true;
-    let mut fresh = Sim::new(AlertConfig::default());
-    // Every snapshot of `fresh` is held: its engine never gets a list back.
-    let mut held = Vec::new();
-    let t0 = recycling.now;
-    let mut flows = established(6, t0);
-    for tick in 0..40u64 {
-        let now = t0 + (tick + 1) * S;
-        // Flows come (sorted first: every row moves) and go; two of them lose a tenth of
-        // their segments for a while (alerts on their rows, then cleared); most fall idle
-        // (their health then written from their own state, their records not read).
-        if tick % 3 == 1 {
-            let mut f = record([9, 0, 0, tick as u8], 40001, 50000, now);
-            establish(&mut f);
-            flows.push(f);
-        }
-        if tick % 13 == 3 {
-            flows.remove(0);
-        }
-        for (k, f) in flows.iter_mut().enumerate() {
-            let retx = if (2..8).contains(&tick) && k < 2 {
-                20
-            } else {
-                0
-            };
-            if k < 2 || k % 4 == 3 || tick < 3 {
-                data(f, S2C, 200, retx, now);
-            }
-        }
-        for sim in [&mut recycling, &mut fresh] {
-            sim.now = now;
-            sim.flows = flows.clone();
-            sim.tick(&[]);
-        }
-        held.push(fresh.last.clone());
-        assert_eq!(recycling.last.health, fresh.last.health, "tick {tick}");
+    assert_eq!(sim.kinds(), vec![Kind::RetransmitRate]);
+    let lossy = FlowId::of(&sim.flows[0]);
+    let row = sim.table.read().find(&lossy).expect("the lossy flow has a row");
+    let lossy_session = sim.health[0].session;
+    // The lossy flow goes (evicted); a new flow from another host comes the tick after.
+    sim.flows.remove(0);
+    sim.step(|_, _| {});
+    let mut new = record([10, 0, 9, 9], 40000, 50000, sim.now);
+    establish(&mut new);
+    sim.flows.push(new.clone());
+    sim.step(|fl, now| data(&mut fl[1], S2C, 200, 0, now));
+    let at = sim.table.read().find(&FlowId::of(&new));
+    assert_eq!(at, Some(row), "the new flow took the row the lossy one left");
+    let h = &sim.health[1];
+    assert_eq!(h.level, None, "{h:?}");
+    assert!(h.alerts.is_empty(), "{h:?}");
+    assert!(h.retx_rate[S2C].is_none_or(|r| r == 0.0), "{h:?}");
+    assert_ne!(h.session, lossy_session, "the new flow's host has a session of its own");
+    let t1 = sim.now;
+    while !sim.log.iter().any(|t| t.change == Change::Cleared) {
+        sim.step(|fl, now| data(&mut fl[1], S2C, 200, 0, now));
+        assert!(sim.now - t1 < 120 * S, "the gone flow's alert clears");
     }
-    assert!(
-        fresh.log.iter().any(|t| t.change == Change::Raised)
-            && recycling.log.len() == fresh.log.len(),
-        "the alerts came and went alike: {:?}",
-        fresh.log
-    );
+    assert!(sim.health[1].alerts.is_empty());
 }
 
 mod shortcut {
@@ -798,9 +724,8 @@ mod shortcut {
         starts: &[(bool, u8, usize)],
         ticks: &[(Vec<Act>, u64)],
     ) -> Result<Vec<Transition>, String> {
-        let mut fast = Sim::new(AlertConfig::default());
         // Told which rows changed, as by the collector: idle flows are not read at all.
-        fast.with_changes = true;
+        let mut fast = Sim::new(AlertConfig::default());
         let mut full = Sim::new(AlertConfig::default());
         full.engine.skip_settled = false;
         let mut now = fast.now;
@@ -851,10 +776,10 @@ mod shortcut {
             // Every flow's sparkline: kept for the flow looked at and alerting ones, the
             // window's points for the others (an idle flow's from the idle times).
             let sparks = |sim: &Sim| -> Vec<Vec<Point>> {
-                sim.last
-                    .flows
+                let table = sim.table.read();
+                sim.flows
                     .iter()
-                    .map(|f| sim.engine.spark(&FlowId::of(f)))
+                    .map(|f| sim.engine.spark(&FlowId::of(f), &table))
                     .collect()
             };
             if sparks(&fast) != sparks(&full) {
@@ -864,13 +789,13 @@ mod shortcut {
                     sparks(&full)
                 ));
             }
-            if said(&fast, &a) != said(&full, &b) || fast.last.health != full.last.health {
+            if said(&fast, &a) != said(&full, &b) || fast.health != full.health {
                 return Err(format!(
                     "tick {n}: skipping says {} / {:?}\njudging all says {} / {:?}",
                     said(&fast, &a),
-                    fast.last.health,
+                    fast.health,
                     said(&full, &b),
-                    full.last.health
+                    full.health
                 ));
             }
         }
@@ -943,61 +868,6 @@ mod shortcut {
         ) {
             if let Err(e) = compare(&starts, &ticks) {
                 prop_assert!(false, "{}", e);
-            }
-        }
-    }
-}
-
-mod pairing {
-    //! A tick pairs the snapshot's flows with the engine's flow entries by walking both in
-    //! order; whatever the orders and whichever flows come and go, it must pair exactly as
-    //! a lookup by id would.
-
-    use super::*;
-    use proptest::prelude::*;
-
-    fn flow(n: u8) -> FlowRecord {
-        // Some flows share a client and ports and differ only in start time (port reuse).
-        record(
-            [10, 0, n / 4, 1],
-            40000 + (n % 4) as u16,
-            443,
-            u64::from(n % 3) * S,
-        )
-    }
-
-    /// Distinct flows, in snapshot order or shuffled.
-    fn flows() -> impl Strategy<Value = Vec<FlowRecord>> {
-        (
-            prop::collection::btree_set(0u8..64, 0..40),
-            any::<bool>(),
-            any::<u64>(),
-        )
-            .prop_map(|(ns, sorted, seed)| {
-                let mut v: Vec<FlowRecord> = ns.into_iter().map(flow).collect();
-                v.sort_by_key(OrderKey::of);
-                v.dedup_by_key(|f| FlowId::of(f));
-                if !sorted {
-                    // A cheap deterministic shuffle.
-                    let len = v.len().max(1) as u64;
-                    for i in 0..v.len() {
-                        let j = ((seed ^ (i as u64 * 0x9e37_79b9)) % len) as usize;
-                        v.swap(i, j);
-                    }
-                }
-                v
-            })
-    }
-
-    proptest! {
-        #[test]
-        fn the_walk_pairs_as_a_lookup_by_id_would(old in flows(), new in flows()) {
-            let kept: Vec<OrderKey> = old.iter().map(OrderKey::of).collect();
-            let (got, keys) = crate::snapshot::pair(&kept, &new);
-            for (i, f) in new.iter().enumerate() {
-                let want = old.iter().position(|o| FlowId::of(o) == FlowId::of(f));
-                prop_assert_eq!(got[i], want, "flow {} of the snapshot", i);
-                prop_assert_eq!(keys[i], OrderKey::of(f));
             }
         }
     }

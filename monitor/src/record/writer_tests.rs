@@ -1,9 +1,17 @@
 use super::*;
-use crate::model::{Counters, FlowRecord};
+use crate::{
+    model::{Counters, FlowRecord},
+    table::SharedTable,
+};
 use monitor_common::flow::FlowState;
 
+thread_local! {
+    /// The flow table this test's ticks write (each test runs on a thread of its own).
+    static TABLE: SharedTable = SharedTable::default();
+}
+
 /// `n` flows; those below `busy` have `t` packets (they change every tick), the others
-/// one (idle after the first tick).
+/// one (idle after the first tick); written into the test's table as a tick would.
 fn snap(t: u64, n: u16, busy: u16) -> Snapshot {
     let flows: Vec<FlowRecord> = (0..n)
         .map(|p| {
@@ -22,9 +30,9 @@ fn snap(t: u64, n: u16, busy: u16) -> Snapshot {
             }
         })
         .collect();
-    let mut s = Snapshot::new(flows, n as u64, Counters::default(), t);
-    s.now_ns = t * 1_000_000_000;
-    s
+    let table = TABLE.with(SharedTable::clone);
+    table.write().read_whole(flows);
+    Snapshot::of(table, Counters::default(), t * 1_000_000_000)
 }
 
 fn meta() -> RunMeta<'static> {
@@ -77,7 +85,7 @@ fn event_lines_carry_each_kinds_name() {
         .iter()
         .map(|k| Event {
             ts_ns: s.now_ns,
-            key: s.flows[0].key,
+            key: s.records()[0].key,
             kind: *k as u8,
             dir: 0,
             tcp_flags: 0,

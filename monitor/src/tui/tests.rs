@@ -14,6 +14,7 @@ use crate::{
     alerts::{AlertConfig, AlertEngine},
     model::{Counters, FlowId, FlowRecord, RunInfo},
     snapshot::Snapshot,
+    table::SharedTable,
 };
 
 const S: u64 = 1_000_000_000;
@@ -81,6 +82,7 @@ fn fixture() -> (Snapshot, AlertEngine) {
     flows[2].state.dir[S2C].rsts = 1;
     flows[2].state.dir[S2C].synacks = 0;
     let mut snap = Snapshot::default();
+    let table = SharedTable::default();
     for i in 1..=12 {
         let now = T0 + i * S;
         advance(&mut flows[0], now, 0);
@@ -88,7 +90,8 @@ fn fixture() -> (Snapshot, AlertEngine) {
         flows[2].state.last_seen_ns = now;
         let mut counters = Counters::default();
         counters.0[monitor_common::stats::PACKETS as usize] = i * 300;
-        snap = Snapshot::new(flows.clone(), 3, counters, now);
+        table.write().read_whole(flows.clone());
+        snap = Snapshot::of(table.clone(), counters, now);
         engine.tick(&mut snap, &[]);
         snap.collect_ns = 1_200_000;
     }
@@ -121,7 +124,7 @@ fn code(c: KeyCode) -> KeyEvent {
 fn ready() -> (Snapshot, UiState) {
     let (snap, _) = fixture();
     let mut ui = UiState::default();
-    ui.on_snapshot(&snap);
+    ui.on_snapshot(&snap, &snap.flows.read());
     (snap, ui)
 }
 
@@ -148,13 +151,15 @@ fn table_in_140x30_with_every_column() {
 #[test]
 fn detail_of_the_lossy_flow() {
     let (mut snap, engine) = ready_with_engine();
+    let shared = snap.flows.clone();
+    let table = shared.read();
     let mut ui = UiState::default();
-    ui.on_snapshot(&snap);
-    let lossy = FlowId::of(&snap.flows[1]);
+    ui.on_snapshot(&snap, &table);
+    let lossy = FlowId::of(&snap.records()[1]);
     ui.selected = Some(lossy);
-    snap.spark = Some((lossy, engine.spark(&lossy)));
-    ui.on_snapshot(&snap);
-    assert_eq!(ui.on_key(code(KeyCode::Enter), &snap), Action::None);
+    snap.spark = Some((lossy, engine.spark(&lossy, &table)));
+    ui.on_snapshot(&snap, &table);
+    assert_eq!(ui.on_key(code(KeyCode::Enter), &snap, &table), Action::None);
     assert_eq!(ui.view, View::Detail);
     insta::assert_snapshot!("detail_100x32", render(&mut ui, &snap, 100, 32).backend());
 }
@@ -166,9 +171,11 @@ fn ready_with_engine() -> (Snapshot, AlertEngine) {
 #[test]
 fn help_overlay() {
     let (snap, mut ui) = ready();
-    ui.on_key(key('?'), &snap);
+    let shared = snap.flows.clone();
+    let table = shared.read();
+    ui.on_key(key('?'), &snap, &table);
     insta::assert_snapshot!("help_80x24", render(&mut ui, &snap, 80, 24).backend());
-    ui.on_key(key('x'), &snap);
+    ui.on_key(key('x'), &snap, &table);
     assert!(!ui.help, "any key closes the help");
 }
 
@@ -177,17 +184,19 @@ fn help_overlay() {
 #[test]
 fn a_kept_row_order_follows_the_settings() {
     let (snap, mut ui) = ready();
+    let shared = snap.flows.clone();
+    let table = shared.read();
     let ids = |rows: Vec<rows::Row>| rows.iter().map(|r| r.id()).collect::<Vec<_>>();
     for descending in [true, false] {
         for c in Column::ALL {
             (ui.sort, ui.descending) = (c, descending);
-            let fresh = rows::visible(&snap, &rows::Filter::default(), None, c, descending);
+            let fresh = rows::visible(&snap, &table, &rows::Filter::default(), None, c, descending);
             assert_eq!(
-                ids(ui.rows(&snap)),
+                ids(ui.rows(&snap, &table)),
                 ids(fresh),
                 "{c:?}, descending {descending}"
             );
-            assert_eq!(ui.rows(&snap).len(), 3, "kept, the same rows");
+            assert_eq!(ui.rows(&snap, &table).len(), 3, "kept, the same rows");
         }
     }
 }
@@ -195,8 +204,10 @@ fn a_kept_row_order_follows_the_settings() {
 #[test]
 fn keys_sort_filter_select_follow_and_quit() {
     let (snap, mut ui) = ready();
+    let shared = snap.flows.clone();
+    let table = shared.read();
     let order = |ui: &mut UiState| -> Vec<u16> {
-        ui.rows(&snap)
+        ui.rows(&snap, &table)
             .iter()
             .map(|r| r.flow.server().port())
             .collect()
@@ -209,57 +220,58 @@ fn keys_sort_filter_select_follow_and_quit() {
         "the healthy flow last"
     );
     // Next column: client, ascending.
-    ui.on_key(key('s'), &snap);
+    ui.on_key(key('s'), &snap, &table);
     assert_eq!(ui.sort, Column::Client);
     assert_eq!(order(&mut ui), vec![50001, 50002, 50003]);
-    ui.on_key(key('r'), &snap);
+    ui.on_key(key('r'), &snap, &table);
     assert_eq!(order(&mut ui), vec![50003, 50002, 50001]);
     // Filter by port, then by text; Esc clears.
-    ui.on_key(key('/'), &snap);
+    ui.on_key(key('/'), &snap, &table);
     for c in "port:50002".chars() {
-        ui.on_key(key(c), &snap);
+        ui.on_key(key(c), &snap, &table);
     }
-    ui.on_key(code(KeyCode::Enter), &snap);
+    ui.on_key(code(KeyCode::Enter), &snap, &table);
     assert_eq!(order(&mut ui), vec![50002]);
-    ui.on_key(code(KeyCode::Esc), &snap);
+    ui.on_key(code(KeyCode::Esc), &snap, &table);
     assert_eq!(order(&mut ui).len(), 3);
-    ui.on_key(key('/'), &snap);
+    ui.on_key(key('/'), &snap, &table);
     for c in "10.88.1.13".chars() {
-        ui.on_key(key(c), &snap);
+        ui.on_key(key(c), &snap, &table);
     }
-    ui.on_key(code(KeyCode::Enter), &snap);
+    ui.on_key(code(KeyCode::Enter), &snap, &table);
     assert_eq!(order(&mut ui), vec![50003]);
-    ui.on_key(code(KeyCode::Esc), &snap);
+    ui.on_key(code(KeyCode::Esc), &snap, &table);
     // Severity floor: warning and worse hides the healthy flow.
-    ui.on_key(key('w'), &snap);
+    ui.on_key(key('w'), &snap, &table);
     assert!(!order(&mut ui).contains(&50001));
-    ui.on_key(key('w'), &snap);
-    ui.on_key(key('w'), &snap);
+    ui.on_key(key('w'), &snap, &table);
+    ui.on_key(key('w'), &snap, &table);
     assert_eq!(order(&mut ui).len(), 3);
     // Move and open; Esc goes back.
-    ui.on_key(code(KeyCode::Home), &snap);
-    ui.on_key(code(KeyCode::Down), &snap);
-    let second = ui.rows(&snap)[1].id();
+    ui.on_key(code(KeyCode::Home), &snap, &table);
+    ui.on_key(code(KeyCode::Down), &snap, &table);
+    let second = ui.rows(&snap, &table)[1].id();
     assert_eq!(ui.selected, Some(second));
-    ui.on_key(code(KeyCode::Enter), &snap);
+    ui.on_key(code(KeyCode::Enter), &snap, &table);
     assert_eq!(ui.view, View::Detail);
-    ui.on_key(code(KeyCode::Esc), &snap);
+    ui.on_key(code(KeyCode::Esc), &snap, &table);
     assert_eq!(ui.view, View::Table);
     // Follow the worst: the selection jumps to it, and moving stops following.
-    ui.on_key(key('f'), &snap);
+    ui.on_key(key('f'), &snap, &table);
     assert!(ui.follow);
-    assert_eq!(ui.selected, super::rows::worst(&snap));
-    ui.on_key(code(KeyCode::Down), &snap);
+    assert_eq!(ui.selected, super::rows::worst(&snap, &table));
+    ui.on_key(code(KeyCode::Down), &snap, &table);
     assert!(!ui.follow);
     // q and Ctrl-C quit; q typed into the filter does not.
-    ui.on_key(key('/'), &snap);
-    assert_eq!(ui.on_key(key('q'), &snap), Action::None);
-    ui.on_key(code(KeyCode::Esc), &snap);
-    assert_eq!(ui.on_key(key('q'), &snap), Action::Quit);
+    ui.on_key(key('/'), &snap, &table);
+    assert_eq!(ui.on_key(key('q'), &snap, &table), Action::None);
+    ui.on_key(code(KeyCode::Esc), &snap, &table);
+    assert_eq!(ui.on_key(key('q'), &snap, &table), Action::Quit);
     assert_eq!(
         ui.on_key(
             KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
-            &snap
+            &snap,
+            &table
         ),
         Action::Quit
     );
