@@ -17,6 +17,7 @@ use monitor_common::{
 use crate::{
     model::{Counters, FlowRecord},
     snapshot::Snapshot,
+    table::SharedTable,
 };
 
 pub struct HostFlows {
@@ -143,11 +144,23 @@ impl HostFlows {
         let flows = &self.flows;
         let changed = std::mem::take(&mut self.touched)
             .into_iter()
-            .filter_map(|key| flows.get(&key).map(|(state, _)| FlowRecord { key, state: *state }))
+            .filter_map(|key| {
+                flows
+                    .get(&key)
+                    .map(|(state, _)| FlowRecord { key, state: *state })
+            })
             .collect();
         let closed = self.closed[self.closed_taken..].to_vec();
         self.closed_taken = self.closed.len();
         (changed, closed)
+    }
+
+    /// A tick of what changed since the last, into `table`, as a snapshot at capture
+    /// time `now_ns`.
+    pub fn tick_into(&mut self, table: &SharedTable, now_ns: u64) -> Snapshot {
+        let (changed, closed) = self.take_changes();
+        table.write().apply(changed, closed);
+        Snapshot::of(table.clone(), self.counters.clone(), now_ns)
     }
 
     pub fn counters(&self) -> &Counters {
@@ -162,7 +175,15 @@ impl HostFlows {
     /// Every record, closed and open, as the outputs want them. "Now" is the capture's
     /// last timestamp, so handshake timeouts are judged in capture time.
     pub fn snapshot(&self) -> Snapshot {
-        let flows = self.flows.iter().map(|(k, (s, _))| FlowRecord { key: *k, state: *s });
-        Snapshot::new(flows.collect(), &self.closed, self.counters.clone(), self.last_ts)
+        let flows = self
+            .flows
+            .iter()
+            .map(|(k, (s, _))| FlowRecord { key: *k, state: *s });
+        Snapshot::new(
+            flows.collect(),
+            &self.closed,
+            self.counters.clone(),
+            self.last_ts,
+        )
     }
 }

@@ -171,18 +171,11 @@ impl CaptureSource {
 impl pipeline::Source for CaptureSource {
     async fn next(&mut self) -> anyhow::Result<Option<Tick>> {
         if let Some(t) = self.ticks.recv().await {
-            {
-                let mut table = self.table.write();
-                table.begin();
-                for r in t.closed {
-                    table.close(r);
-                }
-                for r in t.changed {
-                    table.put(r);
-                }
-            }
+            self.table.write().apply(t.changed, t.closed);
             let snap = Snapshot::of(self.table.clone(), t.counters, t.now_ns);
-            return Ok(Some(Tick::new(snap, Vec::new(), t.started).with_samples(t.samples)));
+            return Ok(Some(
+                Tick::new(snap, Vec::new(), t.started).with_samples(t.samples),
+            ));
         }
         // No more ticks: the read ended, and how it ended says whether the capture was whole.
         match self.reader.take().map(std::thread::JoinHandle::join) {

@@ -2,7 +2,9 @@
 //! interfaces. Outputs render from it and never touch the kernel.
 
 use crate::{
-    model::{outcome, Alert, Counters, FlowId, FlowRecord, IfaceTraffic, Point, HANDSHAKE_TIMEOUT_S},
+    model::{
+        outcome, Alert, Counters, FlowId, FlowRecord, IfaceTraffic, Point, HANDSHAKE_TIMEOUT_S,
+    },
     table::{FlowTable, SharedTable},
 };
 use monitor_common::{flow::FlowState, stats};

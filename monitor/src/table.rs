@@ -26,7 +26,7 @@ pub const KEEP_CLOSED: usize = 16_384;
 /// One flow: the record as last read, whether port reuse ended it, and the alert engine's
 /// verdict on it.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Row {
+pub struct FlowRow {
     pub flow: FlowRecord,
     /// Port reuse ended the connection: the kernel no longer holds it, and its record no
     /// longer changes.
@@ -70,7 +70,7 @@ impl ChangeSet {
 
 #[derive(Debug, Default)]
 pub struct FlowTable {
-    rows: Vec<Option<Row>>,
+    rows: Vec<Option<FlowRow>>,
     /// Indices of empty rows, reused before the table grows.
     free: Vec<u32>,
     /// Every row, by flow id.
@@ -116,6 +116,18 @@ impl FlowTable {
         self.drop_unread();
     }
 
+    /// A tick of what a source read since the last one: the records port reuse ended,
+    /// then the records of the flows that changed (the capture engine's ticks).
+    pub fn apply(&mut self, changed: Vec<FlowRecord>, closed: Vec<FlowRecord>) {
+        self.begin();
+        for r in closed {
+            self.close(r);
+        }
+        for r in changed {
+            self.put(r);
+        }
+    }
+
     /// Starts a tick: the change set from here on is this tick's.
     pub fn begin(&mut self) {
         let generation = self.changes.generation + 1;
@@ -153,23 +165,23 @@ impl FlowTable {
         self.rows.len()
     }
 
-    pub fn row(&self, at: u32) -> Option<&Row> {
+    pub fn row(&self, at: u32) -> Option<&FlowRow> {
         self.rows.get(at as usize).and_then(Option::as_ref)
     }
 
-    pub fn row_mut(&mut self, at: u32) -> Option<&mut Row> {
+    pub fn row_mut(&mut self, at: u32) -> Option<&mut FlowRow> {
         self.rows.get_mut(at as usize).and_then(Option::as_mut)
     }
 
     /// Every row with its index, in index order (not a display order: see [`Self::sorted`]).
-    pub fn rows(&self) -> impl Iterator<Item = (u32, &Row)> {
+    pub fn rows(&self) -> impl Iterator<Item = (u32, &FlowRow)> {
         self.rows
             .iter()
             .enumerate()
             .filter_map(|(i, r)| r.as_ref().map(|r| (i as u32, r)))
     }
 
-    /// Row indices in report order: client, then server, then first seen.
+    /// FlowRow indices in report order: client, then server, then first seen.
     pub fn sorted(&self) -> Vec<u32> {
         let mut v: Vec<(crate::model::OrderKey, u32)> = self
             .rows()
@@ -223,7 +235,10 @@ impl FlowTable {
         let id = FlowId::of(&flow);
         let generation = self.changes.generation;
         // A connection port reuse ended already: its record no longer changes.
-        if self.find(&id).is_some_and(|i| self.row(i).is_some_and(|r| r.closed)) {
+        if self
+            .find(&id)
+            .is_some_and(|i| self.row(i).is_some_and(|r| r.closed))
+        {
             return;
         }
         if let Found::At(i) = self.live_of(&flow.key) {
@@ -240,7 +255,8 @@ impl FlowTable {
         let i = self.insert(flow, false);
         let h = self.hasher.hash_one(id.key);
         let (rows, hasher) = (&self.rows, &self.hasher);
-        self.live.insert_unique(h, i, |&j| key_hash(hasher, rows, j));
+        self.live
+            .insert_unique(h, i, |&j| key_hash(hasher, rows, j));
     }
 
     /// A record port reuse ended: its row, found by flow id, becomes closed (a new row if
@@ -315,7 +331,7 @@ impl FlowTable {
 
     fn insert(&mut self, flow: FlowRecord, closed: bool) -> u32 {
         let id = FlowId::of(&flow);
-        let row = Row {
+        let row = FlowRow {
             flow,
             closed,
             health: FlowHealth::default(),
@@ -334,7 +350,8 @@ impl FlowTable {
         };
         let h = self.hasher.hash_one(id);
         let (rows, hasher) = (&self.rows, &self.hasher);
-        self.by_id.insert_unique(h, i, |&j| id_hash(hasher, rows, j));
+        self.by_id
+            .insert_unique(h, i, |&j| id_hash(hasher, rows, j));
         self.changes.added.push(i);
         i
     }
@@ -386,7 +403,7 @@ impl FlowTable {
     /// Bytes the table holds (the benchmark's account of resident memory).
     pub fn bytes(&self) -> u64 {
         use crate::footprint::buffer;
-        buffer::<Option<Row>>(self.rows.capacity())
+        buffer::<Option<FlowRow>>(self.rows.capacity())
             + buffer::<u32>(self.free.capacity())
             + buffer::<(u32, FlowId)>(self.closed.capacity())
             + (self.by_id.capacity() + self.live.capacity()) as u64 * 5
@@ -406,7 +423,7 @@ impl std::ops::Index<usize> for FlowTable {
     }
 }
 
-impl Row {
+impl FlowRow {
     /// The row was read in `generation`, its record before it `before`: the change set
     /// lists it once, with the record it had when the generation began.
     fn note(&mut self, generation: u64, before: &FlowRecord, changes: &mut ChangeSet, i: u32) {
@@ -421,17 +438,17 @@ impl Row {
     }
 }
 
-fn id_at(rows: &[Option<Row>], i: u32) -> Option<FlowId> {
+fn id_at(rows: &[Option<FlowRow>], i: u32) -> Option<FlowId> {
     rows.get(i as usize)
         .and_then(Option::as_ref)
         .map(|r| FlowId::of(&r.flow))
 }
 
-fn id_hash(hasher: &foldhash::fast::FixedState, rows: &[Option<Row>], i: u32) -> u64 {
+fn id_hash(hasher: &foldhash::fast::FixedState, rows: &[Option<FlowRow>], i: u32) -> u64 {
     id_at(rows, i).map_or(0, |id| hasher.hash_one(id))
 }
 
-fn key_hash(hasher: &foldhash::fast::FixedState, rows: &[Option<Row>], i: u32) -> u64 {
+fn key_hash(hasher: &foldhash::fast::FixedState, rows: &[Option<FlowRow>], i: u32) -> u64 {
     id_at(rows, i).map_or(0, |id| hasher.hash_one(id.key))
 }
 

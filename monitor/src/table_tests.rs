@@ -9,15 +9,7 @@ use crate::model::OrderKey;
 use proptest::prelude::*;
 
 /// A record between two endpoints, IPv4 or IPv6; `v6` picks the family of both.
-fn record(
-    v6: bool,
-    a: u128,
-    pa: u16,
-    b: u128,
-    pb: u16,
-    client_is_a: bool,
-    t: u64,
-) -> FlowRecord {
+fn record(v6: bool, a: u128, pa: u16, b: u128, pb: u16, client_is_a: bool, t: u64) -> FlowRecord {
     let mut key = FlowKey {
         port_a: pa,
         port_b: pb,
@@ -226,7 +218,14 @@ fn closed_rows_are_bounded_and_the_ones_closed_this_tick_stay() {
     assert_eq!(t.closed_len(), KEEP_CLOSED + 10);
     t.begin();
     t.close(rec(1, 0, 1));
-    assert_eq!(t.closed_len(), KEEP_CLOSED, "the oldest went, down to the bound");
+    assert_eq!(
+        t.closed_len(),
+        KEEP_CLOSED,
+        "the oldest went, down to the bound"
+    );
     assert_eq!(t.closed_dropped, 11);
-    assert!(t.find(&FlowId::of(&rec(1, 0, 1))).is_some(), "this tick's stays");
+    assert!(
+        t.find(&FlowId::of(&rec(1, 0, 1))).is_some(),
+        "this tick's stays"
+    );
 }

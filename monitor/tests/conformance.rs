@@ -49,7 +49,8 @@ fn compare(capture: &str) -> Vec<String> {
     let snap = analyse(&root().join("pcaps").join(capture), &PortSet::all()).expect("replay");
     // Our records by endpoint pair, in first-seen order (a reused 4-tuple has several).
     let mut by_pair: BTreeMap<(SocketAddr, SocketAddr), Vec<&FlowRecord>> = BTreeMap::new();
-    for f in snap.flows.iter() {
+    let records = snap.records();
+    for f in records.iter() {
         let (c, s) = (f.client(), f.server());
         by_pair.entry((c.min(s), c.max(s))).or_default().push(f);
     }

@@ -12,7 +12,8 @@ use aya::{
 use monitor::{
     collector::{Clock, Collector},
     kernel::load::load,
-    snapshot::{changes, Snapshot},
+    model::{FlowId, FlowRecord},
+    snapshot::Snapshot,
 };
 use monitor_common::{
     config::{PortSet, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
@@ -105,8 +106,8 @@ fn every_header_case_leaves_exactly_the_expected_map() {
                 match case.expect {
                     Ok((sport, dport, payload, l3)) => {
                         assert_eq!(snap.counters.get(stats::WATCHED), 1, "{what}");
-                        assert_eq!(snap.flows.len(), 1, "{what}: one flow");
-                        let f = &snap.flows[0];
+                        assert_eq!(snap.records().len(), 1, "{what}: one flow");
+                        let f = snap.records()[0].clone();
                         assert_eq!(
                             (f.client().port(), f.server().port()),
                             (sport, dport),
@@ -126,7 +127,7 @@ fn every_header_case_leaves_exactly_the_expected_map() {
                             1,
                             "{what}: counted as {skip:?}"
                         );
-                        assert!(snap.flows.is_empty(), "{what}: no flow");
+                        assert!(snap.records().is_empty(), "{what}: no flow");
                         assert_eq!(snap.counters.get(stats::WATCHED), 0, "{what}");
                     }
                 }
@@ -189,8 +190,8 @@ fn both_directions_count_into_one_flow_and_events_arrive() {
     );
 
     let snap: Snapshot = c.collect().unwrap();
-    assert_eq!(snap.flows.len(), 1);
-    let f = &snap.flows[0];
+    assert_eq!(snap.records().len(), 1);
+    let f = snap.records()[0].clone();
     assert_eq!(f.client().to_string(), "10.0.0.1:40000");
     assert_eq!(f.server().to_string(), "10.0.0.2:50001");
     let (cs, sc) = (f.state.dir[C2S], f.state.dir[S2C]);
@@ -258,8 +259,8 @@ fn ipv6_flows_and_capture_timestamps() {
         Some(2_000_000_009),
     );
     let snap = c.collect().unwrap();
-    assert_eq!(snap.flows.len(), 1);
-    let f = &snap.flows[0];
+    assert_eq!(snap.records().len(), 1);
+    let f = snap.records()[0].clone();
     assert_eq!(f.client().to_string(), "[fd00::1]:50123");
     assert_eq!(f.server().to_string(), "[fd00::2]:443");
     assert_eq!(
@@ -289,8 +290,7 @@ fn reading_only_changed_flows_equals_reading_the_whole_map() {
         x ^= x << 17;
         x % n
     };
-    let mut shown: Option<Snapshot> = None;
-    let mut prev = Vec::new();
+    let mut prev: Vec<FlowRecord> = Vec::new();
     for round in 0..60u32 {
         // Forty flows fit the map; then a crowd fills it, and it evicts.
         let flows = 40;
@@ -320,13 +320,10 @@ fn reading_only_changed_flows_equals_reading_the_whole_map() {
             f.ack = ack;
             run(&mut e, "tc_eth_in", &f.ethernet(), None);
         }
-        // Every other ten rounds keep the last snapshot alive, as the terminal UI does.
-        if (round / 10) % 2 == 1 {
-            drop(shown.take());
-        }
         let ticked = c.collect().unwrap();
         let whole = c.whole().unwrap();
-        if *ticked.flows != whole {
+        let now = ticked.records();
+        if now != whole {
             let brief = |flows: &[monitor::model::FlowRecord]| -> Vec<String> {
                 flows
                     .iter()
@@ -344,31 +341,67 @@ fn reading_only_changed_flows_equals_reading_the_whole_map() {
             };
             panic!(
                 "round {round}: updated table differs from a whole read\n{:?}\n{:?}",
-                brief(&ticked.flows),
+                brief(&now),
                 brief(&whole)
             );
         }
-        // The rows the tick says changed are those a walk of both tables finds.
+        // The change set is the difference between the records before and after.
         assert_eq!(
-            ticked.changed.as_deref(),
-            Some(&changes(&prev, &ticked.flows)[..]),
-            "round {round}: changed rows"
+            said_changes(&ticked.flows.read()),
+            difference(&prev, &now),
+            "round {round}: the change set"
         );
-        prev = ticked.flows.to_vec();
-        shown = Some(ticked);
+        prev = now;
     }
-    drop(shown);
     let s = c.collect().unwrap();
-    let keys: std::collections::HashSet<_> = s.flows.iter().map(|f| f.key).collect();
-    assert!(keys.len() < s.flows.len(), "no port reuse happened");
+    let keys: std::collections::HashSet<_> = s.records().iter().map(|f| f.key).collect();
+    assert!(keys.len() < s.records().len(), "no port reuse happened");
     assert!(s.evicted_flows > 0, "the map never evicted");
     assert!(
         c.reads.changed >= 25 && c.reads.records > 0,
         "ticks did not update from reports: {:?}",
         c.reads
     );
-    // Holding the last snapshot costs a copy only after a whole read left no spare table.
-    assert!(c.reads.copies <= c.reads.full, "{:?}", c.reads);
+}
+
+/// Flows added, changed (with the record before) and removed, by flow id.
+type Difference = (
+    std::collections::BTreeSet<FlowId>,
+    std::collections::BTreeMap<FlowId, monitor_common::flow::FlowState>,
+    std::collections::BTreeSet<FlowId>,
+);
+
+fn said_changes(t: &monitor::table::FlowTable) -> Difference {
+    let ch = t.changes();
+    let id = |i: u32| t.row(i).map(|r| FlowId::of(&r.flow));
+    (
+        ch.added.iter().filter_map(|&i| id(i)).collect(),
+        // A row that only became closed (port reuse) keeps its record: not a difference of
+        // records.
+        ch.changed
+            .iter()
+            .filter(|(i, b)| t.row(*i).is_some_and(|r| r.flow.state != *b))
+            .filter_map(|(i, b)| id(*i).map(|id| (id, *b)))
+            .collect(),
+        ch.removed.iter().map(|(_, r)| FlowId::of(r)).collect(),
+    )
+}
+
+fn difference(before: &[FlowRecord], after: &[FlowRecord]) -> Difference {
+    let by_id = |v: &[FlowRecord]| -> std::collections::BTreeMap<FlowId, FlowRecord> {
+        v.iter().map(|r| (FlowId::of(r), r.clone())).collect()
+    };
+    let (b, a) = (by_id(before), by_id(after));
+    (
+        a.keys().filter(|k| !b.contains_key(k)).copied().collect(),
+        a.iter()
+            .filter_map(|(k, r)| {
+                let old = b.get(k)?;
+                (old.state != r.state).then_some((*k, old.state))
+            })
+            .collect(),
+        b.keys().filter(|k| !a.contains_key(k)).copied().collect(),
+    )
 }
 
 /// A record port reuse closed during a tick that read the map whole is history still when a
@@ -399,13 +432,13 @@ fn closed_records_outlive_whole_reads() {
     assert_eq!(c.reads.changed, 1, "{:?}", c.reads);
     let whole = c.whole().unwrap();
     assert!(
-        *s.flows == whole,
+        s.records() == whole,
         "updated table differs from a whole read ({} vs {} records)",
-        s.flows.len(),
+        s.records().len(),
         whole.len()
     );
     let conns = s
-        .flows
+        .records()
         .iter()
         .filter(|f| f.client().port() == 40000)
         .count();
@@ -432,13 +465,13 @@ fn a_full_map_evicts_and_says_so() {
     let snap = c.collect().unwrap();
     assert_eq!(snap.counters.get(stats::FLOWS_CREATED), 300);
     assert!(
-        snap.flows.len() <= 64 && !snap.flows.is_empty(),
+        snap.records().len() <= 64 && !snap.records().is_empty(),
         "map holds at most its size: {}",
-        snap.flows.len()
+        snap.records().len()
     );
-    assert_eq!(snap.evicted_flows, 300 - snap.flows.len() as u64);
+    assert_eq!(snap.evicted_flows, 300 - snap.records().len() as u64);
     // The newest flow survives eviction.
-    assert!(snap.flows.iter().any(|f| f.client().port() == 30299));
+    assert!(snap.records().iter().any(|f| f.client().port() == 30299));
 }
 
 #[test]
@@ -470,7 +503,7 @@ fn a_segment_resent_soon_is_out_of_order_at_ingress_and_a_retransmission_at_egre
             run(&mut e, hook, f, Some(*ts));
         }
         let snap = c.collect().unwrap();
-        let d = snap.flows[0].state.dir[C2S];
+        let d = snap.records()[0].state.dir[C2S];
         assert_eq!((d.out_of_order, d.retransmits), (ooo, retrans), "{prog}");
     }
 }
@@ -511,7 +544,7 @@ fn a_resend_after_two_silent_seconds_is_a_stall_until_the_ack_moves() {
         ]
     );
     let snap = c.collect().unwrap();
-    assert_eq!(snap.flows[0].state.dir[C2S].retransmits, 2);
+    assert_eq!(snap.records()[0].state.dir[C2S].retransmits, 2);
 }
 
 /// Records port reuse closed while the CLOSED ring was full are lost with the events, not
@@ -536,7 +569,7 @@ fn records_lost_with_a_full_ring_are_not_counted_as_evicted() {
     let lost = s.counters.get(stats::CLOSED_LOST);
     assert!(lost > 0, "the ring never filled");
     assert_eq!(s.counters.get(stats::FLOWS_CREATED), reuses as u64 + 1);
-    let closed = s.flows.len() as u64 - 1;
+    let closed = s.records().len() as u64 - 1;
     assert_eq!(
         closed + lost,
         reuses as u64,

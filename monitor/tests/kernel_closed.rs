@@ -11,9 +11,10 @@ use aya::{
     Ebpf,
 };
 use monitor::{
-    collector::{closed::KEEP, Clock, Collector},
+    collector::{Clock, Collector},
     kernel::load::load,
     output::json,
+    table::KEEP_CLOSED as KEEP,
 };
 use monitor_common::{
     config::{PortSet, FLAG_SKB_TSTAMP},
@@ -75,7 +76,7 @@ fn closed_records_stay_bounded_and_each_is_shown_in_the_tick_it_closed() {
             syn(&mut e, isn, ts(isn));
         }
         let s = c.collect().unwrap();
-        let shown: BTreeSet<u64> = s.flows.iter().map(|f| f.state.first_seen_ns).collect();
+        let shown: BTreeSet<u64> = s.records().iter().map(|f| f.state.first_seen_ns).collect();
         assert!(
             closing.is_subset(&shown),
             "a record closed this tick is not shown"
@@ -89,7 +90,7 @@ fn closed_records_stay_bounded_and_each_is_shown_in_the_tick_it_closed() {
             closing.is_subset(&said),
             "a record closed this tick is not in the JSON"
         );
-        let kept = s.flows.len() - 1;
+        let kept = s.records().len() - 1;
         most = most.max(kept);
         assert!(kept <= KEEP, "{kept} closed records kept");
         assert_eq!(

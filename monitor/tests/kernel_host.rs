@@ -129,11 +129,11 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
         let kernel = collector.collect().unwrap();
         let host = engine.snapshot();
         assert_eq!(
-            kernel.flows.len(),
-            host.flows.len(),
+            kernel.records().len(),
+            host.records().len(),
             "{name}: number of records"
         );
-        for (k, h) in kernel.flows.iter().zip(host.flows.iter()) {
+        for (k, h) in kernel.records().iter().zip(host.records().iter()) {
             assert_eq!(k.key, h.key, "{name}: record order");
             if k.state != h.state {
                 panic!(

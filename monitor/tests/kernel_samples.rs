@@ -135,8 +135,8 @@ fn the_first_payload_segments_of_each_direction_are_sampled() {
             let samples = c.drain_samples();
             assert_eq!(seen(&samples), want, "{what}");
             let snap = c.collect().unwrap();
-            assert_eq!(snap.flows.len(), 1, "{what}");
-            let f = &snap.flows[0];
+            assert_eq!(snap.records().len(), 1, "{what}");
+            let f = snap.records()[0].clone();
             assert_eq!(
                 [f.state.dir[C2S].sampled, f.state.dir[S2C].sampled],
                 [per_dir[0] as u8, per_dir[1] as u8],
@@ -185,7 +185,7 @@ fn samples_a_full_ring_cannot_take_are_counted() {
     let snap = c.collect().unwrap();
     let lost = snap.counters.get(stats::SAMPLES_LOST);
     let taken: u64 = snap
-        .flows
+        .records()
         .iter()
         .map(|f| f.state.dir[C2S].sampled as u64)
         .sum();

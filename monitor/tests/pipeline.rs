@@ -20,6 +20,7 @@ use monitor::{
         writer::{Recorder, Rotation, RunMeta},
     },
     snapshot::Snapshot,
+    table::SharedTable,
 };
 use monitor_common::{
     event::Event,
@@ -55,7 +56,7 @@ fn flow(client: [u8; 4], cport: u16) -> FlowRecord {
 
 /// Second `k` of both sessions: each sends 100 data segments a second and has them
 /// acknowledged; the lossy one resends 20 of them (20 %, ten times the warning level).
-fn second(k: u64) -> Snapshot {
+fn second(k: u64) -> Second {
     let now = T0 + k * S;
     let mut flows = vec![flow([10, 0, 0, 1], 40_000), flow([10, 0, 0, 2], 40_001)];
     for (i, f) in flows.iter_mut().enumerate() {
@@ -75,17 +76,30 @@ fn second(k: u64) -> Snapshot {
     }
     let mut counters = Counters::default();
     counters.0[stats::WATCHED as usize] = flows.iter().map(|f| f.state.dir[0].packets * 2).sum();
-    Snapshot::new(flows, 2, counters, now)
+    Second {
+        flows,
+        counters,
+        now,
+    }
+}
+
+/// What the fake kernel holds at a second.
+struct Second {
+    flows: Vec<FlowRecord>,
+    counters: Counters,
+    now: u64,
 }
 
 /// Ticks from a list, then either the end or (as `live` does) nothing until the run is
 /// stopped, when `last` reads one more.
 struct FakeSource {
-    ticks: std::vec::IntoIter<Snapshot>,
+    ticks: std::vec::IntoIter<Second>,
     ends: bool,
-    /// The snapshot `last` hands over, and whether it was asked for.
-    last: Option<Snapshot>,
+    /// The second `last` hands over, and whether it was asked for.
+    last: Option<Second>,
     asked_last: bool,
+    /// The flow table its ticks write, as the collector's.
+    table: SharedTable,
 }
 
 impl FakeSource {
@@ -95,14 +109,22 @@ impl FakeSource {
             ends,
             last: None,
             asked_last: false,
+            table: SharedTable::default(),
         }
+    }
+
+    /// A tick that read every flow of `s`.
+    fn tick(&self, s: Second) -> Tick {
+        self.table.write().read_whole(s.flows);
+        let snap = Snapshot::of(self.table.clone(), s.counters, s.now);
+        Tick::new(snap, Vec::new(), Instant::now())
     }
 }
 
 impl Source for FakeSource {
     async fn next(&mut self) -> anyhow::Result<Option<Tick>> {
         match self.ticks.next() {
-            Some(snap) => Ok(Some(Tick::new(snap, Vec::new(), Instant::now()))),
+            Some(s) => Ok(Some(self.tick(s))),
             None if self.ends => Ok(None),
             None => std::future::pending().await,
         }
@@ -110,10 +132,7 @@ impl Source for FakeSource {
 
     fn last(&mut self) -> anyhow::Result<Option<Tick>> {
         self.asked_last = true;
-        Ok(self
-            .last
-            .take()
-            .map(|s| Tick::new(s, Vec::new(), Instant::now())))
+        Ok(self.last.take().map(|s| self.tick(s)))
     }
 }
 

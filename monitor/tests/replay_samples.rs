@@ -46,7 +46,7 @@ fn replay(flags: &[&str]) -> (Vec<Sample>, HashMap<(FlowKey, u8), u8>) {
         }
     });
     let mut counts = HashMap::new();
-    for f in last.expect("a tick").flows.iter() {
+    for f in last.expect("a tick").records().iter() {
         for d in 0..2 {
             *counts.entry((f.key, d as u8)).or_default() += f.state.dir[d].sampled;
         }

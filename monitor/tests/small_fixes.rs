@@ -11,6 +11,7 @@ use std::{
 use monitor::{
     alerts::{AlertConfig, AlertEngine},
     host::HostFlows,
+    table::SharedTable,
 };
 use monitor_common::{
     config::PortSet,
@@ -53,12 +54,13 @@ fn zero_window_after(frames: &[Vec<u8>], ticks: u64) -> ([u64; 2], bool) {
     }
     let mut raised = false;
     let mut zero = [0; 2];
+    let table = SharedTable::default();
     for k in 1..=ticks {
-        let mut snap = engine.snapshot();
-        snap.now_ns = t0 + k * S;
+        let mut snap = engine.tick_into(&table, t0 + k * S);
         let t = alerts.tick(&mut snap, &[]);
         raised |= t.iter().any(|t| t.alert.kind.name() == "zero_window");
-        let h = snap.health.first().expect("the flow's health");
+        let t = table.read();
+        let h = &t.rows().next().expect("the flow's row").1.health;
         zero = [h.zero_window_ns[C2S], h.zero_window_ns[S2C]];
     }
     (zero, raised)

@@ -135,7 +135,7 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             let t = Instant::now();
             let mut snap = collector.collect().expect("collect");
             read.push(t.elapsed().as_secs_f64() * 1e3);
-            flows_seen = snap.flows.len();
+            flows_seen = snap.flows.read().len();
             let t = Instant::now();
             engine.tick(&mut snap, &[]);
             judge.push(t.elapsed().as_secs_f64() * 1e3);
@@ -144,7 +144,7 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             feed.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
             let mut ui = UiState::default();
-            ui.on_snapshot(&snap);
+            ui.on_snapshot(&snap, &snap.flows.read());
             let mut term = Terminal::new(TestBackend::new(160, 48)).expect("terminal");
             term.draw(|f| view::draw(f, &RunInfo::default(), &mut ui, &snap))
                 .expect("draw");
@@ -154,6 +154,7 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             ui.on_key(
                 crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Down),
                 &snap,
+                &snap.flows.read(),
             );
             term.draw(|f| view::draw(f, &RunInfo::default(), &mut ui, &snap))
                 .expect("draw");
@@ -184,10 +185,12 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
         }
         let measured = collector.reads;
         drop(shown);
-        // Three minutes on: every flow's sparkline full (the flows idle since).
-        let mut snap = collector.collect().expect("collect");
-        for _ in 0..SPARK_POINTS {
-            snap.now_ns += 1_000_000_000;
+        // Three minutes on: every flow's sparkline full (the flows idle since), a tick a
+        // second of monitor time.
+        let start = collector.collect().expect("collect").now_ns;
+        for k in 1..=SPARK_POINTS as u64 {
+            let mut snap = collector.collect().expect("collect");
+            snap.now_ns = start + k * 1_000_000_000;
             engine.tick(&mut snap, &[]);
         }
         let rss_3min = rss_bytes();
@@ -223,7 +226,6 @@ pub fn bench(sizes: &[u32], runs: usize) -> Value {
             // the flows the kernel reported changed), and how many records they read back.
             "ticks_read_whole": measured.full - reads_after_first.full,
             "records_read_back": measured.records - reads_after_first.records,
-            "table_copies": measured.copies - reads_after_first.copies,
         }));
         drop(collector);
         drop(e);

@@ -133,7 +133,8 @@ impl AlertEngine {
         let mut judge = Judge::new(cfg, &self.idle, &hellos, now, self.skip_settled);
         let shared = snap.flows.clone();
         let mut table = shared.write();
-        self.schedule.judge(&mut table, &mut judge, &mut self.sessions);
+        self.schedule
+            .judge(&mut table, &mut judge, &mut self.sessions);
         let findings = judge.findings;
         // Whether a session still has a working flow matters only where something is wrong.
         let mut working = self.lifecycle.sessions_in_question(&findings);

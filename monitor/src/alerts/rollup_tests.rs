@@ -185,11 +185,7 @@ fn another_kind_and_a_healthy_session_are_not_swallowed() {
     );
     assert_eq!(sim.health[fine].level, None);
     assert!(sim.health[fine].alerts.is_empty());
-    assert_eq!(
-        sim.health[reset].alerts.len(),
-        1,
-        "its own reset alert"
-    );
+    assert_eq!(sim.health[reset].alerts.len(), 1, "its own reset alert");
 }
 
 #[test]

@@ -36,7 +36,12 @@ pub(super) struct Schedule {
 impl Schedule {
     /// Judges the flows due this tick (see the module doc) and writes their health into
     /// their rows.
-    pub(super) fn judge(&mut self, table: &mut FlowTable, judge: &mut Judge, sessions: &mut Sessions) {
+    pub(super) fn judge(
+        &mut self,
+        table: &mut FlowTable,
+        judge: &mut Judge,
+        sessions: &mut Sessions,
+    ) {
         let n = table.capacity();
         self.flows.resize_with(n, || None);
         self.working.resize_with(n, WorkingState::default);
@@ -59,8 +64,10 @@ impl Schedule {
         };
         // And paused flows whose window's oldest counters leave it now (a flow judged
         // since may have paused again, and is judged once more).
-        while let Some(&Reverse((_, i, first_seen))) =
-            self.wakes.peek().filter(|Reverse((w, _, _))| *w <= judge.now)
+        while let Some(&Reverse((_, i, first_seen))) = self
+            .wakes
+            .peek()
+            .filter(|Reverse((w, _, _))| *w <= judge.now)
         {
             self.wakes.pop();
             if table
@@ -102,7 +109,13 @@ impl Schedule {
         }
     }
 
-    fn judge_row(&mut self, table: &mut FlowTable, i: u32, judge: &mut Judge, sessions: &mut Sessions) {
+    fn judge_row(
+        &mut self,
+        table: &mut FlowTable,
+        i: u32,
+        judge: &mut Judge,
+        sessions: &mut Sessions,
+    ) {
         let (Some(row), Some(entry)) = (table.row_mut(i), self.flows[i as usize].as_mut()) else {
             return;
         };
@@ -152,7 +165,12 @@ impl Schedule {
     /// other lists.
     pub(super) fn footprint(&self) -> [u64; 3] {
         let state = buffer::<Option<FlowEntry>>(self.flows.capacity());
-        let histories = self.flows.iter().flatten().map(|t| t.hist.heap_bytes()).sum();
+        let histories = self
+            .flows
+            .iter()
+            .flatten()
+            .map(|t| t.hist.heap_bytes())
+            .sum();
         let lists = buffer::<WorkingState>(self.working.capacity())
             + buffer::<u32>(self.busy.capacity() + self.alerted.capacity())
             + buffer::<Reverse<(u64, u32, u64)>>(self.wakes.capacity());

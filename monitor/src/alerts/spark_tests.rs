@@ -30,10 +30,15 @@ fn the_looked_at_flows_sparkline_follows_its_throughput() {
         }
         // The quiet flow was not looked at: only its window's points, none kept.
         assert_eq!(sim.engine.sparklines(), 1);
-        assert_eq!(sim.engine.spark(&quiet, &sim.table.read()).len(), 10, "the window's points");
+        assert_eq!(
+            sim.engine.spark(&quiet, &sim.table.read()).len(),
+            10,
+            "the window's points"
+        );
         // Looked at from now (idle, its window paused): its line starts with the window's
         // points and grows a zero a tick.
-        assert!(sim.engine
+        assert!(sim
+            .engine
             .schedule
             .entry(&sim.table.read(), &quiet)
             .is_some_and(|e| e.hist.window.is_paused()));
@@ -41,11 +46,7 @@ fn the_looked_at_flows_sparkline_follows_its_throughput() {
         for t in 0..30 {
             sim.step(|_, _| {});
             let points = sim.engine.spark(&quiet, &sim.table.read());
-            assert_eq!(
-                points.len(),
-                10 + t,
-                "tick {t}"
-            );
+            assert_eq!(points.len(), 10 + t, "tick {t}");
             assert!(points.iter().all(|p| *p == Point::default()));
         }
         assert_eq!(sim.engine.sparklines(), 1, "the busy flow's line went");

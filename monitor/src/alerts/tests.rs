@@ -565,7 +565,11 @@ fn a_row_given_to_a_new_flow_carries_nothing_of_the_flow_before() {
     }
     assert_eq!(sim.kinds(), vec![Kind::RetransmitRate]);
     let lossy = FlowId::of(&sim.flows[0]);
-    let row = sim.table.read().find(&lossy).expect("the lossy flow has a row");
+    let row = sim
+        .table
+        .read()
+        .find(&lossy)
+        .expect("the lossy flow has a row");
     let lossy_session = sim.health[0].session;
     // The lossy flow goes (evicted); a new flow from another host comes the tick after.
     sim.flows.remove(0);
@@ -575,12 +579,19 @@ fn a_row_given_to_a_new_flow_carries_nothing_of_the_flow_before() {
     sim.flows.push(new.clone());
     sim.step(|fl, now| data(&mut fl[1], S2C, 200, 0, now));
     let at = sim.table.read().find(&FlowId::of(&new));
-    assert_eq!(at, Some(row), "the new flow took the row the lossy one left");
+    assert_eq!(
+        at,
+        Some(row),
+        "the new flow took the row the lossy one left"
+    );
     let h = &sim.health[1];
     assert_eq!(h.level, None, "{h:?}");
     assert!(h.alerts.is_empty(), "{h:?}");
     assert!(h.retx_rate[S2C].is_none_or(|r| r == 0.0), "{h:?}");
-    assert_ne!(h.session, lossy_session, "the new flow's host has a session of its own");
+    assert_ne!(
+        h.session, lossy_session,
+        "the new flow's host has a session of its own"
+    );
     let t1 = sim.now;
     while !sim.log.iter().any(|t| t.change == Change::Cleared) {
         sim.step(|fl, now| data(&mut fl[1], S2C, 200, 0, now));

@@ -258,7 +258,11 @@ impl Collector {
         let mut seen = foldhash::HashSet::default();
         out.retain(|f| seen.insert(f.key));
         let t = self.table.read();
-        out.extend(t.rows().filter(|(_, r)| r.closed).map(|(_, r)| r.flow.clone()));
+        out.extend(
+            t.rows()
+                .filter(|(_, r)| r.closed)
+                .map(|(_, r)| r.flow.clone()),
+        );
         out.sort_by_cached_key(OrderKey::of);
         Ok(out)
     }

@@ -7,7 +7,7 @@ use monitor_common::{
 };
 use serde::Serialize;
 
-use crate::{snapshot::Snapshot, table::Row};
+use crate::{snapshot::Snapshot, table::FlowRow};
 
 #[derive(Serialize, Debug)]
 pub struct Summary<'a> {
@@ -138,7 +138,7 @@ fn direction(d: &DirStats) -> Direction {
     }
 }
 
-pub fn flow(row: &Row, snap: &Snapshot) -> Flow {
+pub fn flow(row: &FlowRow, snap: &Snapshot) -> Flow {
     let f = &row.flow;
     let s = &f.state;
     let (c, sv) = (&s.dir[C2S], &s.dir[S2C]);

@@ -98,7 +98,11 @@ fn a_tick_adds_what_every_changed_flow_grew() {
         let table = SharedTable::default();
         for t in 1..=3 {
             table.write().read_whole(flows(t));
-            m.observe(&Snapshot::of(table.clone(), Counters::default(), t * 1_000_000_000));
+            m.observe(&Snapshot::of(
+                table.clone(),
+                Counters::default(),
+                t * 1_000_000_000,
+            ));
         }
         let text = m.prometheus_text();
         let total = |d: &str| {
@@ -235,7 +239,12 @@ fn lost_flows_are_not_evictions() {
     let mut c = Counters::default();
     c.0[stats::FLOWS_CREATED as usize] = 10;
     c.0[stats::CLOSED_LOST as usize] = 4;
-    let mut s = Snapshot::new(snap(&SharedTable::default(), 0, 1, true).records(), &[], c, 1_000_000_000);
+    let mut s = Snapshot::new(
+        snap(&SharedTable::default(), 0, 1, true).records(),
+        &[],
+        c,
+        1_000_000_000,
+    );
     s.interfaces = vec![IfaceTraffic {
         name: "edge0".into(),
         gone: true,

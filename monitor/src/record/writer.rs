@@ -310,7 +310,10 @@ impl Recorder {
             self.line(&v)?;
         }
         for e in events {
-            let flow = table.find_live(&e.key).and_then(|i| table.row(i)).map(|r| &r.flow);
+            let flow = table
+                .find_live(&e.key)
+                .and_then(|i| table.row(i))
+                .map(|r| &r.flow);
             self.line(&json!({
                 "type": "event",
                 "ts_ns": e.ts_ns,

@@ -359,7 +359,11 @@ fn opts(o: &SynOpts) -> String {
 }
 
 fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: &FlowTable) {
-    let Some(row) = ui.selected.and_then(|id| flows.find(&id)).and_then(|i| flows.row(i)) else {
+    let Some(row) = ui
+        .selected
+        .and_then(|id| flows.find(&id))
+        .and_then(|i| flows.row(i))
+    else {
         f.render_widget(
             Paragraph::new("the flow is gone from the kernel's table (Esc: back)")
                 .block(Block::new().borders(Borders::ALL)),
