@@ -3,6 +3,7 @@
 //! built on them. Pure functions of bytes and times: the collector hands them the samples,
 //! the outputs show what they return. Nothing here imports another module of the crate.
 
+pub mod json;
 pub mod pseudo_tls;
 pub mod stream;
 pub mod stun;
