@@ -3,6 +3,7 @@
 //! built on them. Pure functions of bytes and times: the collector hands them the samples,
 //! the outputs show what they return. Nothing here imports another module of the crate.
 
+pub mod flows;
 pub mod json;
 pub mod pseudo_tls;
 pub mod stream;
@@ -11,6 +12,8 @@ pub mod tls;
 pub mod turn;
 pub mod verdict;
 
+#[cfg(test)]
+mod flows_tests;
 #[cfg(test)]
 mod props;
 #[cfg(test)]
