@@ -3,6 +3,8 @@
 //! built on them. Pure functions of bytes and times: the collector hands them the samples,
 //! the outputs show what they return. Nothing here imports another module of the crate.
 
+pub mod alert_config;
+pub mod alerting;
 pub mod flows;
 pub mod json;
 pub mod pseudo_tls;
@@ -12,6 +14,8 @@ pub mod tls;
 pub mod turn;
 pub mod verdict;
 
+#[cfg(test)]
+mod alerting_tests;
 #[cfg(test)]
 mod flows_tests;
 #[cfg(test)]
