@@ -143,7 +143,7 @@ impl MediaFlows {
         sample: PayloadSample,
     ) {
         let id = Id { first_seen_ns, key };
-        if self.evicted_ids.contains(&id) {
+        if self.cfg.samples == 0 || self.evicted_ids.contains(&id) {
             return;
         }
         if !self.flows.contains_key(&id) && self.flows.len() >= self.cfg.max_pending {

@@ -334,6 +334,10 @@ fn past_the_cap_the_oldest_pending_flow_is_dropped_and_counted() {
             dropped: 2
         }
     );
+    // Sampling off: nothing is kept.
+    let mut off = MediaFlows::new(cfg(0, 16));
+    off.put(flow(1), 0, Side::Client, seg(1, MS, &hello));
+    assert_eq!(off.stats().pending, 0);
     // A zero cap still keeps one flow.
     let mut one = MediaFlows::new(cfg(4, 0));
     one.put(flow(1), 0, Side::Client, seg(1, MS, &hello));
