@@ -59,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         reset,
         now_ns: u64::from(n) * 10_000_000,
         reply_timeout_ns: 5_000_000_000,
+        stun_timeout_ns: 5_000_000_000,
     });
     if let Some(e) = media.evidence {
         let _ = e.describe();

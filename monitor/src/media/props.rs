@@ -21,7 +21,7 @@ use super::{
         tests::{ms_frame, rfc4571},
         Framing,
     },
-    verdict::{judge, Exchange, Reset},
+    verdict::{judge, judge_timed, Exchange, Reset},
 };
 
 /// Valid layouts of every kind the decoders read.
@@ -207,12 +207,69 @@ proptest! {
             reset,
             now_ns: now,
             reply_timeout_ns: timeout,
+            stun_timeout_ns: timeout,
         });
         if let Some(e) = &m.evidence {
             prop_assert!(!e.describe().is_empty());
         }
         for (b, ..) in c.iter().chain(&s) {
             let _ = turn::detect(b);
+        }
+    }
+
+    #[test]
+    fn the_verdict_holds_exactly_until_its_change_time(
+        c in proptest::collection::vec((bytes(), 0u32..3, 0u64..20), 0..4),
+        s in proptest::collection::vec((bytes(), 0u32..3, 0u64..20), 0..4),
+        reset in any::<Option<(bool, u64)>>(),
+        now in 0u64..40,
+        timeouts in (1u64..15, 1u64..15),
+        later in any::<u64>(),
+    ) {
+        // Whole segments in sequence (so the streams read on), at small times, so the
+        // timeouts fall among them.
+        let samples = |v: &[(Vec<u8>, u32, u64)]| -> Vec<PayloadSample> {
+            let mut seq = 7u32;
+            v.iter()
+                .map(|(b, gap, t)| {
+                    seq = seq.wrapping_add(*gap);
+                    let p = PayloadSample {
+                        seq,
+                        payload_len: b.len() as u32,
+                        time_ns: *t,
+                        bytes: b.clone(),
+                    };
+                    seq = seq.wrapping_add(b.len() as u32);
+                    p
+                })
+                .collect()
+        };
+        let (client, server) = (samples(&c), samples(&s));
+        let reset = reset.map(|(server, time_ns)| Reset {
+            from: if server { stun::Side::Server } else { stun::Side::Client },
+            time_ns,
+        });
+        let at = |now_ns| Exchange {
+            client: &client,
+            server: &server,
+            reset,
+            now_ns,
+            reply_timeout_ns: timeouts.0,
+            stun_timeout_ns: timeouts.1,
+        };
+        let j = judge_timed(&at(now));
+        prop_assert_eq!(&j.media, &judge(&at(now)));
+        match j.changes_at_ns {
+            None => {
+                let t = now.saturating_add(later % 100);
+                prop_assert_eq!(&judge(&at(t)), &j.media);
+                prop_assert_eq!(&judge(&at(u64::MAX)), &j.media);
+            }
+            Some(c) => {
+                prop_assert!(c > now, "changes at {} <= now {}", c, now);
+                prop_assert_eq!(&judge(&at(c - 1)), &j.media);
+                prop_assert_ne!(&judge(&at(c)), &j.media);
+            }
         }
     }
 }

@@ -185,6 +185,15 @@ impl Matcher {
         }
     }
 
+    /// When the next open request still within `timeout_ns` at `now_ns` turns unanswered.
+    pub fn next_expiry(&self, now_ns: u64, timeout_ns: u64) -> Option<u64> {
+        self.open
+            .values()
+            .map(|&asked| asked.saturating_add(timeout_ns))
+            .filter(|&expires| expires > now_ns)
+            .min()
+    }
+
     /// The counts at `now_ns`: an open request older than `timeout_ns` is unanswered.
     pub fn counts(&self, now_ns: u64, timeout_ns: u64) -> Counts {
         let unanswered = self

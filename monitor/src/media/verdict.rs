@@ -93,8 +93,10 @@ pub struct Exchange<'a> {
     pub server: &'a [PayloadSample],
     pub reset: Option<Reset>,
     pub now_ns: u64,
-    /// How long a hello (or a STUN request) may wait for its answer.
+    /// How long a hello may wait for its answer.
     pub reply_timeout_ns: u64,
+    /// How long a STUN request may wait for its response before it counts as unanswered.
+    pub stun_timeout_ns: u64,
 }
 
 /// The shape of the server side's first bytes.
@@ -192,12 +194,31 @@ pub const GENUINE: &str = "ServerHello + ServerHelloDone in one 83-byte record, 
                        cipher 0x0018, 32-byte session id";
 
 pub fn judge(input: &Exchange) -> Media {
+    judge_timed(input).media
+}
+
+/// A verdict, and when time alone would change it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judged {
+    pub media: Media,
+    /// The earliest later `now_ns` at which [`judge`] of the same samples and reset gives
+    /// another `Media` (the hello's wait running out, a STUN request turning unanswered);
+    /// `None` when no later time changes it. A caller holding many flows re-judges a flow
+    /// with no new sample only then.
+    pub changes_at_ns: Option<u64>,
+}
+
+/// [`judge`], with the time its answer holds until.
+pub fn judge_timed(input: &Exchange) -> Judged {
     let client = SampleStream::new(input.client);
     let server = SampleStream::new(input.server);
     let mut media = Media::default();
     let Some(hello_ns) = client.first_time() else {
         media.server_replied = server_replied(&server.bytes);
-        return media;
+        return Judged {
+            media,
+            changes_at_ns: None,
+        };
     };
     let sent = client_sent(&client.bytes);
     media.client_sent = Some(sent);
@@ -212,7 +233,11 @@ pub fn judge(input: &Exchange) -> Media {
                 _ => None,
             });
     }
-    media.stun = stun_counts(sent, &client, &server, input);
+    let (stun, stun_changes_at) = match stun_counts(sent, &client, &server, input) {
+        Some((counts, at)) => (Some(counts), at),
+        None => (None, None),
+    };
+    media.stun = stun;
     let reply_after_ns = server.first_time().map(|t| t.saturating_sub(hello_ns));
     let reset = input.reset;
     let mismatch = (sent == ClientSent::PseudoTls && !server.bytes.is_empty())
@@ -220,7 +245,8 @@ pub fn judge(input: &Exchange) -> Media {
         .flatten();
     let waited = input.now_ns.saturating_sub(hello_ns) >= input.reply_timeout_ns;
     let server_reset = reset.is_some_and(|r| r.from == Side::Server);
-    media.verdict = match (sent, media.server_replied) {
+    let replied = media.server_replied;
+    let decide = |waited: bool| match (sent, replied) {
         (ClientSent::Other, _) => None,
         (_, None) if server_reset => Some(Verdict::Rejected),
         (_, None) if waited || reset.is_some() => Some(Verdict::NoReply),
@@ -241,6 +267,10 @@ pub fn judge(input: &Exchange) -> Media {
         // A reply of another protocol to TLS or STUN: not judged.
         (_, Some(_)) => None,
     };
+    media.verdict = decide(waited);
+    // The hello's wait running out changes the verdict only if judging it as run out does.
+    let hello_changes_at = (!waited && decide(true) != media.verdict)
+        .then(|| hello_ns.saturating_add(input.reply_timeout_ns));
     media.evidence = media.verdict.map(|_| Evidence {
         expected: match sent {
             ClientSent::PseudoTls => GENUINE,
@@ -253,7 +283,14 @@ pub fn judge(input: &Exchange) -> Media {
         reply_after_ns,
         reset,
     });
-    media
+    let changes_at_ns = match (hello_changes_at, stun_changes_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Judged {
+        media,
+        changes_at_ns,
+    }
 }
 
 fn client_sent(bytes: &[u8]) -> ClientSent {
@@ -332,7 +369,7 @@ fn stun_counts(
     client: &SampleStream,
     server: &SampleStream,
     input: &Exchange,
-) -> Option<Counts> {
+) -> Option<(Counts, Option<u64>)> {
     let skip = |s: &SampleStream| match sent {
         ClientSent::PseudoTls => after_handshake(&s.bytes),
         ClientSent::Stun | ClientSent::MsTurn => 0,
@@ -360,5 +397,9 @@ fn stun_counts(
     for (t, side, m) in &messages {
         matcher.feed(*side, m, *t);
     }
-    Some(matcher.counts(input.now_ns, input.reply_timeout_ns))
+    let (now, timeout) = (input.now_ns, input.stun_timeout_ns);
+    Some((
+        matcher.counts(now, timeout),
+        matcher.next_expiry(now, timeout),
+    ))
 }

@@ -41,6 +41,7 @@ fn judge_at(
         reset,
         now_ns: now,
         reply_timeout_ns: TIMEOUT,
+        stun_timeout_ns: TIMEOUT,
     })
 }
 
