@@ -5,7 +5,7 @@ mod common;
 
 use std::{collections::BTreeMap, process::Command};
 
-use monitor::demo::{lab::CLIENT_NET, SESSIONS};
+use monitor::demo::SESSIONS;
 use serde_json::Value;
 
 #[test]
@@ -62,7 +62,7 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
         }
     }
     for s in &SESSIONS {
-        let host = format!("{CLIENT_NET}.{}", s.client);
+        let host = s.client_ip().to_string();
         let kinds = raised.get(&host).cloned().unwrap_or_default();
         match s.expect {
             Some(k) => assert!(

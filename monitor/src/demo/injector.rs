@@ -1,9 +1,12 @@
-//! The middlebox that misidentifies media as TLS and gives up on it: it watches the
-//! client side, and when it sees a ClientHello from its target it injects resets both
-//! ways, as TLS-inspecting firewalls do. nftables cannot forge a reset toward the
-//! destination, so this is a packet socket and a raw socket in the middlebox namespace.
-//! Its resets leave with the middlebox's own TTL: the edge sees them one hop "closer"
-//! than the client's packets, the evidence the monitor marks as suspect injected.
+//! The middlebox that misidentifies media as TLS: it watches one interface, and when it
+//! sees a ClientHello from its target it either gives up on it, injecting resets both ways
+//! ([`Mode::Reset`]), or acts as a decrypting firewall, answering the hello itself in the
+//! server's name with a real TLS ServerHello (another cipher), a Certificate and a
+//! ServerHelloDone, then resetting both sides ([`Mode::Intercept`]; the lab's nftables
+//! holds the hello back from the server). nftables cannot forge packets, so this is a
+//! packet socket and a raw socket in the middlebox namespace. What it sends leaves with the
+//! middlebox's own TTL: one hop "closer" than the far end's packets, the evidence the
+//! monitor marks as suspect injected.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -13,10 +16,38 @@ use std::{
 use anyhow::{bail, Result};
 
 use super::sys;
+use crate::media::tls;
 use monitor_common::{
     craft::TcpFrame,
-    parse::{parse_l3, Packet, ACK, ETH_P_IP, RST},
+    parse::{parse_l3, Packet, ACK, ETH_P_IP, PSH, RST},
 };
+
+/// What the middlebox does to its target's ClientHello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Resets both sides right after it (the hello reaches the server).
+    Reset,
+    /// Answers it in the server's name ([`firewall_answer`]), then resets both sides.
+    Intercept,
+}
+
+/// The certificate the firewall presents: a self-signed one for edge.example.com, as an
+/// inspecting firewall re-signs the server's with its own authority.
+const FIREWALL_CERT: &[u8] = include_bytes!("../../../testdata/media/edge.example.com.der");
+
+/// What a decrypting firewall answers a ClientHello with: one TLS 1.0 record holding a
+/// ServerHello choosing TLS_RSA_WITH_AES_128_CBC_SHA (0x002f), a Certificate and a
+/// ServerHelloDone. The genuine MS-TURN server would send an 83-byte ServerHello with
+/// cipher 0x0018 and no Certificate (`media/pseudo_tls.rs`).
+pub fn firewall_answer() -> Vec<u8> {
+    let flight = [
+        tls::server_hello_message(0x0301, &[0x4f; 32], &[0x46; 32], 0x002f),
+        tls::certificate_of(FIREWALL_CERT),
+        tls::handshake(tls::SERVER_HELLO_DONE, &[]),
+    ]
+    .concat();
+    tls::record_of(tls::HANDSHAKE, 0x0301, &flight)
+}
 
 fn last_err<T>(what: &str) -> Result<T> {
     bail!("{what}: {}", std::io::Error::last_os_error())
@@ -62,11 +93,13 @@ pub struct Injector {
     raw: OwnedFd,
     target: Ipv4Addr,
     port: u16,
+    mode: Mode,
 }
 
 impl Injector {
-    /// Opens the sockets; call from a thread inside the middlebox namespace.
-    pub fn open(iface: &str, target: Ipv4Addr, port: u16) -> Result<Self> {
+    /// Opens the sockets; call from a thread inside the middlebox namespace. `target` is
+    /// the client whose hellos to port `port` it acts on, seen on `iface`.
+    pub fn open(iface: &str, target: Ipv4Addr, port: u16, mode: Mode) -> Result<Self> {
         let name = std::ffi::CString::new(iface)?;
         // SAFETY: plain socket calls; every descriptor is owned right after creation.
         unsafe {
@@ -110,12 +143,13 @@ impl Injector {
                 raw: OwnedFd::from_raw_fd(rfd),
                 target,
                 port,
+                mode,
             })
         }
     }
 
-    /// Waits up to 100 ms for a packet; injects when it is the target's ClientHello.
-    /// Returns whether it injected.
+    /// Waits up to 100 ms for a packet; acts when it is the target's ClientHello. Returns
+    /// whether it did.
     pub fn poll(&self) -> Result<bool> {
         let mut buf = [0u8; 2048];
         // SAFETY: reading into a local buffer of the given size.
@@ -143,20 +177,35 @@ impl Injector {
         if src != self.target || pkt.dport != self.port || !is_hello {
             return Ok(false);
         }
-        // To the server: in its window right after the hello, so its stack accepts it.
+        let hello_end = pkt.seq.wrapping_add(pkt.payload_len);
+        // The answer in the server's name: its next sequence number is what the hello
+        // acknowledged.
+        let answer = match self.mode {
+            Mode::Reset => Vec::new(),
+            Mode::Intercept => firewall_answer(),
+        };
+        let mut to_client = TcpFrame::new(IpAddr::V4(dst), pkt.dport, IpAddr::V4(src), pkt.sport);
+        to_client.seq = pkt.ack;
+        to_client.ack = hello_end;
+        to_client.ip_id = 0;
+        if !answer.is_empty() {
+            let reply = to_client.clone().flags(PSH | ACK).payload(&answer);
+            self.send(&ipv4_packet(&reply), src)?;
+            to_client.seq = to_client.seq.wrapping_add(answer.len() as u32);
+        }
+        let mut to_client = to_client.flags(RST | ACK);
+        to_client.window = 0;
+        // To the server: in its window, so its stack accepts it. A held hello never got
+        // there, so the server still expects its first byte.
         let mut to_server =
             TcpFrame::new(IpAddr::V4(src), pkt.sport, IpAddr::V4(dst), pkt.dport).flags(RST | ACK);
-        to_server.seq = pkt.seq.wrapping_add(pkt.payload_len);
+        to_server.seq = match self.mode {
+            Mode::Reset => hello_end,
+            Mode::Intercept => pkt.seq,
+        };
         to_server.ack = pkt.ack;
         to_server.window = 0;
         to_server.ip_id = 0;
-        // To the client: the server's next sequence number is what the hello acknowledged.
-        let mut to_client =
-            TcpFrame::new(IpAddr::V4(dst), pkt.dport, IpAddr::V4(src), pkt.sport).flags(RST | ACK);
-        to_client.seq = pkt.ack;
-        to_client.ack = pkt.seq.wrapping_add(pkt.payload_len);
-        to_client.window = 0;
-        to_client.ip_id = 0;
         for (f, to) in [(&to_server, dst), (&to_client, src)] {
             self.send(&ipv4_packet(f), to)?;
         }
@@ -179,7 +228,7 @@ impl Injector {
             )
         };
         if n < 0 {
-            return last_err("sending a reset");
+            return last_err("sending a forged packet");
         }
         Ok(())
     }
@@ -188,6 +237,49 @@ impl Injector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::{pseudo_tls, stream::PayloadSample, verdict};
+
+    #[test]
+    fn the_firewall_answer_is_real_tls_that_the_genuine_server_never_sends() {
+        let a = firewall_answer();
+        let recs = tls::decode(&a).expect("TLS");
+        assert_eq!(recs.len(), 1);
+        assert!(recs[0].complete());
+        let types: Vec<_> = recs[0]
+            .messages
+            .iter()
+            .filter_map(|m| m.handshake_type())
+            .collect();
+        assert_eq!(
+            types,
+            [tls::SERVER_HELLO, tls::CERTIFICATE, tls::SERVER_HELLO_DONE]
+        );
+        assert!(matches!(
+            &recs[0].messages[1],
+            tls::RecordMessage::Certificate {
+                certificates: Some(1),
+                ..
+            }
+        ));
+        // One segment on the lab's 1500-byte links.
+        assert!(a.len() < 1400, "{}", a.len());
+        // Answering the pseudo-TLS hello, it is an interception.
+        let sample = |seq, bytes: Vec<u8>| PayloadSample {
+            seq,
+            payload_len: bytes.len() as u32,
+            time_ns: u64::from(seq),
+            bytes,
+        };
+        let m = verdict::judge(&verdict::Exchange {
+            client: &[sample(1, pseudo_tls::client_hello(&[7; 32]))],
+            server: &[sample(2, a)],
+            reset: None,
+            now_ns: 3,
+            reply_timeout_ns: 1_000_000_000,
+        });
+        assert_eq!(m.verdict, Some(verdict::Verdict::Intercepted));
+        assert_eq!(m.evidence.and_then(|e| e.got.cipher), Some(0x002f));
+    }
 
     #[test]
     fn checksums_verify_to_zero() {

@@ -2,7 +2,7 @@
 //! nftables, and the edge whose interface the monitor watches.
 //!
 //! ```text
-//!  clients (10.88.1.11-16) ── dc0 ═ dm0 ── middlebox (forwards, nftables) ── dm1 ═ edge0 ── edge (10.88.2.2)
+//!  clients (10.88.1.11-18) ── dc0 ═ dm0 ── middlebox (forwards, nftables) ── dm1 ═ edge0 ── edge (10.88.2.2, .17)
 //! ```
 //! Everything is created inside namespaces named after this process, so two demos never
 //! collide, and deleting the namespaces removes every link, address and rule. The lab is
@@ -17,6 +17,8 @@ use crate::error::usage;
 
 pub const CLIENT_NET: &str = "10.88.1";
 pub const EDGE_IP: &str = "10.88.2.2";
+/// The edge's network (`EDGE_IP` and the addresses its outbound sessions come from).
+pub const EDGE_NET: &str = "10.88.2";
 /// The interface the monitor watches, inside the edge namespace.
 pub const EDGE_IF: &str = "edge0";
 const PREFIX: &str = "mdemo-";
@@ -185,6 +187,20 @@ impl Lab {
         let mut args = vec!["ip", "netns", "exec", &self.middlebox, "nft"];
         args.extend(cmd.split_whitespace());
         run(&args)
+    }
+
+    /// One more address on the edge's interface, for a session the edge starts.
+    pub fn add_edge_address(&self, ip: std::net::Ipv4Addr) -> Result<()> {
+        run(&[
+            "ip",
+            "-n",
+            &self.edge,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            EDGE_IF,
+        ])
     }
 
     /// A handle on one namespace, for threads that join it.

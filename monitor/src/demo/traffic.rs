@@ -1,7 +1,8 @@
-//! Synthetic media sessions over TCP: a pseudo-TLS ClientHello and server reply, then
-//! steady small segments both ways, as screen-sharing traffic looks on the wire. Each
-//! endpoint is one thread in its namespace; every thread checks the stop flag at least
-//! every 100 ms, so the demo ends promptly.
+//! Synthetic media sessions over TCP, as screen-sharing traffic through a media edge looks on
+//! the wire: MS-TURN (the pseudo-TLS hello and its genuine answer, an Allocate, then data
+//! frames both ways, `media/pseudo_tls.rs`, `media/turn.rs`), or ICE checks over TCP (STUN
+//! Binding in RFC 4571 framing, `ice.rs`). Each endpoint is one thread in its namespace;
+//! every thread checks the stop flag at least every 100 ms, so the demo ends promptly.
 
 use std::{
     fs::File,
@@ -18,7 +19,17 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::sys;
+use super::{ice, sys};
+use crate::media::{pseudo_tls, stun, turn};
+
+/// What a session speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speaks {
+    /// MS-TURN over TCP: pseudo-TLS hello, Allocate, data frames.
+    MsTurn,
+    /// ICE connectivity checks over TCP: STUN Binding both ways, RFC 4571 framing.
+    IceTcp,
+}
 
 /// What a client does, and when (seconds from the demo's start).
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +43,21 @@ pub struct ClientPlan {
     pub retry_after: Option<f64>,
     /// A small receive buffer, so a stalled reader's window closes quickly.
     pub small_rcvbuf: bool,
+    pub speaks: Speaks,
+}
+
+impl ClientPlan {
+    /// Starts at once, reads to the end, never closes or retries.
+    pub fn steady(speaks: Speaks) -> Self {
+        ClientPlan {
+            start_at: 0.0,
+            stop_reading_at: None,
+            close_at: None,
+            retry_after: None,
+            small_rcvbuf: false,
+            speaks,
+        }
+    }
 }
 
 /// Bytes per write and writes per second of each side: the screen's updates dominate.
@@ -40,13 +66,25 @@ const CLIENT_CHUNK: usize = 200;
 const EVERY: Duration = Duration::from_millis(20);
 const POLL: Duration = Duration::from_millis(10);
 
-/// A TLS 1.2 record header, handshake type, then filler: enough for the monitor's
-/// first-bytes check, not a real handshake.
-fn hello(kind: u8, len: usize) -> Vec<u8> {
-    let body = len - 5;
-    let mut v = vec![0x16, 0x03, 0x01, (body >> 8) as u8, body as u8, kind];
-    v.resize(len, 0x42);
-    v
+/// MS-TURN's Allocate request and its success response ([MS-TURN] 2.2.1).
+const ALLOCATE: u16 = 0x0003;
+const ALLOCATE_OK: u16 = 0x0103;
+
+/// Bytes that differ per connection (hello randoms, transaction IDs); not for secrets.
+pub(super) fn fresh<const N: usize>() -> [u8; N] {
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ COUNTER.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed) | 1;
+    std::array::from_fn(|_| {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    })
 }
 
 pub struct Traffic {
@@ -63,7 +101,7 @@ fn join_ns(ns: &File) -> std::io::Result<()> {
     Ok(())
 }
 
-fn stopped(stop: &AtomicBool) -> bool {
+pub(super) fn stopped(stop: &AtomicBool) -> bool {
     stop.load(Ordering::Relaxed)
 }
 
@@ -107,8 +145,9 @@ impl Traffic {
         self.t0 = Instant::now();
     }
 
-    /// A server on `addr` in namespace `ns`: every connection gets the reply and a stream.
-    pub fn server(&mut self, ns: File, addr: SocketAddr) -> Result<()> {
+    /// A server on `addr` in namespace `ns`: every connection gets the genuine answer and
+    /// a stream (MS-TURN), or answers and checks of its own (ICE).
+    pub fn server(&mut self, ns: File, addr: SocketAddr, speaks: Speaks) -> Result<()> {
         // Bind in the namespace before returning, so clients never race the listener.
         let (tx, rx) = std::sync::mpsc::channel();
         self.spawn(&format!("demo-srv-{}", addr.port()), ns, move |stop, t0| {
@@ -124,7 +163,10 @@ impl Traffic {
                 while !stopped(stop) {
                     match l.accept() {
                         Ok((c, _)) => {
-                            s.spawn(move || serve(c, stop, t0));
+                            s.spawn(move || match speaks {
+                                Speaks::MsTurn => serve(c, stop, t0),
+                                Speaks::IceTcp => ice::serve(c, stop),
+                            });
                         }
                         Err(_) => std::thread::sleep(POLL * 5),
                     }
@@ -196,27 +238,43 @@ fn client_once(
     stop: &AtomicBool,
     t0: Instant,
 ) -> std::io::Result<()> {
-    let sock = socket2_connect(src, dst, plan.small_rcvbuf)?;
+    let mut sock = socket2_connect(src, dst, plan.small_rcvbuf)?;
     sock.set_write_timeout(Some(Duration::from_millis(100)))?;
-    let mut sock = sock;
-    sock.write_all(&hello(1, 517))?;
-    // The server's reply, or give up (a reset, a stall).
+    if plan.speaks == Speaks::IceTcp {
+        return ice::check(sock, stop);
+    }
+    sock.write_all(&pseudo_tls::client_hello(&fresh()))?;
+    // The server's answer, or give up: a reset, a stall, or an answer the genuine server
+    // never sends (a device in the path answered instead).
+    let answer = read_at_least(&mut sock, pseudo_tls::SERVER_HELLO_LEN, stop)?;
+    if pseudo_tls::check_server_hello(&answer).is_err() {
+        return Ok(());
+    }
+    let allocate = stun::ms_turn(ALLOCATE, fresh(), &[]);
+    sock.write_all(&turn::ms_frame(turn::CONTROL, &allocate))?;
+    pump(&mut sock, CLIENT_CHUNK, plan, stop, t0)
+}
+
+/// Reads until `n` bytes came, for up to 5 s; what came (empty: nothing, or the peer closed
+/// first, or the demo stops).
+fn read_at_least(sock: &mut TcpStream, n: usize, stop: &AtomicBool) -> std::io::Result<Vec<u8>> {
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let mut buf = [0u8; 16384];
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    while got.len() < n {
         match sock.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => break,
+            Ok(0) => return Ok(Vec::new()),
+            Ok(k) => got.extend_from_slice(&buf[..k]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if stopped(stop) || Instant::now() > deadline {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
             }
             Err(e) => return Err(e),
         }
     }
-    pump(&mut sock, CLIENT_CHUNK, plan, stop, t0)
+    Ok(got)
 }
 
 /// Connects from a chosen source address (the demo's clients share one namespace), with
@@ -263,38 +321,49 @@ fn socket2_connect(
 
 fn serve(mut c: TcpStream, stop: &AtomicBool, t0: Instant) {
     let _ = c.set_nonblocking(false);
-    let _ = c.set_read_timeout(Some(Duration::from_millis(100)));
     let _ = c.set_write_timeout(Some(Duration::from_millis(100)));
-    let mut buf = [0u8; 4096];
-    // The ClientHello, then a moment of "processing" before the reply.
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => break,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if stopped(stop) {
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
+    // The pseudo-TLS ClientHello, then a moment of "processing" before the answer.
+    match read_at_least(&mut c, pseudo_tls::CLIENT_HELLO_LEN, stop) {
+        Ok(b) if pseudo_tls::is_client_hello(&b) => {}
+        _ => return,
     }
     std::thread::sleep(Duration::from_millis(30));
-    if c.write_all(&hello(2, 1200)).is_err() {
+    if c.write_all(&pseudo_tls::server_hello(&fresh(), &fresh()))
+        .is_err()
+    {
         return;
     }
-    let plan = ClientPlan {
-        start_at: 0.0,
-        stop_reading_at: None,
-        close_at: None,
-        retry_after: None,
-        small_rcvbuf: false,
+    // The Allocate request, answered with its transaction ID.
+    let Ok(b) = read_at_least(&mut c, 4 + stun::HEADER, stop) else {
+        return;
     };
-    let _ = pump(&mut c, SERVER_CHUNK, plan, stop, t0);
+    let asked = turn::frames(&b, turn::Framing::MsTurn)
+        .into_iter()
+        .next()
+        .and_then(|f| f.stun);
+    let Some(req) = asked else {
+        return;
+    };
+    let mut id = [0; 16];
+    id.copy_from_slice(req.id());
+    let answer = stun::ms_turn(ALLOCATE_OK, id, &[]);
+    if c.write_all(&turn::ms_frame(turn::CONTROL, &answer))
+        .is_err()
+    {
+        return;
+    }
+    let _ = pump(
+        &mut c,
+        SERVER_CHUNK,
+        ClientPlan::steady(Speaks::MsTurn),
+        stop,
+        t0,
+    );
 }
 
-/// Writes `chunk` bytes every 20 ms and reads whatever arrives, until the peer closes, the
-/// plan closes, or the demo stops.
+/// Writes an MS-TURN data frame of `chunk` bytes every 20 ms (what a partial write left
+/// goes first, so the frames stay whole) and reads whatever arrives, until the peer closes,
+/// the plan closes, or the demo stops.
 fn pump(
     s: &mut TcpStream,
     chunk: usize,
@@ -303,7 +372,8 @@ fn pump(
     t0: Instant,
 ) -> std::io::Result<()> {
     s.set_read_timeout(Some(POLL))?;
-    let data = vec![0x17u8; chunk];
+    let data = turn::ms_frame(turn::DATA, &vec![0x17u8; chunk - 4]);
+    let mut unsent: &[u8] = &[];
     let mut buf = vec![0u8; 65536];
     let mut next = Instant::now();
     while !stopped(stop) {
@@ -323,8 +393,11 @@ fn pump(
             return Ok(());
         }
         if Instant::now() >= next {
-            match s.write(&data) {
-                Ok(_) => {}
+            if unsent.is_empty() {
+                unsent = &data;
+            }
+            match s.write(unsent) {
+                Ok(n) => unsent = &unsent[n..],
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => return Err(e),
             }

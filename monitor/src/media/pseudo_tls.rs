@@ -24,6 +24,26 @@ const CLIENT_TAIL: [u8; 7] = [0x00, 0x00, 0x02, 0x00, 0x18, 0x01, 0x00];
 const SERVER_PREFIX: [u8; 9] = [0x16, 0x03, 0x01, 0x00, 0x4e, 0x02, 0x00, 0x00, 0x46];
 const SERVER_DONE: [u8; 4] = [0x0e, 0x00, 0x00, 0x00];
 
+/// The pseudo-TLS ClientHello with `random`, byte for byte as [MS-TURN] 2.1.1 lays it out:
+/// what a client sends first (the demo's clients and the test captures use it).
+pub fn client_hello(random: &[u8; 32]) -> Vec<u8> {
+    [&CLIENT_PREFIX[..], random, &CLIENT_TAIL].concat()
+}
+
+/// The genuine server's answer: ServerHello (version 3.1, `random`, the 32-byte
+/// `session_id`, cipher 0x0018, null compression) and ServerHelloDone in one record.
+pub fn server_hello(random: &[u8; 32], session_id: &[u8; 32]) -> Vec<u8> {
+    let mut b = SERVER_PREFIX.to_vec();
+    b.extend_from_slice(&[0x03, 0x01]);
+    b.extend_from_slice(random);
+    b.push(32);
+    b.extend_from_slice(session_id);
+    b.extend_from_slice(&CIPHER.to_be_bytes());
+    b.push(0);
+    b.extend_from_slice(&SERVER_DONE);
+    b
+}
+
 /// Whether `bytes` start with the pseudo-TLS ClientHello.
 pub fn is_client_hello(bytes: &[u8]) -> bool {
     bytes.len() >= CLIENT_HELLO_LEN
@@ -112,23 +132,12 @@ pub(crate) mod tests {
 
     /// The pseudo-TLS ClientHello, byte for byte as [MS-TURN] 2.1.1 lays it out.
     pub fn client_hello() -> Vec<u8> {
-        let mut b = CLIENT_PREFIX.to_vec();
-        b.extend_from_slice(&[0xa5; 32]);
-        b.extend_from_slice(&CLIENT_TAIL);
-        b
+        super::client_hello(&[0xa5; 32])
     }
 
     /// The genuine server's ServerHello + ServerHelloDone record.
     pub fn server_hello() -> Vec<u8> {
-        let mut b = SERVER_PREFIX.to_vec();
-        b.extend_from_slice(&[0x03, 0x01]);
-        b.extend_from_slice(&[0x5a; 32]);
-        b.push(32);
-        b.extend_from_slice(&[0x77; 32]);
-        b.extend_from_slice(&CIPHER.to_be_bytes());
-        b.push(0);
-        b.extend_from_slice(&SERVER_DONE);
-        b
+        super::server_hello(&[0x5a; 32], &[0x77; 32])
     }
 
     #[test]
@@ -150,6 +159,16 @@ pub(crate) mod tests {
         };
         assert_eq!((h.ciphers.as_slice(), h.complete), (&[CIPHER][..], true));
         assert!(h.extensions.is_empty());
+    }
+
+    #[test]
+    fn the_builders_put_random_and_session_id_where_the_layout_has_them() {
+        let (r, id) = ([1; 32], [2; 32]);
+        let c = super::client_hello(&r);
+        assert_eq!((&c[11..43], is_client_hello(&c)), (&r[..], true));
+        let s = super::server_hello(&r, &id);
+        assert_eq!((&s[11..43], &s[44..76]), (&r[..], &id[..]));
+        assert_eq!(check_server_hello(&s), Ok(()));
     }
 
     #[test]

@@ -212,32 +212,35 @@ impl Matcher {
     }
 }
 
+/// An RFC 5389 message: type, length, cookie, 12-byte ID, attributes (whole, already
+/// padded to 4 bytes). The demo speaks STUN with it; the tests build their layouts with it.
+pub fn rfc5389(kind: u16, id: [u8; 12], attrs: &[u8]) -> Vec<u8> {
+    let mut b = kind.to_be_bytes().to_vec();
+    b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    b.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
+    b.extend_from_slice(&id);
+    b.extend_from_slice(attrs);
+    b
+}
+
+/// An MS-TURN message: type, length, 16-byte ID, the magic-cookie attribute, `attrs`.
+pub fn ms_turn(kind: u16, id: [u8; 16], attrs: &[u8]) -> Vec<u8> {
+    let mut body = MS_COOKIE_ATTRIBUTE.to_be_bytes().to_vec();
+    body.extend_from_slice(&4u16.to_be_bytes());
+    body.extend_from_slice(&MS_COOKIE.to_be_bytes());
+    body.extend_from_slice(attrs);
+    let mut b = kind.to_be_bytes().to_vec();
+    b.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    b.extend_from_slice(&id);
+    b.extend_from_slice(&body);
+    b
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// An RFC 5389 message: type, length, cookie, 12-byte ID, attributes.
-    pub fn rfc5389(kind: u16, id: [u8; 12], attrs: &[u8]) -> Vec<u8> {
-        let mut b = kind.to_be_bytes().to_vec();
-        b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
-        b.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
-        b.extend_from_slice(&id);
-        b.extend_from_slice(attrs);
-        b
-    }
-
-    /// An MS-TURN message: type, length, 16-byte ID, the magic-cookie attribute, `attrs`.
-    pub fn ms_turn(kind: u16, id: [u8; 16], attrs: &[u8]) -> Vec<u8> {
-        let mut body = MS_COOKIE_ATTRIBUTE.to_be_bytes().to_vec();
-        body.extend_from_slice(&4u16.to_be_bytes());
-        body.extend_from_slice(&MS_COOKIE.to_be_bytes());
-        body.extend_from_slice(attrs);
-        let mut b = kind.to_be_bytes().to_vec();
-        b.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        b.extend_from_slice(&id);
-        b.extend_from_slice(&body);
-        b
-    }
+    pub use super::{ms_turn, rfc5389};
 
     /// SOFTWARE (0x8022) "test", one attribute to give messages a body.
     pub const SOFTWARE: [u8; 8] = [0x80, 0x22, 0x00, 0x04, b't', b'e', b's', b't'];

@@ -288,22 +288,51 @@ fn server_hello(msg: &[u8], length: u32, complete: bool) -> ServerHello {
     hello
 }
 
+/// A handshake message: type, 24-bit length, body.
+pub fn handshake(kind: u8, body: &[u8]) -> Vec<u8> {
+    let len = (body.len() as u32).to_be_bytes();
+    [&[kind], &len[1..], body].concat()
+}
+
+/// A record: type, version, length, body.
+pub fn record_of(content_type: u8, version: u16, body: &[u8]) -> Vec<u8> {
+    let v = version.to_be_bytes();
+    let l = (body.len() as u16).to_be_bytes();
+    [&[content_type, v[0], v[1], l[0], l[1]], body].concat()
+}
+
+/// A ServerHello (RFC 5246 7.4.1.3): `version`, `random`, a 32-byte `session_id`, `cipher`,
+/// null compression, no extensions.
+pub fn server_hello_message(
+    version: u16,
+    random: &[u8; 32],
+    session_id: &[u8; 32],
+    cipher: u16,
+) -> Vec<u8> {
+    let body = [
+        &version.to_be_bytes()[..],
+        random,
+        &[32],
+        session_id,
+        &cipher.to_be_bytes(),
+        &[0],
+    ]
+    .concat();
+    handshake(SERVER_HELLO, &body)
+}
+
+/// A Certificate message (RFC 5246 7.4.2) holding the one certificate `der`.
+pub fn certificate_of(der: &[u8]) -> Vec<u8> {
+    let one = [&(der.len() as u32).to_be_bytes()[1..], der].concat();
+    let list = [&(one.len() as u32).to_be_bytes()[1..], &one].concat();
+    handshake(CERTIFICATE, &list)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// A handshake message: type, 24-bit length, body.
-    pub fn handshake(kind: u8, body: &[u8]) -> Vec<u8> {
-        let len = (body.len() as u32).to_be_bytes();
-        [&[kind], &len[1..], body].concat()
-    }
-
-    /// A record: type, version, length, body.
-    pub fn record(content_type: u8, version: u16, body: &[u8]) -> Vec<u8> {
-        let v = version.to_be_bytes();
-        let l = (body.len() as u16).to_be_bytes();
-        [&[content_type, v[0], v[1], l[0], l[1]], body].concat()
-    }
+    pub use super::{certificate_of, handshake, record_of as record};
 
     fn extension(kind: u16, data: &[u8]) -> Vec<u8> {
         [
@@ -343,25 +372,12 @@ pub(crate) mod tests {
 
     /// A ServerHello (RFC 5246 7.4.1.3) with a 32-byte session id and `cipher`.
     pub fn server_hello(cipher: u16) -> Vec<u8> {
-        let mut body = vec![0x03, 0x03];
-        body.extend_from_slice(&[0x22; 32]);
-        body.push(32);
-        body.extend_from_slice(&[0x33; 32]);
-        body.extend_from_slice(&cipher.to_be_bytes());
-        body.push(0);
-        handshake(SERVER_HELLO, &body)
+        super::server_hello_message(0x0303, &[0x22; 32], &[0x33; 32], cipher)
     }
 
     /// A Certificate message (RFC 5246 7.4.2) holding one opaque certificate of `n` bytes.
     pub fn certificate(n: usize) -> Vec<u8> {
         certificate_of(&vec![0x30; n])
-    }
-
-    /// A Certificate message holding `der`.
-    pub fn certificate_of(der: &[u8]) -> Vec<u8> {
-        let one = [&(der.len() as u32).to_be_bytes()[1..], der].concat();
-        let list = [&(one.len() as u32).to_be_bytes()[1..], &one].concat();
-        handshake(CERTIFICATE, &list)
     }
 
     #[test]

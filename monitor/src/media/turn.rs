@@ -106,21 +106,23 @@ pub fn frames(bytes: &[u8], framing: Framing) -> Vec<Frame> {
     out
 }
 
+/// An MS-TURN frame: type, reserved, length, payload.
+pub fn ms_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let l = (payload.len() as u16).to_be_bytes();
+    [&[kind, 0, l[0], l[1]], payload].concat()
+}
+
+/// An RFC 4571 frame: length, payload.
+pub fn rfc4571(payload: &[u8]) -> Vec<u8> {
+    [&(payload.len() as u16).to_be_bytes()[..], payload].concat()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::media::stun::tests::{ms_turn, rfc5389, SOFTWARE};
 
-    /// An MS-TURN frame: type, reserved, length, payload.
-    pub fn ms_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-        let l = (payload.len() as u16).to_be_bytes();
-        [&[kind, 0, l[0], l[1]], payload].concat()
-    }
-
-    /// An RFC 4571 frame: length, payload.
-    pub fn rfc4571(payload: &[u8]) -> Vec<u8> {
-        [&(payload.len() as u16).to_be_bytes()[..], payload].concat()
-    }
+    pub use super::{ms_frame, rfc4571};
 
     #[test]
     fn ms_turn_frames_carry_control_messages_and_data() {

@@ -8,6 +8,8 @@ use std::{
     process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio},
 };
 
+pub mod media;
+
 pub const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 
 /// Privileged suites need root. They fail loudly without it; the only way out is the
