@@ -276,6 +276,7 @@ mod tests {
             reset: None,
             now_ns: 3,
             reply_timeout_ns: 1_000_000_000,
+            stun_timeout_ns: 1_000_000_000,
         });
         assert_eq!(m.verdict, Some(verdict::Verdict::Intercepted));
         assert_eq!(m.evidence.and_then(|e| e.got.cipher), Some(0x002f));

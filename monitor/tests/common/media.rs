@@ -8,11 +8,13 @@ use std::{collections::HashMap, net::SocketAddr, path::Path};
 use monitor::{
     capture::Reader,
     media::{
+        alert_config::STUN_TIMEOUT_S,
         stream::PayloadSample,
         stun::Side,
         verdict::{self, Exchange, Media, Reset},
     },
     replay,
+    table::FlowTable,
 };
 use monitor_common::{
     config::PortSet,
@@ -35,7 +37,8 @@ pub struct Judged {
 pub fn judge_capture(path: &Path) -> Vec<Judged> {
     let reader = Reader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut samples: HashMap<(FlowKey, u8), Vec<PayloadSample>> = HashMap::new();
-    let mut last = None;
+    let mut table = FlowTable::default();
+    let mut now_ns = 0;
     replay::read_ticks(reader, &PortSet::all(), DEFAULT_SAMPLES, |tick| {
         for s in &tick.samples {
             samples
@@ -43,12 +46,13 @@ pub fn judge_capture(path: &Path) -> Vec<Judged> {
                 .or_default()
                 .push(PayloadSample::from(s));
         }
-        last = Some(tick.snap);
+        table.apply(tick.changed, tick.closed);
+        now_ns = tick.now_ns;
     })
     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let snap = last.expect("a tick");
     let none = Vec::new();
-    snap.flows
+    table
+        .records()
         .iter()
         .map(|f| {
             let of = |d: usize| samples.get(&(f.key, d as u8)).unwrap_or(&none);
@@ -63,8 +67,9 @@ pub fn judge_capture(path: &Path) -> Vec<Judged> {
                 client: of(C2S),
                 server: of(S2C),
                 reset,
-                now_ns: snap.now_ns,
+                now_ns,
                 reply_timeout_ns: REPLY_TIMEOUT_NS,
+                stun_timeout_ns: (STUN_TIMEOUT_S * 1e9) as u64,
             });
             Judged {
                 client: f.client(),

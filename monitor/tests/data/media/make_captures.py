@@ -230,7 +230,7 @@ def main():
 
     # STUN over TCP (RFC 4571 framing): four Binding requests 500 ms apart; the first gets
     # a success response, the second an error (487 Role Conflict), the last two nothing
-    # for more than the reply timeout.
+    # for more than the STUN timeout (5 s, media/alert_config.rs).
     c = Connection(3478)
     c.handshake()
     error = struct.pack("!HHHBB", 0x0009, 4, 0, 4, 87)
@@ -244,7 +244,7 @@ def main():
             c.add(False, PSH | ACK, rfc4571(stun(0x0111, tid, error)))
         else:
             c.add(False, ACK)
-    c.at(5600)
+    c.at(7600)
     c.add(True, FIN | ACK)
     c.write("stun_tcp.pcap")
 
