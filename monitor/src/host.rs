@@ -104,7 +104,7 @@ impl HostFlows {
                 let (st, changed_in) = o.into_mut();
                 if starts_new_connection(st, pkt) {
                     let old = std::mem::replace(st, fresh());
-                    self.closed.push(FlowRecord { key, state: old });
+                    self.closed.push(FlowRecord::of(&old));
                     *created += 1;
                 }
                 (st, changed_in)
@@ -144,11 +144,7 @@ impl HostFlows {
         let flows = &self.flows;
         let changed = std::mem::take(&mut self.touched)
             .into_iter()
-            .filter_map(|key| {
-                flows
-                    .get(&key)
-                    .map(|(state, _)| FlowRecord { key, state: *state })
-            })
+            .filter_map(|key| flows.get(&key).map(|(state, _)| FlowRecord::of(state)))
             .collect();
         let closed = self.closed[self.closed_taken..].to_vec();
         self.closed_taken = self.closed.len();
@@ -167,6 +163,12 @@ impl HostFlows {
         &self.counters
     }
 
+    /// The full record of every live flow, as the kernel would hold it (the kernel-equals-
+    /// host test compares them field for field).
+    pub fn states(&self) -> Vec<FlowState> {
+        self.flows.values().map(|(s, _)| *s).collect()
+    }
+
     /// The latest capture timestamp seen.
     pub fn last_ts(&self) -> u64 {
         self.last_ts
@@ -175,10 +177,7 @@ impl HostFlows {
     /// Every record, closed and open, as the outputs want them. "Now" is the capture's
     /// last timestamp, so handshake timeouts are judged in capture time.
     pub fn snapshot(&self) -> Snapshot {
-        let flows = self
-            .flows
-            .iter()
-            .map(|(k, (s, _))| FlowRecord { key: *k, state: *s });
+        let flows = self.flows.values().map(|(s, _)| FlowRecord::of(s));
         Snapshot::new(
             flows.collect(),
             &self.closed,

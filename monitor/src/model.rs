@@ -16,11 +16,16 @@ use monitor_common::{
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-/// One flow: its key and the kernel's record, timestamps already in Unix-epoch ns.
+mod flow_stats;
+
+pub use flow_stats::FlowStats;
+
+/// One flow: its key and what the monitor keeps of the kernel's record, timestamps already
+/// in Unix-epoch ns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowRecord {
     pub key: FlowKey,
-    pub state: FlowState,
+    pub state: FlowStats,
 }
 
 fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
@@ -32,6 +37,14 @@ fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
 }
 
 impl FlowRecord {
+    /// The kernel's record `st`, as the monitor keeps it.
+    pub fn of(st: &FlowState) -> Self {
+        Self {
+            key: st.key,
+            state: st.into(),
+        }
+    }
+
     fn a(&self) -> SocketAddr {
         SocketAddr::new(addr(self.key.family, &self.key.addr_a), self.key.port_a)
     }
@@ -272,7 +285,7 @@ pub const HANDSHAKE_TIMEOUT_S: f64 = 3.0;
 
 /// The handshake's outcome, or `None` while it is still pending: a handshake still open
 /// `timeout_ns` after the first SYN is a timeout.
-pub fn outcome(s: &FlowState, now_ns: u64, timeout_ns: u64) -> Option<&'static str> {
+pub fn outcome(s: &FlowStats, now_ns: u64, timeout_ns: u64) -> Option<&'static str> {
     let has = |b: u16| s.seen & b != 0;
     if has(seen::MIDSTREAM) {
         Some("midstream")

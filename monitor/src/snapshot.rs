@@ -1,13 +1,14 @@
 //! What the monitor knows at a tick: the flow table and the tick's totals, alerts and
 //! interfaces. Outputs render from it and never touch the kernel.
 
+use crate::model::FlowStats;
 use crate::{
     model::{
         outcome, Alert, Counters, FlowId, FlowRecord, IfaceTraffic, Point, HANDSHAKE_TIMEOUT_S,
     },
     table::{FlowTable, SharedTable},
 };
-use monitor_common::{flow::FlowState, stats};
+use monitor_common::stats;
 
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -63,7 +64,7 @@ impl Snapshot {
     }
 
     /// A flow's handshake outcome at this snapshot, or `None` while pending.
-    pub fn outcome(&self, st: &FlowState) -> Option<&'static str> {
+    pub fn outcome(&self, st: &FlowStats) -> Option<&'static str> {
         outcome(st, self.now_ns, self.handshake_timeout_ns)
     }
 

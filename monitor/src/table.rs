@@ -7,6 +7,7 @@
 //! A flow is a connection record: a 4-tuple reused by a new connection is another row, and
 //! the one port reuse ended stays as a closed row (bounded: [`KEEP_CLOSED`]).
 
+use crate::model::FlowStats;
 use std::{
     collections::VecDeque,
     hash::BuildHasher,
@@ -14,7 +15,7 @@ use std::{
 };
 
 use hashbrown::HashTable;
-use monitor_common::flow::{FlowKey, FlowState};
+use monitor_common::flow::FlowKey;
 
 use crate::model::{FlowHealth, FlowId, FlowRecord};
 
@@ -56,7 +57,7 @@ pub struct ChangeSet {
     /// Rows new this tick.
     pub added: Vec<u32>,
     /// Rows whose record differs from the last tick's, with the record before.
-    pub changed: Vec<(u32, FlowState)>,
+    pub changed: Vec<(u32, FlowStats)>,
     /// Rows gone (their index may be given to a new flow in a later tick), with the flow
     /// that had them and its last record.
     pub removed: Vec<(u32, FlowRecord)>,

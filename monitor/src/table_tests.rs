@@ -23,11 +23,10 @@ fn record(v6: bool, a: u128, pa: u16, b: u128, pb: u16, client_is_a: bool, t: u6
         key.addr_a[..4].copy_from_slice(&(a as u32).to_be_bytes());
         key.addr_b[..4].copy_from_slice(&(b as u32).to_be_bytes());
     }
-    let state = FlowState {
-        key,
+    let state = FlowStats {
         first_seen_ns: t,
         client_is_a: client_is_a as u8,
-        ..FlowState::default()
+        ..FlowStats::default()
     };
     FlowRecord { key, state }
 }
@@ -66,11 +65,10 @@ fn rec(k: u8, t: u64, packets: u64) -> FlowRecord {
     };
     key.addr_a[..4].copy_from_slice(&[10, 0, 0, 1 + k / 3]);
     key.addr_b[..4].copy_from_slice(&[10, 0, 1, 1]);
-    let mut state = FlowState {
-        key,
+    let mut state = FlowStats {
         first_seen_ns: t,
         client_is_a: 1,
-        ..FlowState::default()
+        ..FlowStats::default()
     };
     state.dir[0].packets = packets;
     FlowRecord { key, state }
@@ -190,12 +188,12 @@ proptest! {
             let want_removed: std::collections::BTreeSet<FlowId> =
                 before.keys().filter(|id| !model.contains_key(id)).copied().collect();
             prop_assert_eq!(removed, want_removed);
-            let changed: BTreeMap<FlowId, FlowState> = ch
+            let changed: BTreeMap<FlowId, FlowStats> = ch
                 .changed
                 .iter()
                 .filter_map(|(i, b)| id_of(*i).map(|id| (id, *b)))
                 .collect();
-            let want_changed: BTreeMap<FlowId, FlowState> = model
+            let want_changed: BTreeMap<FlowId, FlowStats> = model
                 .iter()
                 .filter_map(|(id, (r, closed))| {
                     let (b, was_closed) = before.get(id)?;

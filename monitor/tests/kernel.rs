@@ -367,7 +367,7 @@ fn reading_only_changed_flows_equals_reading_the_whole_map() {
 /// Flows added, changed (with the record before) and removed, by flow id.
 type Difference = (
     std::collections::BTreeSet<FlowId>,
-    std::collections::BTreeMap<FlowId, monitor_common::flow::FlowState>,
+    std::collections::BTreeMap<FlowId, monitor::model::FlowStats>,
     std::collections::BTreeSet<FlowId>,
 );
 

@@ -126,6 +126,25 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
             }
         }
         samples += host_samples.len();
+        // The full records of the live flows, sequence analysis included, field for field.
+        let mut host_states = engine.states();
+        host_states.sort_by_key(|s| s.key);
+        let kernel_states = collector.states().unwrap();
+        assert_eq!(
+            kernel_states.len(),
+            host_states.len(),
+            "{name}: number of live flows"
+        );
+        for (k, h) in kernel_states.iter().zip(&host_states) {
+            if k != h {
+                panic!(
+                    "{name}: full record of {:?} differs (kernel | host):\n{}",
+                    h.key,
+                    field_diff(&format!("{k:?}"), &format!("{h:?}"))
+                );
+            }
+        }
+        // And what the monitor keeps of every record, the closed ones included.
         let kernel = collector.collect().unwrap();
         let host = engine.snapshot();
         assert_eq!(

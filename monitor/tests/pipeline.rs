@@ -51,7 +51,7 @@ fn flow(client: [u8; 4], cport: u16) -> FlowRecord {
     };
     st.dir[C2S].syns = 1;
     st.dir[S2C].synacks = 1;
-    FlowRecord { key, state: st }
+    FlowRecord::of(&st)
 }
 
 /// Second `k` of both sessions: each sends 100 data segments a second and has them

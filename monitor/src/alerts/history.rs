@@ -3,7 +3,8 @@
 //! acknowledged further (a blackhole), when the ClientHello came, and Zeek's history
 //! letters (README.md, "The TUI").
 
-use monitor_common::flow::{FlowState, C2S, S2C};
+use crate::model::FlowStats;
+use monitor_common::flow::{C2S, S2C};
 
 use super::window::{Rate, RateWindow};
 
@@ -32,7 +33,7 @@ const ZEEK_LETTERS: usize = 16;
 
 /// Zeek's history letters (uppercase: the client, the originator; lowercase: the server)
 /// with the count behind each. T, W and G repeat at 1, 10, 100, ... as in Zeek.
-fn zeek_counts(st: &FlowState) -> [(char, u64, bool); ZEEK_LETTERS] {
+fn zeek_counts(st: &FlowStats) -> [(char, u64, bool); ZEEK_LETTERS] {
     let (c, s) = (&st.dir[C2S], &st.dir[S2C]);
     let bare = |d: &monitor_common::flow::DirStats| {
         d.segments
@@ -71,7 +72,7 @@ fn due(count: u64, repeats: bool) -> u8 {
 impl FlowHistory {
     /// Appends the letters this tick's record makes due; resets come last in a tick, as
     /// they end a connection.
-    pub fn update_zeek(&mut self, st: &FlowState) {
+    pub fn update_zeek(&mut self, st: &FlowStats) {
         let mut add = |i: usize, ch: char, n: u8| {
             while self.zeek_emitted[i] < n {
                 self.zeek.push(ch);
@@ -124,7 +125,7 @@ impl FlowHistory {
     /// `prev_ts` is the time of the window's newest sample before it, `None` for a new flow.
     pub fn observe(
         &mut self,
-        st: &FlowState,
+        st: &FlowStats,
         now: u64,
         prev_ts: Option<u64>,
         hello_ns: Option<u64>,
@@ -132,7 +133,7 @@ impl FlowHistory {
         for d in [C2S, S2C] {
             // The side's receive window is closed (a reset's or FIN's window 0 is not):
             // keep the time it was first seen so.
-            let zero = st.tcp.dir[d].zero_window != 0;
+            let zero = st.zero_window[d];
             match (zero, self.zero_since_ns[d]) {
                 (true, None) => self.zero_since_ns[d] = Some(now),
                 (false, Some(_)) => self.zero_since_ns[d] = None,

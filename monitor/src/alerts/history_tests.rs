@@ -1,7 +1,8 @@
 //! A flow's history over synthetic counter series: the rate window, its run-length
 //! samples, pausing while idle, sparklines, Zeek's letters.
 
-use monitor_common::flow::{FlowState, C2S};
+use crate::model::FlowStats;
+use monitor_common::flow::C2S;
 
 use super::{
     history::FlowHistory,
@@ -86,7 +87,7 @@ fn equal_points_share_a_run_and_expand_in_order() {
 
 #[test]
 fn zeek_history_in_order_of_first_sight_with_log_repeats() {
-    let mut st = FlowState::default();
+    let mut st = FlowStats::default();
     let mut h = FlowHistory::default();
     st.dir[C2S].syns = 1;
     st.dir[C2S].segments = 1;

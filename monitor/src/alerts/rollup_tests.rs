@@ -126,7 +126,6 @@ fn two_servers_are_two_rollups() {
     for i in 0..20 {
         let mut f = record(client(i), 40001, 50001, sim.now);
         f.key.addr_b[3] = 101;
-        f.state.key = f.key;
         sim.flows.push(f);
     }
     until_timed_out(&mut sim);
@@ -159,7 +158,6 @@ fn another_kind_and_a_healthy_session_are_not_swallowed() {
     let (reset, fine) = (sim.flows.len() - 2, sim.flows.len() - 1);
     for f in &mut sim.flows[reset..] {
         f.key.port_b = 50001;
-        f.state.key = f.key;
     }
     sim.step(|fl, t| {
         data(&mut fl[reset], C2S, 10, 0, t);

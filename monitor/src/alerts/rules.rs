@@ -2,7 +2,8 @@
 //! record, its history and the time to what is wrong with it. The engine (`mod.rs`) turns
 //! these findings into alerts with a lifecycle.
 
-use monitor_common::flow::{seen, FlowState, C2S, S2C};
+use crate::model::FlowStats;
+use monitor_common::flow::{seen, C2S, S2C};
 
 pub use super::finding::{dir_name, Finding, Found, HandshakeEnd};
 use super::{config::AlertConfig, history::FlowHistory};
@@ -13,25 +14,20 @@ fn ns(s: f64) -> u64 {
 }
 
 /// Whether the connection has ended (a FIN or RST either way): a closed flow cannot stall.
-fn closed(st: &FlowState) -> bool {
+fn closed(st: &FlowStats) -> bool {
     st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0)
 }
 
 /// Bytes sent in direction `d` and not yet acknowledged, when both ends are known.
-pub fn in_flight(st: &FlowState, d: usize) -> Option<u32> {
-    let (tx, rx) = (&st.tcp.dir[d], &st.tcp.dir[d ^ 1]);
-    if tx.base_set == 0 || tx.nextseq == 0 || rx.ack_seen == 0 || rx.lastack == 0 {
-        return None;
-    }
-    let n = tx.nextseq.wrapping_sub(rx.lastack) as i32;
-    Some(n.max(0) as u32)
+pub fn in_flight(st: &FlowStats, d: usize) -> Option<u32> {
+    st.in_flight[d]
 }
 
 /// Every finding for one flow at `now` (epoch ns), into `out` (emptied first: the caller
 /// reuses one list for every flow).
 pub fn evaluate(
     cfg: &AlertConfig,
-    st: &FlowState,
+    st: &FlowStats,
     h: &FlowHistory,
     now: u64,
     out: &mut Vec<Finding>,
@@ -51,7 +47,7 @@ pub fn evaluate(
 /// finds nothing of now: a handshake or a ClientHello still unanswered (timeouts), data in
 /// flight (a stall), a zero window (held too long), retransmissions in the rate window (a
 /// rate over a shrinking window). Everything else only expires with time.
-pub fn time_may_raise(st: &FlowState, h: &FlowHistory) -> bool {
+pub fn time_may_raise(st: &FlowStats, h: &FlowHistory) -> bool {
     let has = |b: u16| st.seen & b != 0;
     let ended_handshake =
         seen::ESTABLISHED | seen::MIDSTREAM | seen::REFUSED | seen::RESET_IN_HANDSHAKE;
@@ -68,7 +64,7 @@ pub fn time_may_raise(st: &FlowState, h: &FlowHistory) -> bool {
     handshake_open || hello_unanswered || flight || zero || retx
 }
 
-fn handshake(cfg: &AlertConfig, st: &FlowState, now: u64, out: &mut Vec<Finding>) {
+fn handshake(cfg: &AlertConfig, st: &FlowStats, now: u64, out: &mut Vec<Finding>) {
     let has = |b: u16| st.seen & b != 0;
     if has(seen::MIDSTREAM) || !has(seen::SYN) {
         return;
@@ -114,7 +110,7 @@ fn handshake(cfg: &AlertConfig, st: &FlowState, now: u64, out: &mut Vec<Finding>
     }
 }
 
-fn tls(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, now: u64, out: &mut Vec<Finding>) {
+fn tls(cfg: &AlertConfig, st: &FlowStats, h: &FlowHistory, now: u64, out: &mut Vec<Finding>) {
     let has = |b: u16| st.seen & b != 0;
     if has(seen::RESET_AFTER_HELLO) {
         // The reset came from whichever side sent one last.
@@ -156,7 +152,7 @@ fn tls(cfg: &AlertConfig, st: &FlowState, h: &FlowHistory, now: u64, out: &mut V
     }
 }
 
-fn resets(cfg: &AlertConfig, st: &FlowState, now: u64, out: &mut Vec<Finding>) {
+fn resets(cfg: &AlertConfig, st: &FlowStats, now: u64, out: &mut Vec<Finding>) {
     let has = |b: u16| st.seen & b != 0;
     // Resets before the handshake completed are handshake failures; one right after the
     // ClientHello is a TLS stall (its alert carries the suspect mark).
@@ -213,7 +209,7 @@ fn retransmit_rate(cfg: &AlertConfig, h: &FlowHistory, d: usize, out: &mut Vec<F
 
 fn stall(
     cfg: &AlertConfig,
-    st: &FlowState,
+    st: &FlowStats,
     h: &FlowHistory,
     d: usize,
     now: u64,
@@ -229,7 +225,7 @@ fn stall(
     }
     // A receiver that closed its window holds the sender back on purpose: that is the
     // zero-window rule's case.
-    if st.tcp.dir[d ^ 1].zero_window != 0 {
+    if st.zero_window[d ^ 1] {
         return;
     }
     let retx = st.dir[d].retransmits as u64;
@@ -266,7 +262,7 @@ fn stall(
 /// `d` is the side advertising the zero window; the data it blocks flows the other way.
 fn zero_window(
     cfg: &AlertConfig,
-    st: &FlowState,
+    st: &FlowStats,
     h: &FlowHistory,
     d: usize,
     now: u64,

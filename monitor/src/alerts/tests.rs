@@ -3,13 +3,13 @@
 
 use monitor_common::{
     event::{Event, EventKind},
-    flow::{seen, FlowKey, FlowState, C2S, S2C},
+    flow::{seen, FlowKey, C2S, S2C},
 };
 
 use super::*;
 
 use crate::{
-    model::{Counters, FlowHealth, FlowRecord, Kind, Level},
+    model::{Counters, FlowHealth, FlowRecord, FlowStats, Kind, Level},
     snapshot::Snapshot,
     table::SharedTable,
 };
@@ -25,12 +25,11 @@ pub(super) fn record(client: [u8; 4], cport: u16, sport: u16, t0: u64) -> FlowRe
     };
     key.addr_a[..4].copy_from_slice(&client);
     key.addr_b[..4].copy_from_slice(&[10, 0, 0, 100]);
-    let mut st = FlowState {
-        key,
+    let mut st = FlowStats {
         first_seen_ns: t0,
         last_seen_ns: t0,
         client_is_a: 1,
-        ..FlowState::default()
+        ..FlowStats::default()
     };
     st.seen = seen::SYN;
     st.dir[C2S].syns = 1;
@@ -364,21 +363,16 @@ fn stall_by_silence_and_by_blackhole() {
     let mut sim = Sim::new(AlertConfig::default());
     healthy_flow(&mut sim, [10, 0, 1, 1], 40000);
     healthy_flow(&mut sim, [10, 0, 1, 2], 40001);
+    // Both ends' sequence numbers known, nothing outstanding.
     for fl in sim.flows.iter_mut() {
-        let c = &mut fl.state.tcp.dir;
-        c[C2S].base_set = 1;
-        c[C2S].nextseq = 1;
-        c[S2C].ack_seen = 1;
-        c[S2C].lastack = 1;
+        fl.state.in_flight[C2S] = Some(0);
     }
     for _ in 0..3 {
         sim.step(|fl, t| {
             for f in fl.iter_mut() {
                 data(f, C2S, 10, 0, t);
-                // The server's ACKs: the other direction is seen.
+                // The server's ACKs, for all of it: the other direction is seen.
                 f.state.dir[S2C].packets += 10;
-                f.state.tcp.dir[C2S].nextseq += 10_000;
-                f.state.tcp.dir[S2C].lastack += 10_000;
             }
         });
     }
@@ -386,7 +380,7 @@ fn stall_by_silence_and_by_blackhole() {
     // Flow 0: 4000 bytes outstanding, no ACK moves, no resend yet. Flow 1: three resends
     // within one second, no ACK.
     sim.step(|fl, t| {
-        fl[0].state.tcp.dir[C2S].nextseq += 4000;
+        fl[0].state.in_flight[C2S] = Some(4000);
         fl[0].state.last_seen_ns = t;
         fl[1].state.dir[C2S].retransmits += 3;
         fl[1].state.last_seen_ns = t;
@@ -411,10 +405,8 @@ fn stall_by_silence_and_by_blackhole() {
     for _ in 0..12 {
         sim.step(|fl, t| {
             for f in fl.iter_mut() {
-                f.state.tcp.dir[S2C].lastack = f.state.tcp.dir[C2S].nextseq;
+                f.state.in_flight[C2S] = Some(0);
                 data(f, C2S, 10, 0, t);
-                f.state.tcp.dir[C2S].nextseq += 10_000;
-                f.state.tcp.dir[S2C].lastack += 10_000;
             }
         });
     }
@@ -450,7 +442,7 @@ fn zero_window_held_over_a_second() {
     healthy_flow(&mut sim, [10, 0, 2, 1], 40000);
     sim.step(|fl, t| {
         data(&mut fl[0], S2C, 10, 0, t);
-        fl[0].state.tcp.dir[C2S].zero_window = 1;
+        fl[0].state.zero_window[C2S] = true;
     });
     assert!(sim.log.is_empty(), "seen once: not yet held for 1 s");
     sim.step(|_, _| {});
@@ -464,7 +456,7 @@ fn zero_window_held_over_a_second() {
         "the side advertising it"
     );
     assert_eq!(sim.health[0].zero_window_ns[C2S], S);
-    sim.step(|fl, _| fl[0].state.tcp.dir[C2S].zero_window = 0);
+    sim.step(|fl, _| fl[0].state.zero_window[C2S] = false);
     for _ in 0..11 {
         sim.step(|_, _| {});
     }
@@ -658,7 +650,7 @@ mod shortcut {
     /// Applies one second's packets to a record, as the kernel would count them.
     fn apply(f: &mut FlowRecord, a: &Act, now: u64) {
         let st = &mut f.state;
-        let touch = |st: &mut FlowState, d: usize| {
+        let touch = |st: &mut FlowStats, d: usize| {
             st.dir[d].packets += 1;
             st.last_seen_ns = now;
         };
@@ -676,21 +668,18 @@ mod shortcut {
                 if !acked {
                     st.acked_ns[d] = acked_before;
                 }
-                let (tx, rx) = (d, d ^ 1);
-                st.tcp.dir[tx].base_set = 1;
-                st.tcp.dir[tx].nextseq = st.tcp.dir[tx].nextseq.wrapping_add(segs as u32 * 960);
-                st.tcp.dir[rx].ack_seen = 1;
+                // What the sequence analysis says is outstanding.
+                let sent = st.in_flight[d].unwrap_or(0) + segs as u32 * 960;
                 if acked {
-                    st.tcp.dir[rx].lastack = st.tcp.dir[tx].nextseq;
-                    touch(st, rx);
-                } else if st.tcp.dir[rx].lastack == 0 {
-                    st.tcp.dir[rx].lastack = 1;
+                    st.in_flight[d] = Some(0);
+                    touch(st, d ^ 1);
+                } else {
+                    st.in_flight[d] = Some(sent);
                 }
             }
             Act::ZeroWindow { d, zero } => {
                 touch(st, d);
-                st.tcp.dir[d].window_p1 = if zero { 1 } else { 65536 };
-                st.tcp.dir[d].zero_window = zero as u8;
+                st.zero_window[d] = zero;
                 st.dir[d].zero_windows += zero as u32;
             }
             Act::Reset { d, suspect } => {

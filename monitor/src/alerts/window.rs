@@ -3,9 +3,10 @@
 //! (and one before it), so a retransmission rate covers the window only (README.md,
 //! "Alerts"). The arithmetic is pure (no I/O), so synthetic counter series test it.
 
+use crate::model::FlowStats;
 use std::collections::VecDeque;
 
-use monitor_common::flow::{FlowState, C2S, S2C};
+use monitor_common::flow::{C2S, S2C};
 
 use super::idle::Paused;
 use crate::model::Point;
@@ -20,7 +21,7 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn of(st: &FlowState, ts_ns: u64) -> Self {
+    pub fn of(st: &FlowStats, ts_ns: u64) -> Self {
         let d = &st.dir;
         Self {
             ts_ns,

@@ -267,6 +267,25 @@ impl Collector {
         Ok(out)
     }
 
+    /// The kernel's full record of every flow in the map, read now, by key (the
+    /// kernel-equals-host test compares them field for field with the capture engine's).
+    pub fn states(&mut self) -> Result<Vec<FlowState>> {
+        let mut out = Vec::new();
+        for item in self.flows.iter() {
+            match item {
+                Ok((_, mut st)) => {
+                    st.epoch = 0;
+                    out.push(self.clock.state_to_epoch(st));
+                }
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e).context("reading FLOWS"),
+            }
+        }
+        out.sort_by_key(|s| s.key);
+        out.dedup_by_key(|s| s.key);
+        Ok(out)
+    }
+
     /// Hands every record of the map to `each`, in batches where the kernel can. The
     /// key-by-key walk (where it cannot) starts over when the key it stands on is evicted,
     /// and can hand a record twice.
@@ -372,8 +391,5 @@ impl Collector {
 /// (kernel bookkeeping) cleared.
 fn record(clock: Clock, mut st: FlowState) -> FlowRecord {
     st.epoch = 0;
-    FlowRecord {
-        key: st.key,
-        state: clock.state_to_epoch(st),
-    }
+    FlowRecord::of(&clock.state_to_epoch(st))
 }

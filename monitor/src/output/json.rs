@@ -156,7 +156,7 @@ pub fn flow(row: &FlowRow, snap: &Snapshot) -> Flow {
             syn_retransmits: Some(c.syns.saturating_sub(1) as u64),
             synack_retransmits: Some(sv.synacks.saturating_sub(1) as u64),
             outcome: snap.outcome(s),
-            rtt_us: (s.tcp.rtt_ns != 0).then_some(s.tcp.rtt_ns / 1000),
+            rtt_us: (s.rtt_ns != 0).then_some(s.rtt_ns / 1000),
         },
         tls: Tls {
             client_hello: hello(seen::CLIENT_HELLO, c),

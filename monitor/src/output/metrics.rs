@@ -3,11 +3,12 @@
 //! tick. Label sets are bounded (direction, kind, outcome, interface): no label per flow,
 //! except the opt-in `--metrics-top-flows N`, which exposes only the N worst flows.
 
+use crate::model::FlowStats;
 use std::sync::atomic::AtomicU64;
 
 use foldhash::HashMap;
 
-use monitor_common::{flow::FlowState, stats};
+use monitor_common::stats;
 use prometheus_client::{
     encoding::text::encode,
     metrics::{
@@ -32,7 +33,7 @@ use crate::{
 /// Per-direction counters a flow contributes, in a fixed order.
 const FIELDS: usize = 12;
 
-fn fields(st: &FlowState, d: usize) -> [u64; FIELDS] {
+fn fields(st: &FlowStats, d: usize) -> [u64; FIELDS] {
     let s = &st.dir[d];
     let fast = s.fast_retransmits as u64;
     let spurious = s.spurious_retransmits as u64;
@@ -371,7 +372,7 @@ impl Metrics {
             all = table.rows().map(|(i, _)| i).collect();
             &all
         };
-        let changed: &[(u32, FlowState)] = if follows { &ch.changed } else { &[] };
+        let changed: &[(u32, FlowStats)] = if follows { &ch.changed } else { &[] };
         // Summed over the rows first: a counter's series is looked up once a tick, not once
         // a row (a first tick brings every row at once, two dozen series each).
         let mut grown = [[0u64; FIELDS]; 2];
@@ -432,8 +433,8 @@ impl Metrics {
             match snap.outcome(&f.state) {
                 Some(o) => {
                     self.handshakes.get_or_create(&Outcome { outcome: o }).inc();
-                    if o == "ok" && f.state.tcp.rtt_ns > 0 {
-                        self.rtt.observe(f.state.tcp.rtt_ns as f64 / 1e9);
+                    if o == "ok" && f.state.rtt_ns > 0 {
+                        self.rtt.observe(f.state.rtt_ns as f64 / 1e9);
                     }
                 }
                 None => self.pending.push(k),

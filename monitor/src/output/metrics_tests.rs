@@ -22,13 +22,13 @@ use monitor_common::flow::{seen, FlowKey};
 
 /// The one flow's record at `now_s`, written into `table` as a tick would.
 fn snap(table: &SharedTable, retx: u32, now_s: u64, keep: bool) -> Snapshot {
-    let mut st = FlowState {
+    let mut st = FlowStats {
         first_seen_ns: 1,
         client_is_a: 1,
         seen: seen::SYN | seen::SYNACK | seen::ESTABLISHED,
-        ..FlowState::default()
+        ..FlowStats::default()
     };
-    st.tcp.rtt_ns = 2_000_000;
+    st.rtt_ns = 2_000_000;
     st.dir[S2C].packets = 100;
     st.dir[S2C].data_segments = 100;
     st.dir[S2C].retransmits = retx;
@@ -79,11 +79,10 @@ fn a_tick_adds_what_every_changed_flow_grew() {
                     ..FlowKey::default()
                 };
                 key.addr_a[..4].copy_from_slice(&[10, 0, 0, 1]);
-                let mut st = FlowState {
-                    key,
+                let mut st = FlowStats {
                     first_seen_ns: 1,
                     client_is_a: 1,
-                    ..FlowState::default()
+                    ..FlowStats::default()
                 };
                 // Flow i has sent (i + 1) * t packets each way, flow 0 none after t 1.
                 let grown = if i == 0 { t.min(1) } else { t };
@@ -197,7 +196,6 @@ fn per_flow_series_only_when_asked_and_only_the_worst() {
         for (port, retx) in [(1u16, 10u32), (2, 30)] {
             let mut f = snap(&SharedTable::default(), 0, t, true).records()[0].clone();
             f.key.port_a = port;
-            f.state.key = f.key;
             f.state.dir[S2C].data_segments = 100 * t;
             f.state.dir[S2C].retransmits = retx * t as u32;
             f.state.dir[S2C].fast_retransmits = 0;

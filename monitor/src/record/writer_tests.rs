@@ -1,9 +1,10 @@
 use super::*;
+use crate::model::FlowStats;
 use crate::{
     model::{Counters, FlowRecord},
     table::SharedTable,
 };
-use monitor_common::flow::FlowState;
+use monitor_common::flow::FlowKey;
 
 thread_local! {
     /// The flow table this test's ticks write (each test runs on a thread of its own).
@@ -15,19 +16,19 @@ thread_local! {
 fn snap(t: u64, n: u16, busy: u16) -> Snapshot {
     let flows: Vec<FlowRecord> = (0..n)
         .map(|p| {
-            let mut st = FlowState {
+            let mut st = FlowStats {
                 first_seen_ns: 1,
                 last_seen_ns: if p < busy { t } else { 1 },
                 client_is_a: 1,
-                ..FlowState::default()
+                ..FlowStats::default()
             };
-            st.key.port_a = p;
-            st.key.port_b = 443;
             st.dir[0].packets = if p < busy { t } else { 1 };
-            FlowRecord {
-                key: st.key,
-                state: st,
-            }
+            let key = FlowKey {
+                port_a: p,
+                port_b: 443,
+                ..FlowKey::default()
+            };
+            FlowRecord { key, state: st }
         })
         .collect();
     let table = TABLE.with(SharedTable::clone);

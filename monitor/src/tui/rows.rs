@@ -2,9 +2,10 @@
 //! text of each cell. Pure functions of a snapshot and the UI state, tested without a
 //! terminal.
 
+use crate::model::FlowStats;
 use std::cmp::Ordering;
 
-use monitor_common::flow::{seen, FlowState, C2S, S2C};
+use monitor_common::flow::{seen, C2S, S2C};
 
 use crate::{
     format::{bytes, duration},
@@ -160,8 +161,8 @@ impl<'a> Row<'a> {
             Column::State => state(st).into(),
             Column::Handshake => {
                 let o = snap.outcome(st).unwrap_or("pending");
-                if st.tcp.rtt_ns != 0 {
-                    format!("{o} {}", millis(st.tcp.rtt_ns))
+                if st.rtt_ns != 0 {
+                    format!("{o} {}", millis(st.rtt_ns))
                 } else {
                     o.into()
                 }
@@ -207,7 +208,7 @@ impl<'a> Row<'a> {
             match c {
                 Column::Health => r.level().map_or(0.0, |l| 1.0 + l as u8 as f64),
                 Column::Age => snap.now_ns.saturating_sub(st.first_seen_ns) as f64,
-                Column::Handshake => st.tcp.rtt_ns as f64,
+                Column::Handshake => st.rtt_ns as f64,
                 Column::ThroughputC2S => h.map_or(0.0, |h| h.throughput[C2S]),
                 Column::ThroughputS2C => h.map_or(0.0, |h| h.throughput[S2C]),
                 Column::RetxC2S => h.and_then(|h| h.retx_rate[C2S]).unwrap_or(-1.0),
@@ -228,7 +229,7 @@ impl<'a> Row<'a> {
     }
 }
 
-pub fn state(st: &FlowState) -> &'static str {
+pub fn state(st: &FlowStats) -> &'static str {
     let (c, s) = (&st.dir[C2S], &st.dir[S2C]);
     let has = |b: u16| st.seen & b != 0;
     if c.rsts + s.rsts > 0 {

@@ -1,8 +1,9 @@
 //! The UI with fixed data: the main views rendered on ratatui's `TestBackend` and compared
 //! with reviewed snapshots (`snapshots/`), and the key handling driven without a terminal.
 
+use crate::model::FlowStats;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use monitor_common::flow::{seen, FlowKey, FlowState, C2S, S2C, SYN_OPT_SACK, SYN_OPT_SEEN};
+use monitor_common::flow::{seen, FlowKey, C2S, S2C, SYN_OPT_SACK, SYN_OPT_SEEN};
 use ratatui::{backend::TestBackend, style::Color, Terminal};
 
 use super::{
@@ -30,8 +31,7 @@ fn flow(client: u8, cport: u16, sport: u16) -> FlowRecord {
     };
     key.addr_a[..4].copy_from_slice(&[10, 88, 1, client]);
     key.addr_b[..4].copy_from_slice(&[10, 88, 2, 2]);
-    let mut st = FlowState {
-        key,
+    let mut st = FlowStats {
         first_seen_ns: T0,
         last_seen_ns: T0,
         client_is_a: 1,
@@ -40,9 +40,9 @@ fn flow(client: u8, cport: u16, sport: u16) -> FlowRecord {
             | seen::ESTABLISHED
             | seen::CLIENT_HELLO
             | seen::SERVER_HELLO,
-        ..FlowState::default()
+        ..FlowStats::default()
     };
-    st.tcp.rtt_ns = 420_000;
+    st.rtt_ns = 420_000;
     st.dir[C2S].syns = 1;
     st.dir[S2C].synacks = 1;
     st.dir[C2S].syn_opts.bits = SYN_OPT_SEEN | SYN_OPT_SACK;

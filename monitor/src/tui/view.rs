@@ -403,10 +403,10 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: 
             h.and_then(|h| h.session)
                 .map_or("-".into(), |s| s.to_string()),
             snap.outcome(st).unwrap_or("pending"),
-            if st.tcp.rtt_ns == 0 {
+            if st.rtt_ns == 0 {
                 "-".into()
             } else {
-                rows::millis(st.tcp.rtt_ns)
+                rows::millis(st.rtt_ns)
             },
             c.syns,
             s.synacks
