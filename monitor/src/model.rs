@@ -168,16 +168,23 @@ pub enum Kind {
     RetransmitRate,
     Stall,
     ZeroWindow,
+    /// A device in the path answered (or refused) the media's pseudo-TLS hello in the
+    /// server's name.
+    MediaIntercepted,
+    /// STUN connectivity checks on the flow went unanswered.
+    IceCheckFailure,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::HandshakeFailure,
         Kind::TlsStall,
         Kind::Reset,
         Kind::RetransmitRate,
         Kind::Stall,
         Kind::ZeroWindow,
+        Kind::MediaIntercepted,
+        Kind::IceCheckFailure,
     ];
 
     pub fn name(self) -> &'static str {
@@ -188,6 +195,8 @@ impl Kind {
             Kind::RetransmitRate => "retransmit_rate",
             Kind::Stall => "stall",
             Kind::ZeroWindow => "zero_window",
+            Kind::MediaIntercepted => "media_intercepted",
+            Kind::IceCheckFailure => "ice_check_failure",
         }
     }
 }

@@ -296,9 +296,11 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
         None => AlertConfig::default(),
     };
     let mut source = source(&args)?;
-    let mut pipeline = Pipeline::new(AlertEngine::new(cfg.clone())).with(outputs::FinalReport {
-        format: outputs::SummaryFormat::json(args.json),
-    });
+    let mut pipeline = Pipeline::new(AlertEngine::new(cfg.clone()))
+        .with_media_samples(u32::from(args.media_samples))
+        .with(outputs::FinalReport {
+            format: outputs::SummaryFormat::json(args.json),
+        });
     if let Some(path) = &args.record.record {
         pipeline = pipeline.with(outputs::RecordFile::new(Recorder::create(
             path,

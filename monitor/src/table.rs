@@ -17,7 +17,10 @@ use std::{
 use hashbrown::HashTable;
 use monitor_common::flow::FlowKey;
 
-use crate::model::{FlowHealth, FlowId, FlowRecord};
+use crate::{
+    media::verdict::Media,
+    model::{FlowHealth, FlowId, FlowRecord},
+};
 
 /// Closed rows kept at most past a tick's own (a few MB): past it the oldest go, counted,
 /// never one that closed in the tick being made, so every closed connection is in at least
@@ -33,6 +36,11 @@ pub struct FlowRow {
     /// longer changes.
     pub closed: bool,
     pub health: FlowHealth,
+    /// What its first payload bytes say (`media::flows`): `None` until something is known.
+    /// Boxed: most flows of a big table carry no media.
+    pub media: Option<Box<Media>>,
+    /// The media verdict is final: no more samples of the flow are judged.
+    pub media_done: bool,
     /// The generation that last read it (a whole read drops the live rows it did not), and
     /// what that generation's change set says of it.
     read_in: u64,
@@ -61,11 +69,16 @@ pub struct ChangeSet {
     /// Rows gone (their index may be given to a new flow in a later tick), with the flow
     /// that had them and its last record.
     pub removed: Vec<(u32, FlowRecord)>,
+    /// Rows whose media verdict changed, and whether it became final.
+    pub media: Vec<(u32, bool)>,
 }
 
 impl ChangeSet {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+        self.added.is_empty()
+            && self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.media.is_empty()
     }
 }
 
@@ -305,6 +318,17 @@ impl FlowTable {
         }
     }
 
+    /// The media verdict of flow `id` at row `at` (a row given to another flow since is
+    /// left alone), listed in the change set.
+    pub fn set_media(&mut self, at: u32, id: &FlowId, media: Media, done: bool) {
+        let Some(row) = self.row_mut(at).filter(|r| FlowId::of(&r.flow) == *id) else {
+            return;
+        };
+        row.media = Some(Box::new(media));
+        row.media_done |= done;
+        self.changes.media.push((at, done));
+    }
+
     /// How many live rows the table holds.
     pub fn live_len(&self) -> usize {
         self.live.len()
@@ -336,6 +360,8 @@ impl FlowTable {
             flow,
             closed,
             health: FlowHealth::default(),
+            media: None,
+            media_done: false,
             read_in: self.changes.generation,
             mark: Mark::Added,
         };

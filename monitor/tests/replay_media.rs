@@ -247,3 +247,98 @@ fn tshark_decodes_the_captures_as_our_decoders_do() {
         ]
     );
 }
+
+/// `monitor replay --json` on each capture: the flow's `media` object as the contract
+/// writes it, and the alerts it raises: an interception or a refusal of the pseudo-TLS
+/// hello is `media_intercepted` (one alert, no `tls_stall` beside it), silence is the
+/// `tls_stall` it always was, unanswered STUN checks are `ice_check_failure`, and a genuine
+/// exchange or real TLS raise nothing.
+#[test]
+fn the_replay_json_names_each_verdict_and_its_alert() {
+    use serde_json::{json, Value};
+    // Capture, its flow's `media` object, its alerts (kind, severity).
+    type Case = (&'static str, Value, &'static [(&'static str, &'static str)]);
+    let cases: [Case; 7] = [
+        (
+            "pseudo_tls_ok.pcap",
+            json!({"client_sent": "pseudo_tls", "server_replied": "pseudo_tls", "verdict": "ok",
+                   "sni": null, "stun": {"requests": 1, "responses": 1, "errors": 0, "unanswered": 0}}),
+            &[],
+        ),
+        (
+            "intercepted.pcap",
+            json!({"client_sent": "pseudo_tls", "server_replied": "tls", "verdict": "intercepted",
+                   "sni": null, "stun": null}),
+            &[("media_intercepted", "critical"), ("reset", "critical")],
+        ),
+        (
+            "rejected_alert.pcap",
+            json!({"client_sent": "pseudo_tls", "server_replied": "tls_alert", "verdict": "rejected",
+                   "sni": null, "stun": null}),
+            &[("media_intercepted", "critical")],
+        ),
+        (
+            "rejected_reset.pcap",
+            json!({"client_sent": "pseudo_tls", "server_replied": null, "verdict": "rejected",
+                   "sni": null, "stun": null}),
+            &[("media_intercepted", "critical")],
+        ),
+        (
+            "no_reply.pcap",
+            json!({"client_sent": "pseudo_tls", "server_replied": null, "verdict": "no_reply",
+                   "sni": null, "stun": null}),
+            &[("tls_stall", "critical")],
+        ),
+        (
+            "tls_ok.pcap",
+            json!({"client_sent": "tls", "server_replied": "tls", "verdict": "ok",
+                   "sni": "edge.example.com", "stun": null}),
+            &[],
+        ),
+        (
+            "stun_tcp.pcap",
+            json!({"client_sent": "stun", "server_replied": "stun", "verdict": "ok",
+                   "sni": null, "stun": {"requests": 4, "responses": 1, "errors": 1, "unanswered": 2}}),
+            &[("ice_check_failure", "warning")],
+        ),
+    ];
+    for (name, media, alerts) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .args(["replay", "--json"])
+            .arg(capture(name))
+            .output()
+            .expect("run monitor replay");
+        assert!(out.status.success(), "{name}: {out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON summary");
+        assert_eq!(v["flows"][0]["media"], media, "{name}");
+        let mut got: Vec<(String, String)> = v["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap_or("").into(),
+                    a["severity"].as_str().unwrap_or("").into(),
+                )
+            })
+            .collect();
+        got.sort();
+        let mut want: Vec<(String, String)> = alerts
+            .iter()
+            .map(|(k, s)| (k.to_string(), s.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{name}: alerts");
+        if let Some(a) = v["alerts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["kind"] == "media_intercepted"))
+        {
+            // The evidence says what was expected and what came, and what it means.
+            let e = &a["evidence"];
+            assert!(
+                e["expected"].is_string() && e["meaning"].is_string(),
+                "{name}: {e}"
+            );
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! ratios outside 0..1 and windows shorter than the collector's tick are refused with the
 //! key and its line, so a typo never silently leaves a default in force.
 
+use crate::media::alert_config::{IceSection, InterceptedSection, MediaAlertConfig};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -44,6 +45,8 @@ pub struct AlertConfig {
     /// More sessions than this failing the same way toward one server become one alert
     /// about that server (see `rollup.rs`).
     pub rollup_above: u64,
+    /// The media alerts (`media_intercepted`, `ice_check_failure`) and the STUN timeout.
+    pub media: MediaAlertConfig,
 }
 
 impl Default for AlertConfig {
@@ -63,6 +66,7 @@ impl Default for AlertConfig {
             clear_ratio: 0.5,
             session_window_s: 30.0,
             rollup_above: 10,
+            media: MediaAlertConfig::default(),
         }
     }
 }
@@ -85,6 +89,10 @@ struct File {
     hysteresis: Hysteresis,
     #[serde(default)]
     sessions: Sessions,
+    #[serde(default)]
+    media_intercepted: InterceptedSection,
+    #[serde(default)]
+    ice_check_failure: IceSection,
 }
 
 type Num = Option<Spanned<f64>>;
@@ -330,6 +338,8 @@ impl AlertConfig {
             Rule::Count,
             &mut rollup_above,
         )?;
+        cfg.media
+            .apply(&f.media_intercepted, &f.ice_check_failure, text)?;
         cfg.retransmit_min_segments = min_segments as u64;
         cfg.rollup_above = rollup_above as u64;
         cfg.stall_retransmits = stall_retx as u64;

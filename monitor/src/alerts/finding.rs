@@ -8,7 +8,17 @@ use monitor_common::flow::C2S;
 use serde_json::{Map, Value};
 
 use super::window::Rate;
-use crate::model::{Kind, Level};
+use crate::{
+    media::{
+        alert_config::MediaAlertConfig,
+        alerting::{
+            ice_evidence, ice_summary, intercepted_evidence, intercepted_summary, IceFailure,
+            Interception, ReplyTtl,
+        },
+        verdict::Media,
+    },
+    model::{Kind, Level},
+};
 
 /// Something wrong with one flow now, and why the rule thinks so.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,6 +72,21 @@ pub enum Found {
         advertisements: u32,
         probes: u32,
     },
+    /// The pseudo-TLS hello answered or refused in the server's name (its numbers are the
+    /// flow's media verdict: [`MediaContext`]).
+    Intercepted { why: Interception },
+    /// STUN checks unanswered (the counts are the flow's media verdict's).
+    IceChecks { failure: IceFailure },
+}
+
+/// What a media finding's line and evidence are made from: the flow's media verdict, the
+/// media alert settings, the server's TTL and the time.
+#[derive(Clone, Copy)]
+pub struct MediaContext<'a> {
+    pub media: &'a Media,
+    pub cfg: &'a MediaAlertConfig,
+    pub ttl: ReplyTtl,
+    pub now_ns: u64,
 }
 
 /// How a handshake failed, or that it needed retransmitted SYNs.
@@ -93,6 +118,34 @@ pub(super) fn secs(ns: u64) -> f64 {
 }
 
 impl Finding {
+    /// One line for a person; a media finding's from its flow's verdict (`media`).
+    pub fn summary_with(&self, media: Option<MediaContext>) -> String {
+        match (self.found, media) {
+            (Found::Intercepted { why }, Some(m)) => intercepted_summary(why, m.media),
+            (Found::IceChecks { .. }, Some(m)) => match &m.media.stun {
+                Some(c) => ice_summary(m.cfg, c, m.now_ns),
+                None => self.summary(),
+            },
+            _ => self.summary(),
+        }
+    }
+
+    /// The numbers behind the summary; a media finding's from its flow's verdict.
+    pub fn evidence_with(&self, media: Option<MediaContext>) -> Map<String, Value> {
+        let value = match (self.found, media) {
+            (Found::Intercepted { .. }, Some(m)) => intercepted_evidence(m.cfg, m.media, m.ttl)
+                .and_then(|e| serde_json::to_value(e).ok()),
+            (Found::IceChecks { .. }, Some(m)) => {
+                ice_evidence(m.cfg, m.media, m.now_ns).and_then(|e| serde_json::to_value(e).ok())
+            }
+            _ => None,
+        };
+        match value {
+            Some(Value::Object(map)) => map,
+            _ => self.evidence(),
+        }
+    }
+
     /// One line for a person.
     pub fn summary(&self) -> String {
         let d = self.dir.unwrap_or(C2S);
@@ -176,6 +229,8 @@ impl Finding {
                 secs(held_ns),
                 dir_name(d ^ 1)
             ),
+            Found::Intercepted { why } => format!("pseudo-TLS hello: {}", why.meaning()),
+            Found::IceChecks { failure } => failure.meaning().to_string(),
         }
     }
 
@@ -250,6 +305,11 @@ impl Finding {
                 ("zero_window_advertisements", advertisements.into()),
                 ("probes", probes.into()),
             ],
+            Found::Intercepted { why } => vec![
+                ("cause", why.name().into()),
+                ("meaning", why.meaning().into()),
+            ],
+            Found::IceChecks { failure } => vec![("meaning", failure.meaning().into())],
         };
         fields
             .into_iter()

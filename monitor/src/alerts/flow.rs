@@ -12,7 +12,10 @@ use super::{
     ns, rules, sessions,
     window::Sample,
 };
-use crate::model::{FlowHealth, FlowId, FlowRecord, Level, SessionId};
+use crate::{
+    media::verdict::Media,
+    model::{FlowHealth, FlowId, FlowRecord, Level, SessionId},
+};
 
 /// What the engine keeps of one flow between ticks.
 pub(super) struct FlowEntry {
@@ -26,6 +29,13 @@ pub(super) struct FlowEntry {
     /// the record stays as it was, judging it again would find nothing. Most flows of a big
     /// table are in this state, and skipping them is what keeps a tick short.
     settled: bool,
+}
+
+/// A flow's media verdict at this tick, and whether the tick changed it.
+#[derive(Clone, Copy, Default)]
+pub(super) struct MediaNow<'a> {
+    pub(super) media: Option<&'a Media>,
+    pub(super) changed: bool,
 }
 
 /// Whether a flow counts as a working flow of its session, kept per row: a walk of these
@@ -76,6 +86,7 @@ impl FlowEntry {
         f: &FlowRecord,
         now: u64,
         hello: Option<u64>,
+        media: MediaNow,
         sessions: &mut sessions::Sessions,
         idle: &IdleTimes,
         wake: &mut Option<u64>,
@@ -89,7 +100,7 @@ impl FlowEntry {
             [st.dir[C2S].packets, st.dir[S2C].packets],
             st.seen,
         ));
-        if self.settled && hello.is_none() && mark == self.mark {
+        if self.settled && hello.is_none() && !media.changed && mark == self.mark {
             // Same counters as before: the sample only moves the rate window on, and the
             // idle times take the samples for it until its oldest counters leave.
             if w.must_catch_up(now) {
@@ -115,7 +126,7 @@ impl FlowEntry {
         let prev_ts = w.latest().map(|s| s.ts_ns);
         w.push(Sample::of(st, now), window);
         self.hist.observe(st, now, prev_ts, hello);
-        rules::evaluate(cfg, st, &self.hist, now, found);
+        rules::evaluate(cfg, st, &self.hist, media.media, now, found);
         self.settled = found.is_empty() && !rules::time_may_raise(st, &self.hist);
         self.mark = mark;
     }
@@ -217,6 +228,7 @@ impl<'a> Judge<'a> {
         t: &mut FlowEntry,
         i: usize,
         f: &FlowRecord,
+        media: MediaNow,
         sessions: &mut sessions::Sessions,
     ) -> (FlowHealth, WorkingState) {
         t.settled &= self.skip_settled;
@@ -226,7 +238,7 @@ impl<'a> Judge<'a> {
         let mut wake = None;
         let found = &mut self.found;
         t.judge(
-            self.cfg, f, self.now, hello, sessions, self.idle, &mut wake, found,
+            self.cfg, f, self.now, hello, media, sessions, self.idle, &mut wake, found,
         );
         self.wakes.extend(wake.map(|w| (w, i as u32)));
         let judged = t.health(self.cfg, f, found);

@@ -20,11 +20,13 @@ use std::collections::{BTreeMap, VecDeque};
 use foldhash::HashMap;
 use serde::Serialize;
 
-use super::{config::AlertConfig, ns, rollup, rules};
+use super::{config::AlertConfig, finding::MediaContext, ns, rollup, rules};
 use crate::{
+    media::alerting::ReplyTtl,
     model::{Alert, FlowId, Kind, Level, OrderKey, Scope, SessionId},
     table::FlowTable,
 };
+use monitor_common::flow::S2C;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,9 +160,21 @@ impl Lifecycle {
             };
             // What the alert shows of its worst flow, made only for an alert raised or
             // kept up to date this tick.
+            let media = flows
+                .row(wi as u32)
+                .and_then(|r| r.media.as_deref())
+                .map(|m| MediaContext {
+                    media: m,
+                    cfg: &cfg.media,
+                    ttl: ReplyTtl {
+                        reply: None,
+                        server_baseline: Some(flow.state.dir[S2C].ttl_base).filter(|t| *t != 0),
+                    },
+                    now_ns: now,
+                });
             let shown = || {
                 let ids: Vec<FlowId> = raising().map(|f| FlowId::of(&flows[f.row])).collect();
-                let mut evidence = worst.evidence();
+                let mut evidence = worst.evidence_with(media);
                 let summary = match rolled_up {
                     Some((server, c)) => {
                         let sessions = c.sessions_of(raising().map(|f| f.row));
@@ -171,10 +185,10 @@ impl Lifecycle {
                         format!(
                             "{} sessions toward {server}: {}",
                             sessions.len(),
-                            worst.summary()
+                            worst.summary_with(media)
                         )
                     }
-                    None => worst.summary(),
+                    None => worst.summary_with(media),
                 };
                 (ids, summary, evidence)
             };

@@ -7,7 +7,13 @@ use monitor_common::flow::{seen, C2S, S2C};
 
 pub use super::finding::{dir_name, Finding, Found, HandshakeEnd};
 use super::{config::AlertConfig, history::FlowHistory};
-use crate::model::{Kind, Level};
+use crate::{
+    media::{
+        alerting::{ice_check_failure, media_intercepted, IceFailure},
+        verdict::Media,
+    },
+    model::{Kind, Level},
+};
 
 fn ns(s: f64) -> u64 {
     (s * 1e9) as u64
@@ -29,12 +35,16 @@ pub fn evaluate(
     cfg: &AlertConfig,
     st: &FlowStats,
     h: &FlowHistory,
+    media: Option<&Media>,
     now: u64,
     out: &mut Vec<Finding>,
 ) {
     out.clear();
     handshake(cfg, st, now, out);
     tls(cfg, st, h, now, out);
+    if let Some(m) = media {
+        media_rules(cfg, st, m, now, out);
+    }
     resets(cfg, st, now, out);
     for d in [C2S, S2C] {
         retransmit_rate(cfg, h, d, out);
@@ -62,6 +72,37 @@ pub fn time_may_raise(st: &FlowStats, h: &FlowHistory) -> bool {
     let zero = h.zero_since_ns.iter().any(Option::is_some);
     let retx = [C2S, S2C].iter().any(|&d| h.window_retransmits(d) > 0);
     handshake_open || hello_unanswered || flight || zero || retx
+}
+
+/// `media_intercepted` and `ice_check_failure` from the flow's media verdict, while the
+/// flow is recent (a one-off fact holds for `hold_s`, as a reset does). An interception
+/// explains the stall or reset after the hello: one alert for the flow, not a second
+/// `tls_stall` beside it.
+fn media_rules(cfg: &AlertConfig, st: &FlowStats, m: &Media, now: u64, out: &mut Vec<Finding>) {
+    if now.saturating_sub(st.last_seen_ns) >= ns(cfg.hold_s) {
+        return;
+    }
+    if let Some(why) = media_intercepted(&cfg.media, m) {
+        out.retain(|f| f.kind != Kind::TlsStall);
+        out.push(Finding {
+            kind: Kind::MediaIntercepted,
+            dir: Some(S2C),
+            level: Level::Critical,
+            found: Found::Intercepted { why },
+        });
+    }
+    if let Some(failure) = ice_check_failure(&cfg.media, m) {
+        let level = match failure {
+            IceFailure::SomeUnanswered => Level::Warning,
+            IceFailure::AllFailed => Level::Critical,
+        };
+        out.push(Finding {
+            kind: Kind::IceCheckFailure,
+            dir: Some(C2S),
+            level,
+            found: Found::IceChecks { failure },
+        });
+    }
 }
 
 fn handshake(cfg: &AlertConfig, st: &FlowStats, now: u64, out: &mut Vec<Finding>) {

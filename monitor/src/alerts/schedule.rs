@@ -9,7 +9,7 @@
 use std::{cmp::Reverse, collections::BinaryHeap};
 
 use super::{
-    flow::{FlowEntry, Judge, WorkingState},
+    flow::{FlowEntry, Judge, MediaNow, WorkingState},
     sessions::Sessions,
 };
 use crate::{footprint::buffer, model::FlowId, table::FlowTable};
@@ -58,6 +58,7 @@ impl Schedule {
             let mut due = std::mem::take(&mut self.busy);
             due.extend(ch.changed.iter().map(|(i, _)| *i));
             due.extend(&ch.added);
+            due.extend(ch.media.iter().map(|(i, _)| *i));
             due
         } else {
             table.rows().map(|(i, _)| i).collect()
@@ -79,6 +80,9 @@ impl Schedule {
         }
         due.sort_unstable();
         due.dedup();
+        let mut media: Vec<u32> = table.changes().media.iter().map(|(i, _)| *i).collect();
+        media.sort_unstable();
+        let media = &media[..];
         // New flows join sessions in the order they started; the others first, in row
         // order (scattered rows read in order are the cheapest to reach).
         let mut fresh = Vec::new();
@@ -91,13 +95,13 @@ impl Schedule {
                 fresh.push((row.flow.state.first_seen_ns, i));
                 continue;
             }
-            self.judge_row(table, i, judge, sessions);
+            self.judge_row(table, i, media, judge, sessions);
         }
         fresh.sort_unstable();
         for (_, i) in fresh {
             if let Some(row) = table.row(i) {
                 self.flows[i as usize] = Some(FlowEntry::new(sessions, judge.cfg, &row.flow));
-                self.judge_row(table, i, judge, sessions);
+                self.judge_row(table, i, media, judge, sessions);
             }
         }
         let (busy, wakes) = judge.finish();
@@ -109,17 +113,23 @@ impl Schedule {
         }
     }
 
+    /// Judges row `i`; `media` lists the rows whose media verdict this tick changed.
     fn judge_row(
         &mut self,
         table: &mut FlowTable,
         i: u32,
+        media: &[u32],
         judge: &mut Judge,
         sessions: &mut Sessions,
     ) {
         let (Some(row), Some(entry)) = (table.row_mut(i), self.flows[i as usize].as_mut()) else {
             return;
         };
-        let (health, working) = judge.row(entry, i as usize, &row.flow, sessions);
+        let now = MediaNow {
+            media: row.media.as_deref(),
+            changed: media.binary_search(&i).is_ok(),
+        };
+        let (health, working) = judge.row(entry, i as usize, &row.flow, now, sessions);
         row.health = health;
         self.working[i as usize] = working;
     }

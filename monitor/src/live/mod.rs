@@ -201,7 +201,7 @@ pub async fn run_in(
         )?),
         None => None,
     };
-    let mut pipeline = Pipeline::new(engine);
+    let mut pipeline = Pipeline::new(engine).with_media_samples(u32::from(args.media_samples));
     if let Some(f) = alerts_log {
         pipeline = pipeline.with(outputs::AlertsLog::new(f));
     }

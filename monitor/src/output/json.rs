@@ -26,6 +26,9 @@ pub struct Flow {
     pub last_seen_ns: u64,
     pub handshake: Handshake,
     pub tls: Tls,
+    /// What the first payload bytes say (issue 16's contract: every field `null` until
+    /// known).
+    pub media: crate::media::verdict::Media,
     pub c2s: Direction,
     pub s2c: Direction,
     pub alerts: Vec<FlowAlert>,
@@ -162,6 +165,7 @@ pub fn flow(row: &FlowRow, snap: &Snapshot) -> Flow {
             client_hello: hello(seen::CLIENT_HELLO, c),
             server_hello: hello(seen::SERVER_HELLO, sv),
         },
+        media: row.media.as_deref().cloned().unwrap_or_default(),
         c2s: direction(c),
         s2c: direction(sv),
         alerts: row

@@ -3,7 +3,10 @@
 //! collector, `replay` on the capture engine, the tests on a fake source: what a tick goes
 //! through is the same code whatever produced it.
 
+mod media;
 pub mod outputs;
+
+pub use media::MediaVerdicts;
 
 use std::{future::Future, sync::Arc, time::Instant};
 
@@ -22,7 +25,7 @@ pub struct Tick {
     pub snap: Snapshot,
     pub events: Vec<Event>,
     /// The first payload bytes of flows' first segments (`monitor_common::sample`), for the
-    /// media decoders (`media/stream.rs`); nothing judges them yet.
+    /// media verdicts (`media.rs`).
     pub samples: Vec<Sample>,
     /// When the source began reading it: the UI shows how long a tick took to read and
     /// judge.
@@ -90,8 +93,9 @@ pub trait Output {
     }
 }
 
-/// The alert engine and the outputs, in the order they take each tick.
+/// The media verdicts, the alert engine and the outputs, in the order they take each tick.
 pub struct Pipeline {
+    pub media: MediaVerdicts,
     pub engine: AlertEngine,
     pub outputs: Vec<Box<dyn Output>>,
 }
@@ -108,11 +112,27 @@ pub enum End {
 }
 
 impl Pipeline {
+    /// A pipeline judging the media of `DEFAULT_SAMPLES` payload samples a direction
+    /// (see [`Pipeline::with_media_samples`]).
     pub fn new(engine: AlertEngine) -> Self {
+        let media = Self::media_for(&engine, monitor_common::sample::DEFAULT_SAMPLES);
         Self {
+            media,
             engine,
             outputs: Vec::new(),
         }
+    }
+
+    /// The source samples `n` payload segments a flow direction (`--media-samples`).
+    pub fn with_media_samples(mut self, n: u32) -> Self {
+        self.media = Self::media_for(&self.engine, n);
+        self
+    }
+
+    fn media_for(engine: &AlertEngine, samples: u32) -> MediaVerdicts {
+        let cfg = engine.config();
+        let reply = (cfg.tls_reply_timeout_s * 1e9) as u64;
+        MediaVerdicts::new(samples, reply, cfg.media.stun_timeout_ns())
     }
 
     /// Adds an output; outputs take each tick in the order they were added.
@@ -164,9 +184,11 @@ impl Pipeline {
         let Tick {
             mut snap,
             events,
+            samples,
             started,
-            ..
         } = tick;
+        self.media
+            .tick(&mut snap.flows.write(), &samples, snap.now_ns);
         // Said before the tick: the engine keeps sparkline points only for the flow looked
         // at and for alerting flows.
         let selected = self.outputs.iter().find_map(|o| o.selected());

@@ -1,0 +1,93 @@
+//! The media verdict of each flow, kept in its row of the flow table. A tick's payload
+//! samples go to the tracker (`media::flows`) with the row of their flow; what it judges
+//! goes back into the rows and into the tick's change set, where the alert engine and the
+//! outputs find it. Once a flow's verdict is final its samples are dropped, and only the
+//! verdict stays in the row.
+
+use monitor_common::{
+    flow::{C2S, S2C},
+    sample::Sample,
+};
+
+use crate::{
+    media::{
+        flows::{FlowFacts, MediaFlows, MediaFlowsConfig, DEFAULT_MAX_PENDING},
+        stun::Side,
+        verdict::Reset,
+    },
+    model::{FlowId, FlowStats},
+    table::FlowTable,
+};
+
+pub struct MediaVerdicts {
+    tracker: MediaFlows,
+}
+
+/// The flow's reset for the verdict: the server side's when it sent one (what a device
+/// answering in the server's name sends), else the client side's.
+fn reset_of(st: &FlowStats) -> Option<Reset> {
+    [(S2C, Side::Server), (C2S, Side::Client)]
+        .into_iter()
+        .find(|(d, _)| st.dir[*d].rsts > 0)
+        .map(|(d, from)| Reset {
+            from,
+            time_ns: st.dir[d].last_rst_ns,
+        })
+}
+
+impl MediaVerdicts {
+    /// `samples`: payload segments sampled per flow direction (`--media-samples`);
+    /// `reply_timeout_ns` and `stun_timeout_ns`: the alert settings' waits.
+    pub fn new(samples: u32, reply_timeout_ns: u64, stun_timeout_ns: u64) -> Self {
+        Self {
+            tracker: MediaFlows::new(MediaFlowsConfig {
+                samples,
+                max_pending: DEFAULT_MAX_PENDING,
+                reply_timeout_ns,
+                stun_timeout_ns,
+            }),
+        }
+    }
+
+    /// One tick: `samples` (those since the tick before) judged with their flows' rows, at
+    /// `now_ns`; the verdicts that changed are written into the rows.
+    pub fn tick(&mut self, table: &mut FlowTable, samples: &[Sample], now_ns: u64) {
+        for s in samples {
+            let Some(at) = table.find_live(&s.key) else {
+                continue;
+            };
+            let Some(row) = table.row(at).filter(|r| !r.media_done) else {
+                continue;
+            };
+            let first_seen = row.flow.state.first_seen_ns;
+            self.tracker.add(s.key, first_seen, at, s);
+        }
+        let updates = self
+            .tracker
+            .tick(now_ns, |key, first_seen, at| match table.row(at) {
+                Some(r) if r.flow.key == *key && r.flow.state.first_seen_ns == first_seen => {
+                    FlowFacts {
+                        reset: reset_of(&r.flow.state),
+                        gone: false,
+                    }
+                }
+                _ => FlowFacts {
+                    reset: None,
+                    gone: true,
+                },
+            });
+        for u in updates {
+            let id = FlowId {
+                key: u.key,
+                first_seen_ns: u.first_seen_ns,
+            };
+            table.set_media(u.slot, &id, u.media, u.done);
+        }
+    }
+
+    /// Flows waiting for their verdict with samples kept, and those the bound dropped.
+    pub fn pending(&self) -> (usize, u64) {
+        let s = self.tracker.stats();
+        (s.pending, s.dropped)
+    }
+}
