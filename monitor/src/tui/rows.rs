@@ -9,6 +9,7 @@ use monitor_common::flow::{seen, C2S, S2C};
 
 use crate::{
     format::{bytes, duration},
+    media::verdict::{ClientSent, Media, Verdict},
     model::{FlowHealth, FlowId, FlowRecord, Level, OrderKey},
     snapshot::Snapshot,
     table::FlowTable,
@@ -30,10 +31,11 @@ pub enum Column {
     Resets,
     ZeroWindow,
     Tls,
+    Media,
 }
 
 impl Column {
-    pub const ALL: [Column; 13] = [
+    pub const ALL: [Column; 14] = [
         Column::Health,
         Column::Client,
         Column::Server,
@@ -47,6 +49,7 @@ impl Column {
         Column::Resets,
         Column::ZeroWindow,
         Column::Tls,
+        Column::Media,
     ];
 
     pub fn title(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Column {
             Column::Resets => "RST",
             Column::ZeroWindow => "ZWIN",
             Column::Tls => "TLS",
+            Column::Media => "MEDIA",
         }
     }
 
@@ -80,17 +84,19 @@ impl Column {
             Column::Resets => 4,
             Column::ZeroWindow => 5,
             Column::Tls => 5,
+            Column::Media => 16,
         }
     }
 
     /// Which columns survive on a narrow terminal, most important first.
-    const PRIORITY: [Column; 13] = [
+    const PRIORITY: [Column; 14] = [
         Column::Health,
         Column::Client,
         Column::Server,
         Column::RetxS2C,
         Column::RetxC2S,
         Column::Resets,
+        Column::Media,
         Column::Handshake,
         Column::ThroughputS2C,
         Column::ThroughputC2S,
@@ -122,6 +128,8 @@ pub struct Row<'a> {
     pub flow: &'a FlowRecord,
     /// `None` where no alert engine judged the flows.
     pub health: Option<&'a FlowHealth>,
+    /// What its first payload bytes say, once something is known.
+    pub media: Option<&'a Media>,
 }
 
 impl<'a> Row<'a> {
@@ -131,6 +139,7 @@ impl<'a> Row<'a> {
             index,
             flow: &r.flow,
             health: snap.judged.then_some(&r.health),
+            media: r.media.as_deref(),
         })
     }
 
@@ -197,6 +206,7 @@ impl<'a> Row<'a> {
                 (false, true) => "SH".into(),
                 (false, false) => "-".into(),
             },
+            Column::Media => media_cell(self.media),
         }
     }
 
@@ -223,9 +233,44 @@ impl<'a> Row<'a> {
         match c {
             Column::Client => self.flow.client().cmp(&other.flow.client()),
             Column::Server => self.flow.server().cmp(&other.flow.server()),
-            Column::State | Column::Tls => self.cell(c, snap).cmp(&other.cell(c, snap)),
+            Column::State | Column::Tls | Column::Media => {
+                self.cell(c, snap).cmp(&other.cell(c, snap))
+            }
             _ => num(self).total_cmp(&num(other)),
         }
+    }
+}
+
+/// The MEDIA cell: what the client sent first and the verdict (`pTLS ok`,
+/// `pTLS INTERCEPTED`), or for STUN the checks answered of those sent (`STUN 3/10`); a
+/// verdict that is wrong in capitals.
+pub fn media_cell(m: Option<&Media>) -> String {
+    let Some(m) = m else {
+        return "-".into();
+    };
+    let stun = m
+        .stun
+        .as_ref()
+        .filter(|c| c.requests > 0)
+        .map(|c| format!("STUN {}/{}", c.responses, c.requests));
+    let verdict = match m.verdict {
+        Some(Verdict::Ok) => "ok",
+        Some(Verdict::Intercepted) => "INTERCEPTED",
+        Some(Verdict::Rejected) => "REJECTED",
+        Some(Verdict::NoReply) => "NO REPLY",
+        None => "?",
+    };
+    let sent = match m.client_sent {
+        Some(ClientSent::PseudoTls) => "pTLS",
+        Some(ClientSent::Tls) => "TLS",
+        Some(ClientSent::MsTurn) => "MS-TURN",
+        Some(ClientSent::Stun) => return stun.unwrap_or_else(|| "STUN".into()),
+        Some(ClientSent::Other) => return "other".into(),
+        None => return stun.unwrap_or_else(|| "-".into()),
+    };
+    match stun {
+        Some(s) if m.verdict == Some(Verdict::Ok) => format!("{sent} ok {s}"),
+        _ => format!("{sent} {verdict}"),
     }
 }
 
@@ -317,7 +362,12 @@ impl Filter {
                     .collect()
             })
             .unwrap_or_default();
-        let hay = format!("{c} {s} {} {}", state(&r.flow.state), kinds.join(" "));
+        let hay = format!(
+            "{c} {s} {} {} {}",
+            state(&r.flow.state),
+            kinds.join(" "),
+            media_cell(r.media).to_lowercase()
+        );
         self.words.iter().all(|w| hay.contains(w.as_str()))
     }
 }
@@ -406,6 +456,31 @@ mod tests {
         assert_eq!(duration(1_500_000_000), "1.5s");
         assert_eq!(duration(125_000_000_000), "2m05s");
         assert_eq!(millis(420_000), "0.4ms");
+    }
+
+    #[test]
+    fn the_media_cell_names_the_protocol_and_what_is_wrong() {
+        use crate::media::stun::Counts;
+        let m = |sent, verdict, stun: Option<(u64, u64)>| Media {
+            client_sent: Some(sent),
+            verdict,
+            stun: stun.map(|(responses, requests)| Counts {
+                requests,
+                responses,
+                unanswered: requests - responses,
+                ..Counts::default()
+            }),
+            ..Media::default()
+        };
+        assert_eq!(media_cell(None), "-");
+        let ok = m(ClientSent::PseudoTls, Some(Verdict::Ok), None);
+        assert_eq!(media_cell(Some(&ok)), "pTLS ok");
+        let bad = m(ClientSent::PseudoTls, Some(Verdict::Intercepted), None);
+        assert_eq!(media_cell(Some(&bad)), "pTLS INTERCEPTED");
+        let ice = m(ClientSent::Stun, Some(Verdict::Ok), Some((3, 10)));
+        assert_eq!(media_cell(Some(&ice)), "STUN 3/10");
+        let turn = m(ClientSent::PseudoTls, Some(Verdict::Ok), Some((1, 1)));
+        assert_eq!(media_cell(Some(&turn)), "pTLS ok STUN 1/1");
     }
 
     #[test]

@@ -267,7 +267,7 @@ impl UiState {
         // Text sorts ascending, figures worst-first.
         self.descending = !matches!(
             self.sort,
-            Column::Client | Column::Server | Column::State | Column::Tls
+            Column::Client | Column::Server | Column::State | Column::Tls | Column::Media
         );
     }
 }

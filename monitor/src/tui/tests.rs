@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     alerts::{AlertConfig, AlertEngine},
+    media::{pseudo_tls, stream::PayloadSample, tls, verdict},
     model::{Counters, FlowId, FlowRecord, RunInfo},
     snapshot::Snapshot,
     table::SharedTable,
@@ -95,6 +96,35 @@ fn fixture() -> (Snapshot, AlertEngine) {
         engine.tick(&mut snap, &[]);
         snap.collect_ns = 1_200_000;
     }
+    // Media verdicts from the first bytes: the healthy flow's genuine pseudo-TLS exchange,
+    // the lossy flow's hello answered by a real TLS ServerHello in the server's name.
+    let hello = pseudo_tls::client_hello(&[7; 32]);
+    let genuine = pseudo_tls::server_hello(&[8; 32], &[9; 32]);
+    let forged = tls::record_of(
+        22,
+        0x0303,
+        &tls::server_hello_message(0x0303, &[8; 32], &[9; 32], 0x002f),
+    );
+    for (f, reply) in [(&flows[0], genuine), (&flows[1], forged)] {
+        let sample = |seq, bytes: Vec<u8>| PayloadSample {
+            seq,
+            payload_len: bytes.len() as u32,
+            time_ns: T0 + S,
+            bytes,
+        };
+        let media = verdict::judge(&verdict::Exchange {
+            client: &[sample(1, hello.clone())],
+            server: &[sample(1, reply)],
+            reset: None,
+            now_ns: T0 + 2 * S,
+            reply_timeout_ns: 3 * S,
+            stun_timeout_ns: 5 * S,
+        });
+        let id = FlowId::of(f);
+        let mut t = table.write();
+        let at = t.find(&id).expect("the flow's row");
+        t.set_media(at, &id, media, true);
+    }
     (snap, engine)
 }
 
@@ -143,9 +173,10 @@ fn table_in_80x24_worst_first() {
 }
 
 #[test]
-fn table_in_140x30_with_every_column() {
+fn table_in_150x30_with_every_column() {
     let (snap, mut ui) = ready();
-    insta::assert_snapshot!("table_140x30", render(&mut ui, &snap, 140, 30).backend());
+    assert_eq!(Column::fitting(148).len(), Column::ALL.len());
+    insta::assert_snapshot!("table_150x30", render(&mut ui, &snap, 150, 30).backend());
 }
 
 #[test]

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     format,
+    media::verdict::{Media, Verdict},
     model::{Alert, FlowId, Level, Point, RunInfo},
     snapshot::Snapshot,
     table::FlowTable,
@@ -358,6 +359,45 @@ fn opts(o: &SynOpts) -> String {
     s
 }
 
+/// The flow's media verdict, and what was expected and came back (decoded).
+fn media_line(m: Option<&Media>) -> Line<'static> {
+    let what = rows::media_cell(m);
+    let said = m
+        .and_then(|m| m.evidence.as_ref())
+        .map(|e| {
+            // What the genuine server sends is the same for every flow: what came is news.
+            let d = e.describe();
+            let got = d.split_once("; got ").map_or(d.as_str(), |(_, g)| g);
+            format!("  got {got}")
+        })
+        .or_else(|| m.and_then(|m| m.sni.as_ref()).map(|s| format!("  SNI {s}")))
+        .unwrap_or_default();
+    let level = m.and_then(|m| match m.verdict {
+        Some(Verdict::Intercepted | Verdict::Rejected) => Some(Level::Critical),
+        Some(Verdict::NoReply) => Some(Level::Warning),
+        _ => m.stun.filter(|c| c.unanswered > 0).map(|_| Level::Warning),
+    });
+    let style = level.map_or(Style::new(), |l| level_style(Some(l)));
+    Line::from(vec![
+        Span::raw("media "),
+        Span::styled(what, style),
+        Span::raw(said),
+    ])
+}
+
+/// The server side's first bytes in hex, as the verdict read them.
+fn reply_line(m: Option<&Media>) -> Line<'static> {
+    let head = m.and_then(|m| m.evidence.as_ref()).map(|e| &e.got.head[..]);
+    match head {
+        Some(b) if !b.is_empty() => {
+            let hex: Vec<String> = b.iter().take(24).map(|x| format!("{x:02x}")).collect();
+            let more = if b.len() > 24 { " ..." } else { "" };
+            Line::from(format!("reply {}{more}", hex.join(" ")))
+        }
+        _ => Line::from("reply -"),
+    }
+}
+
 fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: &FlowTable) {
     let Some(row) = ui
         .selected
@@ -375,7 +415,7 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: 
     let st = &fl.state;
     let h = snap.judged.then_some(&row.health);
     let [top, mid, bottom] = Layout::vertical([
-        Constraint::Length(5),
+        Constraint::Length(7),
         Constraint::Min(6),
         Constraint::Length(5),
     ])
@@ -429,6 +469,8 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: 
             "history {}   (Zeek letters: uppercase client, lowercase server)",
             h.map_or("-", |h| &*h.history)
         )),
+        media_line(row.media.as_deref()),
+        reply_line(row.media.as_deref()),
     ];
     f.render_widget(
         Paragraph::new(head).block(Block::new().borders(Borders::BOTTOM)),
