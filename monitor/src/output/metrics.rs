@@ -21,6 +21,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
+use super::media_metrics::MediaMetrics;
 use super::metric_labels::{
     AlertLabels, Dir, FlowLabels, IfDir, Outcome, Reason, Retx, Rst, DIRS, SKIPPED,
 };
@@ -68,6 +69,7 @@ pub struct Metrics {
     zero_windows: Family<Dir, Counter>,
     resets: Family<Rst, Counter>,
     handshakes: Family<Outcome, Counter>,
+    media: MediaMetrics,
     rtt: Histogram,
     active_flows: Gauge,
     active_sessions: Gauge,
@@ -279,6 +281,7 @@ impl Metrics {
         for (reason, _) in SKIPPED {
             let _ = skipped.get_or_create(&Reason { reason });
         }
+        let media = MediaMetrics::register(&mut r);
         for outcome in ["ok", "timeout", "refused", "reset", "midstream"] {
             let _ = handshakes.get_or_create(&Outcome { outcome });
         }
@@ -304,6 +307,7 @@ impl Metrics {
             zero_windows,
             resets,
             handshakes,
+            media,
             rtt,
             active_flows,
             active_sessions,
@@ -441,6 +445,7 @@ impl Metrics {
             }
         }
 
+        self.media.observe(&table);
         let c = [
             snap.evicted_flows,
             snap.lost_flows,

@@ -257,3 +257,69 @@ fn lost_flows_are_not_evictions() {
     assert_eq!(value(&t, "monitor_evicted_flows_total"), 5.0);
     assert_eq!(m.gone(), ["edge0".to_string()]);
 }
+
+/// A flow's media verdict is counted once, the tick it becomes final, with its STUN
+/// transactions by how they ended; every series is there from the start.
+#[test]
+fn media_verdicts_count_once_when_final() {
+    use crate::media::{
+        stun::Counts,
+        verdict::{ClientSent, Media, Verdict},
+    };
+    let mut m = Metrics::new(0);
+    let text = m.prometheus_text();
+    assert_eq!(
+        value(
+            &text,
+            "monitor_media_verdicts_total{verdict=\"intercepted\"}"
+        ),
+        0.0
+    );
+    let table = SharedTable::default();
+    let s = snap(&table, 0, 1, true);
+    let media = |verdict| Media {
+        client_sent: Some(ClientSent::PseudoTls),
+        verdict: Some(verdict),
+        stun: Some(Counts {
+            requests: 4,
+            responses: 1,
+            errors: 1,
+            unanswered: 2,
+            ..Counts::default()
+        }),
+        ..Media::default()
+    };
+    let id = FlowId::of(&s.records()[0]);
+    let at = table.read().find(&id).expect("the row");
+    // Not final yet: not counted.
+    table.write().set_media(at, &id, media(Verdict::Ok), false);
+    m.observe(&s);
+    // Final: counted once, and not again on later ticks.
+    let s = snap(&table, 0, 2, true);
+    table
+        .write()
+        .set_media(at, &id, media(Verdict::Intercepted), true);
+    m.observe(&s);
+    m.observe(&snap(&table, 0, 3, true));
+    let t = m.prometheus_text();
+    assert_eq!(
+        value(&t, "monitor_media_verdicts_total{verdict=\"intercepted\"}"),
+        1.0,
+        "{t}"
+    );
+    assert_eq!(
+        value(&t, "monitor_media_verdicts_total{verdict=\"ok\"}"),
+        0.0,
+        "{t}"
+    );
+    assert_eq!(
+        value(&t, "monitor_stun_transactions_total{result=\"unanswered\"}"),
+        2.0,
+        "{t}"
+    );
+    assert_eq!(
+        value(&t, "monitor_stun_transactions_total{result=\"response\"}"),
+        1.0,
+        "{t}"
+    );
+}
