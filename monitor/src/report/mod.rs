@@ -3,6 +3,8 @@
 
 pub mod chart;
 pub mod content;
+pub mod evidence;
+pub mod explain;
 pub mod html;
 pub mod markdown;
 
