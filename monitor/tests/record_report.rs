@@ -240,6 +240,10 @@ fn a_capture_becomes_a_report_that_renders_in_chromium() {
         dom.contains("Retransmission rate") && dom.contains("Worst flows"),
         "{dom}"
     );
+    assert!(
+        dom.contains("<dt>What it means</dt>") && dom.contains("class=\"alert-label\""),
+        "each alert explained, its marker labelled: {dom}"
+    );
     // ...and a screenshot, kept for people to look at.
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
