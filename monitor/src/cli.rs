@@ -46,6 +46,10 @@ pub struct ReportArgs {
     /// Where to write it (`-`: stdout).
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<std::path::PathBuf>,
+    /// Instead, one archive (.tar.gz) to attach to a ticket: the HTML report, the Markdown
+    /// summary, the recording and every evidence capture its alerts name.
+    #[arg(long, value_name = "OUT", conflicts_with = "output")]
+    pub bundle: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone)]

@@ -240,6 +240,10 @@ fn a_capture_becomes_a_report_that_renders_in_chromium() {
         dom.contains("Retransmission rate") && dom.contains("Worst flows"),
         "{dom}"
     );
+    assert!(
+        dom.contains("<dt>What it means</dt>") && dom.contains("class=\"alert-label\""),
+        "each alert explained, its marker labelled: {dom}"
+    );
     // ...and a screenshot, kept for people to look at.
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
@@ -256,6 +260,56 @@ fn a_capture_becomes_a_report_that_renders_in_chromium() {
         "a real screenshot ({} bytes)",
         png.len()
     );
+}
+
+/// Both reports say each alert in plain sentences with its evidence rounded, never as the
+/// recording's JSON (`"no_ack_progress_s": 300.0`).
+#[test]
+fn the_reports_explain_each_alert_in_sentences() {
+    let rec = tmp("explained.jsonl");
+    record_capture(&rec);
+    let md = monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "--format",
+        "md",
+        "-o",
+        "-",
+    ]);
+    ok(&md);
+    let md = String::from_utf8_lossy(&md.stdout);
+    for want in [
+        "### Alert #1: stall (critical), 10.0.0.1:51889 > 192.168.0.1:80",
+        "- **Observed:** Data sent from the client to the server stayed unacknowledged: no \
+         acknowledgment moved forward for 5m00s, while 1 retransmission was sent.",
+        "- **A healthy flow:** The receiver acknowledges data within a round trip",
+        "- **What it means:** The data and its retransmissions do not get through",
+        "- **Evidence:** bytes in flight: 0 bytes; no acknowledgment progress for: 5m00s; \
+         retransmissions without progress: 1",
+    ] {
+        assert!(md.contains(want), "{want:?} not in:\n{md}");
+    }
+    let html = tmp("explained.html");
+    ok(&monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "-o",
+        &html.to_string_lossy(),
+    ]));
+    let page = std::fs::read_to_string(&html).expect("report");
+    assert!(
+        page.contains("<section class=\"alert\" id=\"alert-1\">")
+            && page.contains("<dt>What it means</dt><dd>The data and its retransmissions"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>no acknowledgment progress for</td><td>5m00s</td>"),
+        "{page}"
+    );
+    for raw in ["no_ack_progress_s", "bytes_in_flight", "<pre>"] {
+        assert!(!page.contains(raw), "raw evidence {raw:?} in the report");
+        assert!(!md.contains(raw), "raw evidence {raw:?} in the Markdown");
+    }
 }
 
 /// Records the replay of a capture with retransmissions and a timeout into `rec`.

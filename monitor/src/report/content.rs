@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use super::explain::{explain, Explanation};
 use crate::record::reader::Recording;
 
 /// One flow direction over time: (seconds from the start, value).
@@ -52,6 +53,11 @@ pub struct AlertSummary {
     pub summary: String,
     pub evidence: Value,
     pub session_has_healthy_flow: bool,
+    /// The evidence capture a transition named (`"capture"`), as recorded or, in a bundle,
+    /// as the archive holds it.
+    pub capture: Option<String>,
+    /// The alert in plain sentences, from its last evidence.
+    pub explained: Explanation,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -187,7 +193,12 @@ impl Report {
                 summary: t["summary"].as_str().unwrap_or_default().into(),
                 evidence: t["evidence"].clone(),
                 session_has_healthy_flow: t["session_has_healthy_flow"].as_bool().unwrap_or(false),
+                capture: None,
+                explained: Explanation::default(),
             });
+            if let Some(c) = t["capture"].as_str() {
+                e.capture = Some(c.to_string());
+            }
             match t["alert"].as_str() {
                 Some("escalated") => {
                     e.severity = t["severity"].as_str().unwrap_or_default().into();
@@ -197,6 +208,9 @@ impl Report {
                 Some("cleared") => e.cleared_s = Some(ts),
                 _ => {}
             }
+        }
+        for a in alerts.values_mut() {
+            a.explained = explain(&a.kind, a.direction.as_deref(), &a.evidence);
         }
         let source = h["source"].as_str().unwrap_or_default().to_string();
         Report {

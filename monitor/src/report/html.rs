@@ -34,7 +34,8 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
 th{background:#f4f4f4}.critical{color:#c00;font-weight:bold}.warning{color:#b60}
 .kv td:first-child{color:#666}code{font-size:.9em}.chart svg{max-width:100%;height:auto}
-pre{background:#f8f8f8;padding:4px 8px;margin:0;white-space:pre-wrap}";
+h3{font-size:1em;margin:1.4em 0 .4em}dl{margin:0 0 .6em}dt{color:#666;font-size:.85em}dd{margin:0 0 .4em 1em}
+.evidence{margin-bottom:.6em}";
 
 fn severity(a: &AlertSummary) -> String {
     let mark = if a.severity == "critical" {
@@ -47,6 +48,40 @@ fn severity(a: &AlertSummary) -> String {
         esc(&a.severity),
         esc(&a.severity)
     )
+}
+
+/// One alert in plain sentences, with its evidence values named and its capture.
+fn explained(h: &mut String, a: &AlertSummary) {
+    let x = &a.explained;
+    let _ = writeln!(
+        h,
+        "<section class=\"alert\" id=\"alert-{}\"><h3>#{} {} {}: {} &gt; {}</h3><dl>\
+         <dt>Observed</dt><dd>{}</dd><dt>A healthy flow</dt><dd>{}</dd><dt>What it means</dt><dd>{}</dd></dl>",
+        a.id,
+        a.id,
+        severity(a),
+        esc(&a.kind),
+        esc(&a.client),
+        esc(&a.server),
+        esc(&x.observed),
+        esc(&x.healthy),
+        esc(&x.meaning)
+    );
+    if !x.values.is_empty() {
+        h.push_str("<table class=\"kv evidence\">");
+        for (k, v) in &x.values {
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
+        }
+        h.push_str("</table>\n");
+    }
+    if let Some(c) = &a.capture {
+        let _ = writeln!(
+            h,
+            "<p>Evidence capture: <code class=\"capture\">{}</code> (opens in Wireshark)</p>",
+            esc(c)
+        );
+    }
+    h.push_str("</section>\n");
 }
 
 pub fn render(r: &Report) -> String {
@@ -116,11 +151,12 @@ pub fn render(r: &Report) -> String {
     if r.alerts.is_empty() {
         h.push_str("<p>None: every session stayed healthy.</p>\n");
     } else {
-        h.push_str("<table id=\"alerts\"><tr><th>#</th><th>raised</th><th>cleared</th><th>severity</th><th>kind</th><th>session</th><th>flow</th><th>what</th><th>evidence</th></tr>\n");
+        h.push_str("<table id=\"alerts\"><tr><th>#</th><th>raised</th><th>cleared</th><th>severity</th><th>kind</th><th>session</th><th>flow</th><th>what</th></tr>\n");
         for a in &r.alerts {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}{}</td><td>{} &gt; {}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                "<tr><td><a href=\"#alert-{}\">{}</a></td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}{}</td><td>{} &gt; {}</td><td>{}</td></tr>",
+                a.id,
                 a.id,
                 a.raised_s,
                 a.cleared_s.map_or("active at the end".into(), |c| format!("{c:.1} s")),
@@ -132,10 +168,12 @@ pub fn render(r: &Report) -> String {
                 esc(&a.client),
                 esc(&a.server),
                 esc(&a.summary),
-                esc(&serde_json::to_string_pretty(&a.evidence).unwrap_or_default())
             );
         }
         h.push_str("</table>\n");
+        for a in &r.alerts {
+            explained(&mut h, a);
+        }
     }
     let _ = writeln!(
         h,

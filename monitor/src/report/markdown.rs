@@ -2,11 +2,29 @@
 
 use std::fmt::Write;
 
-use super::content::Report;
+use super::content::{AlertSummary, Report};
 use crate::format::duration;
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|")
+}
+
+/// One alert in plain sentences, with its evidence values named and its capture.
+fn explained(m: &mut String, a: &AlertSummary) {
+    let x = &a.explained;
+    let _ = writeln!(
+        m,
+        "### Alert #{}: {} ({}), {} > {}\n\n- **Observed:** {}\n- **A healthy flow:** {}\n- **What it means:** {}",
+        a.id, a.kind, a.severity, a.client, a.server, x.observed, x.healthy, x.meaning
+    );
+    if !x.values.is_empty() {
+        let values: Vec<String> = x.values.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let _ = writeln!(m, "- **Evidence:** {}", values.join("; "));
+    }
+    if let Some(c) = &a.capture {
+        let _ = writeln!(m, "- **Evidence capture:** `{c}`");
+    }
+    let _ = writeln!(m);
 }
 
 pub fn render(r: &Report) -> String {
@@ -58,6 +76,9 @@ pub fn render(r: &Report) -> String {
             );
         }
         let _ = writeln!(m);
+        for a in &r.alerts {
+            explained(&mut m, a);
+        }
     }
     let _ = writeln!(m, "## Worst flows\n\n| client | server | handshake | retransmits c>s / s>c | peak retx rate | resets (suspect) | history |\n|---|---|---|---|---|---|---|");
     for f in &r.worst {

@@ -1,8 +1,12 @@
 //! `monitor report FILE`: a recording turned into something a person reads: one
-//! self-contained HTML file (charts as inline SVG), or Markdown for a ticket.
+//! self-contained HTML file (charts as inline SVG), or Markdown for a ticket, or both in one
+//! archive with the recording and its evidence captures (`--bundle`).
 
+pub mod bundle;
 pub mod chart;
 pub mod content;
+pub mod evidence;
+pub mod explain;
 pub mod html;
 pub mod markdown;
 
@@ -17,6 +21,9 @@ use crate::{
 };
 
 pub fn run(args: ReportArgs) -> Result<()> {
+    if let Some(out) = &args.bundle {
+        return bundle::write(&args.file, out);
+    }
     let default_out = match args.format {
         ReportFormat::Html => Some(args.file.with_extension("html")),
         ReportFormat::Md => None,
