@@ -84,12 +84,63 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
             "{t}"
         );
     }
-    // The injected reset is marked as such.
-    let tls = transitions
-        .iter()
-        .find(|t| t["kind"] == "tls_stall")
-        .expect("a tls_stall alert");
-    assert_eq!(tls["evidence"]["suspect_injected"], true, "{tls}");
+    // The media verdicts name the cause: the hello answered in the relay's name is
+    // `intercepted`, the hello reset by the middlebox `rejected` (one alert: no `tls_stall`
+    // beside it); only the STUN session's checks fail.
+    let media = |host: &str| -> Vec<&Value> {
+        transitions
+            .iter()
+            .filter(|t| t["alert"] == "raised" && t["kind"] == "media_intercepted")
+            .filter(|t| {
+                t["session"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(&format!("{host}#")))
+            })
+            .copied()
+            .collect()
+    };
+    let host = |name: &str| {
+        SESSIONS
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.client_ip().to_string())
+            .unwrap_or_default()
+    };
+    let intercepted = media(&host("intercepted"));
+    assert!(
+        intercepted
+            .iter()
+            .any(|t| t["evidence"]["verdict"] == "intercepted"),
+        "{intercepted:?}"
+    );
+    let reset = media(&host("reset"));
+    assert!(
+        reset
+            .iter()
+            .any(|t| t["evidence"]["verdict"] == "rejected" && t["evidence"]["cause"] == "reset"),
+        "{reset:?}"
+    );
+    let reset_kinds = raised.get(&host("reset")).cloned().unwrap_or_default();
+    assert!(
+        !reset_kinds.iter().any(|k| k == "tls_stall"),
+        "{reset_kinds:?}"
+    );
+    for (h, kinds) in &raised {
+        if *h != host("ice") {
+            assert!(
+                !kinds.iter().any(|k| k == "ice_check_failure"),
+                "{h}: {kinds:?}"
+            );
+        }
+    }
+    // Every flow of the healthy sessions speaks genuine pseudo-TLS and MS-TURN.
+    let last = summaries.last().expect("a summary");
+    for f in last["flows"].as_array().into_iter().flatten() {
+        if f["server"].as_str().is_some_and(|s| s.ends_with(":50001")) {
+            assert_eq!(f["media"]["verdict"], "ok", "{f}");
+            assert_eq!(f["media"]["client_sent"], "pseudo_tls", "{f}");
+        }
+    }
 
     // The alerts log has the same transitions, one JSON line each.
     let logged = std::fs::read_to_string(&log).expect("alerts log");

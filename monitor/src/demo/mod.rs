@@ -116,8 +116,8 @@ pub const SESSIONS: [Session; 8] = [
         "reset",
         14,
         50004,
-        Some("tls_stall"),
-        "the middlebox resets both sides right after each ClientHello",
+        Some("media_intercepted"),
+        "the middlebox resets both sides right after each pseudo-TLS hello",
     ),
     inbound(
         "stalled",
@@ -139,7 +139,7 @@ pub const SESSIONS: [Session; 8] = [
         port: 443,
         outbound: true,
         speaks: Speaks::MsTurn,
-        expect: Some("reset"),
+        expect: Some("media_intercepted"),
         story: "the edge reaches a partner's relay after the faults begin; a decrypting \
                 firewall in the middlebox answers its pseudo-TLS hello in the relay's name \
                 (TLS ServerHello, cipher 0x002f, Certificate), then resets both sides",
@@ -151,8 +151,8 @@ pub const SESSIONS: [Session; 8] = [
         outbound: false,
         speaks: Speaks::IceTcp,
         // The dropped responses are a gap in the client's stream too (its ACKs run past
-        // them), which the edge sees as unacknowledged data.
-        expect: Some("stall"),
+        // them), which the edge also sees as a stall.
+        expect: Some("ice_check_failure"),
         story: "ICE checks over TCP (STUN Binding, RFC 4571) after the faults begin; the \
                 middlebox passes the client's first Binding response and drops the rest",
     },

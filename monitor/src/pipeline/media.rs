@@ -23,16 +23,56 @@ pub struct MediaVerdicts {
     tracker: MediaFlows,
 }
 
-/// The flow's reset for the verdict: the server side's when it sent one (what a device
-/// answering in the server's name sends), else the client side's.
+/// The flow's reset for the verdict, as the side that answered the hello with it: the
+/// server side's when it sent one (what a device answering in the server's name sends).
+/// A reset from the client side whose TTL, IP-ID or burst are not the client's
+/// (`suspect_injected_rsts`) was sent by a device in the path, not by the client: seen at
+/// the server (an edge), that is how a middlebox refusing the hello looks, so it counts as
+/// the answer too. A plain reset from the client is the client giving up.
 fn reset_of(st: &FlowStats) -> Option<Reset> {
-    [(S2C, Side::Server), (C2S, Side::Client)]
-        .into_iter()
-        .find(|(d, _)| st.dir[*d].rsts > 0)
-        .map(|(d, from)| Reset {
-            from,
-            time_ns: st.dir[d].last_rst_ns,
-        })
+    let (c, s) = (&st.dir[C2S], &st.dir[S2C]);
+    let (d, from) = if s.rsts > 0 {
+        (S2C, Side::Server)
+    } else if c.suspect_injected_rsts > 0 {
+        (C2S, Side::Server)
+    } else if c.rsts > 0 {
+        (C2S, Side::Client)
+    } else {
+        return None;
+    };
+    Some(Reset {
+        from,
+        time_ns: st.dir[d].last_rst_ns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_answers_the_hello_unless_the_client_itself_sent_it() {
+        let mut st = FlowStats::default();
+        assert_eq!(reset_of(&st), None);
+        st.dir[C2S].rsts = 1;
+        st.dir[C2S].last_rst_ns = 5;
+        assert_eq!(reset_of(&st).map(|r| r.from), Some(Side::Client));
+        st.dir[C2S].suspect_injected_rsts = 1;
+        assert_eq!(
+            reset_of(&st).map(|r| r.from),
+            Some(Side::Server),
+            "injected"
+        );
+        st.dir[S2C].rsts = 1;
+        st.dir[S2C].last_rst_ns = 7;
+        assert_eq!(
+            reset_of(&st),
+            Some(Reset {
+                from: Side::Server,
+                time_ns: 7
+            })
+        );
+    }
 }
 
 impl MediaVerdicts {
