@@ -46,35 +46,6 @@ fn reset_of(st: &FlowStats) -> Option<Reset> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reset_answers_the_hello_unless_the_client_itself_sent_it() {
-        let mut st = FlowStats::default();
-        assert_eq!(reset_of(&st), None);
-        st.dir[C2S].rsts = 1;
-        st.dir[C2S].last_rst_ns = 5;
-        assert_eq!(reset_of(&st).map(|r| r.from), Some(Side::Client));
-        st.dir[C2S].suspect_injected_rsts = 1;
-        assert_eq!(
-            reset_of(&st).map(|r| r.from),
-            Some(Side::Server),
-            "injected"
-        );
-        st.dir[S2C].rsts = 1;
-        st.dir[S2C].last_rst_ns = 7;
-        assert_eq!(
-            reset_of(&st),
-            Some(Reset {
-                from: Side::Server,
-                time_ns: 7
-            })
-        );
-    }
-}
-
 impl MediaVerdicts {
     /// `samples`: payload segments sampled per flow direction (`--media-samples`);
     /// `reply_timeout_ns` and `stun_timeout_ns`: the alert settings' waits.
@@ -129,5 +100,34 @@ impl MediaVerdicts {
     pub fn pending(&self) -> (usize, u64) {
         let s = self.tracker.stats();
         (s.pending, s.dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_answers_the_hello_unless_the_client_itself_sent_it() {
+        let mut st = FlowStats::default();
+        assert_eq!(reset_of(&st), None);
+        st.dir[C2S].rsts = 1;
+        st.dir[C2S].last_rst_ns = 5;
+        assert_eq!(reset_of(&st).map(|r| r.from), Some(Side::Client));
+        st.dir[C2S].suspect_injected_rsts = 1;
+        assert_eq!(
+            reset_of(&st).map(|r| r.from),
+            Some(Side::Server),
+            "injected"
+        );
+        st.dir[S2C].rsts = 1;
+        st.dir[S2C].last_rst_ns = 7;
+        assert_eq!(
+            reset_of(&st),
+            Some(Reset {
+                from: Side::Server,
+                time_ns: 7
+            })
+        );
     }
 }
