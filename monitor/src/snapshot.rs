@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub now_ns: u64,
     /// Active alerts (worst first), then recently cleared ones (newest first).
     pub alerts: Vec<Alert>,
+    /// Sessions with a flow in the table (the alert engine's count; 0 where none judged).
+    pub sessions: usize,
     /// Whether an alert engine judged this snapshot (live, demo), so "no alerts" means
     /// none rather than not looked at.
     pub judged: bool,
@@ -87,6 +89,7 @@ impl Snapshot {
             lost_flows,
             now_ns,
             alerts: Vec::new(),
+            sessions: 0,
             judged: false,
             spark: None,
             collect_ns: 0,

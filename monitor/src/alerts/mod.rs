@@ -175,6 +175,7 @@ impl AlertEngine {
             .collect();
         self.sparks.update(followed.into_iter(), &self.idle, window);
         drop(table);
+        snap.sessions = self.schedule.sessions();
         snap.alerts = self.alerts();
         snap.judged = true;
         snap.handshake_timeout_ns = ns(self.cfg.handshake_timeout_s);

@@ -12,7 +12,11 @@ use super::{
     flow::{FlowEntry, Judge, MediaNow, WorkingState},
     sessions::Sessions,
 };
-use crate::{footprint::buffer, model::FlowId, table::FlowTable};
+use crate::{
+    footprint::buffer,
+    model::{FlowId, SessionId},
+    table::FlowTable,
+};
 
 /// The engine's per-row lists, by row index of the flow table.
 #[derive(Default)]
@@ -31,6 +35,8 @@ pub(super) struct Schedule {
     alerted: Vec<u32>,
     /// The table generation judged last.
     generation: u64,
+    /// How many of the table's flows each session has (a session with none is not kept).
+    members: foldhash::HashMap<SessionId, u32>,
 }
 
 impl Schedule {
@@ -51,8 +57,7 @@ impl Schedule {
             let ch = table.changes();
             for (i, gone) in &ch.removed {
                 if self.entry_of(*i, &FlowId::of(gone)) {
-                    self.flows[*i as usize] = None;
-                    self.working[*i as usize] = WorkingState::default();
+                    self.drop_entry(*i);
                 }
             }
             let mut due = std::mem::take(&mut self.busy);
@@ -61,6 +66,12 @@ impl Schedule {
             due.extend(ch.media.iter().map(|(i, _)| *i));
             due
         } else {
+            // Another table: the state of rows it does not have goes.
+            for i in 0..self.flows.len() as u32 {
+                if table.row(i).is_none() {
+                    self.drop_entry(i);
+                }
+            }
             table.rows().map(|(i, _)| i).collect()
         };
         // And paused flows whose window's oldest counters leave it now (a flow judged
@@ -100,7 +111,10 @@ impl Schedule {
         fresh.sort_unstable();
         for (_, i) in fresh {
             if let Some(row) = table.row(i) {
-                self.flows[i as usize] = Some(FlowEntry::new(sessions, judge.cfg, &row.flow));
+                self.drop_entry(i);
+                let entry = FlowEntry::new(sessions, judge.cfg, &row.flow);
+                *self.members.entry(entry.session).or_default() += 1;
+                self.flows[i as usize] = Some(entry);
                 self.judge_row(table, i, media, judge, sessions);
             }
         }
@@ -132,6 +146,25 @@ impl Schedule {
         let (health, working) = judge.row(entry, i as usize, &row.flow, now, sessions);
         row.health = health;
         self.working[i as usize] = working;
+    }
+
+    /// Drops the engine's state at row `i` (its flow gone, or another flow's there).
+    fn drop_entry(&mut self, i: u32) {
+        let Some(e) = self.flows.get_mut(i as usize).and_then(Option::take) else {
+            return;
+        };
+        self.working[i as usize] = WorkingState::default();
+        if let Some(n) = self.members.get_mut(&e.session) {
+            *n -= 1;
+            if *n == 0 {
+                self.members.remove(&e.session);
+            }
+        }
+    }
+
+    /// Sessions with at least one flow in the table.
+    pub(super) fn sessions(&self) -> usize {
+        self.members.len()
     }
 
     /// Whether row `i` holds the engine's state of flow `id`.

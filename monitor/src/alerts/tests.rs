@@ -789,6 +789,18 @@ mod shortcut {
                     sparks(&full)
                 ));
             }
+            // The engine's count of sessions is what the flows' health says.
+            for sim in [&fast, &full] {
+                let named: std::collections::BTreeSet<_> =
+                    sim.health.iter().filter_map(|h| h.session).collect();
+                if sim.last.sessions != named.len() {
+                    return Err(format!(
+                        "tick {n}: {} sessions counted, {} named",
+                        sim.last.sessions,
+                        named.len()
+                    ));
+                }
+            }
             if said(&fast, &a) != said(&full, &b) || fast.health != full.health {
                 return Err(format!(
                     "tick {n}: skipping says {} / {:?}\njudging all says {} / {:?}",

@@ -4,20 +4,7 @@ use crate::{
     table::SharedTable,
 };
 use monitor_common::flow::{C2S, S2C};
-use proptest::prelude::*;
 
-proptest! {
-    /// Sessions in any order count as a set would.
-    #[test]
-    fn sessions_count_as_a_set_would(v in prop::collection::vec((0u8..4, 1u32..4), 0..40)) {
-        let ids: Vec<SessionId> = v
-            .iter()
-            .map(|&(h, n)| SessionId { remote: std::net::IpAddr::from([10, 0, 0, h]), n })
-            .collect();
-        let set: foldhash::HashSet<SessionId> = ids.iter().copied().collect();
-        prop_assert_eq!(distinct_sessions(ids.into_iter()), set.len());
-    }
-}
 use monitor_common::flow::{seen, FlowKey};
 
 /// The one flow's record at `now_s`, written into `table` as a tick would.

@@ -10,7 +10,7 @@ use monitor_common::flow::{seen, C2S, S2C};
 use crate::{
     format::{bytes, duration},
     media::verdict::{ClientSent, Media, Verdict},
-    model::{FlowHealth, FlowId, FlowRecord, Level, OrderKey},
+    model::{FlowHealth, FlowId, FlowRecord, Level},
     snapshot::Snapshot,
     table::FlowTable,
 };
@@ -143,9 +143,6 @@ impl<'a> Row<'a> {
         })
     }
 
-    fn order(&self) -> OrderKey {
-        OrderKey::of(self.flow)
-    }
 
     pub fn id(&self) -> FlowId {
         FlowId::of(self.flow)
@@ -381,16 +378,15 @@ pub fn visible<'a>(
     sort: Column,
     descending: bool,
 ) -> Vec<Row<'a>> {
-    let mut rows: Vec<(OrderKey, Row<'a>)> = matching(snap, table, filter, min_level)
-        .map(|r| (r.order(), r))
-        .collect();
-    rows.sort_by(|(ka, a), (kb, b)| {
+    let mut rows: Vec<Row<'a>> = matching(snap, table, filter, min_level).collect();
+    rows.sort_by(|a, b| {
         let o = a.compare(b, sort, snap);
         let o = if descending { o.reverse() } else { o };
-        // Ties keep the report order (client, server, first seen): stable on every tick.
-        o.then(ka.cmp(kb))
+        // Ties keep the rows' order in the table: a flow keeps its row while it lives, so
+        // the order is stable from tick to tick.
+        o.then(a.index.cmp(&b.index))
     });
-    rows.into_iter().map(|(_, r)| r).collect()
+    rows
 }
 
 /// The rows `filter` and `min_level` let through.
@@ -428,7 +424,7 @@ pub fn worst(snap: &Snapshot, table: &FlowTable) -> Option<FlowId> {
                     };
                     rate(a).total_cmp(&rate(b))
                 })
-                .then_with(|| b.order().cmp(&a.order()))
+                .then(b.index.cmp(&a.index))
         })
         .map(|r| r.id())
 }
