@@ -142,6 +142,17 @@ impl FlowTable {
         }
     }
 
+    /// Room for `n` flows, for a tick about to read that many: rows and indices grow once,
+    /// not by doubling (each doubling moves every row and rehashes every index entry).
+    /// Room not used is address space, not memory the monitor holds.
+    pub fn reserve(&mut self, n: usize) {
+        let more = n.saturating_sub(self.len());
+        self.rows.reserve(more.saturating_sub(self.free.len()));
+        let (rows, hasher) = (&self.rows, &self.hasher);
+        self.by_id.reserve(more, |&j| id_hash(hasher, rows, j));
+        self.live.reserve(more, |&j| key_hash(hasher, rows, j));
+    }
+
     /// Starts a tick: the change set from here on is this tick's.
     pub fn begin(&mut self) {
         let generation = self.changes.generation + 1;

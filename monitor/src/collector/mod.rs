@@ -243,6 +243,8 @@ impl Collector {
 
     /// Every record of the map into the table; the live rows not in it are gone.
     fn read_all(&mut self, t: &mut FlowTable) -> Result<()> {
+        // The map holds at most `max_flows`: room for them all up front.
+        t.reserve(self.max_flows as usize + t.closed_len());
         self.read_map(|r| t.put(r))?;
         t.drop_unread();
         self.synced = true;

@@ -143,7 +143,6 @@ impl<'a> Row<'a> {
         })
     }
 
-
     pub fn id(&self) -> FlowId {
         FlowId::of(self.flow)
     }

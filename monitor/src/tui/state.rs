@@ -89,9 +89,10 @@ impl UiState {
         &self.filter
     }
 
-    /// The rows to show, in order: sorted again only when the snapshot or the settings
-    /// changed since the last call.
-    pub fn rows<'a>(&mut self, snap: &Snapshot, table: &'a FlowTable) -> Vec<rows::Row<'a>> {
+    /// The table rows to show, in order: sorted again only when the table or the settings
+    /// changed since the last call. A key press and a redraw use this list of row
+    /// numbers, and build rows only for what they show.
+    pub fn order(&mut self, snap: &Snapshot, table: &FlowTable) -> &[u32] {
         let shown = Shown {
             generation: table.generation(),
             flows: table.len(),
@@ -101,24 +102,37 @@ impl UiState {
             min_level: self.min_level,
             filter: self.filter.clone(),
         };
-        if let Some((made_for, order)) = &self.order {
-            if *made_for == shown {
-                return order
-                    .iter()
-                    .filter_map(|&i| rows::Row::at(snap, table, i))
-                    .collect();
-            }
+        if self
+            .order
+            .as_ref()
+            .is_none_or(|(made_for, _)| *made_for != shown)
+        {
+            let rows = rows::visible(
+                snap,
+                table,
+                &self.filter,
+                self.min_level,
+                self.sort,
+                self.descending,
+            );
+            self.order = Some((shown, rows.iter().map(|r| r.index).collect()));
         }
-        let rows = rows::visible(
-            snap,
-            table,
-            &self.filter,
-            self.min_level,
-            self.sort,
-            self.descending,
-        );
-        self.order = Some((shown, rows.iter().map(|r| r.index).collect()));
-        rows
+        self.order.as_ref().map_or(&[], |(_, o)| &o[..])
+    }
+
+    /// The rows to show, in order (see [`UiState::order`]).
+    pub fn rows<'a>(&mut self, snap: &Snapshot, table: &'a FlowTable) -> Vec<rows::Row<'a>> {
+        self.order(snap, table)
+            .iter()
+            .filter_map(|&i| rows::Row::at(snap, table, i))
+            .collect()
+    }
+
+    /// The flow at `at` of the order.
+    fn id_at(&self, table: &FlowTable, at: usize) -> Option<FlowId> {
+        let (_, order) = self.order.as_ref()?;
+        let row = table.row(*order.get(at)?)?;
+        Some(FlowId::of(&row.flow))
     }
 
     /// A new snapshot: rates for the header, selection kept on its flow.
@@ -142,31 +156,30 @@ impl UiState {
 
     /// Puts the cursor on the selected flow's row, or selects the row under the cursor.
     fn sync_cursor(&mut self, snap: &Snapshot, table: &FlowTable) {
-        let rows = self.rows(snap, table);
-        if rows.is_empty() {
+        let selected = self.selected.and_then(|id| table.find(&id));
+        let order = self.order(snap, table);
+        let n = order.len();
+        if n == 0 {
             self.cursor = 0;
             return;
         }
-        match self
-            .selected
-            .and_then(|id| rows.iter().position(|r| r.id() == id))
-        {
+        match selected.and_then(|row| order.iter().position(|&i| i == row)) {
             Some(i) => self.cursor = i,
             None => {
-                self.cursor = self.cursor.min(rows.len() - 1);
-                self.selected = Some(rows[self.cursor].id());
+                self.cursor = self.cursor.min(n - 1);
+                self.selected = self.id_at(table, self.cursor);
             }
         }
     }
 
     fn move_cursor(&mut self, snap: &Snapshot, table: &FlowTable, delta: isize) {
-        let rows = self.rows(snap, table);
-        if rows.is_empty() {
+        let n = self.order(snap, table).len();
+        if n == 0 {
             return;
         }
-        let last = rows.len() as isize - 1;
+        let last = n as isize - 1;
         self.cursor = (self.cursor as isize + delta).clamp(0, last) as usize;
-        self.selected = Some(rows[self.cursor].id());
+        self.selected = self.id_at(table, self.cursor);
         self.follow = false;
     }
 

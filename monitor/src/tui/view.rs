@@ -146,9 +146,18 @@ fn draw_header(
 
 fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot, flows: &FlowTable) {
     let cols = Column::fitting(area.width.saturating_sub(2));
-    let rows = ui.rows(snap, flows);
     let height = area.height.saturating_sub(3) as usize;
     ui.scroll(height);
+    let (offset, cursor) = (ui.offset, ui.cursor);
+    let order = ui.order(snap, flows);
+    let shown = order.len();
+    let rows: Vec<(usize, Row)> = order
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(height)
+        .filter_map(|(k, &i)| Row::at(snap, flows, i).map(|r| (k, r)))
+        .collect();
     let header = TRow::new(cols.iter().map(|c| {
         let mark = if *c == ui.sort {
             if ui.descending {
@@ -164,14 +173,11 @@ fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot, flow
     .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
     let body: Vec<TRow> = rows
         .iter()
-        .enumerate()
-        .skip(ui.offset)
-        .take(height)
-        .map(|(i, r)| table_row(r, &cols, snap, i == ui.cursor))
+        .map(|(k, r)| table_row(r, &cols, snap, *k == cursor))
         .collect();
     let title = format!(
         "Flows {}/{}{}{}",
-        rows.len(),
+        shown,
         flows.len(),
         match ui.min_level {
             Some(Level::Critical) => "  [critical only]",
@@ -185,7 +191,7 @@ fn draw_table(f: &mut Frame, area: Rect, ui: &mut UiState, snap: &Snapshot, flow
         .header(header)
         .block(Block::new().borders(Borders::ALL).title(title));
     f.render_widget(table, area);
-    if rows.is_empty() {
+    if shown == 0 {
         let msg = if flows.is_empty() {
             "no TCP flows on the watched ports yet"
         } else {
