@@ -137,7 +137,7 @@ fn start_sort_filter_open_a_flow_and_quit() {
         s.contains("10.88.1.11:") && s.contains("Flows")
     });
     let s = t.wait("an alert", 30, |s| {
-        s.contains("CRIT!!") && s.contains("tls_stall")
+        s.contains("CRIT!!") && s.contains("media_intercepted")
     });
     assert!(s.contains("monitor if edge0"), "header: {s}");
 
@@ -177,8 +177,13 @@ fn start_sort_filter_open_a_flow_and_quit() {
     let s = t.wait("the flow detail", 5, |s| {
         s.contains("history") && s.contains("This flow's alerts")
     });
-    assert!(s.contains(":50004") && s.contains("tls_stall"), "{s}");
+    assert!(
+        s.contains(":50004") && s.contains("media_intercepted"),
+        "{s}"
+    );
     assert!(s.contains("resets"), "{s}");
+    // The media verdict, and what came back: the middlebox's reset, nothing else.
+    assert!(s.contains("media pTLS REJECTED"), "{s}");
 
     // Back, clear the filter, help, quit.
     t.keys(&["Escape"]);

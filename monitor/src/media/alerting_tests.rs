@@ -5,7 +5,6 @@ use super::{
     alert_config::MediaAlertConfig,
     alerting::*,
     pseudo_tls::tests as ptls,
-    stream::PayloadSample,
     stun::{tests::rfc5389, Counts, Side},
     tls::{
         self,
@@ -18,22 +17,7 @@ use super::{
 const MS: u64 = 1_000_000;
 const TIMEOUT: u64 = 3_000 * MS;
 
-fn segments(parts: &[(u64, Vec<u8>)]) -> Vec<PayloadSample> {
-    let mut seq = 1000u32;
-    parts
-        .iter()
-        .map(|(t, b)| {
-            let s = PayloadSample {
-                seq,
-                payload_len: b.len() as u32,
-                time_ns: *t,
-                bytes: b.clone(),
-            };
-            seq += b.len() as u32;
-            s
-        })
-        .collect()
-}
+use super::verdict_tests::segments;
 
 fn judged(client: &[u8], server: Option<&[u8]>, reset: Option<Reset>, now: u64) -> Media {
     let client = segments(&[(MS, client.to_vec())]);

@@ -12,7 +12,7 @@ const MS: u64 = 1_000_000;
 const TIMEOUT: u64 = 5_000 * MS;
 
 /// Whole segments, one after another from sequence 1000, at the given times.
-fn segments(parts: &[(u64, Vec<u8>)]) -> Vec<PayloadSample> {
+pub(super) fn segments(parts: &[(u64, Vec<u8>)]) -> Vec<PayloadSample> {
     let mut seq = 1000u32;
     parts
         .iter()
