@@ -323,3 +323,61 @@ fn record_capture(rec: &Path) {
         &rec.to_string_lossy(),
     ]));
 }
+
+/// The media verdicts reach the report: a replay of an intercepted pseudo-TLS exchange,
+/// recorded, gives a Media section naming the flow's verdict, in HTML and Markdown; a
+/// capture with no media flow has none.
+#[test]
+fn the_report_has_a_media_section_with_each_verdict() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/media/intercepted.pcap");
+    let rec = tmp("media.jsonl");
+    ok(&monitor(&[
+        "replay",
+        &cap.to_string_lossy(),
+        "--record",
+        &rec.to_string_lossy(),
+    ]));
+    let md = monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "--format",
+        "md",
+        "-o",
+        "-",
+    ]);
+    ok(&md);
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(md.contains("## Media"), "{md}");
+    assert!(
+        md.contains("Verdicts on the media flows' first bytes: 1 intercepted."),
+        "{md}"
+    );
+    assert!(
+        md.contains("| pseudo_tls | tls | intercepted | - |"),
+        "{md}"
+    );
+    let html = tmp("media.html");
+    ok(&monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "-o",
+        &html.to_string_lossy(),
+    ]));
+    let page = std::fs::read_to_string(&html).expect("report");
+    assert!(
+        page.contains("<table id=\"media\">") && page.contains("<td>intercepted</td>"),
+        "{page}"
+    );
+    let plain = tmp("plain.jsonl");
+    record_capture(&plain);
+    let md = monitor(&[
+        "report",
+        &plain.to_string_lossy(),
+        "--format",
+        "md",
+        "-o",
+        "-",
+    ]);
+    ok(&md);
+    assert!(!String::from_utf8_lossy(&md.stdout).contains("## Media"));
+}

@@ -37,6 +37,18 @@ pub struct FlowSummary {
     pub alerts: usize,
 }
 
+/// A media flow's verdict on its first bytes, as the recording's last line of it says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MediaFlow {
+    pub client: String,
+    pub server: String,
+    pub client_sent: String,
+    pub server_replied: String,
+    pub verdict: String,
+    /// `answered/requests` of its STUN checks, when it made some.
+    pub stun: Option<(u64, u64)>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct AlertSummary {
     pub id: u64,
@@ -76,6 +88,11 @@ pub struct Report {
     pub retx_rate: Vec<Series>,
     pub worst: Vec<FlowSummary>,
     pub alerts: Vec<AlertSummary>,
+    /// Flows whose first bytes said something (media verdict known), worst first: what
+    /// was not `ok`, then the rest (at most `WORST` of the `ok` ones).
+    pub media: Vec<MediaFlow>,
+    /// How many media flows had each verdict.
+    pub media_counts: BTreeMap<String, usize>,
 }
 
 /// Series drawn per chart: the busiest (or worst) few stay readable.
@@ -85,6 +102,24 @@ const WORST: usize = 10;
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
+}
+
+/// The flow's media verdict from its `media` object, if its first bytes said something.
+fn media_flow(client: &str, server: &str, m: &Value) -> Option<MediaFlow> {
+    let name = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+    let verdict = m["verdict"].as_str()?.to_string();
+    let stun = m["stun"]
+        .as_object()
+        .map(|s| (u(&s["responses"]), u(&s["requests"])))
+        .filter(|(_, n)| *n > 0);
+    Some(MediaFlow {
+        client: client.to_string(),
+        server: server.to_string(),
+        client_sent: name("client_sent"),
+        server_replied: name("server_replied"),
+        verdict,
+        stun,
+    })
 }
 
 impl Report {
@@ -104,10 +139,12 @@ impl Report {
             );
             *alerts_per_flow.entry(k).or_default() += 1;
         }
+        let mut media = Vec::new();
         for samples in rec.flows.values() {
             let Some(last) = samples.last() else { continue };
             let client = last["client"].as_str().unwrap_or_default().to_string();
             let server = last["server"].as_str().unwrap_or_default().to_string();
+            media.extend(media_flow(&client, &server, &last["media"]));
             let mut peak = 0.0f64;
             for (d, name) in [(0usize, "c2s"), (1, "s2c")] {
                 let label = format!("{client} > {server} {name}");
@@ -212,6 +249,13 @@ impl Report {
         for a in alerts.values_mut() {
             a.explained = explain(&a.kind, a.direction.as_deref(), &a.evidence);
         }
+        let mut media_counts: BTreeMap<String, usize> = BTreeMap::new();
+        for m in &media {
+            *media_counts.entry(m.verdict.clone()).or_default() += 1;
+        }
+        media.sort_by_key(|m| (m.verdict == "ok", m.client.clone(), m.server.clone()));
+        let bad = media.iter().filter(|m| m.verdict != "ok").count();
+        media.truncate(bad + WORST);
         let source = h["source"].as_str().unwrap_or_default().to_string();
         Report {
             title: match h["capture"].as_str() {
@@ -238,6 +282,8 @@ impl Report {
             flows: flow_count,
             sessions: sessions.len(),
             truncated_tail: rec.truncated_tail,
+            media,
+            media_counts,
             throughput: keep(throughput),
             retx_rate: keep(retx),
             worst: flows,

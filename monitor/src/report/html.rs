@@ -84,6 +84,35 @@ fn explained(h: &mut String, a: &AlertSummary) {
     h.push_str("</section>\n");
 }
 
+/// What the media flows' first bytes said: the verdicts counted, then the flows that were
+/// not `ok` (and a few that were).
+fn media_section(h: &mut String, r: &Report) {
+    if r.media.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Media</h2>\n<p>What each media flow's first bytes said (the pseudo-TLS hello of MS-TURN has one genuine answer; anything else came from a device in the path).</p>\n<p>");
+    let counts: Vec<String> = r
+        .media_counts
+        .iter()
+        .map(|(v, n)| format!("{} {}", n, esc(v)))
+        .collect();
+    h.push_str(&counts.join(", "));
+    h.push_str("</p>\n<table id=\"media\"><tr><th>client</th><th>server</th><th>client sent</th><th>server replied</th><th>verdict</th><th>STUN answered</th></tr>\n");
+    for m in &r.media {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&m.client),
+            esc(&m.server),
+            esc(&m.client_sent),
+            esc(&m.server_replied),
+            esc(&m.verdict),
+            m.stun.map_or("-".into(), |(a, n)| format!("{a}/{n}"))
+        );
+    }
+    h.push_str("</table>\n");
+}
+
 pub fn render(r: &Report) -> String {
     let mut h = String::new();
     let _ = writeln!(
@@ -147,7 +176,9 @@ pub fn render(r: &Report) -> String {
             esc(&f.history)
         );
     }
-    h.push_str("</table>\n<h2>Alerts</h2>\n");
+    h.push_str("</table>\n");
+    media_section(&mut h, r);
+    h.push_str("<h2>Alerts</h2>\n");
     if r.alerts.is_empty() {
         h.push_str("<p>None: every session stayed healthy.</p>\n");
     } else {

@@ -80,6 +80,27 @@ pub fn render(r: &Report) -> String {
             explained(&mut m, a);
         }
     }
+    if !r.media.is_empty() {
+        let counts: Vec<String> = r
+            .media_counts
+            .iter()
+            .map(|(v, n)| format!("{n} {v}"))
+            .collect();
+        let _ = writeln!(
+            m,
+            "## Media\n\nVerdicts on the media flows' first bytes: {}.\n\n| client | server | client sent | server replied | verdict | STUN answered |\n|---|---|---|---|---|---|",
+            counts.join(", ")
+        );
+        for f in &r.media {
+            let stun = f.stun.map_or("-".into(), |(a, n)| format!("{a}/{n}"));
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} | {} | {stun} |",
+                f.client, f.server, f.client_sent, f.server_replied, f.verdict
+            );
+        }
+        let _ = writeln!(m);
+    }
     let _ = writeln!(m, "## Worst flows\n\n| client | server | handshake | retransmits c>s / s>c | peak retx rate | resets (suspect) | history |\n|---|---|---|---|---|---|---|");
     for f in &r.worst {
         let _ = writeln!(
