@@ -121,6 +121,12 @@ impl HostFlows {
         }
     }
 
+    /// The record `key` is counted into now: right after [`HostFlows::packet`], its `last`
+    /// outcome is the analysis' verdict on that packet (the evidence captures' comments).
+    pub fn flow(&self, key: &FlowKey) -> Option<&FlowState> {
+        self.flows.get(key)
+    }
+
     /// The latest capture timestamp seen.
     pub fn last_ts(&self) -> u64 {
         self.last_ts
