@@ -43,6 +43,11 @@ struct Session {
 
 impl Session {
     fn frames(&self) -> Frames {
+        self.frames_every(100 * MS)
+    }
+
+    /// The frames, the server's data segments `every` ns apart.
+    fn frames_every(&self, every: u64) -> Frames {
         let c = TcpFrame::new(self.client, self.cport, self.server, self.sport);
         let s = TcpFrame::new(self.server, self.sport, self.client, self.cport);
         let (mut cseq, mut sseq) = (self.isn, self.isn.wrapping_mul(7) ^ 0x5a5a);
@@ -82,7 +87,7 @@ impl Session {
             let mut a = c.clone();
             (a.seq, a.ack) = (cseq, sseq);
             push(t + MS, a, true);
-            t += 100 * MS;
+            t += every;
         }
         match self.reset_ttl {
             Some(ttl) => {
@@ -404,4 +409,230 @@ fn each_alert_capture_holds_its_flow_and_shows_what_the_alert_is_about() {
     // Packets with nothing to say carry no comment: the plain ACKs of the data.
     let plain = tshark(&["-r", &f, "-Y", "!frame.comment"]);
     assert!(plain.lines().count() >= 6, "{f}: {plain}");
+}
+
+/// Raw IP (LINKTYPE_RAW, 101) instead of Ethernet: the captures keep the input's link type.
+fn write_raw_ip_capture(path: &Path, mut frames: Frames) {
+    frames.sort_by_key(|(t, _)| *t);
+    let raw: Vec<(u64, Vec<u8>)> = frames
+        .into_iter()
+        .map(|(t, f)| (t, f[14..].to_vec()))
+        .collect();
+    let records: Vec<(u64, &[u8], u32)> = raw
+        .iter()
+        .map(|(t, f)| (*t, f.as_slice(), f.len() as u32))
+        .collect();
+    let mut bytes = monitor_common::craft::pcap(&records);
+    bytes[20..24].copy_from_slice(&101u32.to_le_bytes());
+    std::fs::write(path, bytes).expect("write capture");
+}
+
+#[test]
+fn the_directory_limit_drops_files_cleared_first_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("lossy.pcap");
+    let ev = dir.path().join("ev");
+    let record = dir.path().join("run.jsonl");
+    // Four lossy sessions of about 0.6 MB of evidence each, one after the other (the first
+    // ones' alerts clear while the later ones run): 2.4 MB for a 1 MB directory.
+    let mut frames = Vec::new();
+    for i in 0..4u8 {
+        frames.extend(
+            Session {
+                client: ip([10, 88, 1, 20 + i]),
+                cport: 41000,
+                server: ip(SERVER),
+                sport: 50002,
+                isn: 1000 + u32::from(i),
+                t: T0 + u64::from(i) * 60_000 * MS,
+                segments: 1600,
+                lossy: Some(4),
+                reset_ttl: None,
+            }
+            .frames_every(20 * MS),
+        );
+    }
+    write_raw_ip_capture(&input, frames);
+    let (v, stderr) = run_replay(&[
+        &input.display().to_string(),
+        "--json",
+        "--evidence",
+        &ev.display().to_string(),
+        "--evidence-max-mb",
+        "1",
+        "--record",
+        &record.display().to_string(),
+    ]);
+    let total: u64 = std::fs::read_dir(&ev)
+        .expect("evidence dir")
+        .map(|e| e.expect("entry").metadata().expect("size").len())
+        .sum();
+    assert!(total <= 1024 * 1024, "{total} bytes in {}", ev.display());
+    // Every alert raised named a capture; those not in the directory were said dropped,
+    // cleared alerts' first, oldest first.
+    let rec: Vec<Value> = std::fs::read_to_string(&record)
+        .expect("recording")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &Value| l["type"] == "alert")
+        .collect();
+    let raised: Vec<&Value> = rec.iter().filter(|l| l["alert"] == "raised").collect();
+    assert!(raised.len() >= 4, "{rec:#?}");
+    let cleared = |id: &Value| {
+        rec.iter()
+            .any(|l| l["alert"] == "cleared" && &l["id"] == id)
+    };
+    let mut order: Vec<(bool, u64, String)> = raised
+        .iter()
+        .map(|l| {
+            let path = l["capture"].as_str().expect("capture").to_string();
+            (!cleared(&l["id"]), l["id"].as_u64().expect("id"), path)
+        })
+        .collect();
+    order.sort();
+    let dropped: Vec<&str> = stderr.lines().filter(|l| l.contains("dropped")).collect();
+    assert!(!dropped.is_empty(), "nothing dropped: {stderr}");
+    let missing: Vec<&String> = order
+        .iter()
+        .map(|o| &o.2)
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    assert_eq!(missing.len(), dropped.len(), "{stderr}");
+    for (line, path) in dropped.iter().zip(&missing) {
+        assert!(
+            line.contains(path.as_str()) && line.contains("--evidence-max-mb 1"),
+            "{line}"
+        );
+    }
+    // What goes first is what comes first in that order.
+    let firsts: Vec<&String> = order.iter().take(missing.len()).map(|o| &o.2).collect();
+    assert_eq!(missing, firsts, "{stderr}");
+    // The files kept are whole, of the input's link type, and the summary names only them.
+    let kept: Vec<&String> = order
+        .iter()
+        .map(|o| &o.2)
+        .filter(|p| Path::new(p).exists())
+        .collect();
+    assert!(!kept.is_empty(), "{stderr}");
+    for p in &kept {
+        let info = String::from_utf8_lossy(
+            &Command::new("capinfos")
+                .arg(p)
+                .output()
+                .expect("capinfos")
+                .stdout,
+        )
+        .into_owned();
+        assert!(info.contains("Raw IP"), "{p}: {info}");
+        assert!(!tshark(&["-r", p]).is_empty(), "{p}");
+    }
+    for a in v["alerts"].as_array().expect("alerts") {
+        if let Some(p) = a["capture"].as_str() {
+            assert!(
+                Path::new(p).exists(),
+                "the summary names a dropped file: {a}"
+            );
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&ev)
+        .expect("evidence dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            !e.file_name().to_string_lossy().ends_with(".pcapng")
+                || e.file_name().to_string_lossy().starts_with('.')
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// Each bad `--evidence` is one error line, one hint line, exit 2, before anything is read
+/// or written: no summary on stdout, no directory made.
+#[test]
+fn bad_evidence_directories_are_refused_before_anything_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.pcap");
+    write_capture(
+        &input,
+        Session {
+            client: ip(CLIENT),
+            cport: 40002,
+            server: ip(SERVER),
+            sport: 50002,
+            isn: 1,
+            t: T0,
+            segments: 3,
+            lossy: None,
+            reset_ttl: None,
+        }
+        .frames(),
+    );
+    let a_file = dir.path().join("plain-file");
+    std::fs::write(&a_file, b"x").expect("write");
+    let ev = dir.path().join("ev");
+    std::fs::create_dir(&ev).expect("ev");
+    let inside = ev.join("1-reset-10.0.0.1_1-10.0.0.2_2.pcapng");
+    std::fs::copy(&input, &inside).expect("copy");
+    let missing_parent = dir.path().join("no/such/dir");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                input.display().to_string(),
+                "--evidence".into(),
+                a_file.display().to_string(),
+            ],
+            "is not a directory",
+        ),
+        (
+            vec![
+                input.display().to_string(),
+                "--evidence".into(),
+                "/proc/1".into(),
+            ],
+            "cannot be written",
+        ),
+        (
+            vec![
+                input.display().to_string(),
+                "--evidence".into(),
+                missing_parent.display().to_string(),
+            ],
+            "nor does its parent",
+        ),
+        (
+            vec![
+                inside.display().to_string(),
+                "--evidence".into(),
+                ev.display().to_string(),
+            ],
+            "could be overwritten",
+        ),
+        (
+            vec!["-".into(), "--evidence".into(), ev.display().to_string()],
+            "standard input",
+        ),
+    ];
+    for (args, why) in cases {
+        let out = Command::new(common::MONITOR)
+            .arg("replay")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {err}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(why),
+            "{args:?}: {err}"
+        );
+        assert!(lines[1].starts_with("hint: "), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!missing_parent.exists());
+    assert_eq!(
+        std::fs::read_dir(&ev).expect("ev").count(),
+        1,
+        "only the input is in ev"
+    );
 }
