@@ -409,6 +409,54 @@ fn each_alert_capture_holds_its_flow_and_shows_what_the_alert_is_about() {
     // Packets with nothing to say carry no comment: the plain ACKs of the data.
     let plain = tshark(&["-r", &f, "-Y", "!frame.comment"]);
     assert!(plain.lines().count() >= 6, "{f}: {plain}");
+
+    // Cut to a snap length of 64, frames keep their length on the wire, so tshark's
+    // analysis finds the same retransmissions in the headers alone.
+    let ev64 = dir.path().join("ev64");
+    run_replay(&[
+        &input.display().to_string(),
+        "--json",
+        "--evidence",
+        &ev64.display().to_string(),
+        "--evidence-snaplen",
+        "64",
+    ]);
+    let name = capture_of(retx, &ev).file_name().expect("name").to_owned();
+    let f64 = ev64.join(name).display().to_string();
+    let full = capture_of(retx, &ev).display().to_string();
+    let sizes = |f: &str| {
+        lines(&tshark(&[
+            "-r",
+            f,
+            "-T",
+            "fields",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.cap_len",
+        ]))
+    };
+    let (cut, whole) = (sizes(&f64), sizes(&full));
+    assert_eq!(cut.len(), whole.len());
+    for (c, w) in cut.iter().zip(&whole) {
+        let len: u32 = w
+            .split('\t')
+            .next()
+            .and_then(|l| l.parse().ok())
+            .expect("len");
+        assert_eq!(c, &format!("{len}\t{}", len.min(64)), "{f64}");
+    }
+    let flagged64 = lines(&tshark(&[
+        "-r",
+        &f64,
+        "-Y",
+        "tcp.analysis.retransmission",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ]));
+    assert_eq!(flagged64, flagged, "{f64}");
 }
 
 /// Raw IP (LINKTYPE_RAW, 101) instead of Ethernet: the captures keep the input's link type.
