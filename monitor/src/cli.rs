@@ -113,7 +113,7 @@ pub struct EvidenceArgs {
           value_parser = clap::value_parser!(u64).range(1..=MAX_RECORD_MB))]
     pub evidence_max_mb: Option<u64>,
     /// Bytes kept of each frame (64 to 262144); the original length is kept.
-    #[arg(long, value_name = "N", default_value_t = crate::evidence::DEFAULT_SNAPLEN,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EVIDENCE_SNAPLEN,
           requires = "evidence", allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(64..=262_144))]
     pub evidence_snaplen: u32,
@@ -235,6 +235,9 @@ pub const MAX_TOP_FLOWS: i64 = 1000;
 pub const DEFAULT_MEDIA_SAMPLES: u8 = monitor_common::sample::DEFAULT_SAMPLES as u8;
 /// The largest `--media-samples`: each sample is a 320-byte ring entry.
 pub const MAX_MEDIA_SAMPLES: i64 = monitor_common::sample::MAX_SAMPLES as i64;
+/// `--evidence-snaplen`'s default: the headers and the first payload bytes (a TLS record
+/// header and handshake type).
+pub const DEFAULT_EVIDENCE_SNAPLEN: u32 = 256;
 /// The largest `--record-max-mb` (1 TiB): bytes of it must fit a `u64` with room to spare.
 pub const MAX_RECORD_MB: u64 = 1 << 20;
 

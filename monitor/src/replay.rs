@@ -14,7 +14,7 @@ use crate::{
     alerts::{AlertConfig, AlertEngine},
     capture::{self, CaptureError, Frames, Link, Reader},
     error::usage,
-    evidence::{self, verdict, Files, Plan, Planned, Settings},
+    evidence::{self, verdict, CaptureFiles, CapturePlan, EvidenceSettings, PlannedCapture},
     host::HostFlows,
     model::FlowId,
     output,
@@ -279,10 +279,10 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
     };
     let mut source = source(&args)?;
     let mut pipeline = Pipeline::new(AlertEngine::new(cfg.clone()));
-    let plan = evidence.as_ref().map(|e| Plan::new(&e.dir));
+    let plan = evidence.as_ref().map(|e| CapturePlan::new(&e.dir));
     if let (Some(settings), Some(plan)) = (evidence, &plan) {
         evidence::prepare(&settings.dir)?;
-        pipeline = pipeline.with(outputs::Evidence::new(
+        pipeline = pipeline.with(outputs::EvidenceCaptures::new(
             plan.clone(),
             evidence_writer(&args, ports.clone(), settings),
         ));
@@ -329,7 +329,7 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
 
 /// `--evidence` and its limits, refused for standard input: the captures are made from a
 /// second read of the capture once the run ended.
-fn evidence_settings(args: &crate::cli::ReplayArgs) -> Result<Option<Settings>> {
+fn evidence_settings(args: &crate::cli::ReplayArgs) -> Result<Option<EvidenceSettings>> {
     let e = &args.evidence;
     let Some(dir) = &e.evidence else {
         return Ok(None);
@@ -340,7 +340,7 @@ fn evidence_settings(args: &crate::cli::ReplayArgs) -> Result<Option<Settings>> 
             "write the capture to a file first (tcpdump -w FILE), then replay FILE",
         ));
     }
-    Ok(Some(Settings {
+    Ok(Some(EvidenceSettings {
         dir: dir.clone(),
         max_bytes: e.evidence_max_mb.map(|mb| mb * 1024 * 1024),
         snaplen: e.evidence_snaplen,
@@ -353,16 +353,16 @@ fn evidence_settings(args: &crate::cli::ReplayArgs) -> Result<Option<Settings>> 
 fn evidence_writer(
     args: &crate::cli::ReplayArgs,
     ports: PortSet,
-    settings: Settings,
+    settings: EvidenceSettings,
 ) -> outputs::EvidenceWriter {
     let file = args.file.clone();
     let record = args.record.record.clone();
-    Box::new(move |plans: Vec<Planned>, last: Option<&Snapshot>| {
+    Box::new(move |plans: Vec<PlannedCapture>, last: Option<&Snapshot>| {
         let name = file
             .file_name()
             .map_or_else(|| shown(&file), |n| n.to_string_lossy().into_owned());
         let dir = settings.dir.clone();
-        let mut files = Files::create(settings, plans, last, &name)
+        let mut files = CaptureFiles::create(settings, plans, last, &name)
             .map_err(|e| format!("evidence captures in {}: {e}", dir.display()))?;
         let reader = Reader::open(&file)
             .map_err(|e| format!("evidence: cannot read capture {} again: {e}", shown(&file)))?;

@@ -14,7 +14,7 @@ use std::{
 
 use tempfile::NamedTempFile;
 
-use super::{pcapng, Planned, Settings};
+use super::{pcapng, EvidenceSettings, PlannedCapture};
 use crate::{capture::Record, model::FlowId, output, snapshot::Snapshot};
 
 /// Frames one capture holds at most: about 100,000 x (snap length + 32 bytes of header +
@@ -23,7 +23,7 @@ use crate::{capture::Record, model::FlowId, output, snapshot::Snapshot};
 pub const MAX_FILE_PACKETS: u64 = 100_000;
 
 struct Target {
-    planned: Planned,
+    planned: PlannedCapture,
     /// `None` once the file was dropped (the limit) or could not be written.
     out: Option<BufWriter<NamedTempFile>>,
     /// Link types of the interfaces written so far: a frame's interface id is its index.
@@ -35,8 +35,8 @@ struct Target {
 }
 
 /// The captures being written for a run's alerts.
-pub struct Files {
-    settings: Settings,
+pub struct CaptureFiles {
+    settings: EvidenceSettings,
     interface: String,
     targets: Vec<Target>,
     by_flow: HashMap<FlowId, Vec<usize>>,
@@ -66,7 +66,7 @@ fn seconds(ns: u64) -> String {
 }
 
 /// The section header's comment: the alert, its flow, and what the file holds of it.
-fn summary(p: &Planned, host: &str, interface: &str, flow_packets: Option<u64>) -> String {
+fn summary(p: &PlannedCapture, host: &str, interface: &str, flow_packets: Option<u64>) -> String {
     let cleared = p
         .cleared_ns
         .map_or(", still active at the end".to_string(), |c| {
@@ -93,12 +93,12 @@ fn summary(p: &Planned, host: &str, interface: &str, flow_packets: Option<u64>) 
     )
 }
 
-impl Files {
+impl CaptureFiles {
     /// Starts a capture for each of `plans` (the flow sizes from `last`, the run's last
     /// tick); `interface` names where the frames were seen (the capture file in replay).
     pub fn create(
-        settings: Settings,
-        plans: Vec<Planned>,
+        settings: EvidenceSettings,
+        plans: Vec<PlannedCapture>,
         last: Option<&Snapshot>,
         interface: &str,
     ) -> std::io::Result<Self> {

@@ -1,8 +1,12 @@
 //! `--evidence DIR`: for every alert raised, a pcapng file of its worst flow's packets, each
 //! annotated with the monitor's verdict on it, for a vendor's support to open in Wireshark.
-//! The file's path is decided when the alert is raised ([`Plan`]), so the transition lines
-//! can name it at once; the file itself is written by the source's writer ([`Files`], fed
-//! by `replay.rs` from a second read of the capture at the end of the run).
+//! The file's path is decided when the alert is raised ([`CapturePlan`]), so the transition
+//! lines can name it at once; the file itself is written by the source's writer
+//! ([`CaptureFiles`], fed by `replay.rs` from a second read of the capture at the end).
+//!
+//! Live and demo are not wired yet: they would need the kernel-side recorder the issue
+//! describes (a ring of the recent watched packets' headers, sized by `--evidence-ring-mb`)
+//! feeding [`CaptureFiles::frame`] as the packets come, instead of a second read.
 
 mod files;
 pub mod pcapng;
@@ -16,7 +20,7 @@ use std::{
 };
 
 use anyhow::Result;
-pub use files::{Files, MAX_FILE_PACKETS};
+pub use files::{CaptureFiles, MAX_FILE_PACKETS};
 
 use crate::{
     alerts::{Change, Transition},
@@ -24,13 +28,9 @@ use crate::{
     model::{Alert, FlowId},
 };
 
-/// `--evidence-snaplen`'s default: headers and the first payload bytes (a TLS record header
-/// and handshake type), as the issue asks.
-pub const DEFAULT_SNAPLEN: u32 = 256;
-
 /// What `--evidence` and its limits asked for.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub struct EvidenceSettings {
     pub dir: PathBuf,
     /// `--evidence-max-mb` in bytes (`None`: no limit but the per-file one).
     pub max_bytes: Option<u64>,
@@ -39,7 +39,7 @@ pub struct Settings {
 
 /// One alert's capture, as decided when the alert was raised.
 #[derive(Clone, Debug)]
-pub struct Planned {
+pub struct PlannedCapture {
     pub id: u64,
     pub kind: &'static str,
     pub severity: &'static str,
@@ -59,12 +59,12 @@ pub struct Planned {
 /// The captures of a run's alerts, by alert id: shared by the outputs that name them (the
 /// recording, the final summary) and the one that writes them.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub struct CapturePlan {
     dir: PathBuf,
-    alerts: Arc<Mutex<HashMap<u64, Planned>>>,
+    alerts: Arc<Mutex<HashMap<u64, PlannedCapture>>>,
 }
 
-impl Plan {
+impl CapturePlan {
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_path_buf(),
@@ -72,7 +72,7 @@ impl Plan {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Planned>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, PlannedCapture>> {
         // A panic elsewhere while it was held leaves a map that is still whole.
         self.alerts.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -86,7 +86,7 @@ impl Plan {
             match t.change {
                 Change::Raised => {
                     let Some(flow) = a.worst else { continue };
-                    alerts.entry(a.id).or_insert_with(|| Planned {
+                    alerts.entry(a.id).or_insert_with(|| PlannedCapture {
                         id: a.id,
                         kind: a.kind.name(),
                         severity: a.severity.name(),
@@ -158,8 +158,8 @@ impl Plan {
     }
 
     /// Every alert's capture, in alert order.
-    pub fn entries(&self) -> Vec<Planned> {
-        let mut v: Vec<Planned> = self.lock().values().cloned().collect();
+    pub fn entries(&self) -> Vec<PlannedCapture> {
+        let mut v: Vec<PlannedCapture> = self.lock().values().cloned().collect();
         v.sort_by_key(|p| p.id);
         v
     }

@@ -13,7 +13,7 @@ use monitor_common::event::Event;
 use super::Output;
 use crate::{
     alerts::Transition,
-    evidence::{Plan, Planned},
+    evidence::{CapturePlan, PlannedCapture},
     model::FlowId,
     output::{self, json, metrics::Metrics, text},
     record::writer::Recorder,
@@ -79,7 +79,7 @@ impl Output for Headless {
 pub struct FinalReport {
     pub format: SummaryFormat,
     /// With `--evidence`: each alert of the JSON summary names its capture, once written.
-    pub captures: Option<Plan>,
+    pub captures: Option<CapturePlan>,
 }
 
 impl Output for FinalReport {
@@ -114,19 +114,19 @@ impl Output for FinalReport {
 /// flow's frames again (replay: a second read of the capture). `Err` says why the run
 /// must exit 1.
 pub type EvidenceWriter =
-    Box<dyn FnOnce(Vec<Planned>, Option<&Snapshot>) -> Result<Vec<u64>, String> + Send>;
+    Box<dyn FnOnce(Vec<PlannedCapture>, Option<&Snapshot>) -> Result<Vec<u64>, String> + Send>;
 
 /// `--evidence DIR`: names each raised alert's capture in `plan` (the recording and the
 /// final summary show it), and once the run ended without an error has the files written.
 /// Added before the outputs that show the names, so that they are noted first.
-pub struct Evidence {
-    plan: Plan,
+pub struct EvidenceCaptures {
+    plan: CapturePlan,
     write: Option<EvidenceWriter>,
     lost: Option<String>,
 }
 
-impl Evidence {
-    pub fn new(plan: Plan, write: EvidenceWriter) -> Self {
+impl EvidenceCaptures {
+    pub fn new(plan: CapturePlan, write: EvidenceWriter) -> Self {
         Self {
             plan,
             write: Some(write),
@@ -135,7 +135,7 @@ impl Evidence {
     }
 }
 
-impl Output for Evidence {
+impl Output for EvidenceCaptures {
     fn tick(&mut self, _: &Arc<Snapshot>, transitions: &[Transition], _: &[Event]) -> Result<bool> {
         self.plan.note(transitions);
         Ok(true)
@@ -255,7 +255,7 @@ pub struct RecordFile {
     recorder: Option<Recorder>,
     lost: Option<String>,
     /// With `--evidence`: each alert line names its capture.
-    captures: Option<Plan>,
+    captures: Option<CapturePlan>,
 }
 
 impl RecordFile {
@@ -268,7 +268,7 @@ impl RecordFile {
     }
 
     /// The same output, its alert lines naming the captures `plan` decides.
-    pub fn with_captures(mut self, plan: Plan) -> Self {
+    pub fn with_captures(mut self, plan: CapturePlan) -> Self {
         self.captures = Some(plan);
         self
     }
