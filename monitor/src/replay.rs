@@ -344,6 +344,7 @@ fn evidence_settings(args: &crate::cli::ReplayArgs) -> Result<Option<EvidenceSet
         dir: dir.clone(),
         max_bytes: e.evidence_max_mb.map(|mb| mb * 1024 * 1024),
         snaplen: e.evidence_snaplen,
+        max_file_packets: evidence::MAX_FILE_PACKETS,
     }))
 }
 

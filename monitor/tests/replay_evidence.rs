@@ -169,7 +169,8 @@ fn capture_of(alert: &Value, dir: &Path) -> PathBuf {
 }
 
 /// The input's frames of `client`-`server` (both directions) from the one at `first_ns`
-/// up to, not including, the next connection's SYN: as tshark reads them (time, length).
+/// up to, not including, the next connection's SYN (another ISN): as tshark reads them
+/// (time, length).
 fn flow_in_input(input: &Path, client: &str, server: &str, first_ns: u64) -> Vec<String> {
     let (c, s): (std::net::SocketAddr, std::net::SocketAddr) = (
         client.parse().expect("client"),
@@ -197,6 +198,8 @@ fn flow_in_input(input: &Path, client: &str, server: &str, first_ns: u64) -> Vec
         "tcp.flags.syn",
         "-e",
         "tcp.flags.ack",
+        "-e",
+        "tcp.seq_raw",
     ]);
     let first = format!(
         "{}.{:09}",
@@ -213,7 +216,8 @@ fn flow_in_input(input: &Path, client: &str, server: &str, first_ns: u64) -> Vec
         .unwrap_or_else(|| panic!("no input frame at {first}: {out}"));
     let mut kept = vec![format!("{}\t{}", rows[start][0], rows[start][1])];
     for r in &rows[start + 1..] {
-        if r[2] == "1" && r[3] == "0" {
+        // A SYN with another ISN starts the next connection (a resent SYN does not).
+        if r[2] == "1" && r[3] == "0" && r[4] != rows[start][4] {
             break;
         }
         kept.push(format!("{}\t{}", r[0], r[1]));
@@ -271,6 +275,16 @@ fn each_alert_capture_holds_its_flow_and_shows_what_the_alert_is_about() {
         }
         .frames(),
     );
+    // A scan: 15 clients whose SYNs (each sent three times) are never answered, rolled up
+    // into one alert about the server; its capture is its worst flow's.
+    for i in 0..15u8 {
+        let mut syn = TcpFrame::new(ip([10, 77, 0, i]), 45000, server, 50009).flags(SYN);
+        syn.seq = 31 * u32::from(i) + 1;
+        for resend in [0, 1000, 3000] {
+            let t = T0 + 5000 * MS + u64::from(i) * 10 * MS + resend * MS;
+            frames.push((t, syn.ethernet()));
+        }
+    }
     write_capture(&input, frames);
 
     let (v, stderr) = run_replay(&[
@@ -289,11 +303,19 @@ fn each_alert_capture_holds_its_flow_and_shows_what_the_alert_is_about() {
             .unwrap_or_else(|| panic!("no {kind} alert in {alerts:#?}"))
     };
     let (retx, reset) = (find("retransmit_rate"), find("reset"));
+    let rollup = alerts
+        .iter()
+        .find(|a| {
+            a["session"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("rollup:"))
+        })
+        .unwrap_or_else(|| panic!("no roll-up alert in {alerts:#?}"));
     assert!(stderr.contains("evidence capture(s) written"), "{stderr}");
 
     // The recording's alert lines name the same files, from the line that raised them.
     let rec = std::fs::read_to_string(&record).expect("recording");
-    for a in [retx, reset] {
+    for a in [retx, reset, rollup] {
         let raised = rec
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -302,7 +324,7 @@ fn each_alert_capture_holds_its_flow_and_shows_what_the_alert_is_about() {
         assert_eq!(raised["capture"], a["capture"], "{raised}");
     }
 
-    for a in [retx, reset] {
+    for a in [retx, reset, rollup] {
         let file = capture_of(a, &ev);
         let f = file.display().to_string();
         // The flow is the one the alert's flow entry names (its connection of the tuple).
@@ -311,9 +333,11 @@ fn each_alert_capture_holds_its_flow_and_shows_what_the_alert_is_about() {
             .expect("flows")
             .iter()
             .find(|fl| {
-                fl["alerts"]
-                    .as_array()
-                    .is_some_and(|l| l.iter().any(|x| x["id"] == a["id"]))
+                fl["client"] == a["client"]
+                    && fl["server"] == a["server"]
+                    && fl["alerts"]
+                        .as_array()
+                        .is_some_and(|l| l.iter().any(|x| x["id"] == a["id"]))
             })
             .unwrap_or_else(|| panic!("no flow for {a}"));
         let first = flow["first_seen_ns"].as_u64().expect("first seen");
@@ -334,8 +358,14 @@ fn each_alert_capture_holds_its_flow_and_shows_what_the_alert_is_about() {
             "frame.len",
         ]));
         assert_eq!(got, want, "{f} holds other frames than its flow's");
-        let syns = tshark(&["-r", &f, "-Y", "tcp.flags.syn==1 && tcp.flags.ack==0"]);
-        assert_eq!(syns.lines().count(), 1, "{f}: the flow's SYN: {syns}");
+        // Its handshake came first: the file starts at the flow's SYN.
+        let syn = tshark(&[
+            "-r",
+            &f,
+            "-Y",
+            "frame.number==1 && tcp.flags.syn==1 && tcp.flags.ack==0",
+        ]);
+        assert_eq!(syn.lines().count(), 1, "{f}: the flow's SYN first: {syn}");
         let info = String::from_utf8_lossy(
             &Command::new("capinfos")
                 .arg(&f)

@@ -30,7 +30,7 @@ struct Target {
     links: Vec<u32>,
     bytes: u64,
     packets: u64,
-    /// Frames of the flow left out by [`MAX_FILE_PACKETS`].
+    /// Frames of the flow left out by the per-file limit.
     cut: u64,
 }
 
@@ -66,15 +66,21 @@ fn seconds(ns: u64) -> String {
 }
 
 /// The section header's comment: the alert, its flow, and what the file holds of it.
-fn summary(p: &PlannedCapture, host: &str, interface: &str, flow_packets: Option<u64>) -> String {
+fn summary(
+    p: &PlannedCapture,
+    host: &str,
+    interface: &str,
+    flow_packets: Option<u64>,
+    max: u64,
+) -> String {
     let cleared = p
         .cleared_ns
         .map_or(", still active at the end".to_string(), |c| {
             format!(", cleared at {} s", seconds(c))
         });
     let held = match flow_packets {
-        Some(n) if n > MAX_FILE_PACKETS => {
-            format!("the first {MAX_FILE_PACKETS} of the flow's {n} packets (the per-file limit)")
+        Some(n) if n > max => {
+            format!("the first {max} of the flow's {n} packets (the per-file limit)")
         }
         Some(n) => format!("the flow's {n} packets"),
         None => "the flow's packets".to_string(),
@@ -103,6 +109,7 @@ impl CaptureFiles {
         interface: &str,
     ) -> std::io::Result<Self> {
         let (host, os, application) = origin();
+        let max = settings.max_file_packets;
         let sizes: HashMap<FlowId, u64> = last
             .map(|s| {
                 s.flows
@@ -123,7 +130,8 @@ impl CaptureFiles {
             failed: None,
         };
         for p in plans {
-            let comment = summary(&p, &host, interface, sizes.get(&p.flow).copied());
+            let size = sizes.get(&p.flow).copied();
+            let comment = summary(&p, &host, interface, size, max);
             let header = pcapng::section_header(
                 &comment,
                 &pcapng::Origin {
@@ -164,7 +172,7 @@ impl CaptureFiles {
             if t.out.is_none() {
                 continue;
             }
-            if t.packets >= MAX_FILE_PACKETS {
+            if t.packets >= self.settings.max_file_packets {
                 t.cut += 1;
                 continue;
             }
@@ -212,6 +220,7 @@ impl CaptureFiles {
             ));
             t.out = None;
             self.total -= t.bytes;
+            t.bytes = 0;
             return false;
         }
         t.bytes += n;
@@ -288,9 +297,9 @@ impl CaptureFiles {
             }
             if t.cut > 0 {
                 output::status(&format!(
-                    "monitor: evidence capture {shown} holds the first {MAX_FILE_PACKETS} \
+                    "monitor: evidence capture {shown} holds the first {} \
                      packets of its flow (the per-file limit); {} later ones are not in it",
-                    t.cut
+                    t.packets, t.cut
                 ));
             }
         }
@@ -300,3 +309,7 @@ impl CaptureFiles {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "files_tests.rs"]
+mod tests;

@@ -35,6 +35,8 @@ pub struct EvidenceSettings {
     /// `--evidence-max-mb` in bytes (`None`: no limit but the per-file one).
     pub max_bytes: Option<u64>,
     pub snaplen: u32,
+    /// Frames one file holds at most: [`MAX_FILE_PACKETS`] (smaller only in tests).
+    pub max_file_packets: u64,
 }
 
 /// One alert's capture, as decided when the alert was raised.
