@@ -281,7 +281,6 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
     let mut pipeline = Pipeline::new(AlertEngine::new(cfg.clone()));
     let plan = evidence.as_ref().map(|e| CapturePlan::new(&e.dir));
     if let (Some(settings), Some(plan)) = (evidence, &plan) {
-        evidence::prepare(&settings.dir)?;
         pipeline = pipeline.with(outputs::EvidenceCaptures::new(
             plan.clone(),
             evidence_writer(&args, ports.clone(), settings),

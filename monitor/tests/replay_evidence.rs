@@ -708,6 +708,30 @@ fn bad_evidence_directories_are_refused_before_anything_is_read() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
     assert!(!missing_parent.exists());
+    // A capture found damaged while it is read: exit 2, and the new DIR is not made.
+    let damaged = dir.path().join("damaged.pcap");
+    let mut bytes = std::fs::read(&input).expect("read");
+    // A record header claiming 1 GB: refused as damaged, not waited for as a cut.
+    bytes.extend_from_slice(&[0; 8]);
+    bytes.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    bytes.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    bytes.extend_from_slice(&[0; 64]);
+    std::fs::write(&damaged, bytes).expect("write");
+    let fresh = dir.path().join("fresh");
+    let out = Command::new(common::MONITOR)
+        .arg("replay")
+        .arg(&damaged)
+        .arg("--evidence")
+        .arg(&fresh)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!fresh.exists(), "a failed run made --evidence's directory");
     assert_eq!(
         std::fs::read_dir(&ev).expect("ev").count(),
         1,

@@ -108,6 +108,8 @@ impl CaptureFiles {
         last: Option<&Snapshot>,
         interface: &str,
     ) -> std::io::Result<Self> {
+        // Made only now, when there is something to write: a run that failed made none.
+        std::fs::create_dir_all(&settings.dir)?;
         let (host, os, application) = origin();
         let max = settings.max_file_packets;
         let sizes: HashMap<FlowId, u64> = last

@@ -209,7 +209,8 @@ fn evidence_like(name: &str) -> bool {
 
 /// Refuses, before anything is read, a DIR that is not a directory or cannot be written,
 /// and any input or other output inside DIR under a name a capture could be given (it
-/// could be replaced). A DIR that does not exist yet is made by [`prepare`].
+/// could be replaced). A DIR that does not exist yet is made only when the captures are
+/// written, so a run that fails leaves none.
 pub fn check(dir: &Path, others: &[(&str, &Path)]) -> Result<()> {
     let shown = dir.display();
     match std::fs::metadata(dir) {
@@ -238,14 +239,21 @@ pub fn check(dir: &Path, others: &[(&str, &Path)]) -> Result<()> {
                     "give --evidence a directory, or a new one inside an existing directory",
                 ));
             }
+            if let Err(e) = tempfile::tempfile_in(parent) {
+                return Err(usage(
+                    format!("--evidence {shown} cannot be made: {e}"),
+                    "give --evidence a directory you can write",
+                ));
+            }
         }
     }
     for (what, p) in others {
-        let inside = match (
-            p.parent().map(std::fs::canonicalize),
-            std::fs::canonicalize(dir),
-        ) {
-            (Some(Ok(a)), Ok(b)) => a == b,
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let inside = match (std::fs::canonicalize(parent), std::fs::canonicalize(dir)) {
+            (Ok(a), Ok(b)) => a == b,
             _ => false,
         };
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -261,16 +269,6 @@ pub fn check(dir: &Path, others: &[(&str, &Path)]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Makes DIR if it does not exist (after [`check`] and once the input could be opened).
-pub fn prepare(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        usage(
-            format!("cannot make --evidence {}: {e}", dir.display()),
-            "give --evidence a directory you can write",
-        )
-    })
 }
 
 #[cfg(test)]
