@@ -100,6 +100,27 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MEDIA_SAMPLES, allow_hyphen_values = true,
           value_parser = clap::value_parser!(u8).range(0..=MAX_MEDIA_SAMPLES))]
     pub media_samples: u8,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
+}
+
+/// The evidence captures (`--evidence DIR`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct EvidenceArgs {
+    /// For every alert raised, write its worst flow's packets, each annotated with the
+    /// monitor's verdict, as DIR/<id>-<kind>-<client>-<server>.pcapng (made if missing).
+    #[arg(long, value_name = "DIR")]
+    pub evidence: Option<std::path::PathBuf>,
+    /// Keep DIR's captures within this many MB (1 to 1048576): files of cleared alerts go
+    /// first, oldest first, then those of active alerts.
+    #[arg(long, value_name = "MB", requires = "evidence", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_RECORD_MB))]
+    pub evidence_max_mb: Option<u64>,
+    /// Bytes kept of each frame (64 to 262144); the original length is kept.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EVIDENCE_SNAPLEN,
+          requires = "evidence", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u32).range(64..=262_144))]
+    pub evidence_snaplen: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -218,6 +239,9 @@ pub const MAX_TOP_FLOWS: i64 = 1000;
 pub const DEFAULT_MEDIA_SAMPLES: u8 = monitor_common::sample::DEFAULT_SAMPLES as u8;
 /// The largest `--media-samples`: each sample is a 320-byte ring entry.
 pub const MAX_MEDIA_SAMPLES: i64 = monitor_common::sample::MAX_SAMPLES as i64;
+/// `--evidence-snaplen`'s default: the headers and the first payload bytes (a TLS record
+/// header and handshake type).
+pub const DEFAULT_EVIDENCE_SNAPLEN: u32 = 256;
 /// The largest `--record-max-mb` (1 TiB): bytes of it must fit a `u64` with room to spare.
 pub const MAX_RECORD_MB: u64 = 1 << 20;
 

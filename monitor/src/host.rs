@@ -169,6 +169,12 @@ impl HostFlows {
         self.flows.values().map(|(s, _)| *s).collect()
     }
 
+    /// The record `key` is counted into now: right after [`HostFlows::packet`], its `last`
+    /// outcome is the analysis' verdict on that packet (the evidence captures' comments).
+    pub fn flow(&self, key: &FlowKey) -> Option<&FlowState> {
+        self.flows.get(key).map(|(s, _)| s)
+    }
+
     /// The latest capture timestamp seen.
     pub fn last_ts(&self) -> u64 {
         self.last_ts

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod collector;
 pub mod demo;
 pub mod error;
+pub mod evidence;
 pub mod footprint;
 pub mod format;
 pub mod host;

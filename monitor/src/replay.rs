@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use monitor_common::{
     config::PortSet,
+    flow::FlowKey,
     parse::{parse_ethernet, parse_l3, Captured, Packet, Skip},
 };
 
@@ -13,8 +14,9 @@ use crate::{
     alerts::{AlertConfig, AlertEngine},
     capture::{self, CaptureError, Frames, Link, Reader},
     error::usage,
+    evidence::{self, verdict, CaptureFiles, CapturePlan, EvidenceSettings, PlannedCapture},
     host::HostFlows,
-    model::{Counters, FlowRecord},
+    model::{Counters, FlowId, FlowRecord},
     output,
     pipeline::{self, outputs, Pipeline, Tick},
     record::writer::{Recorder, Rotation, RunMeta},
@@ -291,18 +293,32 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
         output::file::check_outputs(&[("--record", r)], &inputs)?;
     }
     output::file::check_stdout(&inputs)?;
+    let evidence = evidence_settings(&args)?;
+    if let Some(e) = &evidence {
+        let mut others = inputs.clone();
+        others.extend(args.record.record.as_deref().map(|r| ("--record", r)));
+        evidence::check(&e.dir, &others)?;
+    }
     let cfg = match &args.config {
         Some(p) => AlertConfig::load(p, TICK_NS as f64 / 1e9)?,
         None => AlertConfig::default(),
     };
     let mut source = source(&args)?;
     let mut pipeline = Pipeline::new(AlertEngine::new(cfg.clone()))
-        .with_media_samples(u32::from(args.media_samples))
-        .with(outputs::FinalReport {
-            format: outputs::SummaryFormat::json(args.json),
-        });
+        .with_media_samples(u32::from(args.media_samples));
+    let plan = evidence.as_ref().map(|e| CapturePlan::new(&e.dir));
+    if let (Some(settings), Some(plan)) = (evidence, &plan) {
+        pipeline = pipeline.with(outputs::EvidenceCaptures::new(
+            plan.clone(),
+            evidence_writer(&args, ports.clone(), settings),
+        ));
+    }
+    pipeline = pipeline.with(outputs::FinalReport {
+        format: outputs::SummaryFormat::json(args.json),
+        captures: plan.clone(),
+    });
     if let Some(path) = &args.record.record {
-        pipeline = pipeline.with(outputs::RecordFile::new(Recorder::create(
+        let recording = outputs::RecordFile::new(Recorder::create(
             path,
             RunMeta {
                 source: "replay",
@@ -313,7 +329,11 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
                 start_ns: 0,
             },
             Rotation::of(&args.record),
-        )?));
+        )?);
+        pipeline = pipeline.with(match &plan {
+            Some(p) => recording.with_captures(p.clone()),
+            None => recording,
+        });
     }
     // No recording of a capture that could not be read to its end: an error leaves the
     // outputs unfinished, so the temporary file goes and an existing file stays as it was.
@@ -331,4 +351,69 @@ pub async fn run(args: crate::cli::ReplayArgs) -> Result<()> {
         Some(why) => Err(anyhow::anyhow!("{why}")),
         None => Ok(()),
     }
+}
+
+/// `--evidence` and its limits, refused for standard input: the captures are made from a
+/// second read of the capture once the run ended.
+fn evidence_settings(args: &crate::cli::ReplayArgs) -> Result<Option<EvidenceSettings>> {
+    let e = &args.evidence;
+    let Some(dir) = &e.evidence else {
+        return Ok(None);
+    };
+    if args.file.as_os_str() == "-" {
+        return Err(usage(
+            "--evidence needs a capture file: standard input cannot be read a second time",
+            "write the capture to a file first (tcpdump -w FILE), then replay FILE",
+        ));
+    }
+    Ok(Some(EvidenceSettings {
+        dir: dir.clone(),
+        max_bytes: e.evidence_max_mb.map(|mb| mb * 1024 * 1024),
+        snaplen: e.evidence_snaplen,
+        max_file_packets: evidence::MAX_FILE_PACKETS,
+    }))
+}
+
+/// Writes the evidence captures from a second read of `args.file` through the same host
+/// analysis as the run: each frame falls in the flow (and connection, on reused ports)
+/// the run saw it in, and gets the verdict the run gave it.
+fn evidence_writer(
+    args: &crate::cli::ReplayArgs,
+    ports: PortSet,
+    settings: EvidenceSettings,
+) -> outputs::EvidenceWriter {
+    let file = args.file.clone();
+    let record = args.record.record.clone();
+    Box::new(move |plans: Vec<PlannedCapture>, last: Option<&Snapshot>| {
+        let name = file
+            .file_name()
+            .map_or_else(|| shown(&file), |n| n.to_string_lossy().into_owned());
+        let dir = settings.dir.clone();
+        let mut files = CaptureFiles::create(settings, plans, last, &name)
+            .map_err(|e| format!("evidence captures in {}: {e}", dir.display()))?;
+        let reader = Reader::open(&file)
+            .map_err(|e| format!("evidence: cannot read capture {} again: {e}", shown(&file)))?;
+        let mut host = HostFlows::new(&ports).with_samples(0);
+        let mut pkt = Packet::default();
+        reader
+            .for_each(|frame| match parse_frame(&frame, &mut pkt) {
+                Ok(()) => {
+                    host.packet(&pkt, frame.data, 1, frame.ts_ns);
+                    let (key, _) = FlowKey::of(&pkt);
+                    let Some(st) = host.flow(&key) else { return };
+                    let id = FlowId {
+                        key,
+                        first_seen_ns: st.first_seen_ns,
+                    };
+                    if files.wants(&id) {
+                        files.frame(&id, &frame, verdict::comment(st, &pkt).as_deref());
+                    }
+                }
+                Err(skip) => host.skipped(skip),
+            })
+            .map_err(|e| format!("evidence: capture {} changed: {e}", shown(&file)))?;
+        let mut inputs = vec![file.as_path()];
+        inputs.extend(record.as_deref());
+        files.finish(&inputs)
+    })
 }

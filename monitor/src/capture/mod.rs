@@ -21,6 +21,8 @@ pub use stream::BUFFER;
 pub struct Record<'a> {
     /// Unix-epoch nanoseconds (0 when the format has none: pcapng Simple Packet Blocks).
     pub ts_ns: u64,
+    /// The capture's link type number (LINKTYPE_*), kept for the evidence captures.
+    pub linktype: u32,
     pub link: Link,
     /// The captured bytes (possibly fewer than the frame had on the wire).
     pub data: &'a [u8],

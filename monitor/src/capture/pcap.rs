@@ -70,6 +70,7 @@ pub fn read(source: Input, mut f: impl FnMut(Record<'_>)) -> Result<Frames, Capt
             ts_ns: (b.ts_sec as u64)
                 .saturating_mul(1_000_000_000)
                 .saturating_add(sub),
+            linktype,
             link: link::decode(linktype, data),
             data,
             orig_len: b.origlen,

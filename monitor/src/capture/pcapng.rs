@@ -180,6 +180,7 @@ pub fn read(source: Input, mut f: impl FnMut(Record<'_>)) -> Result<Frames, Capt
                 }
                 f(Record {
                     ts_ns: iface.ts_ns(((b.ts_high as u64) << 32) | b.ts_low as u64),
+                    linktype: iface.linktype,
                     link: link::decode(iface.linktype, data),
                     data,
                     orig_len: b.origlen,
@@ -196,6 +197,7 @@ pub fn read(source: Input, mut f: impl FnMut(Record<'_>)) -> Result<Frames, Capt
                 let data = &b.data[..b.data.len().min(b.origlen as usize)];
                 f(Record {
                     ts_ns: 0,
+                    linktype: iface.linktype,
                     link: link::decode(iface.linktype, data),
                     data,
                     orig_len: b.origlen,
@@ -233,6 +235,7 @@ pub fn read(source: Input, mut f: impl FnMut(Record<'_>)) -> Result<Frames, Capt
                 }
                 f(Record {
                     ts_ns: iface.ts_ns(((hi as u64) << 32) | lo as u64),
+                    linktype: iface.linktype,
                     link: link::decode(iface.linktype, data),
                     data,
                     orig_len: orig,

@@ -13,6 +13,7 @@ use monitor_common::event::Event;
 use super::Output;
 use crate::{
     alerts::Transition,
+    evidence::{CapturePlan, PlannedCapture},
     model::FlowId,
     output::{self, json, metrics::Metrics, text},
     record::writer::Recorder,
@@ -77,6 +78,8 @@ impl Output for Headless {
 /// `replay`: one report on stdout, of the last tick, once the capture was read to its end.
 pub struct FinalReport {
     pub format: SummaryFormat,
+    /// With `--evidence`: each alert of the JSON summary names its capture, once written.
+    pub captures: Option<CapturePlan>,
 }
 
 impl Output for FinalReport {
@@ -87,8 +90,83 @@ impl Output for FinalReport {
     fn finish(&mut self, last: Option<&Arc<Snapshot>>) -> Result<()> {
         let snap = last.cloned().unwrap_or_default();
         // A closed pipe downstream ends the output quietly; any other failure is an error.
-        self.format.print(&snap)?;
+        match (&self.captures, self.format) {
+            (Some(plan), SummaryFormat::Json) => {
+                let mut v = serde_json::to_value(json::summary(&snap))?;
+                let alerts = v.get_mut("alerts").and_then(|a| a.as_array_mut());
+                for a in alerts.into_iter().flatten() {
+                    let path = a["id"].as_u64().and_then(|id| plan.written_path_of(id));
+                    if let (Some(m), Some(path)) = (a.as_object_mut(), path) {
+                        m.insert("capture".into(), path.into());
+                    }
+                }
+                output::print_with(|w| serde_json::to_writer(w, &v).map_err(Into::into))?;
+            }
+            _ => {
+                self.format.print(&snap)?;
+            }
+        }
         Ok(())
+    }
+}
+
+/// Makes the evidence captures at the end of a run: the source's own way of finding a
+/// flow's frames again (replay: a second read of the capture). `Err` says why the run
+/// must exit 1.
+pub type EvidenceWriter =
+    Box<dyn FnOnce(Vec<PlannedCapture>, Option<&Snapshot>) -> Result<Vec<u64>, String> + Send>;
+
+/// `--evidence DIR`: names each raised alert's capture in `plan` (the recording and the
+/// final summary show it), and once the run ended without an error has the files written.
+/// Added before the outputs that show the names, so that they are noted first.
+pub struct EvidenceCaptures {
+    plan: CapturePlan,
+    write: Option<EvidenceWriter>,
+    lost: Option<String>,
+}
+
+impl EvidenceCaptures {
+    pub fn new(plan: CapturePlan, write: EvidenceWriter) -> Self {
+        Self {
+            plan,
+            write: Some(write),
+            lost: None,
+        }
+    }
+}
+
+impl Output for EvidenceCaptures {
+    fn tick(&mut self, _: &Arc<Snapshot>, transitions: &[Transition], _: &[Event]) -> Result<bool> {
+        self.plan.note(transitions);
+        Ok(true)
+    }
+
+    fn finish(&mut self, last: Option<&Arc<Snapshot>>) -> Result<()> {
+        let Some(write) = self.write.take() else {
+            return Ok(());
+        };
+        if let Some(snap) = last {
+            self.plan.refresh(&snap.alerts);
+        }
+        match write(self.plan.entries(), last.map(|s| &**s)) {
+            Ok(ids) => {
+                self.plan.mark_written(&ids);
+                output::status(&format!(
+                    "monitor: {} evidence capture(s) written in {}",
+                    ids.len(),
+                    self.plan.dir().display()
+                ));
+            }
+            Err(why) => {
+                output::status(&format!("monitor: {why} (the monitor exits 1)"));
+                self.lost = Some(why);
+            }
+        }
+        Ok(())
+    }
+
+    fn lost(&self) -> Option<&str> {
+        self.lost.as_deref()
     }
 }
 
@@ -176,6 +254,8 @@ impl Output for AlertsLog {
 pub struct RecordFile {
     recorder: Option<Recorder>,
     lost: Option<String>,
+    /// With `--evidence`: each alert line names its capture.
+    captures: Option<CapturePlan>,
 }
 
 impl RecordFile {
@@ -183,7 +263,14 @@ impl RecordFile {
         Self {
             recorder: Some(recorder),
             lost: None,
+            captures: None,
         }
+    }
+
+    /// The same output, its alert lines naming the captures `plan` decides.
+    pub fn with_captures(mut self, plan: CapturePlan) -> Self {
+        self.captures = Some(plan);
+        self
     }
 }
 
@@ -195,7 +282,16 @@ impl Output for RecordFile {
         events: &[Event],
     ) -> Result<bool> {
         if let Some(r) = self.recorder.as_mut() {
-            if let Err(e) = r.tick(snap, events, transitions) {
+            let written = match &self.captures {
+                Some(plan) => {
+                    // Noted here too (it is idempotent): the name does not depend on the
+                    // order the outputs were added in.
+                    plan.note(transitions);
+                    r.tick_with_captures(snap, events, transitions, &|id| plan.path_of(id))
+                }
+                None => r.tick(snap, events, transitions),
+            };
+            if let Err(e) = written {
                 self.recorder = None;
                 lose(&mut self.lost, "recording", &e);
             }

@@ -73,7 +73,7 @@ pub struct Recorder {
     generation: u64,
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `len` bytes into the buffer.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
@@ -244,6 +244,18 @@ impl Recorder {
         events: &[Event],
         transitions: &[Transition],
     ) -> std::io::Result<()> {
+        self.tick_with_captures(snap, events, transitions, &|_| None)
+    }
+
+    /// [`Recorder::tick`], each alert line naming its evidence capture (`--evidence`) as
+    /// `capture_of` says, by alert id.
+    pub fn tick_with_captures(
+        &mut self,
+        snap: &Snapshot,
+        events: &[Event],
+        transitions: &[Transition],
+        capture_of: &dyn Fn(u64) -> Option<String>,
+    ) -> std::io::Result<()> {
         let ts = snap.now_ns;
         let table = snap.flows.read();
         self.tick_line = None;
@@ -328,6 +340,9 @@ impl Recorder {
             let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
                 m.insert("type".into(), "alert".into());
+                if let Some(path) = capture_of(t.alert.id) {
+                    m.insert("capture".into(), path.into());
+                }
             }
             self.line(&v)?;
         }
