@@ -29,7 +29,9 @@ pub struct Sample {
     pub len: u16,
     /// 0 client-to-server, 1 server-to-client.
     pub dir: u8,
-    pub _pad: u8,
+    /// The segment's TTL (hop limit): a reply made by a device in the path comes from
+    /// another distance than the server's packets.
+    pub ttl: u8,
     pub _pad2: u32,
     pub bytes: [u8; SAMPLE_BYTES],
 }

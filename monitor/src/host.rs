@@ -128,7 +128,7 @@ impl HostFlows {
                 payload_len: pkt.payload_len,
                 len: n as u16,
                 dir,
-                _pad: 0,
+                ttl: pkt.ttl,
                 _pad2: 0,
                 bytes: [0; SAMPLE_BYTES],
             };

@@ -41,6 +41,9 @@ pub struct FlowRow {
     pub media: Option<Box<Media>>,
     /// The media verdict is final: no more samples of the flow are judged.
     pub media_done: bool,
+    /// The TTL of the server side's first sampled payload (its first reply): against the
+    /// server's baseline, it tells a reply made by a device in the path.
+    pub reply_ttl: Option<u8>,
     /// The generation that last read it (a whole read drops the live rows it did not), and
     /// what that generation's change set says of it.
     read_in: u64,
@@ -373,6 +376,7 @@ impl FlowTable {
             health: FlowHealth::default(),
             media: None,
             media_done: false,
+            reply_ttl: None,
             read_in: self.changes.generation,
             mark: Mark::Added,
         };

@@ -339,6 +339,18 @@ fn the_replay_json_names_each_verdict_and_its_alert() {
                 e["expected"].is_string() && e["meaning"].is_string(),
                 "{name}: {e}"
             );
+            if name == "intercepted.pcap" {
+                // The forged reply came from three hops nearer than the server's SYN/ACK.
+                assert_eq!(
+                    (
+                        &e["reply_ttl"],
+                        &e["server_ttl_baseline"],
+                        &e["ttl_differs"]
+                    ),
+                    (&json!(61), &json!(64), &json!(true)),
+                    "{e}"
+                );
+            }
         }
     }
 }

@@ -56,7 +56,7 @@ pub(super) fn emit_sample<F: Frame + CopyOut>(
         addr_of_mut!((*p).payload_len).write(pkt.payload_len);
         addr_of_mut!((*p).len).write(n as u16);
         addr_of_mut!((*p).dir).write(dir);
-        addr_of_mut!((*p)._pad).write(0);
+        addr_of_mut!((*p).ttl).write(pkt.ttl);
         addr_of_mut!((*p)._pad2).write(0);
     }
     if n == 0 {

@@ -160,18 +160,16 @@ impl Lifecycle {
             };
             // What the alert shows of its worst flow, made only for an alert raised or
             // kept up to date this tick.
-            let media = flows
-                .row(wi as u32)
-                .and_then(|r| r.media.as_deref())
-                .map(|m| MediaContext {
-                    media: m,
-                    cfg: &cfg.media,
-                    ttl: ReplyTtl {
-                        reply: None,
-                        server_baseline: Some(flow.state.dir[S2C].ttl_base).filter(|t| *t != 0),
-                    },
-                    now_ns: now,
-                });
+            let row = flows.row(wi as u32);
+            let media = row.and_then(|r| r.media.as_deref()).map(|m| MediaContext {
+                media: m,
+                cfg: &cfg.media,
+                ttl: ReplyTtl {
+                    reply: row.and_then(|r| r.reply_ttl),
+                    server_baseline: Some(flow.state.dir[S2C].ttl_base).filter(|t| *t != 0),
+                },
+                now_ns: now,
+            });
             let shown = || {
                 let ids: Vec<FlowId> = raising().map(|f| FlowId::of(&flows[f.row])).collect();
                 let mut evidence = worst.evidence_with(media);

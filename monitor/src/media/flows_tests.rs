@@ -135,7 +135,7 @@ fn a_wire_sample_goes_to_the_direction_it_names() {
             payload_len: b.len() as u32,
             len: b.len() as u16,
             dir,
-            _pad: 0,
+            ttl: 64,
             _pad2: 0,
             bytes: [0; SAMPLE_BYTES],
         };

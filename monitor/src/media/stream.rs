@@ -106,7 +106,7 @@ mod tests {
             payload_len: 3,
             len: 3,
             dir: 1,
-            _pad: 0,
+            ttl: 64,
             _pad2: 0,
             bytes: [0; monitor_common::sample::SAMPLE_BYTES],
         };

@@ -67,9 +67,12 @@ impl MediaVerdicts {
             let Some(at) = table.find_live(&s.key) else {
                 continue;
             };
-            let Some(row) = table.row(at).filter(|r| !r.media_done) else {
+            let Some(row) = table.row_mut(at).filter(|r| !r.media_done) else {
                 continue;
             };
+            if s.dir == 1 && row.reply_ttl.is_none() {
+                row.reply_ttl = Some(s.ttl);
+            }
             let first_seen = row.flow.state.first_seen_ns;
             self.tracker.add(s.key, first_seen, at, s);
         }

@@ -54,12 +54,12 @@ class Connection:
     def at(self, t_ms):
         self.t = 1000 * MS + t_ms * MS
 
-    def add(self, up, flags, payload=b""):
+    def add(self, up, flags, payload=b"", ttl=64):
         if up:
-            f = frame(CLIENT, SERVER, CLIENT_PORT, self.port, self.cseq, self.sseq, flags, payload)
+            f = frame(CLIENT, SERVER, CLIENT_PORT, self.port, self.cseq, self.sseq, flags, payload, ttl)
             self.cseq += len(payload) + (1 if flags & (SYN | FIN) else 0)
         else:
-            f = frame(SERVER, CLIENT, self.port, CLIENT_PORT, self.sseq, self.cseq, flags, payload)
+            f = frame(SERVER, CLIENT, self.port, CLIENT_PORT, self.sseq, self.cseq, flags, payload, ttl)
             self.sseq += len(payload) + (1 if flags & (SYN | FIN) else 0)
         self.frames.append((self.t, f))
         self.t += MS
@@ -187,12 +187,13 @@ def main():
     c.write("pseudo_tls_ok.pcap")
 
     # intercepted: a real ServerHello (cipher 0x002f), a Certificate and a ServerHelloDone
-    # in the server's name, then a reset.
+    # in the server's name, then a reset, from a device three hops nearer than the server
+    # (TTL 61 where the server's SYN/ACK came with 64).
     c = pseudo_tls_start()
     c.at(12)
     flight = server_hello(0x0301, 0x002F) + certificate(der) + handshake(14, b"")
-    c.add(False, PSH | ACK, record(0x16, 0x0301, flight))
-    c.add(False, RST | ACK)
+    c.add(False, PSH | ACK, record(0x16, 0x0301, flight), ttl=61)
+    c.add(False, RST | ACK, ttl=61)
     c.write("intercepted.pcap")
 
     # rejected: a TLS alert (fatal, handshake_failure), then a reset.
