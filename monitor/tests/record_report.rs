@@ -381,3 +381,61 @@ fn the_report_has_a_media_section_with_each_verdict() {
     ok(&md);
     assert!(!String::from_utf8_lossy(&md.stdout).contains("## Media"));
 }
+
+/// An alert with an evidence capture gets a ladder diagram of its flow's key packets in the
+/// report, drawn by a real browser: the pseudo-TLS hello, the answer made in the server's
+/// name and the reset, with their TTLs (61 where the server's SYN/ACK had 64).
+#[test]
+fn an_alert_with_a_capture_gets_its_ladder_diagram() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/media/intercepted.pcap");
+    let dir = tmp("ladder-evidence");
+    let _ = std::fs::remove_dir_all(&dir);
+    let rec = tmp("ladder.jsonl");
+    ok(&monitor(&[
+        "replay",
+        &cap.to_string_lossy(),
+        "--record",
+        &rec.to_string_lossy(),
+        "--evidence",
+        &dir.to_string_lossy(),
+    ]));
+    let html = tmp("ladder.html");
+    ok(&monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "-o",
+        &html.to_string_lossy(),
+    ]));
+    let page = std::fs::read_to_string(&html).expect("report");
+    assert!(page.contains("<svg class=\"ladder\""), "{page}");
+    for want in [
+        "pseudo-TLS hello (TTL 64)",
+        // Cut at the evidence snap length (256 bytes): the Certificate runs past it.
+        "TLS ServerHello + Certificate (TTL 61)",
+        "RST (TTL 61)",
+    ] {
+        assert!(page.contains(want), "{want:?} not in the ladder");
+    }
+    let url = format!("file://{}", html.display());
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(&url)
+        .output()
+        .expect("chromium (Debian package; cargo xtask setup installs it)");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        // Two alerts on the flow (media_intercepted and reset), a ladder each.
+        dom.contains("class=\"ladder\"") && dom.matches("class=\"step bad\"").count() == 4,
+        "the ladder in the rendered DOM, the forged answer and the reset marked: {dom}"
+    );
+    // A report of a recording whose capture is gone still renders, without the diagram.
+    let _ = std::fs::remove_dir_all(&dir);
+    ok(&monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "-o",
+        &html.to_string_lossy(),
+    ]));
+    let page = std::fs::read_to_string(&html).expect("report");
+    assert!(!page.contains("<svg class=\"ladder\""));
+}

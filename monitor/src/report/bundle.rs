@@ -145,6 +145,7 @@ pub fn write(file: &Path, out: &Path) -> Result<()> {
 
     let top = top_directory(out);
     let mut report = content::Report::from(&rec);
+    super::ladder::draw_all(&mut report, &super::ladder::base_of(&rec.path));
     let archived: BTreeMap<&str, &str> = caps
         .iter()
         .map(|c| (c.named.as_str(), c.archived.as_str()))

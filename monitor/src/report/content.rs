@@ -70,6 +70,8 @@ pub struct AlertSummary {
     pub capture: Option<String>,
     /// The alert in plain sentences, from its last evidence.
     pub explained: Explanation,
+    /// The ladder diagram of its flow's key packets (SVG), when its capture could be read.
+    pub ladder: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -232,6 +234,7 @@ impl Report {
                 session_has_healthy_flow: t["session_has_healthy_flow"].as_bool().unwrap_or(false),
                 capture: None,
                 explained: Explanation::default(),
+                ladder: None,
             });
             if let Some(c) = t["capture"].as_str() {
                 e.capture = Some(c.to_string());

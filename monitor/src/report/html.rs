@@ -74,6 +74,11 @@ fn explained(h: &mut String, a: &AlertSummary) {
         }
         h.push_str("</table>\n");
     }
+    if let Some(l) = &a.ladder {
+        h.push_str("<p>The flow's key packets, from the evidence capture (red: what a healthy flow does not do):</p>\n");
+        h.push_str(l);
+        h.push('\n');
+    }
     if let Some(c) = &a.capture {
         let _ = writeln!(
             h,

@@ -8,6 +8,7 @@ pub mod content;
 pub mod evidence;
 pub mod explain;
 pub mod html;
+pub mod ladder;
 pub mod markdown;
 
 use std::path::PathBuf;
@@ -44,7 +45,8 @@ pub fn run(args: ReportArgs) -> Result<()> {
         None => output::file::check_stdout(&input)?,
     }
     let rec = reader::read(&args.file)?;
-    let report = content::Report::from(&rec);
+    let mut report = content::Report::from(&rec);
+    ladder::draw_all(&mut report, &ladder::base_of(&rec.path));
     let text = match args.format {
         ReportFormat::Html => html::render(&report),
         ReportFormat::Md => markdown::render(&report),
