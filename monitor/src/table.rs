@@ -76,15 +76,6 @@ pub struct ChangeSet {
     pub media: Vec<(u32, bool)>,
 }
 
-impl ChangeSet {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
-            && self.changed.is_empty()
-            && self.removed.is_empty()
-            && self.media.is_empty()
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct FlowTable {
     rows: Vec<Option<FlowRow>>,
@@ -101,12 +92,6 @@ pub struct FlowTable {
     pub closed_dropped: u64,
     changes: ChangeSet,
     hasher: foldhash::fast::FixedState,
-}
-
-/// Where a flow's row is, or would go.
-enum Found {
-    At(u32),
-    Absent,
 }
 
 impl FlowTable {
@@ -238,22 +223,11 @@ impl FlowTable {
 
     /// The live row of `key`, if the table holds one.
     pub fn find_live(&self, key: &FlowKey) -> Option<u32> {
-        match self.live_of(key) {
-            Found::At(i) => Some(i),
-            Found::Absent => None,
-        }
-    }
-
-    fn live_of(&self, key: &FlowKey) -> Found {
         let h = self.hasher.hash_one(key);
         let rows = &self.rows;
-        match self
-            .live
+        self.live
             .find(h, |&i| id_at(rows, i).is_some_and(|id| id.key == *key))
-        {
-            Some(&i) => Found::At(i),
-            None => Found::Absent,
-        }
+            .copied()
     }
 
     /// The kernel's record of a live flow, read this tick (once: the change set keeps the
@@ -269,7 +243,7 @@ impl FlowTable {
         {
             return;
         }
-        if let Found::At(i) = self.live_of(&flow.key) {
+        if let Some(i) = self.find_live(&flow.key) {
             let Some(row) = self.rows[i as usize].as_mut() else {
                 return;
             };
@@ -314,7 +288,7 @@ impl FlowTable {
 
     /// The live row of `key` goes: the kernel no longer holds the flow (its LRU evicted it).
     pub fn evict(&mut self, key: &FlowKey) {
-        if let Found::At(i) = self.live_of(key) {
+        if let Some(i) = self.find_live(key) {
             self.remove(i);
         }
     }

@@ -35,6 +35,20 @@ fn ok(out: &Output) -> String {
     err
 }
 
+/// The Markdown report of the recording `rec`, printed on stdout.
+fn markdown(rec: &Path) -> String {
+    let out = monitor(&[
+        "report",
+        &rec.to_string_lossy(),
+        "--format",
+        "md",
+        "-o",
+        "-",
+    ]);
+    ok(&out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn lines(p: &Path) -> Vec<Value> {
     std::fs::read_to_string(p)
         .expect("recording")
@@ -128,16 +142,7 @@ fn kill_9_loses_at_most_the_last_second() {
     f.write_all(br#"{"type":"flow","ts_ns":1,"cli"#)
         .expect("cut line");
     drop(f);
-    let md = monitor(&[
-        "report",
-        &rec.to_string_lossy(),
-        "--format",
-        "md",
-        "-o",
-        "-",
-    ]);
-    ok(&md);
-    let text = String::from_utf8_lossy(&md.stdout);
+    let text = markdown(&rec);
     assert!(
         text.contains("# TCP health report") && text.contains("cut line"),
         "{text}"
@@ -268,16 +273,7 @@ fn a_capture_becomes_a_report_that_renders_in_chromium() {
 fn the_reports_explain_each_alert_in_sentences() {
     let rec = tmp("explained.jsonl");
     record_capture(&rec);
-    let md = monitor(&[
-        "report",
-        &rec.to_string_lossy(),
-        "--format",
-        "md",
-        "-o",
-        "-",
-    ]);
-    ok(&md);
-    let md = String::from_utf8_lossy(&md.stdout);
+    let md = markdown(&rec);
     for want in [
         "### Alert #1: stall (critical), 10.0.0.1:51889 > 192.168.0.1:80",
         "- **Observed:** Data sent from the client to the server stayed unacknowledged: no \
@@ -337,16 +333,7 @@ fn the_report_has_a_media_section_with_each_verdict() {
         "--record",
         &rec.to_string_lossy(),
     ]));
-    let md = monitor(&[
-        "report",
-        &rec.to_string_lossy(),
-        "--format",
-        "md",
-        "-o",
-        "-",
-    ]);
-    ok(&md);
-    let md = String::from_utf8_lossy(&md.stdout);
+    let md = markdown(&rec);
     assert!(md.contains("## Media"), "{md}");
     assert!(
         md.contains("Verdicts on the media flows' first bytes: 1 intercepted."),
@@ -370,16 +357,8 @@ fn the_report_has_a_media_section_with_each_verdict() {
     );
     let plain = tmp("plain.jsonl");
     record_capture(&plain);
-    let md = monitor(&[
-        "report",
-        &plain.to_string_lossy(),
-        "--format",
-        "md",
-        "-o",
-        "-",
-    ]);
-    ok(&md);
-    assert!(!String::from_utf8_lossy(&md.stdout).contains("## Media"));
+    let md = markdown(&plain);
+    assert!(!md.contains("## Media"));
 }
 
 /// An alert with an evidence capture gets a ladder diagram of its flow's key packets in the

@@ -147,7 +147,7 @@ impl FlowEntry {
             throughput,
             retx_rate,
             zero_window_ns: self.hist.zero_total_ns,
-            in_flight: [C2S, S2C].map(|d| rules::in_flight(&f.state, d)),
+            in_flight: f.state.in_flight,
             alerts: Vec::new(),
             history: self.hist.zeek.clone(),
         }

@@ -24,11 +24,6 @@ fn closed(st: &FlowStats) -> bool {
     st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0)
 }
 
-/// Bytes sent in direction `d` and not yet acknowledged, when both ends are known.
-pub fn in_flight(st: &FlowStats, d: usize) -> Option<u32> {
-    st.in_flight[d]
-}
-
 /// Every finding for one flow at `now` (epoch ns), into `out` (emptied first: the caller
 /// reuses one list for every flow).
 pub fn evaluate(
@@ -66,9 +61,7 @@ pub fn time_may_raise(st: &FlowStats, h: &FlowHistory) -> bool {
         && has(seen::CLIENT_HELLO)
         && st.dir[S2C].payload_bytes == 0
         && !closed(st);
-    let flight = [C2S, S2C]
-        .iter()
-        .any(|&d| in_flight(st, d).unwrap_or(0) > 0);
+    let flight = [C2S, S2C].iter().any(|&d| st.in_flight[d].unwrap_or(0) > 0);
     let zero = h.zero_since_ns.iter().any(Option::is_some);
     let retx = [C2S, S2C].iter().any(|&d| h.window_retransmits(d) > 0);
     handshake_open || hello_unanswered || flight || zero || retx
@@ -273,7 +266,7 @@ fn stall(
     let unacked_resends = retx.saturating_sub(h.retx_at_progress[d]);
     let since = st.acked_ns[d].max(st.first_seen_ns);
     let quiet = now.saturating_sub(since);
-    let flight = in_flight(st, d).unwrap_or(0);
+    let flight = st.in_flight[d].unwrap_or(0);
     let kernel_said = st.seen
         & if d == C2S {
             seen::STALLED_C2S

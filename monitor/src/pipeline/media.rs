@@ -98,12 +98,6 @@ impl MediaVerdicts {
             table.set_media(u.slot, &id, u.media, u.done);
         }
     }
-
-    /// Flows waiting for their verdict with samples kept, and those the bound dropped.
-    pub fn pending(&self) -> (usize, u64) {
-        let s = self.tracker.stats();
-        (s.pending, s.dropped)
-    }
 }
 
 #[cfg(test)]
