@@ -22,6 +22,10 @@ pub struct Config {
     /// Payload segments sampled per flow direction (`--media-samples`; 0: none). See
     /// `sample.rs`.
     pub samples: u32,
+    /// Bytes of each watched packet handed over in the `EVIDENCE` ring (`--evidence-snaplen`
+    /// with `--evidence`; 0: none, the default). See `evidence.rs`.
+    pub snaplen: u32,
+    pub _pad: u32,
 }
 
 impl Config {
@@ -30,7 +34,20 @@ impl Config {
             ports: [0; PORT_WORDS],
             flags: 0,
             samples: 0,
+            snaplen: 0,
+            _pad: 0,
         }
+    }
+
+    /// The same configuration, handing over the first `n` bytes of each watched packet
+    /// (at most [`crate::evidence::EVIDENCE_BYTES`]; 0: none).
+    pub const fn with_snaplen(mut self, n: u32) -> Self {
+        self.snaplen = if n > crate::evidence::EVIDENCE_BYTES as u32 {
+            crate::evidence::EVIDENCE_BYTES as u32
+        } else {
+            n
+        };
+        self
     }
 
     /// The same configuration, sampling the first `n` payload segments of each direction.

@@ -14,6 +14,7 @@ pub mod config;
 #[cfg(feature = "user")]
 pub mod craft;
 pub mod event;
+pub mod evidence;
 pub mod flow;
 pub mod parse;
 pub mod sample;

@@ -22,7 +22,10 @@ pub const CLOSED_LOST: u32 = 13;
 /// Payload samples the kernel could not hand over (the `SAMPLES` ring was full): the
 /// segment was counted as sampled, its bytes are gone.
 pub const SAMPLES_LOST: u32 = 14;
-pub const COUNT: u32 = 15;
+/// Watched packets the kernel could not hand over to the evidence captures (`--evidence`:
+/// the `EVIDENCE` ring was full).
+pub const EVIDENCE_LOST: u32 = 15;
+pub const COUNT: u32 = 16;
 
 /// Names used in JSON and logs, indexed like the constants above.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -41,6 +44,7 @@ pub const NAMES: [&str; COUNT as usize] = [
     "too_many_headers",
     "lost_closed",
     "lost_samples",
+    "lost_evidence",
 ];
 
 /// Traffic per interface and hook direction, whatever the port: what the interface

@@ -27,6 +27,7 @@ use aya_log_ebpf::debug;
 use monitor_common::{
     config::{Config, FLAG_COPY_ONLY, FLAG_SKB_TSTAMP},
     event::{Event, EventKind},
+    evidence::{LINK_ETHERNET, LINK_RAW},
     flow::{
         seen, src_is_client, starts_new_connection, update, Changed, FlowKey, FlowState, Outcome,
     },
@@ -35,6 +36,7 @@ use monitor_common::{
     stats,
 };
 
+mod evidence;
 mod sample;
 use sample::{emit_sample, CopyOut};
 
@@ -162,6 +164,10 @@ fn failed(idx: u32) {
             &(),
             "SAMPLES ring full: payload sample lost ({} on this cpu)", n
         ),
+        stats::EVIDENCE_LOST => debug!(
+            &(),
+            "EVIDENCE ring full: packet for the evidence captures lost ({} on this cpu)", n
+        ),
         _ => {}
     }
 }
@@ -182,6 +188,12 @@ fn flags() -> u32 {
 #[inline(always)]
 fn samples() -> u32 {
     unsafe { read_volatile(addr_of!(CONFIG.samples)) }
+}
+
+/// Bytes of each watched packet for the evidence ring (`--evidence-snaplen`; 0: off).
+#[inline(always)]
+fn snaplen() -> u32 {
+    unsafe { read_volatile(addr_of!(CONFIG.snaplen)) }
 }
 
 /// `N` bytes at `off`: copied straight from the packet when they lie within `[data, end)`,
@@ -234,8 +246,9 @@ fn read<const N: usize>(
     ok.then(|| unsafe { buf.assume_init() })
 }
 
-/// A packet at tc, and a word of per-CPU map memory for [`read`].
-struct Skb<'a>(&'a TcContext, *mut u64);
+/// A packet at tc, a word of per-CPU map memory for [`read`], and the pcap link type of
+/// the interface's packets.
+struct Skb<'a>(&'a TcContext, *mut u64, u16);
 
 impl Frame for Skb<'_> {
     #[inline(always)]
@@ -259,6 +272,16 @@ impl CopyOut for Skb<'_> {
         // SAFETY: the program's own skb; the helper checks `off` and `len` against it, and
         // the caller gives `len` writable bytes at `dst`.
         unsafe { bpf_skb_load_bytes(self.0.as_ptr() as *const _, off, dst, len) }
+    }
+
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        unsafe { (*self.0.skb.skb).ifindex }
+    }
+
+    #[inline(always)]
+    fn link(&self) -> u16 {
+        self.2
     }
 }
 
@@ -287,6 +310,16 @@ impl CopyOut for Xdp<'_> {
     fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64 {
         // SAFETY: as for tc, on the program's own XDP buffer.
         unsafe { bpf_xdp_load_bytes(self.0.as_ptr() as *mut _, off, dst, len) }
+    }
+
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        self.0.ingress_ifindex() as u32
+    }
+
+    #[inline(always)]
+    fn link(&self) -> u16 {
+        LINK_ETHERNET
     }
 }
 
@@ -453,6 +486,12 @@ fn track<F: Frame + CopyOut>(
             failed(stats::SAMPLES_LOST)
         });
     }
+    let snap = snaplen();
+    if snap != 0 {
+        evidence::record(frame, entry, &key, &outcome, snap, now, || {
+            failed(stats::EVIDENCE_LOST)
+        });
+    }
 }
 
 /// Reports the flow as changed, once per epoch. Called after the record is written, and
@@ -509,7 +548,7 @@ fn tc_eth(ctx: &TcContext, egress: bool) {
     tc_count(ctx, egress);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
-        let f = Skb(ctx, slot);
+        let f = Skb(ctx, slot, LINK_ETHERNET);
         let r = parse_ethernet(&f, pkt);
         track(&f, s, r, tc_segs(ctx), || tc_now(ctx), egress);
     }
@@ -522,7 +561,7 @@ fn tc_rawip(ctx: &TcContext, egress: bool) {
     let proto = u16::from_be(ctx.skb.protocol() as u16);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
-        let f = Skb(ctx, slot);
+        let f = Skb(ctx, slot, LINK_RAW);
         let r = parse_l3(&f, 0, proto, pkt);
         track(&f, s, r, tc_segs(ctx), || tc_now(ctx), egress);
     }

@@ -196,6 +196,20 @@ pub struct ExportArgs {
     pub metrics_top_flows: u16,
     #[command(flatten)]
     pub record: RecordArgs,
+    #[command(flatten)]
+    pub evidence: LiveEvidenceArgs,
+}
+
+/// The evidence captures of a live run: the packets come from the kernel as they pass.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LiveEvidenceArgs {
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
+    /// MiB for the packets kept before an alert (a power of two, 1 to 1024): the kernel's
+    /// evidence ring, and as much again for the flows' latest packets in the monitor.
+    #[arg(long, value_name = "MB", default_value_t = DEFAULT_EVIDENCE_RING_MB,
+          requires = "evidence", allow_hyphen_values = true, value_parser = parse_ring_mb)]
+    pub evidence_ring_mb: u32,
 }
 
 /// A recording for `monitor report`, shared by `live`, `demo` and `replay`.
@@ -250,6 +264,19 @@ pub const MAX_RECORD_MB: u64 = 1 << 20;
 /// alert windows never fill.
 fn parse_interval(s: &str) -> Result<f64, String> {
     parse_seconds(s, 0.001, 3600.0)
+}
+
+/// `--evidence-ring-mb`'s default.
+pub const DEFAULT_EVIDENCE_RING_MB: u32 = monitor_common::evidence::DEFAULT_RING_MB;
+
+/// The kernel sizes a ring in a power of two of pages.
+fn parse_ring_mb(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=1024).contains(&n) && n.is_power_of_two() => Ok(n),
+        _ => Err(format!(
+            "{s} is not a power of two from 1 to 1024 (1, 2, 4, ... 1024)"
+        )),
+    }
 }
 
 /// A run's length: anything from a millisecond to a year.

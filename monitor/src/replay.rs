@@ -4,15 +4,11 @@
 use std::path::Path;
 
 use anyhow::Result;
-use monitor_common::{
-    config::PortSet,
-    flow::FlowKey,
-    parse::{parse_ethernet, parse_l3, Captured, Packet, Skip},
-};
+use monitor_common::{config::PortSet, flow::FlowKey, parse::Packet};
 
 use crate::{
     alerts::{AlertConfig, AlertEngine},
-    capture::{self, CaptureError, Frames, Link, Reader},
+    capture::{CaptureError, Frames, Reader},
     error::usage,
     evidence::{self, verdict, CaptureFiles, CapturePlan, EvidenceSettings, PlannedCapture},
     host::HostFlows,
@@ -79,7 +75,7 @@ fn warn_if_cut(path: &Path, frames: &Frames) {
 pub fn analyse_reader(reader: Reader, ports: &PortSet) -> Result<(Snapshot, Frames), CaptureError> {
     let mut host = HostFlows::new(ports);
     let mut pkt = Packet::default();
-    let frames = reader.for_each(|frame| match parse_frame(&frame, &mut pkt) {
+    let frames = reader.for_each(|frame| match frame.parse(&mut pkt) {
         Ok(()) => {
             host.packet(&pkt, frame.data, 1, frame.ts_ns);
             // A summary has no use for the payload samples.
@@ -88,20 +84,6 @@ pub fn analyse_reader(reader: Reader, ports: &PortSet) -> Result<(Snapshot, Fram
         Err(skip) => host.skipped(skip),
     })?;
     Ok((host.snapshot(), frames))
-}
-
-/// One captured frame through the parser. Its headers are held to the length the frame had
-/// on the wire (the record's original length), not to the bytes a snap length kept: an IP
-/// length past the frame is malformed here as in the kernel.
-pub fn parse_frame(frame: &capture::Record<'_>, pkt: &mut Packet) -> Result<(), Skip> {
-    let f = Captured {
-        bytes: frame.data,
-        wire_len: frame.orig_len as usize,
-    };
-    match frame.link {
-        Link::Ethernet => parse_ethernet(&f, pkt),
-        Link::L3 { offset, ethertype } => parse_l3(&f, offset, ethertype, pkt),
-    }
 }
 
 /// Capture time between two judgements: the live monitor's default tick.
@@ -259,7 +241,7 @@ pub fn read_ticks(
                 next_tick = Some(due);
             }
         }
-        match parse_frame(&frame, &mut pkt) {
+        match frame.parse(&mut pkt) {
             Ok(()) => host.packet(&pkt, frame.data, 1, ts),
             Err(skip) => host.skipped(skip),
         }
@@ -396,7 +378,7 @@ fn evidence_writer(
         let mut host = HostFlows::new(&ports).with_samples(0);
         let mut pkt = Packet::default();
         reader
-            .for_each(|frame| match parse_frame(&frame, &mut pkt) {
+            .for_each(|frame| match frame.parse(&mut pkt) {
                 Ok(()) => {
                     host.packet(&pkt, frame.data, 1, frame.ts_ns);
                     let (key, _) = FlowKey::of(&pkt);
@@ -406,7 +388,8 @@ fn evidence_writer(
                         first_seen_ns: st.first_seen_ns,
                     };
                     if files.wants(&id) {
-                        files.frame(&id, &frame, verdict::comment(st, &pkt).as_deref());
+                        let said = verdict::comment(&verdict::PacketFacts::of(st, &pkt));
+                        files.frame(&id, &frame, said.as_deref());
                     }
                 }
                 Err(skip) => host.skipped(skip),

@@ -2,6 +2,7 @@
 //! the healthy ones raise none, and the lab is gone afterwards.
 
 mod common;
+mod evidence;
 
 use std::{collections::BTreeMap, process::Command};
 
@@ -16,6 +17,7 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
     let log =
         std::env::temp_dir().join(format!("monitor-demo-alerts-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&log);
+    let ev = tempfile::tempdir().expect("tempdir");
     let child = Command::new(common::MONITOR)
         .args([
             "demo",
@@ -26,6 +28,8 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
             "--alerts-log",
         ])
         .arg(&log)
+        .arg("--evidence")
+        .arg(ev.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -150,6 +154,45 @@ fn each_fault_raises_its_alert_and_no_other_session_alerts() {
         assert!(v.get("alert").is_some() && v.get("kind").is_some());
     }
     let _ = std::fs::remove_file(&log);
+
+    // Every raised alert names its evidence capture, the same in stdout and the log, and
+    // each capture shows what its alert is about (`evidence::check_live_capture`).
+    let raised_lines: Vec<&Value> = transitions
+        .iter()
+        .filter(|t| t["alert"] == "raised")
+        .copied()
+        .collect();
+    let logged_raised: Vec<Value> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["alert"] == "raised")
+        .collect();
+    let mut kinds_with_capture = Vec::new();
+    for (t, l) in raised_lines.iter().zip(&logged_raised) {
+        assert_eq!(t["capture"], l["capture"], "{t}\n{l}");
+        let comments = evidence::check_live_capture(t, ev.path());
+        assert!(
+            comments.iter().any(|c| !c.is_empty()),
+            "{}: no packet commented",
+            t["capture"]
+        );
+        kinds_with_capture.push(t["kind"].as_str().unwrap_or_default().to_string());
+    }
+    for kind in [
+        "retransmit_rate",
+        "reset",
+        "media_intercepted",
+        "ice_check_failure",
+    ] {
+        assert!(
+            kinds_with_capture.iter().any(|k| k == kind),
+            "a {kind} alert with its capture: {kinds_with_capture:?}"
+        );
+    }
+    assert!(
+        stderr.contains(&format!("evidence capture(s) in {}", ev.path().display())),
+        "{stderr}"
+    );
 
     // The last summary lists the active alerts on their flows.
     let last = summaries.last().expect("a summary");

@@ -20,11 +20,16 @@ use monitor_common::{
 #[map]
 static SAMPLES: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
-/// Copies `len` bytes at `off` of the packet to `dst` with the hook's copy helper (which
-/// also reaches the non-linear part of an skb and the fragments of multi-buffer XDP);
-/// returns 0, or an error with `dst` zeroed.
+/// A packet as the copies out of it see it. `copy_out` copies `len` bytes at `off` of the
+/// packet to `dst` with the hook's copy helper (which also reaches the non-linear part of
+/// an skb and the fragments of multi-buffer XDP); it returns 0, or an error with `dst`
+/// zeroed.
 pub(super) trait CopyOut {
     fn copy_out(&self, off: u32, dst: *mut c_void, len: u32) -> i64;
+    /// The interface the packet was seen on, and the pcap link type of its bytes (for the
+    /// evidence ring).
+    fn ifindex(&self) -> u32;
+    fn link(&self) -> u16;
 }
 
 /// The segment's first payload bytes into `SAMPLES`, with its flow, direction, sequence

@@ -12,7 +12,9 @@ mod stream;
 
 use std::{fmt, io::Read, path::Path};
 
-pub use link::Link;
+use monitor_common::parse::{parse_ethernet, parse_l3, Captured, Packet, Skip};
+
+pub use link::{decode as decode_link, Link};
 
 use input::{Format, Opened};
 pub use stream::BUFFER;
@@ -27,6 +29,22 @@ pub struct Record<'a> {
     /// The captured bytes (possibly fewer than the frame had on the wire).
     pub data: &'a [u8],
     pub orig_len: u32,
+}
+
+impl Record<'_> {
+    /// The frame through the parser. Its headers are held to the length the frame had on
+    /// the wire (the original length), not to the bytes a snap length kept: an IP length
+    /// past the frame is malformed here as in the kernel.
+    pub fn parse(&self, pkt: &mut Packet) -> Result<(), Skip> {
+        let f = Captured {
+            bytes: self.data,
+            wire_len: self.orig_len as usize,
+        };
+        match self.link {
+            Link::Ethernet => parse_ethernet(&f, pkt),
+            Link::L3 { offset, ethertype } => parse_l3(&f, offset, ethertype, pkt),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use aya::{
 };
 use monitor_common::{
     event::Event,
+    evidence::{EvidencePacket, EVIDENCE_BYTES},
     flow::{Changed, FlowKey, FlowState},
     sample::{Sample, SAMPLE_BYTES},
     stats,
@@ -46,6 +47,8 @@ pub struct Collector {
     events: RingBuf<MapData>,
     /// First payload bytes of flows' first segments (`monitor_common::sample`).
     samples: RingBuf<MapData>,
+    /// Watched packets for the evidence captures (`--evidence`; never written otherwise).
+    evidence: RingBuf<MapData>,
     /// The kernel's log of its failures, moved into the `log` crate at each tick.
     kernel_log: Option<crate::kernel::load::KernelLog>,
     closed_rb: RingBuf<MapData>,
@@ -115,6 +118,7 @@ impl Collector {
             presence: None,
             events: RingBuf::try_from(take(ebpf, "EVENTS")?)?,
             samples: RingBuf::try_from(take(ebpf, "SAMPLES")?)?,
+            evidence: RingBuf::try_from(take(ebpf, "EVIDENCE")?)?,
             kernel_log: crate::kernel::load::KernelLog::take(ebpf),
             closed_rb: RingBuf::try_from(take(ebpf, "CLOSED")?)?,
             table: SharedTable::default(),
@@ -383,6 +387,27 @@ impl Collector {
                 s.len = n as u16;
                 s.bytes[n..].fill(0);
                 out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Packets the kernel handed over for the evidence captures since the last call, in
+    /// the order it took them, times in Unix-epoch ns, the bytes past `len` zeroed.
+    pub fn drain_evidence(&mut self) -> Vec<EvidencePacket> {
+        let mut out = Vec::new();
+        while let Some(item) = self.evidence.next() {
+            if item.len() >= std::mem::size_of::<EvidencePacket>() {
+                // SAFETY: the kernel wrote an `EvidencePacket` (repr(C), any bit pattern
+                // valid).
+                let mut p: EvidencePacket =
+                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const EvidencePacket) };
+                p.ts_ns = self.clock.to_epoch(p.ts_ns);
+                p.first_seen_ns = self.clock.to_epoch(p.first_seen_ns);
+                let n = (p.len as usize).min(EVIDENCE_BYTES);
+                p.len = n as u16;
+                p.bytes[n..].fill(0);
+                out.push(p);
             }
         }
         out

@@ -1,15 +1,14 @@
 //! `--evidence DIR`: for every alert raised, a pcapng file of its worst flow's packets, each
 //! annotated with the monitor's verdict on it, for a vendor's support to open in Wireshark.
 //! The file's path is decided when the alert is raised ([`CapturePlan`]), so the transition
-//! lines can name it at once; the file itself is written by the source's writer
-//! ([`CaptureFiles`], fed by `replay.rs` from a second read of the capture at the end).
-//!
-//! Live and demo are not wired yet: they would need the kernel-side recorder the issue
-//! describes (a ring of the recent watched packets' headers, sized by `--evidence-ring-mb`)
-//! feeding [`CaptureFiles::frame`] as the packets come, instead of a second read.
+//! lines can name it at once; the file itself is written by [`CaptureFiles`], fed by
+//! `replay.rs` from a second read of the capture at the end, or live by [`LiveCaptures`]
+//! from the kernel's evidence ring as the packets come.
 
 mod files;
+mod live;
 pub mod pcapng;
+mod recent;
 pub mod verdict;
 
 use std::{
@@ -20,7 +19,12 @@ use std::{
 };
 
 use anyhow::Result;
-pub use files::{CaptureFiles, MAX_FILE_PACKETS};
+pub use files::{CaptureFiles, Holds, MAX_FILE_PACKETS};
+pub use live::LiveCaptures;
+
+/// How long a live capture goes on following its flow after the alert cleared: the
+/// recovery is part of the evidence.
+pub const FOLLOW_AFTER_CLEAR_NS: u64 = 5_000_000_000;
 
 use crate::{
     alerts::{Change, Transition},
@@ -117,6 +121,11 @@ impl CapturePlan {
                 }
             }
         }
+    }
+
+    /// The capture planned for alert `id`.
+    pub fn get(&self, id: u64) -> Option<PlannedCapture> {
+        self.lock().get(&id).cloned()
     }
 
     /// The capture path of alert `id`, as the transition lines show it.

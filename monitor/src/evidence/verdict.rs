@@ -4,9 +4,57 @@
 
 use monitor_common::{
     analysis::flag,
-    flow::{seen, FlowState, C2S, S2C},
+    evidence::EvidencePacket,
+    flow::{seen, FlowState, Outcome, C2S, S2C},
     parse::{Packet, RST},
 };
+
+/// What the verdict on one packet is made of: the analysis' outcome for it, and what the
+/// reset injection test compared. The host analysis gives it from its record and the
+/// parsed packet ([`PacketFacts::of`]), the kernel in each evidence ring entry
+/// ([`PacketFacts::recorded`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketFacts {
+    pub outcome: Outcome,
+    pub rst: bool,
+    pub ttl: u8,
+    /// The TTL of the packet's direction's first packet.
+    pub ttl_base: u8,
+    pub ipv4: bool,
+    pub ip_id: u16,
+    /// The other direction's latest IPv4 identification.
+    pub peer_ip_id: u16,
+}
+
+impl PacketFacts {
+    /// `pkt`, just counted into `st` by `flow::update` (`st.last` is its outcome).
+    pub fn of(st: &FlowState, pkt: &Packet) -> Self {
+        let dir = st.last.dir as usize & 1;
+        let peer = if dir == C2S { S2C } else { C2S };
+        Self {
+            outcome: st.last,
+            rst: pkt.flags & RST != 0,
+            ttl: pkt.ttl,
+            ttl_base: st.dir[dir].ttl_base,
+            ipv4: pkt.family == 4,
+            ip_id: pkt.ip_id,
+            peer_ip_id: st.dir[peer].last_ip_id,
+        }
+    }
+
+    /// An evidence ring entry, its header fields `pkt` (parsed from its bytes).
+    pub fn recorded(e: &EvidencePacket, pkt: &Packet) -> Self {
+        Self {
+            outcome: e.outcome,
+            rst: pkt.flags & RST != 0,
+            ttl: pkt.ttl,
+            ttl_base: e.ttl_base,
+            ipv4: pkt.family == 4,
+            ip_id: pkt.ip_id,
+            peer_ip_id: e.peer_ip_id,
+        }
+    }
+}
 
 /// Analysis flags in the order they are said, with their words. A fast or spurious
 /// retransmission is said as such instead of the plain one (the core sets both bits).
@@ -57,10 +105,9 @@ fn side(dir: usize) -> &'static str {
     }
 }
 
-/// The verdict on `pkt`, just counted into `st` by `flow::update` (`st.last` is its
-/// outcome), or `None` when the monitor saw nothing of note in it.
-pub fn comment(st: &FlowState, pkt: &Packet) -> Option<String> {
-    let o = &st.last;
+/// The verdict on a packet, or `None` when the monitor saw nothing of note in it.
+pub fn comment(f: &PacketFacts) -> Option<String> {
+    let o = &f.outcome;
     let dir = o.dir as usize & 1;
     let mut said: Vec<String> = Vec::new();
     if o.flags & flag::RETRANSMISSION != 0 {
@@ -81,8 +128,8 @@ pub fn comment(st: &FlowState, pkt: &Packet) -> Option<String> {
             .filter(|(f, _)| o.flags & f != 0)
             .map(|(_, w)| (*w).to_string()),
     );
-    if pkt.flags & RST != 0 {
-        said.push(reset(st, pkt, dir));
+    if f.rst {
+        said.push(reset(f, dir));
     }
     said.extend(
         SEEN.iter()
@@ -98,19 +145,17 @@ pub fn comment(st: &FlowState, pkt: &Packet) -> Option<String> {
 /// A reset, and why the monitor suspects it was injected when it does: the same three
 /// tests as `flow::update` (TTL off the direction's first packet, the peer's IP-ID copied,
 /// a second reset within 1 ms).
-fn reset(st: &FlowState, pkt: &Packet, dir: usize) -> String {
+fn reset(f: &PacketFacts, dir: usize) -> String {
     let who = side(dir);
-    if st.last.suspect_rst == 0 {
+    if f.outcome.suspect_rst == 0 {
         return format!("reset from the {who}");
     }
-    let mine = &st.dir[dir];
-    let peer = &st.dir[if dir == C2S { S2C } else { C2S }];
-    let why = if pkt.ttl != mine.ttl_base {
-        format!("TTL {}, the {who}'s {}", pkt.ttl, mine.ttl_base)
-    } else if pkt.family == 4 && pkt.ip_id != 0 && pkt.ip_id == peer.last_ip_id {
+    let why = if f.ttl != f.ttl_base {
+        format!("TTL {}, the {who}'s {}", f.ttl, f.ttl_base)
+    } else if f.ipv4 && f.ip_id != 0 && f.ip_id == f.peer_ip_id {
         format!(
             "IP-ID {} copied from the {}'s latest packet",
-            pkt.ip_id,
+            f.ip_id,
             side(1 - dir)
         )
     } else {

@@ -8,19 +8,32 @@ use monitor_common::config::Config;
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 /// Loads the object: `cfg` into `.rodata` (frozen), the flow map and the ring of changed
-/// flows sized to `max_flows`.
-/// Nothing is attached yet.
+/// flows sized to `max_flows`, the evidence ring (used only when `cfg.snaplen` is not 0)
+/// to `--evidence-ring-mb`'s default. Nothing is attached yet.
 pub fn load(cfg: &Config, max_flows: u32) -> Result<Ebpf> {
+    load_with_ring(
+        cfg,
+        max_flows,
+        monitor_common::evidence::DEFAULT_RING_MB << 20,
+    )
+}
+
+/// As [`load`], the evidence ring of `evidence_ring_bytes` (a power of two of at least a
+/// page) when `cfg.snaplen` turns it on; otherwise it keeps its one page.
+pub fn load_with_ring(cfg: &Config, max_flows: u32, evidence_ring_bytes: u32) -> Result<Ebpf> {
     raise_memlock();
-    EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global("CONFIG", cfg, true)
         .map_max_entries("FLOWS", max_flows)
         .map_max_entries(
             "CHANGED",
             monitor_common::flow::changed_ring_bytes(max_flows),
-        )
-        .load(OBJECT)
-        .context("loading the eBPF program")
+        );
+    if cfg.snaplen != 0 {
+        loader.map_max_entries("EVIDENCE", evidence_ring_bytes);
+    }
+    loader.load(OBJECT).context("loading the eBPF program")
 }
 
 /// The kernel's log of its rare failures (a map insert refused, a full ring, a record lost

@@ -22,9 +22,10 @@ use crate::{
     cli::{AlertArgs, LiveArgs, RecordArgs},
     collector::{Clock, Collector, Presence},
     error::usage,
+    evidence::{self, CapturePlan, EvidenceSettings, LiveCaptures},
     kernel::{
         attach::{attach_all, remove_added_clsact, Target},
-        load::load,
+        load::load_with_ring,
         netns, preflight,
     },
     model::RunInfo,
@@ -106,7 +107,56 @@ pub fn check(args: &LiveArgs) -> Result<()> {
             ));
         }
     }
-    check_files(&args.alerting, &args.export.record)
+    check_files(&args.alerting, &args.export.record)?;
+    check_evidence(args)
+}
+
+/// `--evidence` on a live run: DIR writable and holding no other output under a capture's
+/// name, and a snap length the kernel's ring holds.
+fn check_evidence(args: &LiveArgs) -> Result<()> {
+    let e = &args.export.evidence.evidence;
+    let Some(dir) = &e.evidence else {
+        return Ok(());
+    };
+    let max = monitor_common::evidence::EVIDENCE_BYTES as u32;
+    if e.evidence_snaplen > max {
+        return Err(usage(
+            format!(
+                "--evidence-snaplen {} on a live run: the kernel hands over at most {max} \
+                 bytes of a packet",
+                e.evidence_snaplen
+            ),
+            format!("give --evidence-snaplen {max} or less (a replay keeps up to 262144)"),
+        ));
+    }
+    let others: Vec<(&str, &Path)> = [
+        ("--record", args.export.record.record.as_deref()),
+        ("--alerts-log", args.alerting.alerts_log.as_deref()),
+        ("--config", args.alerting.config.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(what, p)| Some((what, p?)))
+    .collect();
+    evidence::check(dir, &others)
+}
+
+/// The evidence captures `--evidence` asks for: the plan the outputs name them by, and
+/// the output that writes them.
+fn evidence_output(args: &LiveArgs) -> Result<Option<(CapturePlan, LiveCaptures)>> {
+    let e = &args.export.evidence;
+    let Some(dir) = &e.evidence.evidence else {
+        return Ok(None);
+    };
+    let plan = CapturePlan::new(dir);
+    let settings = EvidenceSettings {
+        dir: dir.clone(),
+        max_bytes: e.evidence.evidence_max_mb.map(|mb| mb * 1024 * 1024),
+        snaplen: e.evidence.evidence_snaplen,
+        max_file_packets: evidence::MAX_FILE_PACKETS,
+    };
+    let ring = (e.evidence_ring_mb as usize) << 20;
+    let writer = LiveCaptures::start(plan.clone(), settings, ring, args.interfaces.join(", "))?;
+    Ok(Some((plan, writer)))
 }
 
 /// The alert engine, as `--config` sets it (the default rules without one).
@@ -202,13 +252,28 @@ pub async fn run_in(
         None => None,
     };
     let mut pipeline = Pipeline::new(engine).with_media_samples(u32::from(args.media_samples));
-    if let Some(f) = alerts_log {
-        pipeline = pipeline.with(outputs::AlertsLog::new(f));
+    let evidence = evidence_output(&args)?;
+    let plan = evidence.as_ref().map(|(p, _)| p.clone());
+    if let Some((_, writer)) = evidence {
+        pipeline = pipeline.with(writer);
     }
+    if let Some(f) = alerts_log {
+        let log = outputs::AlertsLog::new(f);
+        pipeline = pipeline.with(match &plan {
+            Some(p) => log.with_captures(p.clone()),
+            None => log,
+        });
+    }
+    let snaplen = match &plan {
+        Some(_) => args.export.evidence.evidence.evidence_snaplen,
+        None => 0,
+    };
     let cfg = args
         .ports
         .to_config(0)
-        .with_samples(u32::from(args.media_samples));
+        .with_samples(u32::from(args.media_samples))
+        .with_snaplen(snaplen);
+    let ring_bytes = args.export.evidence.evidence_ring_mb << 20;
     let mut clsact_added = Vec::new();
     let (mut ebpf, lines, targets, presence) = netns::within(ns, || {
         let targets = targets(&args)?;
@@ -217,7 +282,7 @@ pub async fn run_in(
         }
         // Opened where the interfaces are, to ask about them from anywhere.
         let presence = Presence::open()?;
-        let mut ebpf = load(&cfg, args.max_flows)?;
+        let mut ebpf = load_with_ring(&cfg, args.max_flows, ring_bytes)?;
         match attach_all(
             &mut ebpf,
             &targets,
@@ -253,7 +318,7 @@ pub async fn run_in(
     };
     let metrics = args.export.metrics.is_some().then_some(metrics);
     let result = watch(
-        &args, &info, &mut ebpf, presence, pipeline, recorder, metrics, stop,
+        &args, &info, &mut ebpf, presence, pipeline, recorder, metrics, plan, stop,
     )
     .await;
     // Detach where we attached (netlink filters are found by ifindex in that namespace).
@@ -282,6 +347,7 @@ async fn watch(
     mut pipeline: Pipeline,
     recorder: Option<Recorder>,
     metrics: Option<Arc<Mutex<Metrics>>>,
+    captures: Option<CapturePlan>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     // Attached: the recording replaces what was at its path (a run that failed before
@@ -289,7 +355,11 @@ async fn watch(
     if let Some(mut r) = recorder {
         r.commit()
             .map_err(|e| anyhow::Error::from(e).context("writing the recording"))?;
-        pipeline = pipeline.with(outputs::RecordFile::new(r));
+        let file = outputs::RecordFile::new(r);
+        pipeline = pipeline.with(match &captures {
+            Some(p) => file.with_captures(p.clone()),
+            None => file,
+        });
     }
     if let Some(m) = metrics {
         pipeline = pipeline.with(outputs::MetricsFeed(m));
@@ -304,6 +374,7 @@ async fn watch(
         }
         pipeline = pipeline.with(outputs::Headless {
             format: outputs::SummaryFormat::json(args.json),
+            captures,
         });
     } else {
         let mut ui = tui::Ui::start(info.clone())?;

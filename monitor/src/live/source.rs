@@ -42,6 +42,7 @@ impl LiveSource {
         let events = self.collector.drain_events();
         log_events(&events);
         let samples = self.collector.drain_samples();
+        let evidence = self.collector.drain_evidence();
         let snap = self.collector.collect()?;
         for i in snap.interfaces.iter().filter(|i| i.gone) {
             if !self.said_gone.contains(&i.name) {
@@ -53,7 +54,9 @@ impl LiveSource {
             }
         }
         self.all_gone = !snap.interfaces.is_empty() && snap.interfaces.iter().all(|i| i.gone);
-        Ok(pipeline::Tick::new(snap, events, started).with_samples(samples))
+        Ok(pipeline::Tick::new(snap, events, started)
+            .with_samples(samples)
+            .with_evidence(evidence))
     }
 }
 

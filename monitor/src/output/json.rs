@@ -228,3 +228,15 @@ pub fn render(snap: &Snapshot) -> String {
 pub fn transition_line(t: &crate::alerts::Transition) -> String {
     serde_json::to_string(t).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
+
+/// [`transition_line`], naming the alert's evidence capture (`--evidence`) when it has one.
+pub fn transition_line_with(t: &crate::alerts::Transition, capture: Option<String>) -> String {
+    let Some(path) = capture else {
+        return transition_line(t);
+    };
+    let mut v = serde_json::to_value(t).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert("capture".into(), path.into());
+    }
+    v.to_string()
+}

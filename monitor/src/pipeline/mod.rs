@@ -11,7 +11,7 @@ pub use media::MediaVerdicts;
 use std::{future::Future, sync::Arc, time::Instant};
 
 use anyhow::Result;
-use monitor_common::{event::Event, sample::Sample};
+use monitor_common::{event::Event, evidence::EvidencePacket, sample::Sample};
 
 use crate::{
     alerts::{AlertEngine, Transition},
@@ -27,6 +27,8 @@ pub struct Tick {
     /// The first payload bytes of flows' first segments (`monitor_common::sample`), for the
     /// media verdicts (`media.rs`).
     pub samples: Vec<Sample>,
+    /// Watched packets from the kernel's evidence ring (`--evidence`), for the captures.
+    pub evidence: Vec<EvidencePacket>,
     /// When the source began reading it: the UI shows how long a tick took to read and
     /// judge.
     pub started: Instant,
@@ -38,6 +40,7 @@ impl Tick {
             snap,
             events,
             samples: Vec::new(),
+            evidence: Vec::new(),
             started,
         }
     }
@@ -45,6 +48,12 @@ impl Tick {
     /// The same tick, carrying `samples`.
     pub fn with_samples(mut self, samples: Vec<Sample>) -> Self {
         self.samples = samples;
+        self
+    }
+
+    /// The same tick, carrying the evidence ring's `packets`.
+    pub fn with_evidence(mut self, packets: Vec<EvidencePacket>) -> Self {
+        self.evidence = packets;
         self
     }
 }
@@ -75,6 +84,10 @@ pub trait Output {
         transitions: &[Transition],
         events: &[Event],
     ) -> Result<bool>;
+
+    /// The evidence ring's packets of the tick about to be handed over (`--evidence`
+    /// live): only the evidence captures take them.
+    fn evidence(&mut self, _packets: &[EvidencePacket]) {}
 
     /// The run ended without an error; `last` is the last judged tick.
     fn finish(&mut self, _last: Option<&Arc<Snapshot>>) -> Result<()> {
@@ -185,6 +198,7 @@ impl Pipeline {
             mut snap,
             events,
             samples,
+            evidence,
             started,
         } = tick;
         self.media
@@ -202,6 +216,9 @@ impl Pipeline {
         let snap = Arc::new(snap);
         let mut go_on = true;
         for o in &mut self.outputs {
+            if !evidence.is_empty() {
+                o.evidence(&evidence);
+            }
             go_on &= o.tick(&snap, &transitions, &events)?;
             if !go_on {
                 break;

@@ -8,12 +8,12 @@ use std::{
 };
 
 use anyhow::Result;
-use monitor_common::event::Event;
+use monitor_common::{event::Event, evidence::EvidencePacket};
 
 use super::Output;
 use crate::{
     alerts::Transition,
-    evidence::{CapturePlan, PlannedCapture},
+    evidence::{CapturePlan, LiveCaptures, PlannedCapture},
     model::FlowId,
     output::{self, json, metrics::Metrics, text},
     record::writer::Recorder,
@@ -57,6 +57,13 @@ fn lose(lost: &mut Option<String>, what: &str, e: &std::io::Error) {
 /// `--headless`: every tick's alert transitions, then its report, on stdout.
 pub struct Headless {
     pub format: SummaryFormat,
+    /// With `--evidence`: each transition line names its alert's capture.
+    pub captures: Option<CapturePlan>,
+}
+
+/// A transition's line, naming its capture when `plan` has one for it.
+fn line(t: &Transition, plan: Option<&CapturePlan>) -> String {
+    json::transition_line_with(t, plan.and_then(|p| p.path_of(t.alert.id)))
 }
 
 impl Output for Headless {
@@ -66,8 +73,11 @@ impl Output for Headless {
         transitions: &[Transition],
         _: &[Event],
     ) -> Result<bool> {
+        if let Some(p) = &self.captures {
+            p.note(transitions);
+        }
         for t in transitions {
-            if !output::print(&json::transition_line(t))? {
+            if !output::print(&line(t, self.captures.as_ref()))? {
                 return Ok(false);
             }
         }
@@ -170,6 +180,33 @@ impl Output for EvidenceCaptures {
     }
 }
 
+/// `--evidence DIR` on a live run: the kernel's packets of each alert's flow, written as
+/// the run goes (`evidence/live.rs`).
+impl Output for LiveCaptures {
+    fn evidence(&mut self, packets: &[EvidencePacket]) {
+        self.take_packets(packets);
+    }
+
+    fn tick(
+        &mut self,
+        snap: &Arc<Snapshot>,
+        transitions: &[Transition],
+        _: &[Event],
+    ) -> Result<bool> {
+        LiveCaptures::tick(self, snap.now_ns, transitions);
+        Ok(true)
+    }
+
+    fn finish(&mut self, last: Option<&Arc<Snapshot>>) -> Result<()> {
+        LiveCaptures::finish(self, last.map_or(&[][..], |s| &s.alerts[..]));
+        Ok(())
+    }
+
+    fn lost(&self) -> Option<&str> {
+        self.failed()
+    }
+}
+
 /// The terminal UI: it renders the latest tick on its own thread, and is stopped (the
 /// terminal restored) when the run ends.
 pub struct TerminalUi(Option<tui::Ui>);
@@ -216,6 +253,8 @@ impl Output for MetricsFeed {
 pub struct AlertsLog {
     file: Option<File>,
     lost: Option<String>,
+    /// With `--evidence`: each line names its alert's capture.
+    captures: Option<CapturePlan>,
 }
 
 impl AlertsLog {
@@ -223,7 +262,14 @@ impl AlertsLog {
         Self {
             file: Some(file),
             lost: None,
+            captures: None,
         }
+    }
+
+    /// The same output, its lines naming the captures `plan` decides.
+    pub fn with_captures(mut self, plan: CapturePlan) -> Self {
+        self.captures = Some(plan);
+        self
     }
 }
 
@@ -232,8 +278,11 @@ impl Output for AlertsLog {
         let Some(f) = self.file.as_mut() else {
             return Ok(true);
         };
+        if let Some(p) = &self.captures {
+            p.note(transitions);
+        }
         for t in transitions {
-            let line = json::transition_line(t);
+            let line = line(t, self.captures.as_ref());
             if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
                 self.file = None;
                 lose(&mut self.lost, "alerts log", &e);

@@ -16,7 +16,6 @@ use super::content::Report;
 use crate::{
     capture::Reader,
     media::{pseudo_tls, stun, tls},
-    replay::parse_frame,
 };
 
 /// One packet of the diagram.
@@ -81,7 +80,7 @@ pub fn steps(path: &Path, client_port: u16) -> Result<(Vec<Step>, usize), String
     let mut pkt = Packet::default();
     reader
         .for_each(|frame| {
-            if parse_frame(&frame, &mut pkt).is_err() {
+            if frame.parse(&mut pkt).is_err() {
                 return;
             }
             let t = *t0.get_or_insert(frame.ts_ns);

@@ -248,3 +248,77 @@ pub fn write_raw_ip_capture(path: &Path, mut frames: Frames) {
     bytes[20..24].copy_from_slice(&101u32.to_le_bytes());
     std::fs::write(path, bytes).expect("write capture");
 }
+
+/// A live run's capture of `alert` (its transition line), checked as a vendor would read
+/// it: tshark reads it whole; it holds one flow, from the flow's SYN; its header names the
+/// alert; and the packets the alert is about carry the monitor's verdict: each of tshark's
+/// retransmissions is commented as one (and each commented one is tshark's, but for the
+/// first packet after what the ring let go, where tshark lacks the earlier segment), and a
+/// reset alert's reset is commented. Returns the frames' comments.
+pub fn check_live_capture(alert: &Value, dir: &Path) -> Vec<String> {
+    let path = capture_of(alert, dir);
+    let p = path.to_str().expect("utf-8 path");
+    let streams = lines(&tshark(&["-r", p, "-T", "fields", "-e", "tcp.stream"]));
+    let mut unique = streams.clone();
+    unique.dedup();
+    assert_eq!(unique, ["0"], "{p} holds one flow: {streams:?}");
+    let first = tshark(&["-r", p, "-c", "1", "-T", "fields", "-e", "tcp.flags.str"]);
+    assert!(
+        first.contains('S') && !first.contains('A'),
+        "{p} starts with the client's SYN: {first}"
+    );
+    let info = Command::new("capinfos")
+        .args(["-k", p])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let id = alert["id"].as_u64().expect("id");
+    assert!(
+        info.contains(&format!(
+            "monitor alert {id}: {}",
+            alert["kind"].as_str().unwrap_or("")
+        )),
+        "{p}: the section header names the alert: {info}"
+    );
+    let fields = |filter: &str| {
+        lines(&tshark(&[
+            "-r",
+            p,
+            "-Y",
+            filter,
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ]))
+    };
+    let comments = lines(&tshark(&["-r", p, "-T", "fields", "-e", "frame.comment"]));
+    let kind = alert["kind"].as_str().unwrap_or_default();
+    if kind == "retransmit_rate" {
+        let theirs = fields("tcp.analysis.retransmission");
+        assert!(!theirs.is_empty(), "{p}: tshark finds the retransmissions");
+        let ours = fields("frame.comment contains \"retransmission\"");
+        for n in &theirs {
+            assert!(
+                ours.contains(n),
+                "{p}: tshark's retransmission {n} is commented"
+            );
+        }
+        let after_gap = fields("frame.comment contains \"not in this file\"");
+        for n in &ours {
+            assert!(
+                theirs.contains(n) || after_gap.contains(n),
+                "{p}: frame {n} is commented a retransmission, tshark disagrees"
+            );
+        }
+    }
+    if kind == "reset" {
+        let resets = fields("tcp.flags.reset == 1");
+        let said = fields("frame.comment contains \"reset\"");
+        assert!(!resets.is_empty(), "{p}: the reset is in the capture");
+        for n in &resets {
+            assert!(said.contains(n), "{p}: reset frame {n} is commented");
+        }
+    }
+    comments
+}
