@@ -334,3 +334,42 @@ fn the_demo_checks_its_input_before_building_the_lab() {
     assert!(!dir.join("r.jsonl").exists(), "no recording begun");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--evidence` on a live run: a snap length past what the kernel's ring holds, a ring size
+/// that is not a power of two, and the ring's size without `--evidence`, each refused
+/// before anything is loaded (as root, a run let through would attach to `lo`).
+#[test]
+fn live_evidence_flags_are_refused_before_anything_is_attached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ev = dir.path().join("ev");
+    let ev = ev.to_str().expect("utf-8");
+    let live = |extra: &[&str]| {
+        let mut a = vec!["live", "-i", "lo", "--headless", "--duration", "1"];
+        a.extend_from_slice(extra);
+        monitor(&a, &[])
+    };
+    assert_usage_error(
+        &live(&["--evidence", ev, "--evidence-snaplen", "300"]),
+        "at most 256 bytes",
+    );
+    assert_usage_error(
+        &live(&["--evidence", ev, "--evidence-ring-mb", "3"]),
+        "not a power of two",
+    );
+    assert_usage_error(&live(&["--evidence-ring-mb", "16"]), "--evidence");
+    assert_usage_error(
+        &monitor(
+            &[
+                "demo",
+                "--headless",
+                "--evidence",
+                ev,
+                "--evidence-snaplen",
+                "1000",
+            ],
+            &[],
+        ),
+        "at most 256 bytes",
+    );
+    assert!(!std::path::Path::new(ev).exists(), "no directory made");
+}

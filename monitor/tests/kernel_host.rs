@@ -1,7 +1,9 @@
 //! Kernel equals host: every capture's frames go through the loaded eBPF program with
 //! BPF_PROG_TEST_RUN (each frame's capture time handed to the program as `skb->tstamp`) and
 //! through the host engine `monitor replay` uses; the flow records must be identical, field
-//! for field, analysis state included, and so must the payload samples each side took.
+//! for field, analysis state included, and so must the payload samples each side took and,
+//! with the evidence ring on, each packet's entry: its bytes, times and the verdict an
+//! evidence capture would comment it with.
 
 mod common;
 
@@ -9,16 +11,45 @@ use std::path::PathBuf;
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use monitor::{
-    capture::{Link, Reader},
+    capture::{Link, Reader, Record},
     collector::{Clock, Collector},
+    evidence::verdict::{comment, PacketFacts},
     host::HostFlows,
     kernel::load::load,
 };
 use monitor_common::{
     config::{PortSet, FLAG_SKB_TSTAMP},
+    evidence::{EvidencePacket, EVIDENCE_BYTES},
+    flow::FlowKey,
     parse::{parse_ethernet, Packet},
     sample::MAX_SAMPLES,
 };
+
+/// What an evidence capture holds of one packet: time, bytes kept, length on the wire, the
+/// flow's first time, and the verdict it is commented with.
+type Entry = (u64, Vec<u8>, u32, u64, Option<String>);
+
+fn kernel_entry(e: &EvidencePacket) -> Entry {
+    let rec = Record {
+        ts_ns: e.ts_ns,
+        linktype: 1,
+        link: Link::Ethernet,
+        data: e.captured(),
+        orig_len: e.orig_len,
+    };
+    let mut pkt = Packet::default();
+    let said = match rec.parse(&mut pkt) {
+        Ok(()) => comment(&PacketFacts::recorded(e, &pkt)),
+        Err(_) => Some("unparsed".into()),
+    };
+    (
+        e.ts_ns,
+        e.captured().to_vec(),
+        e.orig_len,
+        e.first_seen_ns,
+        said,
+    )
+}
 
 fn pcaps() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/pcaps"))
@@ -72,10 +103,14 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
     let all = PortSet::all();
     let mut compared = 0;
     let mut samples = 0;
+    let (mut entries, mut said) = (0, 0);
     for path in &names {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         // The most samples a run may take, so that the most bytes are compared.
-        let cfg = all.to_config(FLAG_SKB_TSTAMP).with_samples(MAX_SAMPLES);
+        let cfg = all
+            .to_config(FLAG_SKB_TSTAMP)
+            .with_samples(MAX_SAMPLES)
+            .with_snaplen(EVIDENCE_BYTES as u32);
         let mut ebpf = load(&cfg, 65_536).expect("load");
         {
             let p: &mut SchedClassifier =
@@ -87,6 +122,7 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
         let mut pkt = Packet::default();
         let reader = Reader::open(path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut ctx = [0u8; 192];
+        let (mut kernel_entries, mut host_entries) = (Vec::new(), Vec::new());
         reader
             .for_each(|frame| {
                 let Some(eth) = as_ethernet(&frame.link, frame.data) else {
@@ -105,11 +141,41 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
                     return;
                 }
                 match parse_ethernet(&eth[..], &mut pkt) {
-                    Ok(()) => engine.packet(&pkt, &eth, 1, ts),
+                    Ok(()) => {
+                        engine.packet(&pkt, &eth, 1, ts);
+                        let (key, _) = FlowKey::of(&pkt);
+                        if let Some(st) = engine.flow(&key) {
+                            let kept = eth.len().min(EVIDENCE_BYTES);
+                            let said = comment(&PacketFacts::of(st, &pkt));
+                            let first = st.first_seen_ns;
+                            host_entries.push((
+                                ts,
+                                eth[..kept].to_vec(),
+                                eth.len() as u32,
+                                first,
+                                said,
+                            ));
+                        }
+                    }
                     Err(skip) => engine.skipped(skip),
+                }
+                // Drained as it fills: a ring holds some 47,000 entries.
+                if host_entries.len() % 4096 == 0 {
+                    kernel_entries.extend(collector.drain_evidence().iter().map(kernel_entry));
                 }
             })
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        kernel_entries.extend(collector.drain_evidence().iter().map(kernel_entry));
+        assert_eq!(
+            kernel_entries.len(),
+            host_entries.len(),
+            "{name}: evidence ring entries"
+        );
+        for (i, (k, h)) in kernel_entries.iter().zip(&host_entries).enumerate() {
+            assert_eq!(k, h, "{name}: evidence entry {i} (kernel | host)");
+        }
+        entries += host_entries.len();
+        said += host_entries.iter().filter(|e| e.4.is_some()).count();
         let kernel_samples = collector.drain_samples();
         let host_samples = engine.take_samples();
         assert_eq!(
@@ -169,4 +235,9 @@ fn every_capture_gives_identical_records_in_kernel_and_host() {
     assert!(compared >= 29, "only {compared} captures compared");
     // The captures carry payload: samples were compared, not two empty lists.
     assert!(samples >= 80, "only {samples} samples compared");
+    // Evidence entries and verdicts were compared, not two empty lists.
+    assert!(
+        entries >= 300 && said >= 100,
+        "{entries} entries, {said} with a verdict"
+    );
 }

@@ -1,6 +1,6 @@
-//! The eBPF program's payload samples, run by the kernel on hand-built frames
-//! (BPF_PROG_TEST_RUN) at tc and XDP: which segments are sampled, with what, and a full ring
-//! counted.
+//! The eBPF program's payload samples and evidence ring, run by the kernel on hand-built
+//! frames (BPF_PROG_TEST_RUN) at tc and XDP: which segments are sampled, with what, which
+//! packets the evidence ring gets, and a full ring counted.
 
 mod common;
 
@@ -12,11 +12,12 @@ use aya::{
 };
 use monitor::{
     collector::{Clock, Collector},
-    kernel::load::load,
+    kernel::load::{load, load_with_ring},
 };
 use monitor_common::{
     config::{PortSet, FLAG_SKB_TSTAMP},
     craft::TcpFrame,
+    evidence::{EVIDENCE_BYTES, LINK_ETHERNET},
     flow::{FlowKey, C2S, S2C},
     parse::{ACK, PSH, SYN},
     sample::{Sample, SAMPLE_BYTES},
@@ -210,4 +211,83 @@ fn samples_a_full_ring_cannot_take_are_counted() {
     let again = c.drain_samples();
     assert_eq!(seen(&again), vec![(C2S as u8, 7, 5, b"again".to_vec())]);
     assert_ne!(again[0].key, FlowKey::default());
+}
+
+/// With `--evidence`, every watched packet (and no other) reaches the evidence ring with its
+/// first `snaplen` bytes, its length on the wire, its flow and its verdict; without it the
+/// ring stays empty; a full ring counts what it could not take.
+#[test]
+fn the_evidence_ring_holds_each_watched_packet_as_asked() {
+    if !common::privileged() {
+        return;
+    }
+    let body = pattern(3, 600);
+    let frames = [
+        seg(40000, 100, SYN, b"", true),
+        seg(40000, 500, SYN | ACK, b"", false),
+        seg(40000, 101, ACK | PSH, &body, true),
+        // The same segment again: a retransmission.
+        seg(40000, 101, ACK | PSH, &body, true),
+    ];
+    let unwatched = TcpFrame::new(v4(1), 40001, v4(2), 40002).ethernet();
+    for prog in ["tc_eth_in", "xdp_eth"] {
+        for snaplen in [0u32, 64, 1000] {
+            let cfg = "50001"
+                .parse::<PortSet>()
+                .expect("ports")
+                .to_config(FLAG_SKB_TSTAMP)
+                .with_snaplen(snaplen);
+            let mut e = load_with_ring(&cfg, 1024, 1 << 20).expect("load");
+            common::verify(&mut e, prog);
+            let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
+            for (i, f) in frames.iter().enumerate() {
+                run(&mut e, prog, f, 1_000 + i as u64);
+            }
+            run(&mut e, prog, &unwatched, 2_000);
+            let got = c.drain_evidence();
+            let what = format!("{prog}, snaplen {snaplen}");
+            if snaplen == 0 {
+                assert!(got.is_empty(), "{what}: evidence off, nothing handed over");
+                continue;
+            }
+            let kept = (snaplen as usize).min(EVIDENCE_BYTES);
+            assert_eq!(got.len(), frames.len(), "{what}: the watched packets only");
+            for (g, f) in got.iter().zip(&frames) {
+                assert_eq!(g.captured(), &f[..kept.min(f.len())], "{what}");
+                assert_eq!(g.orig_len as usize, f.len(), "{what}");
+                assert_eq!(g.link, LINK_ETHERNET, "{what}");
+                assert_ne!(g.first_seen_ns, 0, "{what}");
+            }
+            let retx = monitor_common::analysis::flag::RETRANSMISSION;
+            assert_eq!(got[2].outcome.flags & retx, 0, "{what}");
+            assert_ne!(
+                got[3].outcome.flags & retx,
+                0,
+                "{what}: the retransmission said"
+            );
+            if prog == "tc_eth_in" {
+                assert_eq!(got[1].ts_ns, 1_001, "{what}: the packet's time");
+            }
+        }
+    }
+    // A ring of one page: the rest is counted lost, the flows counted as ever.
+    let cfg = "50001"
+        .parse::<PortSet>()
+        .expect("ports")
+        .to_config(FLAG_SKB_TSTAMP)
+        .with_snaplen(256);
+    let mut e = load_with_ring(&cfg, 1024, 4096).expect("load");
+    common::verify(&mut e, "tc_eth_in");
+    let mut c = Collector::new(&mut e, Clock::identity(), Vec::new()).unwrap();
+    let n = 40u32;
+    for k in 0..n {
+        let f = seg(40000, 101 + k * 600, ACK | PSH, &body, true);
+        run(&mut e, "tc_eth_in", &f, 1_000 + k as u64);
+    }
+    let kept = c.drain_evidence().len() as u64;
+    let snap = c.collect().unwrap();
+    let lost = snap.counters.get(stats::EVIDENCE_LOST);
+    assert!(kept > 0 && lost > 0, "{kept} kept, {lost} lost");
+    assert_eq!(kept + lost, n as u64, "kept or counted lost");
+    assert_eq!(snap.records()[0].state.dir[C2S].packets, n as u64);
 }

@@ -3,8 +3,10 @@
 //! ([`RecentPackets`]); when an alert is raised it writes what it kept of the alert's flow,
 //! puts the file under its name at once (the transition lines name it), then appends the
 //! flow's packets each tick until the alert has been cleared for
-//! [`super::FOLLOW_AFTER_CLEAR_NS`], or the per-file limit. The tick only hands over: a
-//! writer that falls behind has packets dropped and counted, never the tick delayed.
+//! [`super::FOLLOW_AFTER_CLEAR_NS`], or the per-file limit. The tick hands over and waits
+//! only for a new alert's file to be placed, at most [`PLACE_WAIT`], so that the transition
+//! lines after it name a file that is there; a writer that falls behind has packets
+//! dropped and counted.
 
 use std::{
     collections::HashMap,
@@ -34,6 +36,9 @@ use crate::{
 /// Packets handed to the writer and not yet taken, at most: some 60 MB of entries.
 const MAX_QUEUED: usize = 200_000;
 
+/// The longest a tick waits for new alerts' files to be placed.
+pub const PLACE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// One tick's work for the writer.
 struct Batch {
     packets: Vec<EvidencePacket>,
@@ -49,6 +54,8 @@ pub struct LiveCaptures {
     plan: CapturePlan,
     packets: Vec<EvidencePacket>,
     to_writer: Option<mpsc::Sender<Batch>>,
+    /// Alert ids whose file the writer has placed (or failed to).
+    placed: mpsc::Receiver<u64>,
     queued: Arc<AtomicUsize>,
     /// Packets the writer dropped (its room, or behind) and the tick could not hand over.
     lost: Arc<AtomicU64>,
@@ -66,16 +73,18 @@ impl LiveCaptures {
         interface: String,
     ) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<Batch>();
+        let (placed_tx, placed) = mpsc::channel::<u64>();
         let queued = Arc::new(AtomicUsize::new(0));
         let lost = Arc::new(AtomicU64::new(0));
         let (q, l) = (queued.clone(), lost.clone());
         let writer = std::thread::Builder::new()
             .name("monitor-evidence".into())
-            .spawn(move || write(rx, settings, ring_bytes, &interface, &q, &l))?;
+            .spawn(move || write(rx, &placed_tx, settings, ring_bytes, &interface, &q, &l))?;
         Ok(Self {
             plan,
             packets: Vec::new(),
             to_writer: Some(tx),
+            placed,
             queued,
             lost,
             writer: Some(writer),
@@ -111,6 +120,7 @@ impl LiveCaptures {
             }
         }
         self.queued.fetch_add(packets.len(), Ordering::Relaxed);
+        let mut waiting = raised.len();
         let batch = Batch {
             packets,
             raised,
@@ -121,6 +131,15 @@ impl LiveCaptures {
             if tx.send(batch).is_err() {
                 // The writer ended early: what it said is taken at the end.
                 self.to_writer = None;
+                waiting = 0;
+            }
+        }
+        let deadline = std::time::Instant::now() + PLACE_WAIT;
+        while waiting > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.placed.recv_timeout(left) {
+                Ok(_) => waiting -= 1,
+                Err(_) => break,
             }
         }
     }
@@ -192,9 +211,38 @@ fn frame(files: &mut CaptureFiles, p: &EvidencePacket, note: Option<&str>) {
     files.frame(&flow_of(p), &rec, said.as_deref());
 }
 
+/// Starts the capture `plan` names: what `recent` kept of its flow written, and placed
+/// under its name. `Ok(false)`: the directory limit dropped it at once.
+fn start(
+    files: &mut Option<CaptureFiles>,
+    settings: &EvidenceSettings,
+    interface: &str,
+    plan: PlannedCapture,
+    recent: &RecentPackets,
+) -> std::io::Result<bool> {
+    let f = match files {
+        Some(f) => f,
+        None => files.insert(CaptureFiles::new(settings.clone(), interface)?),
+    };
+    let (id, flow) = (plan.id, plan.flow);
+    f.add(plan, Holds::Following)?;
+    let kept = recent.kept(&flow);
+    for (i, p) in kept.packets.iter().enumerate() {
+        let gap = kept.gap.filter(|(at, _)| *at == i).map(|(_, n)| {
+            format!(
+                "{n} packet(s) of the flow before this one are not in this file (the \
+                 evidence ring keeps a flow's first {HEAD} and latest {TAIL} until an alert)"
+            )
+        });
+        frame(f, p, gap.as_deref());
+    }
+    f.place(id)
+}
+
 /// The writer thread: takes batches until the run ends, then completes every capture.
 fn write(
     batches: mpsc::Receiver<Batch>,
+    placed: &mpsc::Sender<u64>,
     settings: EvidenceSettings,
     ring_bytes: usize,
     interface: &str,
@@ -219,26 +267,11 @@ fn write(
         }
         lost.fetch_add(recent.lost - before, Ordering::Relaxed);
         for plan in b.raised {
-            let f = match files.as_mut() {
-                Some(f) => f,
-                None => {
-                    files.insert(CaptureFiles::new(settings.clone(), interface).map_err(failed)?)
-                }
-            };
-            let (id, flow) = (plan.id, plan.flow);
-            f.add(plan, Holds::Following).map_err(failed)?;
-            let kept = recent.kept(&flow);
-            for (i, p) in kept.packets.iter().enumerate() {
-                let gap = kept.gap.filter(|(at, _)| *at == i).map(|(_, n)| {
-                    format!(
-                        "{n} packet(s) of the flow before this one are not in this file (the \
-                         evidence ring keeps a flow's first {HEAD} and latest {TAIL} until an \
-                         alert)"
-                    )
-                });
-                frame(f, p, gap.as_deref());
-            }
-            if f.place(id).map_err(failed)? {
+            let id = plan.id;
+            let started = start(&mut files, &settings, interface, plan, &recent);
+            // Said placed even when it failed: the tick must not wait for it.
+            let _ = placed.send(id);
+            if started.map_err(failed)? {
                 following.insert(id, None);
             }
         }

@@ -252,9 +252,10 @@ pub fn write_raw_ip_capture(path: &Path, mut frames: Frames) {
 /// A live run's capture of `alert` (its transition line), checked as a vendor would read
 /// it: tshark reads it whole; it holds one flow, from the flow's SYN; its header names the
 /// alert; and the packets the alert is about carry the monitor's verdict: each of tshark's
-/// retransmissions is commented as one (and each commented one is tshark's, but for the
-/// first packet after what the ring let go, where tshark lacks the earlier segment), and a
-/// reset alert's reset is commented. Returns the frames' comments.
+/// retransmissions is commented as one, and each commented one tshark flags too (as a
+/// retransmission, or out of order where it lacks the packets the ring let go), but for
+/// the first packet after them; a reset alert's reset is commented. Returns the frames'
+/// comments.
 pub fn check_live_capture(alert: &Value, dir: &Path) -> Vec<String> {
     let path = capture_of(alert, dir);
     let p = path.to_str().expect("utf-8 path");
@@ -305,9 +306,10 @@ pub fn check_live_capture(alert: &Value, dir: &Path) -> Vec<String> {
             );
         }
         let after_gap = fields("frame.comment contains \"not in this file\"");
+        let flagged = fields("tcp.analysis.flags");
         for n in &ours {
             assert!(
-                theirs.contains(n) || after_gap.contains(n),
+                flagged.contains(n) || after_gap.contains(n),
                 "{p}: frame {n} is commented a retransmission, tshark disagrees"
             );
         }
