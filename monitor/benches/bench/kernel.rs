@@ -12,7 +12,7 @@ use aya::{
     programs::{SchedClassifier, TestRunOptions},
     Ebpf, TestRun,
 };
-use monitor::kernel::load::load;
+use monitor::kernel::load::load_with_ring;
 use monitor_common::{
     config::PortSet,
     craft::{ethernet_raw, TcpFrame},
@@ -29,11 +29,19 @@ pub struct Plan {
 }
 
 fn program(max_flows: u32) -> Ebpf {
+    program_with(max_flows, 0)
+}
+
+/// The program with the evidence ring on at `snaplen` bytes (0: off, as by default); its
+/// ring holds a run of distinct frames, drained after each run ([`drain`]).
+fn program_with(max_flows: u32, snaplen: u32) -> Ebpf {
     let cfg = crate::DEFAULT_PORTS
         .parse::<PortSet>()
         .expect("ports")
-        .to_config(0);
-    let mut e = load(&cfg, max_flows).expect("load the eBPF object (as root)");
+        .to_config(0)
+        .with_snaplen(snaplen);
+    let mut e =
+        load_with_ring(&cfg, max_flows, 64 << 20).expect("load the eBPF object (as root)");
     for name in ["tc_eth_in", "tc_calibrate"] {
         let p: &mut SchedClassifier = e.program_mut(name).expect(name).try_into().expect("tc");
         p.load().expect("verifier");
@@ -187,6 +195,29 @@ pub fn bench(plan: &Plan) -> Value {
         (t / plan.distinct as f64 - o).max(0.0)
     });
     drop(e);
+    // The same data segments with the evidence ring on (`--evidence`, 256 bytes of each).
+    let mut ev = program_with(1 << 20, 256);
+    let mut ring = aya::maps::RingBuf::try_from(ev.take_map("EVIDENCE").expect("EVIDENCE"))
+        .expect("ring");
+    establish(&mut ev, 1);
+    let mut di = 0usize;
+    rows("data segment of a tracked flow, --evidence on", &mut || {
+        let o = next();
+        let t: f64 = data
+            .iter()
+            .map(|f| {
+                di += 1;
+                run(&mut ev, f, 1)
+            })
+            .sum::<f64>();
+        // Read away, so that the next run's entries find room as they would live.
+        while ring.next().is_some() {}
+        establish_fresh(&mut ev, di as u32);
+        while ring.next().is_some() {}
+        (t / data.len() as f64 - o).max(0.0)
+    });
+    drop(ring);
+    drop(ev);
     // A full map: every new flow evicts the least recently used.
     let cap = 1024u32;
     let mut full = program(cap);

@@ -89,6 +89,8 @@ pub struct Totals {
     pub lost_events: u64,
     /// Payload samples lost with a full ring (the media decoders miss their bytes).
     pub lost_samples: u64,
+    /// Packets the evidence ring could not take (`--evidence` on a live run).
+    pub lost_evidence: u64,
     pub skipped: Skipped,
 }
 
@@ -208,6 +210,7 @@ pub fn summary(snap: &Snapshot) -> Summary<'_> {
             lost_flows: snap.lost_flows,
             lost_events: snap.counters.get(stats::EVENTS_LOST),
             lost_samples: snap.counters.get(stats::SAMPLES_LOST),
+            lost_evidence: snap.counters.get(stats::EVIDENCE_LOST),
             skipped: Skipped::of(snap),
         },
     }
