@@ -19,6 +19,7 @@ pub mod collector;
 pub mod demo;
 pub mod error;
 pub mod evidence;
+pub mod explain;
 pub mod footprint;
 pub mod format;
 pub mod host;

@@ -329,6 +329,22 @@ fn the_replay_json_names_each_verdict_and_its_alert() {
             .collect();
         want.sort();
         assert_eq!(got, want, "{name}: alerts");
+        // Each alert in plain sentences, the report's own words.
+        for a in v["alerts"].as_array().into_iter().flatten() {
+            let x = &a["explanation"];
+            for part in ["observed", "healthy", "meaning"] {
+                assert!(
+                    x[part]
+                        .as_str()
+                        .is_some_and(|s| s.ends_with('.') && s.len() > 20),
+                    "{name}: explanation.{part} of {a}"
+                );
+            }
+            if a["kind"] == "media_intercepted" {
+                let said = x["observed"].as_str().unwrap_or_default();
+                assert!(said.contains("pseudo-TLS hello"), "{name}: {said}");
+            }
+        }
         if let Some(a) = v["alerts"]
             .as_array()
             .and_then(|a| a.iter().find(|a| a["kind"] == "media_intercepted"))

@@ -40,8 +40,7 @@ fn program_with(max_flows: u32, snaplen: u32) -> Ebpf {
         .expect("ports")
         .to_config(0)
         .with_snaplen(snaplen);
-    let mut e =
-        load_with_ring(&cfg, max_flows, 64 << 20).expect("load the eBPF object (as root)");
+    let mut e = load_with_ring(&cfg, max_flows, 64 << 20).expect("load the eBPF object (as root)");
     for name in ["tc_eth_in", "tc_calibrate"] {
         let p: &mut SchedClassifier = e.program_mut(name).expect(name).try_into().expect("tc");
         p.load().expect("verifier");
@@ -197,8 +196,8 @@ pub fn bench(plan: &Plan) -> Value {
     drop(e);
     // The same data segments with the evidence ring on (`--evidence`, 256 bytes of each).
     let mut ev = program_with(1 << 20, 256);
-    let mut ring = aya::maps::RingBuf::try_from(ev.take_map("EVIDENCE").expect("EVIDENCE"))
-        .expect("ring");
+    let mut ring =
+        aya::maps::RingBuf::try_from(ev.take_map("EVIDENCE").expect("EVIDENCE")).expect("ring");
     establish(&mut ev, 1);
     let mut di = 0usize;
     rows("data segment of a tracked flow, --evidence on", &mut || {

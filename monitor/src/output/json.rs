@@ -15,7 +15,38 @@ pub struct Summary<'a> {
     pub totals: Totals,
     /// Active alerts with their evidence (only where an alert engine judged the flows).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<Vec<&'a crate::model::Alert>>,
+    pub alerts: Option<Vec<SummaryAlert<'a>>>,
+}
+
+/// An active alert as the summary lists it: as its transition line says it, and in plain
+/// sentences (`explain.rs`, the same the report and the terminal UI use).
+#[derive(Serialize, Debug)]
+pub struct SummaryAlert<'a> {
+    #[serde(flatten)]
+    pub alert: &'a crate::model::Alert,
+    pub explanation: Explained,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Explained {
+    pub observed: String,
+    pub healthy: String,
+    pub meaning: String,
+}
+
+impl<'a> SummaryAlert<'a> {
+    pub fn of(alert: &'a crate::model::Alert) -> Self {
+        let evidence = serde_json::Value::Object(alert.evidence.clone());
+        let x = crate::explain::explain(alert.kind.name(), alert.direction, &evidence);
+        Self {
+            alert,
+            explanation: Explained {
+                observed: x.observed,
+                healthy: x.healthy,
+                meaning: x.meaning,
+            },
+        }
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -194,6 +225,7 @@ pub fn summary(snap: &Snapshot) -> Summary<'_> {
             snap.alerts
                 .iter()
                 .filter(|a| a.cleared_ns.is_none())
+                .map(SummaryAlert::of)
                 .collect()
         }),
         flows: table

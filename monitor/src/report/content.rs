@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::explain::{explain, Explanation};
+use crate::explain::{explain, Explanation};
 use crate::record::reader::Recording;
 
 /// One flow direction over time: (seconds from the start, value).

@@ -5,8 +5,6 @@
 pub mod bundle;
 pub mod chart;
 pub mod content;
-pub mod evidence;
-pub mod explain;
 pub mod html;
 pub mod ladder;
 pub mod markdown;

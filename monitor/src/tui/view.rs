@@ -8,7 +8,7 @@ use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TRow, Sparkline, Table},
+    widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TRow, Sparkline, Table, Wrap},
     Frame,
 };
 
@@ -252,6 +252,8 @@ fn alert_line(a: &Alert, with_flow: bool) -> Line<'static> {
     Line::from(spans)
 }
 
+/// The alerts pane; `only` a flow's, each with what it means in a second line
+/// (`explain.rs`, as the report says it).
 fn draw_alerts(f: &mut Frame, area: Rect, alerts: &[Alert], title: &str, only: Option<FlowId>) {
     let shown: Vec<&Alert> = alerts
         .iter()
@@ -263,13 +265,35 @@ fn draw_alerts(f: &mut Frame, area: Rect, alerts: &[Alert], title: &str, only: O
     } else {
         shown
             .iter()
-            .map(|a| alert_line(a, only.is_none()))
+            .flat_map(|a| {
+                let mut lines = vec![alert_line(a, only.is_none())];
+                if only.is_some() {
+                    lines.push(meaning_line(a));
+                }
+                lines
+            })
             .collect()
     };
     let block = Block::new()
         .borders(Borders::ALL)
         .title(format!("{title} (active {active})"));
-    f.render_widget(Paragraph::new(lines).block(block), area);
+    let pane = Paragraph::new(lines).block(block);
+    // A flow's few alerts have room for their meaning whole.
+    let pane = if only.is_some() {
+        pane.wrap(Wrap { trim: false })
+    } else {
+        pane
+    };
+    f.render_widget(pane, area);
+}
+
+fn meaning_line(a: &Alert) -> Line<'static> {
+    let evidence = serde_json::Value::Object(a.evidence.clone());
+    let x = crate::explain::explain(a.kind.name(), a.direction, &evidence);
+    Line::from(Span::styled(
+        format!("  {}", x.meaning),
+        Style::new().add_modifier(Modifier::DIM),
+    ))
 }
 
 fn draw_footer(f: &mut Frame, area: Rect, ui: &UiState) {
@@ -420,10 +444,16 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: 
     let fl = &row.flow;
     let st = &fl.state;
     let h = snap.judged.then_some(&row.health);
+    // An alert and its meaning take about three lines; room for two, the rest cut.
+    let mine = snap
+        .alerts
+        .iter()
+        .filter(|a| ui.selected.is_some_and(|id| a.flow_ids.contains(&id)))
+        .count();
     let [top, mid, bottom] = Layout::vertical([
         Constraint::Length(7),
         Constraint::Min(6),
-        Constraint::Length(5),
+        Constraint::Length(2 + 3 * mine.clamp(1, 2) as u16),
     ])
     .areas(area);
     let (c, s) = (&st.dir[C2S], &st.dir[S2C]);

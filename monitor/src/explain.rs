@@ -1,12 +1,17 @@
 //! Each alert kind in plain sentences, written once: what was observed, what a healthy flow
 //! does instead, and what it means; and the alert's evidence values named and rounded as
 //! people read them. A pure function of the alert's kind, direction and evidence as recorded
-//! (the `evidence` object of its transition line), so the HTML and the Markdown report say the
-//! same thing, and a recording from an older or newer monitor still reads.
+//! (the `evidence` object of its transition line), so the terminal UI, the JSON summary, the
+//! HTML and the Markdown report say the same thing, and a recording from an older or newer
+//! monitor still reads.
 
 use serde_json::{Map, Value};
 
-use super::evidence::{
+mod values;
+
+#[cfg(test)]
+use values::rounded;
+use values::{
     alert_description, byte_count, count, handshake_names, percent, seconds, values, words,
 };
 
@@ -472,5 +477,4 @@ fn sentence(s: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "explain_tests.rs"]
 mod tests;

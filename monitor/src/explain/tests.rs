@@ -1,7 +1,6 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::report::evidence::rounded;
 
 fn all_text(x: &Explanation) -> String {
     let mut s = format!("{}\n{}\n{}\n", x.observed, x.healthy, x.meaning);
