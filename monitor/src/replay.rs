@@ -388,8 +388,9 @@ fn evidence_writer(
                         first_seen_ns: st.first_seen_ns,
                     };
                     if files.wants(&id) {
-                        let said = verdict::comment(&verdict::PacketFacts::of(st, &pkt));
-                        files.frame(&id, &frame, said.as_deref());
+                        let facts = verdict::PacketFacts::of(st, &pkt);
+                        let said = verdict::comment(&facts);
+                        files.frame(&id, &frame, said.as_deref(), verdict::answers(&facts, &pkt));
                     }
                 }
                 Err(skip) => host.skipped(skip),

@@ -48,6 +48,8 @@ struct Target {
     packets: u64,
     /// Frames of the flow left out by the per-file limit.
     cut: u64,
+    /// Whether the media alert's words were said on a packet yet.
+    media_said: bool,
 }
 
 /// The captures being written for a run's alerts.
@@ -176,6 +178,7 @@ impl CaptureFiles {
             bytes: 0,
             packets: 0,
             cut: 0,
+            media_said: false,
         });
         self.append(i, &header);
         Ok(())
@@ -213,8 +216,9 @@ impl CaptureFiles {
         self.by_flow.contains_key(flow)
     }
 
-    /// One frame of `flow`, with the monitor's verdict on it.
-    pub fn frame(&mut self, flow: &FlowId, rec: &Record<'_>, comment: Option<&str>) {
+    /// One frame of `flow`, with the monitor's verdict on it; `answer`: the frame is the
+    /// server's first payload or a reset, where a media alert says what the hello got.
+    pub fn frame(&mut self, flow: &FlowId, rec: &Record<'_>, comment: Option<&str>, answer: bool) {
         let Some(targets) = self.by_flow.get(flow).cloned() else {
             return;
         };
@@ -238,7 +242,19 @@ impl CaptureFiles {
                     self.targets[i].links.len() - 1
                 }
             };
-            let epb = pcapng::packet(if_id as u32, rec.ts_ns, kept, rec.orig_len, comment);
+            let t = &mut self.targets[i];
+            let media = match &t.planned.media {
+                Some(m) if answer && !t.media_said => {
+                    t.media_said = true;
+                    Some(m.as_str())
+                }
+                _ => None,
+            };
+            let said = match (comment, media) {
+                (Some(c), Some(m)) => Some(format!("{c}; {m}")),
+                (c, m) => c.or(m).map(str::to_string),
+            };
+            let epb = pcapng::packet(if_id as u32, rec.ts_ns, kept, rec.orig_len, said.as_deref());
             if self.append(i, &epb) {
                 self.targets[i].packets += 1;
             }

@@ -33,6 +33,7 @@ fn a_file_holds_at_most_its_limit_of_frames_and_says_so() {
         server: "10.0.0.2:2".into(),
         path: path.clone(),
         summary: "a reset".into(),
+        media: Some("media rejected: reset".into()),
         raised_ns: 2_000,
         cleared_ns: None,
         written: false,
@@ -61,7 +62,7 @@ fn a_file_holds_at_most_its_limit_of_frames_and_says_so() {
             data: &frame,
             orig_len: 1500,
         };
-        files.frame(&flow, &rec, (i == 0).then_some("SYN"));
+        files.frame(&flow, &rec, (i == 0).then_some("SYN"), i == 1);
     }
     assert_eq!(files.targets[0].cut, 2);
     assert_eq!(files.finish(&[]), Ok(vec![1]));
@@ -90,7 +91,7 @@ fn a_file_holds_at_most_its_limit_of_frames_and_says_so() {
         packets,
         vec![
             (64, 1500, Some("SYN".to_string())),
-            (64, 1500, None),
+            (64, 1500, Some("media rejected: reset".to_string())),
             (64, 1500, None)
         ]
     );

@@ -23,7 +23,7 @@ use monitor_common::{evidence::EvidencePacket, parse::Packet};
 use super::{
     files::Holds,
     recent::{flow_of, RecentPackets, HEAD, TAIL},
-    verdict::{comment, PacketFacts},
+    verdict::{answers, comment, PacketFacts},
     CaptureFiles, CapturePlan, EvidenceSettings, PlannedCapture, FOLLOW_AFTER_CLEAR_NS,
 };
 use crate::{
@@ -196,19 +196,25 @@ fn frame(files: &mut CaptureFiles, p: &EvidencePacket, note: Option<&str>) {
         orig_len: p.orig_len,
     };
     let mut pkt = Packet::default();
-    let facts = match rec.parse(&mut pkt) {
-        Ok(()) => PacketFacts::recorded(p, &pkt),
+    let (facts, answer) = match rec.parse(&mut pkt) {
+        Ok(()) => {
+            let f = PacketFacts::recorded(p, &pkt);
+            (f, answers(&f, &pkt))
+        }
         // Cut by the snap length before the TCP header: the kernel's verdict alone.
-        Err(_) => PacketFacts {
-            outcome: p.outcome,
-            ..PacketFacts::default()
-        },
+        Err(_) => (
+            PacketFacts {
+                outcome: p.outcome,
+                ..PacketFacts::default()
+            },
+            false,
+        ),
     };
     let said = match (comment(&facts), note) {
         (Some(c), Some(n)) => Some(format!("{c}; {n}")),
         (c, n) => c.or(n.map(str::to_string)),
     };
-    files.frame(&flow_of(p), &rec, said.as_deref());
+    files.frame(&flow_of(p), &rec, said.as_deref(), answer);
 }
 
 /// Starts the capture `plan` names: what `recent` kept of its flow written, and placed

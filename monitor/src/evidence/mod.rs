@@ -56,6 +56,9 @@ pub struct PlannedCapture {
     pub path: PathBuf,
     /// The alert's latest summary.
     pub summary: String,
+    /// For a media alert: what the server's answer to the hello should have been and what
+    /// came, said on the packet that came instead (the first server payload, or a reset).
+    pub media: Option<String>,
     pub raised_ns: u64,
     pub cleared_ns: Option<u64>,
     /// The file was written whole at the end of the run.
@@ -103,6 +106,7 @@ impl CapturePlan {
                             .dir
                             .join(file_name(a.id, a.kind.name(), &a.client, &a.server)),
                         summary: a.summary.clone(),
+                        media: media_note(a),
                         raised_ns: t.ts_ns,
                         cleared_ns: None,
                         written: false,
@@ -174,6 +178,21 @@ impl CapturePlan {
         v.sort_by_key(|p| p.id);
         v
     }
+}
+
+/// A media alert's words for the packet that answered the hello: its verdict and what was
+/// expected and got (the alert's evidence).
+fn media_note(a: &Alert) -> Option<String> {
+    if a.kind != crate::model::Kind::MediaIntercepted {
+        return None;
+    }
+    let s = |k: &str| {
+        a.evidence
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    };
+    Some(format!("media {}: {}", s("verdict"), s("got")))
 }
 
 /// `<id>-<kind>-<client>-<server>.pcapng`, with only characters every file system takes in

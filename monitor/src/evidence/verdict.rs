@@ -105,6 +105,11 @@ fn side(dir: usize) -> &'static str {
     }
 }
 
+/// Whether `pkt` is what a client's hello gets back: server payload, or a reset either way.
+pub fn answers(f: &PacketFacts, pkt: &Packet) -> bool {
+    f.rst || (f.outcome.dir as usize & 1 == S2C && pkt.payload_len > 0)
+}
+
 /// The verdict on a packet, or `None` when the monitor saw nothing of note in it.
 pub fn comment(f: &PacketFacts) -> Option<String> {
     let o = &f.outcome;

@@ -254,8 +254,8 @@ pub fn write_raw_ip_capture(path: &Path, mut frames: Frames) {
 /// alert; and the packets the alert is about carry the monitor's verdict: each of tshark's
 /// retransmissions is commented as one, and each commented one tshark flags too (as a
 /// retransmission, or out of order where it lacks the packets the ring let go), but for
-/// the first packet after them; a reset alert's reset is commented. Returns the frames'
-/// comments.
+/// the first packet after them; a reset alert's reset is commented; a media alert's verdict
+/// is said on the packet that answered the hello. Returns the frames' comments.
 pub fn check_live_capture(alert: &Value, dir: &Path) -> Vec<String> {
     let path = capture_of(alert, dir);
     let p = path.to_str().expect("utf-8 path");
@@ -313,6 +313,12 @@ pub fn check_live_capture(alert: &Value, dir: &Path) -> Vec<String> {
                 "{p}: frame {n} is commented a retransmission, tshark disagrees"
             );
         }
+    }
+    if kind == "media_intercepted" {
+        // The packet that answered the hello says what the hello should have got.
+        let said =
+            fields("frame.comment contains \"media \" && (tcp.len > 0 || tcp.flags.reset == 1)");
+        assert_eq!(said.len(), 1, "{p}: one packet names the media verdict");
     }
     if kind == "reset" {
         let resets = fields("tcp.flags.reset == 1");
