@@ -37,6 +37,7 @@ use monitor_common::{
 };
 
 mod evidence;
+mod reference;
 mod sample;
 use sample::{emit_sample, CopyOut};
 

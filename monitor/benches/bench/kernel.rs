@@ -41,7 +41,7 @@ fn program_with(max_flows: u32, snaplen: u32) -> Ebpf {
         .to_config(0)
         .with_snaplen(snaplen);
     let mut e = load_with_ring(&cfg, max_flows, 64 << 20).expect("load the eBPF object (as root)");
-    for name in ["tc_eth_in", "tc_calibrate"] {
+    for name in ["tc_eth_in", "tc_calibrate", "tc_reference"] {
         let p: &mut SchedClassifier = e.program_mut(name).expect(name).try_into().expect("tc");
         p.load().expect("verifier");
     }
@@ -172,6 +172,13 @@ pub fn bench(plan: &Plan) -> Value {
             .sum::<f64>();
         establish_fresh(&mut e, di as u32);
         (t / data.len() as f64 - o).max(0.0)
+    });
+    // The reference per-flow counter on a packet of a flow it knows (its map insert
+    // before the runs).
+    let tracked = seg(1, true, 1001, 5001, ACK, 100);
+    run_prog(&mut e, "tc_reference", &tracked, 1);
+    rows("reference: a packet of a known flow (per-flow counter)", &mut || {
+        run_prog(&mut e, "tc_reference", &tracked, plan.repeat)
     });
     // The same pure ACK again: a duplicate ACK every time after the first.
     establish(&mut e, 2);

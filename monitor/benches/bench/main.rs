@@ -119,19 +119,28 @@ fn tables_without_machines(r: &Value) -> String {
     );
     if let Some(k) = r.get("kernel") {
         s += &format!(
-            "### 1. Kernel cost per packet (BPF_PROG_TEST_RUN, tc ingress)\n\n{} runs; repeat {} for repeatable classes, {} distinct frames otherwise (per-call overhead {} ns subtracted).\nBudget of one core at 10 GbE line rate with minimum frames (14.88 Mpps): 67.2 ns.\n\n| class | ns/packet (measured) | ns above the floor | share of the 67.2 ns budget |\n|---|---|---|---|\n",
+            "### 1. Kernel cost per packet (BPF_PROG_TEST_RUN, tc ingress)\n\n{} runs; repeat {} for repeatable classes, {} distinct frames otherwise (per-call overhead {} ns subtracted).\nBudget of one core at 10 GbE line rate with minimum frames (14.88 Mpps): 67.2 ns. The `reference:` row is the least a per-flow counter does (`monitor-ebpf/src/program/reference.rs`); each class's cost above the floor is also given as a multiple of the reference's.\n\n| class | ns/packet (measured) | ns above the floor | share of the 67.2 ns budget | x the reference |\n|---|---|---|---|---|\n",
             Figure::from_json(&k["classes"][0]["ns_per_packet"]).runs.len(), k["repeat"], k["distinct_frames"], Figure::from_json(&k["overhead_ns"]).cell(1)
         );
         let floor = Figure::from_json(&k["harness_floor_ns"]);
         s += &format!(
-            "| *harness floor (a program that does nothing)* | {} | | |\n",
+            "| *harness floor (a program that does nothing)* | {} | | | |\n",
             floor.cell(1)
         );
-        for c in k["classes"].as_array().into_iter().flatten() {
+        let classes = k["classes"].as_array().cloned().unwrap_or_default();
+        let reference = classes
+            .iter()
+            .find(|c| c["class"].as_str().is_some_and(|n| n.starts_with("reference:")))
+            .map(|c| Figure::from_json(&c["ns_per_packet"]).median() - floor.median());
+        for c in &classes {
             let f = Figure::from_json(&c["ns_per_packet"]);
             let net = f.median() - floor.median();
+            let times = match reference {
+                Some(r) if r > 0.0 => format!("{:.2}", net / r),
+                _ => "-".into(),
+            };
             s += &format!(
-                "| {} | {} | {:.1} | {:.0} % |\n",
+                "| {} | {} | {:.1} | {:.0} % | {times} |\n",
                 c["class"].as_str().unwrap_or(""),
                 f.cell(1),
                 net,
