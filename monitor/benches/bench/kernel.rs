@@ -177,9 +177,10 @@ pub fn bench(plan: &Plan) -> Value {
     // before the runs).
     let tracked = seg(1, true, 1001, 5001, ACK, 100);
     run_prog(&mut e, "tc_reference", &tracked, 1);
-    rows("reference: a packet of a known flow (per-flow counter)", &mut || {
-        run_prog(&mut e, "tc_reference", &tracked, plan.repeat)
-    });
+    rows(
+        "reference: a packet of a known flow (per-flow counter)",
+        &mut || run_prog(&mut e, "tc_reference", &tracked, plan.repeat),
+    );
     // The same pure ACK again: a duplicate ACK every time after the first.
     establish(&mut e, 2);
     let dup = seg(2, false, 5001, 1001, ACK, 0);

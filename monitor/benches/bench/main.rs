@@ -130,7 +130,11 @@ fn tables_without_machines(r: &Value) -> String {
         let classes = k["classes"].as_array().cloned().unwrap_or_default();
         let reference = classes
             .iter()
-            .find(|c| c["class"].as_str().is_some_and(|n| n.starts_with("reference:")))
+            .find(|c| {
+                c["class"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("reference:"))
+            })
             .map(|c| Figure::from_json(&c["ns_per_packet"]).median() - floor.median());
         for c in &classes {
             let f = Figure::from_json(&c["ns_per_packet"]);
