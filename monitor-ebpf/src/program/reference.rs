@@ -73,7 +73,7 @@ pub fn tc_reference(ctx: TcContext) -> i32 {
         dport,
     };
     let len = ctx.len() as u64;
-    match REFERENCE_FLOWS.get_ptr_mut(&key) {
+    match REFERENCE_FLOWS.get_ptr_mut(key) {
         // SAFETY: this CPU's copy of the flow's map value: no other CPU writes it.
         Some(c) => unsafe {
             (*c).packets += 1;
@@ -84,7 +84,7 @@ pub fn tc_reference(ctx: TcContext) -> i32 {
                 packets: 1,
                 bytes: len,
             };
-            let _ = REFERENCE_FLOWS.insert(&key, &fresh, BPF_NOEXIST as u64);
+            let _ = REFERENCE_FLOWS.insert(key, &fresh, BPF_NOEXIST as u64);
         }
     }
     TC_ACT_UNSPEC
