@@ -68,6 +68,11 @@ pub struct DemoArgs {
     /// Stop by itself after this many seconds (default: until q, Ctrl-C or SIGTERM).
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Option<f64>,
+    /// Show what the monitor's programs cost the kernel per packet (UI header, JSON totals,
+    /// metrics): turns BPF run-time statistics on while it runs, which adds two clock reads
+    /// to every run of every BPF program.
+    #[arg(long)]
+    pub self_stats: bool,
     /// Payload segments sampled per flow direction for the media decoders: the first
     /// 256 bytes of each (0 to 16; 0: none).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MEDIA_SAMPLES, allow_hyphen_values = true,
@@ -171,6 +176,11 @@ pub struct LiveArgs {
     #[arg(long, default_value_t = 262_144, allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=MAX_FLOWS))]
     pub max_flows: u32,
+    /// Show what the monitor's programs cost the kernel per packet (UI header, JSON totals,
+    /// metrics): turns BPF run-time statistics on while it runs, which adds two clock reads
+    /// to every run of every BPF program.
+    #[arg(long)]
+    pub self_stats: bool,
     /// Payload segments sampled per flow direction for the media decoders: the first
     /// 256 bytes of each (0 to 16; 0: none).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MEDIA_SAMPLES, allow_hyphen_values = true,

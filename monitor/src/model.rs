@@ -140,6 +140,15 @@ pub struct Alert {
     pub(crate) last_true_ns: u64,
 }
 
+/// What the monitor's programs cost the kernel (`--self-stats`): their run time and runs
+/// so far, and the time per run (one packet through one hook) over the latest tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct KernelCost {
+    pub run_ns: u64,
+    pub runs: u64,
+    pub ns_per_run: Option<f64>,
+}
+
 /// What the engine concluded about one flow at this tick (aligned with `Snapshot::flows`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FlowHealth {

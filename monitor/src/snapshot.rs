@@ -4,7 +4,8 @@
 use crate::model::FlowStats;
 use crate::{
     model::{
-        outcome, Alert, Counters, FlowId, FlowRecord, IfaceTraffic, Point, HANDSHAKE_TIMEOUT_S,
+        outcome, Alert, Counters, FlowId, FlowRecord, IfaceTraffic, KernelCost, Point,
+        HANDSHAKE_TIMEOUT_S,
     },
     table::{FlowTable, SharedTable},
 };
@@ -41,6 +42,8 @@ pub struct Snapshot {
     /// How long a handshake may stay open before it is a timeout: the alert engine's
     /// setting, so the flow table, JSON and metrics agree with the alerts.
     pub handshake_timeout_ns: u64,
+    /// What the monitor's programs cost the kernel (`--self-stats` only).
+    pub kernel_cost: Option<KernelCost>,
 }
 
 impl Default for Snapshot {
@@ -95,6 +98,7 @@ impl Snapshot {
             collect_ns: 0,
             interfaces: Vec::new(),
             handshake_timeout_ns: (HANDSHAKE_TIMEOUT_S * 1e9) as u64,
+            kernel_cost: None,
         }
     }
 

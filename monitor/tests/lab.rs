@@ -95,7 +95,9 @@ fn watched_flow_matches_the_kernel(attach: &str, tag: &str) {
     let lab = Lab::new(tag);
     let servers = servers(&lab);
     // Only 50001: the client's ephemeral ports may fall anywhere in 32768-60999.
-    let (child, _err) = lab.start_monitor(&[
+    // XDP's run also measures its own cost (`--self-stats`); tc's does not.
+    let self_stats = attach == "xdp";
+    let mut args = vec![
         "--ports",
         "50001",
         "--attach",
@@ -104,7 +106,11 @@ fn watched_flow_matches_the_kernel(attach: &str, tag: &str) {
         "4",
         "--interval",
         "1",
-    ]);
+    ];
+    if self_stats {
+        args.push("--self-stats");
+    }
+    let (child, _err) = lab.start_monitor(&args);
     let server_ip = lab.server_ip.to_string();
     let (before, after) = Lab::in_ns(&lab.client_ns, move || {
         let before = tcp_segs();
@@ -182,6 +188,19 @@ fn watched_flow_matches_the_kernel(attach: &str, tag: &str) {
     );
     assert_eq!(json["totals"]["flows"], 1);
     assert_eq!(json["totals"]["lost_events"], 0);
+    let kernel = &json["totals"]["kernel"];
+    if self_stats {
+        // Every packet of both exchanges ran through a program, each run timed.
+        let runs = kernel["runs"].as_u64().unwrap_or(0);
+        let watched =
+            f["c2s"]["packets"].as_u64().unwrap_or(0) + f["s2c"]["packets"].as_u64().unwrap_or(0);
+        assert!(
+            runs >= watched && kernel["run_ns"].as_u64().unwrap_or(0) > runs,
+            "{kernel}"
+        );
+    } else {
+        assert!(kernel.is_null(), "no --self-stats, no cost: {kernel}");
+    }
     assert_nothing_attached(&lab);
 }
 

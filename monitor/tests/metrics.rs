@@ -131,7 +131,7 @@ fn a_live_scrape_passes_promtool_in_both_formats() {
     }
     let lab = Lab::new("p");
     drop_5_percent(&lab.server_ns);
-    let (child, _err, addr) = start(&lab, "127.0.0.1:0", &[]);
+    let (child, _err, addr) = start(&lab, "127.0.0.1:0", &["--self-stats"]);
     let mut procs = Procs(vec![child]);
     let stop = Arc::new(AtomicBool::new(false));
     let threads = traffic(&lab, stop.clone());
@@ -141,6 +141,7 @@ fn a_live_scrape_passes_promtool_in_both_formats() {
         let (status, ctype, body) = get(&lab.client_ns, addr, "/metrics", None);
         if sum(&body, "monitor_tcp_retransmissions_total{direction=\"c2s\"") > 0.0
             && sum(&body, "monitor_handshakes_total{outcome=\"ok\"}") > 0.0
+            && sum(&body, "monitor_kernel_runs_total") > 0.0
         {
             break (status, ctype, body);
         }
@@ -172,6 +173,12 @@ fn a_live_scrape_passes_promtool_in_both_formats() {
             > sum(&body, "monitor_flow_packets_total{") * 0.99
     );
     assert_eq!(sum(&body, "monitor_handshakes_total{outcome=\"ok\"}"), 1.0);
+    // `--self-stats`: the programs' time, more than a nanosecond a run.
+    assert!(
+        sum(&body, "monitor_kernel_run_seconds_total") * 1e9
+            > sum(&body, "monitor_kernel_runs_total"),
+        "{body}"
+    );
 
     let (_, ctype, om) = get(
         &lab.client_ns,

@@ -261,6 +261,7 @@ fn live_args(args: &DemoArgs) -> Result<LiveArgs> {
         interval: args.interval,
         duration: args.duration,
         max_flows: 65_536,
+        self_stats: args.self_stats,
         media_samples: args.media_samples,
         alerting: args.alerting.clone(),
         export: args.export.clone(),

@@ -4,3 +4,4 @@ pub mod attach;
 pub mod load;
 pub mod netns;
 pub mod preflight;
+pub mod self_stats;

@@ -27,6 +27,7 @@ use crate::{
         attach::{attach_all, remove_added_clsact, Target},
         load::load_with_ring,
         netns, preflight,
+        self_stats::SelfStats,
     },
     model::RunInfo,
     output::{self, http, metrics::Metrics},
@@ -381,9 +382,16 @@ async fn watch(
         quit = ui.take_quit();
         pipeline = pipeline.with(outputs::TerminalUi::new(ui));
     }
+    let self_stats = match args.self_stats {
+        true => Some(SelfStats::enable(ebpf)?),
+        false => None,
+    };
     let mut collector = Collector::new(ebpf, Clock::monotonic(), info.targets.clone())?;
     collector.watch_presence(presence);
     let mut source = LiveSource::new(collector, args.interval).await;
+    if let Some(s) = self_stats {
+        source = source.with_self_stats(s);
+    }
     let duration = args.duration;
     let stop = async move {
         let quit = async move {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use monitor_common::event::{Event, EventKind};
 
-use crate::{collector::Collector, output, pipeline};
+use crate::{collector::Collector, kernel::self_stats::SelfStats, output, pipeline};
 
 pub struct LiveSource {
     collector: Collector,
@@ -15,6 +15,8 @@ pub struct LiveSource {
     /// Interfaces already said to be gone.
     said_gone: Vec<String>,
     all_gone: bool,
+    /// `--self-stats`: read into each tick's snapshot.
+    self_stats: Option<SelfStats>,
 }
 
 impl LiveSource {
@@ -29,7 +31,14 @@ impl LiveSource {
             interval,
             said_gone: Vec::new(),
             all_gone: false,
+            self_stats: None,
         }
+    }
+
+    /// Each tick also says what the monitor's programs cost the kernel.
+    pub fn with_self_stats(mut self, stats: SelfStats) -> Self {
+        self.self_stats = Some(stats);
+        self
     }
 
     /// The interfaces found gone, when every watched one is.
@@ -43,7 +52,8 @@ impl LiveSource {
         log_events(&events);
         let samples = self.collector.drain_samples();
         let evidence = self.collector.drain_evidence();
-        let snap = self.collector.collect()?;
+        let mut snap = self.collector.collect()?;
+        snap.kernel_cost = self.self_stats.as_mut().map(SelfStats::read);
         for i in snap.interfaces.iter().filter(|i| i.gone) {
             if !self.said_gone.contains(&i.name) {
                 output::status(&format!(

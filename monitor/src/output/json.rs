@@ -122,6 +122,8 @@ pub struct Totals {
     pub lost_samples: u64,
     /// Packets the evidence ring could not take (`--evidence` on a live run).
     pub lost_evidence: u64,
+    /// What the monitor's programs cost the kernel (`--self-stats`; else `null`).
+    pub kernel: Option<crate::model::KernelCost>,
     pub skipped: Skipped,
 }
 
@@ -243,6 +245,7 @@ pub fn summary(snap: &Snapshot) -> Summary<'_> {
             lost_events: snap.counters.get(stats::EVENTS_LOST),
             lost_samples: snap.counters.get(stats::SAMPLES_LOST),
             lost_evidence: snap.counters.get(stats::EVIDENCE_LOST),
+            kernel: snap.kernel_cost,
             skipped: Skipped::of(snap),
         },
     }

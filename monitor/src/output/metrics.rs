@@ -21,10 +21,10 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use super::media_metrics::MediaMetrics;
 use super::metric_labels::{
     AlertLabels, Dir, FlowLabels, IfDir, Outcome, Reason, Retx, Rst, DIRS, SKIPPED,
 };
+use super::{kernel_metrics::KernelMetrics, media_metrics::MediaMetrics};
 use crate::{
     model::{FlowId, Kind, Level},
     snapshot::Snapshot,
@@ -70,6 +70,8 @@ pub struct Metrics {
     resets: Family<Rst, Counter>,
     handshakes: Family<Outcome, Counter>,
     media: MediaMetrics,
+    /// `--self-stats`: registered at the first tick that has them.
+    kernel: Option<KernelMetrics>,
     rtt: Histogram,
     active_flows: Gauge,
     active_sessions: Gauge,
@@ -308,6 +310,7 @@ impl Metrics {
             resets,
             handshakes,
             media,
+            kernel: None,
             rtt,
             active_flows,
             active_sessions,
@@ -446,6 +449,15 @@ impl Metrics {
         }
 
         self.media.observe(&table);
+        if let Some(c) = &snap.kernel_cost {
+            let k = match &mut self.kernel {
+                Some(k) => k,
+                None => self
+                    .kernel
+                    .insert(KernelMetrics::register(&mut self.registry)),
+            };
+            k.observe(c);
+        }
         let c = [
             snap.evicted_flows,
             snap.lost_flows,

@@ -3,6 +3,7 @@
 pub mod file;
 pub mod http;
 pub mod json;
+mod kernel_metrics;
 mod media_metrics;
 mod metric_labels;
 pub mod metrics;

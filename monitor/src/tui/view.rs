@@ -131,11 +131,20 @@ fn draw_header(
             })),
         )
     };
+    // `--self-stats`: the kernel's time per packet through one hook, over the last tick.
+    let kernel = match snap.kernel_cost {
+        Some(c) => format!(
+            "  kernel {}",
+            c.ns_per_run
+                .map_or("- ns/pkt".into(), |n| format!("{n:.0} ns/pkt"))
+        ),
+        None => String::new(),
+    };
     let line2 = Line::from(vec![
         Span::raw(format!("pkts/s {pps}  flows {flows}  ")),
         alerts_span,
         Span::raw(format!(
-            "  evicted {}{lost_flows}  lost events {}  lag {}",
+            "  evicted {}{lost_flows}  lost events {}  lag {}{kernel}",
             snap.evicted_flows,
             snap.counters.get(monitor_common::stats::EVENTS_LOST),
             rows::millis(snap.collect_ns)
