@@ -7,11 +7,11 @@ mod common;
 use std::{
     io::{BufReader, Read, Write},
     net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream},
-    process::{Child, ChildStderr, Command, Stdio},
+    process::{Child, ChildStderr, Command},
     time::Duration,
 };
 
-use common::{last_json, sh, tcp_segs, Lab};
+use common::{last_json, nft, sh, tcp_segs, Lab};
 use monitor::demo::injector::ipv4_packet;
 use monitor_common::{craft::TcpFrame, parse::RST};
 use serde_json::Value;
@@ -38,19 +38,6 @@ fn flows_at_exit(m: Monitor) -> Vec<Value> {
     let (v, status) = last_json(m.child);
     assert!(status.success(), "monitor: {status}");
     v["flows"].as_array().expect("flows").clone()
-}
-
-fn nft(ns: &str, rules: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().expect("stdin").write_all(rules.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("nft");
-    assert!(out.status.success(), "nft failed on:\n{rules}");
 }
 
 /// A server that reads everything, or one that stops reading (its window closes).

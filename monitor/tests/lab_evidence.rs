@@ -11,7 +11,7 @@ use std::{
     io::{BufRead, Read, Write},
     net::{Shutdown, TcpStream},
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -24,16 +24,7 @@ fn lossy(lab: &Lab) {
     let rules = format!(
         "table inet loss {{\n chain in {{\n type filter hook input priority 0;\n tcp dport {PORT} numgen random mod 100 < 5 drop\n }}\n}}\n"
     );
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.server_ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().expect("stdin").write_all(rules.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("nft");
-    assert!(out.status.success(), "nft failed on:\n{rules}");
+    common::nft(&lab.server_ns, &rules);
 }
 
 /// The client sends 1,400-byte writes every 2 ms for `secs` seconds.

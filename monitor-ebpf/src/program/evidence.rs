@@ -5,7 +5,7 @@
 
 use core::{
     ffi::c_void,
-    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+    ptr::{addr_of, addr_of_mut, read_volatile},
 };
 
 use aya_ebpf::{macros::map, maps::RingBuf};
@@ -16,7 +16,7 @@ use monitor_common::{
 
 use monitor_common::parse::Frame;
 
-use super::sample::CopyOut;
+use super::sample::{copy_bounded, CopyOut};
 
 /// Resized by userspace from `--evidence-ring-mb` when `--evidence` is on; a page
 /// otherwise, never written. A full ring counts `EVIDENCE_LOST`.
@@ -66,17 +66,9 @@ pub(super) fn record<F: Frame + CopyOut>(
         slot.submit(0);
         return;
     }
-    // As in `sample::emit_sample`: a length the verifier knows is 1..=EVIDENCE_BYTES.
-    let mut hidden = n as u32;
-    // SAFETY: `hidden` is a live local, written and read in place.
-    let len = unsafe {
-        write_volatile(&mut hidden, n as u32);
-        read_volatile(&hidden)
-    };
-    let len = (len.wrapping_sub(1) & (EVIDENCE_BYTES as u32 - 1)) + 1;
-    // SAFETY: `bytes` is EVIDENCE_BYTES long in the reserved entry and `len` at most that.
+    // SAFETY: `bytes` is EVIDENCE_BYTES long in the reserved entry.
     let dst = unsafe { addr_of_mut!((*p).bytes) as *mut c_void };
-    if f.copy_out(0, dst, len) == 0 {
+    if copy_bounded::<EVIDENCE_BYTES, F>(f, 0, dst, n) == 0 {
         slot.submit(0);
     } else {
         slot.discard(0);

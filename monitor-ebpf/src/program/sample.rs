@@ -32,6 +32,28 @@ pub(super) trait CopyOut {
     fn link(&self) -> u16;
 }
 
+/// Copies `n` bytes (1 to `MAX`, a power of two) at `off` of the packet to `dst`, which has
+/// room for `MAX`. The helper's length must have bounds the verifier knows, 1 to the
+/// buffer's size. The compiler knows `n`'s range at the call and would drop a mask of it,
+/// so `n` goes through a volatile stack slot first; for n in 1..=MAX the mask gives `n`
+/// back.
+#[inline(always)]
+pub(super) fn copy_bounded<const MAX: usize, F: CopyOut>(
+    f: &F,
+    off: u32,
+    dst: *mut c_void,
+    n: usize,
+) -> i64 {
+    let mut hidden = n as u32;
+    // SAFETY: `hidden` is a live local, written and read in place.
+    let len = unsafe {
+        write_volatile(&mut hidden, n as u32);
+        read_volatile(&hidden)
+    };
+    let len = (len.wrapping_sub(1) & (MAX as u32 - 1)) + 1;
+    f.copy_out(off, dst, len)
+}
+
 /// The segment's first payload bytes into `SAMPLES`, with its flow, direction, sequence
 /// number and time; `lost` counts (and says) a sample the ring has no room for. The entry
 /// has a fixed size (the ring reserves constant sizes); only `len` bytes of it are payload.
@@ -68,19 +90,9 @@ pub(super) fn emit_sample<F: Frame + CopyOut>(
         slot.submit(0);
         return;
     }
-    // The helper's length must have bounds the verifier knows, 1 to the buffer's size. The
-    // compiler knows `n` is 1..=256 here and would drop a mask of it, so `n` goes through a
-    // volatile stack slot first; for n in 1..=256 the mask gives `n` back.
-    let mut hidden = n as u32;
-    // SAFETY: `hidden` is a live local, written and read in place.
-    let len = unsafe {
-        write_volatile(&mut hidden, n as u32);
-        read_volatile(&hidden)
-    };
-    let len = (len.wrapping_sub(1) & (SAMPLE_BYTES as u32 - 1)) + 1;
-    // SAFETY: `bytes` is SAMPLE_BYTES long in the reserved entry and `len` at most that.
+    // SAFETY: `bytes` is SAMPLE_BYTES long in the reserved entry.
     let dst = unsafe { addr_of_mut!((*p).bytes) as *mut c_void };
-    if f.copy_out(off, dst, len) == 0 {
+    if copy_bounded::<SAMPLE_BYTES, F>(f, off, dst, n) == 0 {
         slot.submit(0);
     } else {
         // The payload lies within the frame (the parser held it to the frame's length):

@@ -526,3 +526,18 @@ impl Lab {
         })
     }
 }
+
+/// Loads nftables `rules` into namespace `ns` (`nft -f -`).
+pub fn nft(ns: &str, rules: &str) {
+    use std::io::Write;
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(rules.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("nft");
+    assert!(out.status.success(), "nft failed on:\n{rules}");
+}
