@@ -546,7 +546,7 @@ fn bench_smoke() -> Result<()> {
         median(&v["offline"]["scan"]["ratio"]),
         median(&v["scale"]["sizes"][0]["tick_ms"]),
     ];
-    if classes != 8 || figures.iter().any(Option::is_none) {
+    if classes != 10 || figures.iter().any(Option::is_none) {
         bail!("the smoke run's figures are incomplete: {classes} kernel classes, {figures:?}");
     }
     let tables = std::fs::read_to_string(&md)?;
