@@ -6,7 +6,7 @@ use monitor_common::flow::{seen, FlowKey, C2S, S2C};
 
 use super::{
     config::AlertConfig,
-    history::FlowHistory,
+    history::{update_zeek, FlowHistory},
     idle::IdleTimes,
     lifecycle::{collect, Findings},
     ns, rules, sessions,
@@ -19,16 +19,47 @@ use crate::{
 
 /// What the engine keeps of one flow between ticks.
 pub(super) struct FlowEntry {
-    pub(super) id: FlowId,
+    /// The flow's id, hashed ([`id_hash`]): which flow of its row the state is of, in 8
+    /// bytes where the id takes 48 (the table's key is the row's).
+    pub(super) id_hash: u64,
     pub(super) hist: FlowHistory,
     /// The session the flow joined when first seen.
     pub(super) session: SessionId,
-    /// The record when last judged: time of its last packet, packets each way, `seen` bits.
-    mark: Option<(u64, [u64; 2], u16)>,
+    /// The record when last judged.
+    mark: Mark,
     /// The rules found nothing when last judged and time alone cannot change that: while
     /// the record stays as it was, judging it again would find nothing. Most flows of a big
     /// table are in this state, and skipping them is what keeps a tick short.
     settled: bool,
+}
+
+/// A flow id hashed: two flows of one row telling apart (a 64-bit hash: two ids of one
+/// row hashing alike are not a case to handle).
+pub(super) fn id_hash(id: &FlowId) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6d6f_6e69).hash_one(id)
+}
+
+/// A record when last judged: time of its last packet, packets both ways (counters only
+/// grow: the sum moves when either does), `seen` bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Mark {
+    last_seen_ns: u64,
+    packets: u64,
+    seen: u16,
+    /// Judged at least once.
+    known: bool,
+}
+
+impl Mark {
+    fn of(st: &crate::model::FlowStats) -> Self {
+        Self {
+            last_seen_ns: st.last_seen_ns,
+            packets: st.dir[C2S].packets.wrapping_add(st.dir[S2C].packets),
+            seen: st.seen,
+            known: true,
+        }
+    }
 }
 
 /// A flow's media verdict at this tick, and whether the tick changed it.
@@ -69,10 +100,10 @@ impl FlowEntry {
             ns(cfg.session_window_s),
         );
         Self {
-            id: FlowId::of(f),
+            id_hash: id_hash(&FlowId::of(f)),
             hist: FlowHistory::default(),
             session,
-            mark: None,
+            mark: Mark::default(),
             settled: false,
         }
     }
@@ -91,15 +122,12 @@ impl FlowEntry {
         idle: &IdleTimes,
         wake: &mut Option<u64>,
         found: &mut Vec<rules::Finding>,
+        zeek: &mut compact_str::CompactString,
     ) {
         let st = &f.state;
         let window = ns(cfg.retransmit_window_s);
         let w = &mut self.hist.window;
-        let mark = Some((
-            st.last_seen_ns,
-            [st.dir[C2S].packets, st.dir[S2C].packets],
-            st.seen,
-        ));
+        let mark = Mark::of(st);
         if self.settled && hello.is_none() && !media.changed && mark == self.mark {
             // Same counters as before: the sample only moves the rate window on, and the
             // idle times take the samples for it until its oldest counters leave.
@@ -126,6 +154,7 @@ impl FlowEntry {
         let prev_ts = w.latest().map(|s| s.ts_ns);
         w.push(Sample::of(st, now), window);
         self.hist.observe(st, now, prev_ts, hello);
+        update_zeek(zeek, st);
         rules::evaluate(cfg, st, &self.hist, media.media, now, found);
         self.settled = found.is_empty() && !rules::time_may_raise(st, &self.hist);
         self.mark = mark;
@@ -138,18 +167,22 @@ impl FlowEntry {
     }
 
     /// The flow's health with nothing found: an idle flow's (rates as its paused window
-    /// gives them), and what [`FlowEntry::health`] adds the level to.
-    pub(super) fn idle_health(&self, cfg: &AlertConfig, f: &FlowRecord) -> FlowHealth {
+    /// gives them), and what [`FlowEntry::health`] adds the level to; `history`: its Zeek
+    /// history letters.
+    pub(super) fn idle_health(
+        &self,
+        cfg: &AlertConfig,
+        history: compact_str::CompactString,
+    ) -> FlowHealth {
         let (throughput, retx_rate) = self.hist.rates(cfg.retransmit_min_segments);
         FlowHealth {
             session: Some(self.session),
             level: None,
             throughput,
             retx_rate,
-            zero_window_ns: self.hist.zero_total_ns,
-            in_flight: f.state.in_flight,
+            zero_window_ns: self.hist.zero_total_ns(),
             alerts: Vec::new(),
-            history: self.hist.zeek.clone(),
+            history,
         }
     }
 
@@ -159,6 +192,7 @@ impl FlowEntry {
         cfg: &AlertConfig,
         f: &FlowRecord,
         found: &[rules::Finding],
+        history: compact_str::CompactString,
     ) -> (FlowHealth, WorkingState) {
         let st = &f.state;
         let level = found
@@ -176,7 +210,7 @@ impl FlowEntry {
         };
         let health = FlowHealth {
             level,
-            ..self.idle_health(cfg, f)
+            ..self.idle_health(cfg, history)
         };
         (health, working)
     }
@@ -230,6 +264,7 @@ impl<'a> Judge<'a> {
         f: &FlowRecord,
         media: MediaNow,
         sessions: &mut sessions::Sessions,
+        mut history: compact_str::CompactString,
     ) -> (FlowHealth, WorkingState) {
         t.settled &= self.skip_settled;
         let hello = (!self.hellos.is_empty())
@@ -238,10 +273,19 @@ impl<'a> Judge<'a> {
         let mut wake = None;
         let found = &mut self.found;
         t.judge(
-            self.cfg, f, self.now, hello, media, sessions, self.idle, &mut wake, found,
+            self.cfg,
+            f,
+            self.now,
+            hello,
+            media,
+            sessions,
+            self.idle,
+            &mut wake,
+            found,
+            &mut history,
         );
         self.wakes.extend(wake.map(|w| (w, i as u32)));
-        let judged = t.health(self.cfg, f, found);
+        let judged = t.health(self.cfg, f, found, history);
         collect(&mut self.findings, t.session, i, found);
         if !t.idle() {
             self.busy.push(i as u32);

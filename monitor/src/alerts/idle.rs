@@ -126,7 +126,7 @@ impl RateWindow {
         let Some(&(last, _)) = self.samples.runs.back() else {
             return;
         };
-        let at = |ts_ns| Sample { ts_ns, ..last };
+        let at = |ts_ns| last.at(ts_ns);
         if p.shared {
             // It held the idle times at the pause, and they moved on from there by the
             // rules the flow's own samples follow.

@@ -86,6 +86,7 @@ impl AlertEngine {
             ("flow histories' buffers", histories),
             ("engine's per-row lists", lists),
             ("sparklines", self.sparks.bytes()),
+            ("hosts' sessions", self.sessions.bytes()),
         ]
     }
 
@@ -171,11 +172,11 @@ impl AlertEngine {
         let followed: Vec<(FlowId, &window::RateWindow)> = looked_at
             .into_iter()
             .chain(worst)
-            .filter_map(|id| schedule.entry(&table, &id).map(|e| (e.id, &e.hist.window)))
+            .filter_map(|id| schedule.entry(&table, &id).map(|e| (id, &e.hist.window)))
             .collect();
         self.sparks.update(followed.into_iter(), &self.idle, window);
         drop(table);
-        snap.sessions = self.schedule.sessions();
+        snap.sessions = self.sessions.active();
         snap.alerts = self.alerts();
         snap.judged = true;
         snap.handshake_timeout_ns = ns(self.cfg.handshake_timeout_s);

@@ -9,14 +9,10 @@
 use std::{cmp::Reverse, collections::BinaryHeap};
 
 use super::{
-    flow::{FlowEntry, Judge, MediaNow, WorkingState},
+    flow::{id_hash, FlowEntry, Judge, MediaNow, WorkingState},
     sessions::Sessions,
 };
-use crate::{
-    footprint::buffer,
-    model::{FlowId, SessionId},
-    table::FlowTable,
-};
+use crate::{footprint::buffer, model::FlowId, table::FlowTable};
 
 /// The engine's per-row lists, by row index of the flow table.
 #[derive(Default)]
@@ -35,8 +31,6 @@ pub(super) struct Schedule {
     alerted: Vec<u32>,
     /// The table generation judged last.
     generation: u64,
-    /// How many of the table's flows each session has (a session with none is not kept).
-    members: foldhash::HashMap<SessionId, u32>,
 }
 
 impl Schedule {
@@ -57,7 +51,7 @@ impl Schedule {
             let ch = table.changes();
             for (i, gone) in &ch.removed {
                 if self.entry_of(*i, &FlowId::of(gone)) {
-                    self.drop_entry(*i);
+                    self.drop_entry(*i, sessions);
                 }
             }
             let mut due = std::mem::take(&mut self.busy);
@@ -69,7 +63,7 @@ impl Schedule {
             // Another table: the state of rows it does not have goes.
             for i in 0..self.flows.len() as u32 {
                 if table.row(i).is_none() {
-                    self.drop_entry(i);
+                    self.drop_entry(i, sessions);
                 }
             }
             table.rows().map(|(i, _)| i).collect()
@@ -110,10 +104,11 @@ impl Schedule {
         }
         fresh.sort_unstable();
         for (_, i) in fresh {
-            if let Some(row) = table.row(i) {
-                self.drop_entry(i);
+            if let Some(row) = table.row_mut(i) {
+                // Judged from the start: the health another flow of the row had goes.
+                row.health = Default::default();
+                self.drop_entry(i, sessions);
                 let entry = FlowEntry::new(sessions, judge.cfg, &row.flow);
-                *self.members.entry(entry.session).or_default() += 1;
                 self.flows[i as usize] = Some(entry);
                 self.judge_row(table, i, media, judge, sessions);
             }
@@ -143,28 +138,20 @@ impl Schedule {
             media: row.media.as_deref(),
             changed: media.binary_search(&i).is_ok(),
         };
-        let (health, working) = judge.row(entry, i as usize, &row.flow, now, sessions);
+        // The health keeps the flow's Zeek history letters; judging adds to them.
+        let history = std::mem::take(&mut row.health.history);
+        let (health, working) = judge.row(entry, i as usize, &row.flow, now, sessions, history);
         row.health = health;
         self.working[i as usize] = working;
     }
 
     /// Drops the engine's state at row `i` (its flow gone, or another flow's there).
-    fn drop_entry(&mut self, i: u32) {
+    fn drop_entry(&mut self, i: u32, sessions: &mut Sessions) {
         let Some(e) = self.flows.get_mut(i as usize).and_then(Option::take) else {
             return;
         };
         self.working[i as usize] = WorkingState::default();
-        if let Some(n) = self.members.get_mut(&e.session) {
-            *n -= 1;
-            if *n == 0 {
-                self.members.remove(&e.session);
-            }
-        }
-    }
-
-    /// Sessions with at least one flow in the table.
-    pub(super) fn sessions(&self) -> usize {
-        self.members.len()
+        sessions.leave(e.session);
     }
 
     /// Whether row `i` holds the engine's state of flow `id`.
@@ -172,7 +159,7 @@ impl Schedule {
         self.flows
             .get(i as usize)
             .and_then(Option::as_ref)
-            .is_some_and(|e| e.id == *id)
+            .is_some_and(|e| e.id_hash == id_hash(id))
     }
 
     /// Writes which active alerts each row is part of (`part_of`: row and alert id) into
@@ -201,7 +188,7 @@ impl Schedule {
         self.flows
             .get(i as usize)
             .and_then(Option::as_ref)
-            .filter(|e| e.id == *id)
+            .filter(|e| e.id_hash == id_hash(id))
     }
 
     /// What the lists hold, in bytes: the flows' state, their histories' buffers, the
