@@ -70,10 +70,10 @@ pub(super) struct MediaNow<'a> {
 }
 
 /// Whether a flow counts as a working flow of its session, kept per row: a walk of these
-/// is sequential, where reading each flow's state was a cache miss per flow.
+/// is sequential, where reading each flow's state was a cache miss per flow (its session
+/// is read from its state only for the flows that work).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct WorkingState {
-    pub(super) session: Option<SessionId>,
     last_seen_ns: u64,
     /// Established, not closed, nothing wrong found: it works while its packets are recent.
     may_work: bool,
@@ -202,7 +202,6 @@ impl FlowEntry {
             .max();
         let closed = st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0);
         let working = WorkingState {
-            session: Some(self.session),
             last_seen_ns: st.last_seen_ns,
             may_work: st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
                 && !closed

@@ -17,7 +17,7 @@ pub struct FlowHistory {
     pub zero: Option<Box<ZeroWindows>>,
     /// Retransmission count when each direction's data was last acknowledged further, and
     /// that time: retransmissions piling up without progress are a blackhole.
-    pub retx_at_progress: [u64; 2],
+    pub retx_at_progress: [u32; 2],
     pub progress_mark_ns: [u64; 2],
     /// When the ClientHello was first known (event time, else first tick that saw it).
     pub client_hello_ns: Option<u64>,
@@ -164,7 +164,7 @@ impl FlowHistory {
             }
             if prev_ts.is_none() || st.acked_ns[d] != self.progress_mark_ns[d] {
                 self.progress_mark_ns[d] = st.acked_ns[d];
-                self.retx_at_progress[d] = st.dir[d].retransmits as u64;
+                self.retx_at_progress[d] = st.dir[d].retransmits;
             }
         }
         if self.client_hello_ns.is_none() && st.seen & monitor_common::flow::seen::CLIENT_HELLO != 0

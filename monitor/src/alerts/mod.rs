@@ -141,13 +141,8 @@ impl AlertEngine {
         let mut working = self.lifecycle.sessions_in_question(&findings);
         if !working.is_empty() {
             let window = ns(cfg.session_window_s);
-            for w in self
-                .schedule
-                .working
-                .iter()
-                .filter(|w| w.works(now, window))
-            {
-                if let Some(v) = w.session.and_then(|s| working.get_mut(&s)) {
+            for s in self.schedule.working_sessions(now, window) {
+                if let Some(v) = working.get_mut(&s) {
                     *v = true;
                 }
             }

@@ -263,7 +263,7 @@ fn stall(
         return;
     }
     let retx = st.dir[d].retransmits as u64;
-    let unacked_resends = retx.saturating_sub(h.retx_at_progress[d]);
+    let unacked_resends = retx.saturating_sub(u64::from(h.retx_at_progress[d]));
     let since = st.acked_ns[d].max(st.first_seen_ns);
     let quiet = now.saturating_sub(since);
     let flight = st.in_flight[d].unwrap_or(0);

@@ -12,7 +12,11 @@ use super::{
     flow::{id_hash, FlowEntry, Judge, MediaNow, WorkingState},
     sessions::Sessions,
 };
-use crate::{footprint::buffer, model::FlowId, table::FlowTable};
+use crate::{
+    footprint::buffer,
+    model::{FlowId, SessionId},
+    table::FlowTable,
+};
 
 /// The engine's per-row lists, by row index of the flow table.
 #[derive(Default)]
@@ -20,7 +24,7 @@ pub(super) struct Schedule {
     /// Each row's flow as the engine keeps it.
     pub(super) flows: Vec<Option<FlowEntry>>,
     /// Per row: whether the flow counts as working for its session.
-    pub(super) working: Vec<WorkingState>,
+    working: Vec<WorkingState>,
     /// When paused flows must be judged again (their window's oldest counters leave it),
     /// with their row and first-seen time (a row given to another flow since is skipped).
     pub(super) wakes: BinaryHeap<Reverse<(u64, u32, u64)>>,
@@ -152,6 +156,19 @@ impl Schedule {
         };
         self.working[i as usize] = WorkingState::default();
         sessions.leave(e.session);
+    }
+
+    /// The sessions of the flows that count as working (see [`WorkingState`]).
+    pub(super) fn working_sessions(
+        &self,
+        now: u64,
+        window_ns: u64,
+    ) -> impl Iterator<Item = SessionId> + '_ {
+        self.working
+            .iter()
+            .zip(&self.flows)
+            .filter(move |(w, _)| w.works(now, window_ns))
+            .filter_map(|(_, e)| e.as_ref().map(|e| e.session))
     }
 
     /// Whether row `i` holds the engine's state of flow `id`.
