@@ -2,7 +2,7 @@
 //! tick's judging of the flows the schedule hands it ([`Judge`]), with what they add up to.
 
 use foldhash::HashMap;
-use monitor_common::flow::{seen, FlowKey, C2S, S2C};
+use monitor_common::flow::{seen, FlowKey};
 
 use super::{
     config::AlertConfig,
@@ -25,8 +25,6 @@ pub(super) struct FlowEntry {
     pub(super) hist: FlowHistory,
     /// The session the flow joined when first seen.
     pub(super) session: SessionId,
-    /// The record when last judged.
-    mark: Mark,
     /// The rules found nothing when last judged and time alone cannot change that: while
     /// the record stays as it was, judging it again would find nothing. Most flows of a big
     /// table are in this state, and skipping them is what keeps a tick short.
@@ -40,33 +38,14 @@ pub(super) fn id_hash(id: &FlowId) -> u64 {
     foldhash::fast::FixedState::with_seed(0x6d6f_6e69).hash_one(id)
 }
 
-/// A record when last judged: time of its last packet, packets both ways (counters only
-/// grow: the sum moves when either does), `seen` bits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Mark {
-    last_seen_ns: u64,
-    packets: u64,
-    seen: u16,
-    /// Judged at least once.
-    known: bool,
-}
-
-impl Mark {
-    fn of(st: &crate::model::FlowStats) -> Self {
-        Self {
-            last_seen_ns: st.last_seen_ns,
-            packets: st.dir[C2S].packets.wrapping_add(st.dir[S2C].packets),
-            seen: st.seen,
-            known: true,
-        }
-    }
-}
-
-/// A flow's media verdict at this tick, and whether the tick changed it.
+/// What this tick changed of a flow: its record (since it was last judged: a record that
+/// changes is judged in the tick it changes, so the table's change set says it), and its
+/// media verdict, as it is now.
 #[derive(Clone, Copy, Default)]
-pub(super) struct MediaNow<'a> {
+pub(super) struct RowChange<'a> {
+    pub(super) record: bool,
     pub(super) media: Option<&'a Media>,
-    pub(super) changed: bool,
+    pub(super) media_changed: bool,
 }
 
 /// Whether a flow counts as a working flow of its session, kept per row: a walk of these
@@ -103,7 +82,6 @@ impl FlowEntry {
             id_hash: id_hash(&FlowId::of(f)),
             hist: FlowHistory::default(),
             session,
-            mark: Mark::default(),
             settled: false,
         }
     }
@@ -117,7 +95,7 @@ impl FlowEntry {
         f: &FlowRecord,
         now: u64,
         hello: Option<u64>,
-        media: MediaNow,
+        change: RowChange,
         sessions: &mut sessions::Sessions,
         idle: &IdleTimes,
         wake: &mut Option<u64>,
@@ -127,8 +105,7 @@ impl FlowEntry {
         let st = &f.state;
         let window = ns(cfg.retransmit_window_s);
         let w = &mut self.hist.window;
-        let mark = Mark::of(st);
-        if self.settled && hello.is_none() && !media.changed && mark == self.mark {
+        if self.settled && hello.is_none() && !change.media_changed && !change.record {
             // Same counters as before: the sample only moves the rate window on, and the
             // idle times take the samples for it until its oldest counters leave.
             if w.must_catch_up(now) {
@@ -148,16 +125,15 @@ impl FlowEntry {
         w.catch_up(idle, window);
         // The host was last told of this record (or joined with it): telling it again
         // changes nothing, and a scan's unanswered SYNs are judged tick after tick.
-        if mark != self.mark {
+        if change.record {
             sessions.touch(f.client().ip(), st.last_seen_ns);
         }
         let prev_ts = w.latest().map(|s| s.ts_ns);
         w.push(Sample::of(st, now), window);
         self.hist.observe(st, now, prev_ts, hello);
         update_zeek(zeek, st);
-        rules::evaluate(cfg, st, &self.hist, media.media, now, found);
+        rules::evaluate(cfg, st, &self.hist, change.media, now, found);
         self.settled = found.is_empty() && !rules::time_may_raise(st, &self.hist);
-        self.mark = mark;
     }
 
     /// Whether the flow need not be looked at while its record stays as it is (and no
@@ -261,7 +237,7 @@ impl<'a> Judge<'a> {
         t: &mut FlowEntry,
         i: usize,
         f: &FlowRecord,
-        media: MediaNow,
+        change: RowChange,
         sessions: &mut sessions::Sessions,
         mut history: compact_str::CompactString,
     ) -> (FlowHealth, WorkingState) {
@@ -276,7 +252,7 @@ impl<'a> Judge<'a> {
             f,
             self.now,
             hello,
-            media,
+            change,
             sessions,
             self.idle,
             &mut wake,

@@ -9,7 +9,7 @@
 use std::{cmp::Reverse, collections::BinaryHeap};
 
 use super::{
-    flow::{id_hash, FlowEntry, Judge, MediaNow, WorkingState},
+    flow::{id_hash, FlowEntry, Judge, RowChange, WorkingState},
     sessions::Sessions,
 };
 use crate::{
@@ -17,6 +17,14 @@ use crate::{
     model::{FlowId, SessionId},
     table::FlowTable,
 };
+
+/// This tick's rows whose media verdict changed, and whose record changed (`None`: every
+/// row's), ascending.
+#[derive(Clone, Copy)]
+struct Lists<'a> {
+    media: &'a [u32],
+    moved: Option<&'a [u32]>,
+}
 
 /// The engine's per-row lists, by row index of the flow table.
 #[derive(Default)]
@@ -91,7 +99,22 @@ impl Schedule {
         due.dedup();
         let mut media: Vec<u32> = table.changes().media.iter().map(|(i, _)| *i).collect();
         media.sort_unstable();
-        let media = &media[..];
+        // Rows whose record this tick changed; a table that does not follow: every row's.
+        let mut moved: Option<Vec<u32>> = follows.then(|| {
+            let ch = table.changes();
+            ch.changed
+                .iter()
+                .map(|(i, _)| *i)
+                .chain(ch.added.iter().copied())
+                .collect()
+        });
+        if let Some(m) = &mut moved {
+            m.sort_unstable();
+        }
+        let lists = Lists {
+            media: &media,
+            moved: moved.as_deref(),
+        };
         // New flows join sessions in the order they started; the others first, in row
         // order (scattered rows read in order are the cheapest to reach).
         let mut fresh = Vec::new();
@@ -104,7 +127,7 @@ impl Schedule {
                 fresh.push((row.flow.state.first_seen_ns, i));
                 continue;
             }
-            self.judge_row(table, i, media, judge, sessions);
+            self.judge_row(table, i, lists, false, judge, sessions);
         }
         fresh.sort_unstable();
         for (_, i) in fresh {
@@ -114,7 +137,7 @@ impl Schedule {
                 self.drop_entry(i, sessions);
                 let entry = FlowEntry::new(sessions, judge.cfg, &row.flow);
                 self.flows[i as usize] = Some(entry);
-                self.judge_row(table, i, media, judge, sessions);
+                self.judge_row(table, i, lists, true, judge, sessions);
             }
         }
         let (busy, wakes) = judge.finish();
@@ -126,21 +149,23 @@ impl Schedule {
         }
     }
 
-    /// Judges row `i`; `media` lists the rows whose media verdict this tick changed.
+    /// Judges row `i` (`new`: its state was made this tick).
     fn judge_row(
         &mut self,
         table: &mut FlowTable,
         i: u32,
-        media: &[u32],
+        lists: Lists,
+        new: bool,
         judge: &mut Judge,
         sessions: &mut Sessions,
     ) {
         let (Some(row), Some(entry)) = (table.row_mut(i), self.flows[i as usize].as_mut()) else {
             return;
         };
-        let now = MediaNow {
+        let now = RowChange {
+            record: new || lists.moved.is_none_or(|m| m.binary_search(&i).is_ok()),
             media: row.media.as_deref(),
-            changed: media.binary_search(&i).is_ok(),
+            media_changed: lists.media.binary_search(&i).is_ok(),
         };
         // The health keeps the flow's Zeek history letters; judging adds to them.
         let history = std::mem::take(&mut row.health.history);
