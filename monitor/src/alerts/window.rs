@@ -112,12 +112,14 @@ impl SampleCounters {
 pub(super) struct Runs {
     /// The oldest run; a count of 0: none.
     first: (SampleCounters, u32),
-    rest: VecDeque<(SampleCounters, u32)>,
+    /// The others, boxed (8 bytes inline, not a deque's 32): only a flow whose counters
+    /// moved within its window has any.
+    rest: Option<Box<VecDeque<(SampleCounters, u32)>>>,
 }
 
 impl Runs {
     pub(super) fn len(&self) -> usize {
-        usize::from(self.first.1 > 0) + self.rest.len()
+        usize::from(self.first.1 > 0) + self.rest.as_deref().map_or(0, VecDeque::len)
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -129,7 +131,12 @@ impl Runs {
     }
 
     pub(super) fn back(&self) -> Option<&(SampleCounters, u32)> {
-        self.rest.back().or(self.front())
+        self.rest_iter().next_back().or(self.front())
+    }
+
+    /// The runs after the first, oldest first.
+    fn rest_iter(&self) -> impl DoubleEndedIterator<Item = &(SampleCounters, u32)> {
+        self.rest.as_deref().into_iter().flatten()
     }
 
     fn front_mut(&mut self) -> Option<&mut (SampleCounters, u32)> {
@@ -137,10 +144,10 @@ impl Runs {
     }
 
     fn back_mut(&mut self) -> Option<&mut (SampleCounters, u32)> {
-        if self.rest.is_empty() {
-            self.front_mut()
+        if self.rest.as_deref().is_some_and(|d| !d.is_empty()) {
+            self.rest.as_deref_mut().and_then(VecDeque::back_mut)
         } else {
-            self.rest.back_mut()
+            self.front_mut()
         }
     }
 
@@ -148,32 +155,56 @@ impl Runs {
         if self.is_empty() {
             self.first = run;
         } else {
-            self.rest.push_back(run);
+            self.rest.get_or_insert_with(Box::default).push_back(run);
         }
     }
 
     fn pop_front(&mut self) {
-        self.first = self.rest.pop_front().unwrap_or_default();
+        self.first = self
+            .rest
+            .as_deref_mut()
+            .and_then(VecDeque::pop_front)
+            .unwrap_or_default();
         // A flow gone idle is down to one run for good, most likely: give back the room
         // its busy spell took (a deque never shrinks itself).
-        if self.rest.is_empty() {
-            self.rest = VecDeque::new();
+        if self.rest.as_deref().is_some_and(VecDeque::is_empty) {
+            self.rest = None;
         }
     }
 
     fn pop_back(&mut self) {
-        if self.rest.pop_back().is_none() {
+        if self
+            .rest
+            .as_deref_mut()
+            .and_then(VecDeque::pop_back)
+            .is_none()
+        {
             self.first = Default::default();
         }
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = &(SampleCounters, u32)> {
-        self.front().into_iter().chain(&self.rest)
+        self.front().into_iter().chain(self.rest_iter())
+    }
+
+    /// Newest first.
+    pub(super) fn iter_rev(&self) -> impl Iterator<Item = &(SampleCounters, u32)> {
+        self.rest_iter().rev().chain(self.front())
     }
 
     /// Runs the heap holds room for (the inline one not counted).
+    #[cfg(test)]
     pub(super) fn heap_capacity(&self) -> usize {
-        self.rest.capacity()
+        self.rest.as_deref().map_or(0, VecDeque::capacity)
+    }
+
+    /// The heap bytes of the other runs: their box and the deque's buffer.
+    fn heap_bytes(&self) -> u64 {
+        use crate::footprint::{block, buffer};
+        self.rest.as_deref().map_or(0, |d| {
+            block(std::mem::size_of::<VecDeque<(SampleCounters, u32)>>())
+                + buffer::<(SampleCounters, u32)>(d.capacity())
+        })
     }
 }
 
@@ -239,7 +270,7 @@ impl Samples {
     pub(super) fn nth_back(&self, k: usize) -> Option<Sample> {
         let ts = *self.ts.get(self.ts.len().checked_sub(k + 1)?)?;
         let mut skip = k;
-        for (c, n) in self.runs.rest.iter().rev().chain(self.runs.front()) {
+        for (c, n) in self.runs.iter_rev() {
             if skip < *n as usize {
                 return Some(c.at(ts));
             }
@@ -343,7 +374,6 @@ impl RateWindow {
     /// Heap bytes of its buffers, as the allocator hands them out.
     pub fn heap_bytes(&self) -> u64 {
         use crate::footprint::buffer;
-        buffer::<u64>(self.samples.ts.capacity())
-            + buffer::<(SampleCounters, u32)>(self.samples.runs.heap_capacity())
+        buffer::<u64>(self.samples.ts.capacity()) + self.samples.runs.heap_bytes()
     }
 }
