@@ -161,7 +161,6 @@ pub struct FlowHealth {
     pub retx_rate: [Option<f64>; 2],
     /// Time each side's receive window has been seen at zero, in total.
     pub zero_window_ns: [u64; 2],
-    pub in_flight: [Option<u32>; 2],
     /// Ids of the active alerts this flow is part of.
     pub alerts: Vec<u64>,
     /// Zeek's conn.log history letters, inline (no heap block to touch per row a tick).

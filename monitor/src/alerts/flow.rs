@@ -2,11 +2,11 @@
 //! tick's judging of the flows the schedule hands it ([`Judge`]), with what they add up to.
 
 use foldhash::HashMap;
-use monitor_common::flow::{seen, FlowKey, C2S, S2C};
+use monitor_common::flow::{seen, FlowKey};
 
 use super::{
     config::AlertConfig,
-    history::FlowHistory,
+    history::{update_zeek, FlowHistory},
     idle::IdleTimes,
     lifecycle::{collect, Findings},
     ns, rules, sessions,
@@ -19,30 +19,40 @@ use crate::{
 
 /// What the engine keeps of one flow between ticks.
 pub(super) struct FlowEntry {
-    pub(super) id: FlowId,
+    /// The flow's id, hashed ([`id_hash`]): which flow of its row the state is of, in 8
+    /// bytes where the id takes 48 (the table's key is the row's).
+    pub(super) id_hash: u64,
     pub(super) hist: FlowHistory,
     /// The session the flow joined when first seen.
     pub(super) session: SessionId,
-    /// The record when last judged: time of its last packet, packets each way, `seen` bits.
-    mark: Option<(u64, [u64; 2], u16)>,
     /// The rules found nothing when last judged and time alone cannot change that: while
     /// the record stays as it was, judging it again would find nothing. Most flows of a big
     /// table are in this state, and skipping them is what keeps a tick short.
     settled: bool,
 }
 
-/// A flow's media verdict at this tick, and whether the tick changed it.
+/// A flow id hashed: two flows of one row telling apart (a 64-bit hash: two ids of one
+/// row hashing alike are not a case to handle).
+pub(super) fn id_hash(id: &FlowId) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6d6f_6e69).hash_one(id)
+}
+
+/// What this tick changed of a flow: its record (since it was last judged: a record that
+/// changes is judged in the tick it changes, so the table's change set says it), and its
+/// media verdict, as it is now.
 #[derive(Clone, Copy, Default)]
-pub(super) struct MediaNow<'a> {
+pub(super) struct RowChange<'a> {
+    pub(super) record: bool,
     pub(super) media: Option<&'a Media>,
-    pub(super) changed: bool,
+    pub(super) media_changed: bool,
 }
 
 /// Whether a flow counts as a working flow of its session, kept per row: a walk of these
-/// is sequential, where reading each flow's state was a cache miss per flow.
+/// is sequential, where reading each flow's state was a cache miss per flow (its session
+/// is read from its state only for the flows that work).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct WorkingState {
-    pub(super) session: Option<SessionId>,
     last_seen_ns: u64,
     /// Established, not closed, nothing wrong found: it works while its packets are recent.
     may_work: bool,
@@ -69,10 +79,9 @@ impl FlowEntry {
             ns(cfg.session_window_s),
         );
         Self {
-            id: FlowId::of(f),
+            id_hash: id_hash(&FlowId::of(f)),
             hist: FlowHistory::default(),
             session,
-            mark: None,
             settled: false,
         }
     }
@@ -86,21 +95,17 @@ impl FlowEntry {
         f: &FlowRecord,
         now: u64,
         hello: Option<u64>,
-        media: MediaNow,
+        change: RowChange,
         sessions: &mut sessions::Sessions,
         idle: &IdleTimes,
         wake: &mut Option<u64>,
         found: &mut Vec<rules::Finding>,
+        zeek: &mut compact_str::CompactString,
     ) {
         let st = &f.state;
         let window = ns(cfg.retransmit_window_s);
         let w = &mut self.hist.window;
-        let mark = Some((
-            st.last_seen_ns,
-            [st.dir[C2S].packets, st.dir[S2C].packets],
-            st.seen,
-        ));
-        if self.settled && hello.is_none() && !media.changed && mark == self.mark {
+        if self.settled && hello.is_none() && !change.media_changed && !change.record {
             // Same counters as before: the sample only moves the rate window on, and the
             // idle times take the samples for it until its oldest counters leave.
             if w.must_catch_up(now) {
@@ -120,15 +125,15 @@ impl FlowEntry {
         w.catch_up(idle, window);
         // The host was last told of this record (or joined with it): telling it again
         // changes nothing, and a scan's unanswered SYNs are judged tick after tick.
-        if mark != self.mark {
+        if change.record {
             sessions.touch(f.client().ip(), st.last_seen_ns);
         }
         let prev_ts = w.latest().map(|s| s.ts_ns);
         w.push(Sample::of(st, now), window);
         self.hist.observe(st, now, prev_ts, hello);
-        rules::evaluate(cfg, st, &self.hist, media.media, now, found);
+        update_zeek(zeek, st);
+        rules::evaluate(cfg, st, &self.hist, change.media, now, found);
         self.settled = found.is_empty() && !rules::time_may_raise(st, &self.hist);
-        self.mark = mark;
     }
 
     /// Whether the flow need not be looked at while its record stays as it is (and no
@@ -138,18 +143,22 @@ impl FlowEntry {
     }
 
     /// The flow's health with nothing found: an idle flow's (rates as its paused window
-    /// gives them), and what [`FlowEntry::health`] adds the level to.
-    pub(super) fn idle_health(&self, cfg: &AlertConfig, f: &FlowRecord) -> FlowHealth {
+    /// gives them), and what [`FlowEntry::health`] adds the level to; `history`: its Zeek
+    /// history letters.
+    pub(super) fn idle_health(
+        &self,
+        cfg: &AlertConfig,
+        history: compact_str::CompactString,
+    ) -> FlowHealth {
         let (throughput, retx_rate) = self.hist.rates(cfg.retransmit_min_segments);
         FlowHealth {
             session: Some(self.session),
             level: None,
             throughput,
             retx_rate,
-            zero_window_ns: self.hist.zero_total_ns,
-            in_flight: f.state.in_flight,
+            zero_window_ns: self.hist.zero_total_ns(),
             alerts: Vec::new(),
-            history: self.hist.zeek.clone(),
+            history,
         }
     }
 
@@ -159,6 +168,7 @@ impl FlowEntry {
         cfg: &AlertConfig,
         f: &FlowRecord,
         found: &[rules::Finding],
+        history: compact_str::CompactString,
     ) -> (FlowHealth, WorkingState) {
         let st = &f.state;
         let level = found
@@ -168,7 +178,6 @@ impl FlowEntry {
             .max();
         let closed = st.dir.iter().any(|d| d.fins > 0 || d.rsts > 0);
         let working = WorkingState {
-            session: Some(self.session),
             last_seen_ns: st.last_seen_ns,
             may_work: st.seen & (seen::ESTABLISHED | seen::MIDSTREAM) != 0
                 && !closed
@@ -176,7 +185,7 @@ impl FlowEntry {
         };
         let health = FlowHealth {
             level,
-            ..self.idle_health(cfg, f)
+            ..self.idle_health(cfg, history)
         };
         (health, working)
     }
@@ -228,8 +237,9 @@ impl<'a> Judge<'a> {
         t: &mut FlowEntry,
         i: usize,
         f: &FlowRecord,
-        media: MediaNow,
+        change: RowChange,
         sessions: &mut sessions::Sessions,
+        mut history: compact_str::CompactString,
     ) -> (FlowHealth, WorkingState) {
         t.settled &= self.skip_settled;
         let hello = (!self.hellos.is_empty())
@@ -238,10 +248,19 @@ impl<'a> Judge<'a> {
         let mut wake = None;
         let found = &mut self.found;
         t.judge(
-            self.cfg, f, self.now, hello, media, sessions, self.idle, &mut wake, found,
+            self.cfg,
+            f,
+            self.now,
+            hello,
+            change,
+            sessions,
+            self.idle,
+            &mut wake,
+            found,
+            &mut history,
         );
         self.wakes.extend(wake.map(|w| (w, i as u32)));
-        let judged = t.health(self.cfg, f, found);
+        let judged = t.health(self.cfg, f, found, history);
         collect(&mut self.findings, t.session, i, found);
         if !t.idle() {
             self.busy.push(i as u32);

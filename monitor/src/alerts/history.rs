@@ -13,20 +13,23 @@ use super::window::{Rate, RateWindow};
 pub struct FlowHistory {
     /// Cumulative samples spanning the retransmission window (and one before it).
     pub window: RateWindow,
-    /// Since when each direction has been seen advertising a zero window.
-    pub zero_since_ns: [Option<u64>; 2],
-    /// Total time each direction's window was seen at zero.
-    pub zero_total_ns: [u64; 2],
+    /// Zero windows, once a side advertised one (boxed: most flows never do).
+    pub zero: Option<Box<ZeroWindows>>,
     /// Retransmission count when each direction's data was last acknowledged further, and
     /// that time: retransmissions piling up without progress are a blackhole.
-    pub retx_at_progress: [u64; 2],
+    pub retx_at_progress: [u32; 2],
     pub progress_mark_ns: [u64; 2],
     /// When the ClientHello was first known (event time, else first tick that saw it).
     pub client_hello_ns: Option<u64>,
-    /// Zeek's conn.log history string, letters in the order ticks first saw them; inline
-    /// up to 24 letters, so a health row's copy touches no heap block.
-    pub zeek: compact_str::CompactString,
-    zeek_emitted: [u8; ZEEK_LETTERS],
+}
+
+/// How long each side advertised a zero window.
+#[derive(Clone, Debug, Default)]
+pub struct ZeroWindows {
+    /// Since when each direction has been seen advertising a zero window.
+    pub since_ns: [Option<u64>; 2],
+    /// Total time each direction's window was seen at zero.
+    pub total_ns: [u64; 2],
 }
 
 const ZEEK_LETTERS: usize = 16;
@@ -69,24 +72,28 @@ fn due(count: u64, repeats: bool) -> u8 {
     }
 }
 
-impl FlowHistory {
-    /// Appends the letters this tick's record makes due; resets come last in a tick, as
-    /// they end a connection.
-    pub fn update_zeek(&mut self, st: &FlowStats) {
-        let mut add = |i: usize, ch: char, n: u8| {
-            while self.zeek_emitted[i] < n {
-                self.zeek.push(ch);
-                self.zeek_emitted[i] += 1;
-            }
-        };
-        for (i, (ch, count, rep)) in zeek_counts(st).into_iter().enumerate() {
-            add(i, ch, due(count, rep));
+/// Appends to `zeek` (Zeek's conn.log history string, letters in the order ticks first
+/// saw them: the flow's health holds it) the letters this tick's record makes due; resets
+/// come last in a tick, as they end a connection.
+pub fn update_zeek(zeek: &mut compact_str::CompactString, st: &FlowStats) {
+    // What each letter was written so far: counted in the string itself, which is
+    // all a flow keeps of them.
+    let letters = zeek_counts(st);
+    let mut emitted = [0u8; ZEEK_LETTERS];
+    for b in zeek.bytes() {
+        if let Some(i) = letters.iter().position(|l| l.0 as u32 == b as u32) {
+            emitted[i] += 1;
         }
-        let rsts = [st.dir[C2S].rsts, st.dir[S2C].rsts];
-        for (d, ch) in [(C2S, 'R'), (S2C, 'r')] {
-            if rsts[d] > 0 && !self.zeek.contains(ch) {
-                self.zeek.push(ch);
-            }
+    }
+    for (i, (ch, count, rep)) in letters.into_iter().enumerate() {
+        for _ in emitted[i]..due(count, rep) {
+            zeek.push(ch);
+        }
+    }
+    let rsts = [st.dir[C2S].rsts, st.dir[S2C].rsts];
+    for (d, ch) in [(C2S, 'R'), (S2C, 'r')] {
+        if rsts[d] > 0 && !zeek.contains(ch) {
+            zeek.push(ch);
         }
     }
 }
@@ -94,12 +101,20 @@ impl FlowHistory {
 impl FlowHistory {
     /// Heap bytes of its buffers, as the allocator hands them out.
     pub fn heap_bytes(&self) -> u64 {
-        let zeek = if self.zeek.is_heap_allocated() {
-            crate::footprint::block(self.zeek.capacity())
-        } else {
-            0
-        };
-        self.window.heap_bytes() + zeek
+        let zero = self.zero.as_ref().map_or(0, |_| {
+            crate::footprint::block(std::mem::size_of::<ZeroWindows>())
+        });
+        self.window.heap_bytes() + zero
+    }
+
+    /// Since when direction `d` has been seen advertising a zero window.
+    pub fn zero_since_ns(&self, d: usize) -> Option<u64> {
+        self.zero.as_ref().and_then(|z| z.since_ns[d])
+    }
+
+    /// Total time each direction's window was seen at zero.
+    pub fn zero_total_ns(&self) -> [u64; 2] {
+        self.zero.as_ref().map_or([0; 2], |z| z.total_ns)
     }
 
     /// The retransmission rate over (up to) the window.
@@ -134,22 +149,24 @@ impl FlowHistory {
             // The side's receive window is closed (a reset's or FIN's window 0 is not):
             // keep the time it was first seen so.
             let zero = st.zero_window[d];
-            match (zero, self.zero_since_ns[d]) {
-                (true, None) => self.zero_since_ns[d] = Some(now),
-                (false, Some(_)) => self.zero_since_ns[d] = None,
-                _ => {}
-            }
-            if zero {
-                if let Some(p) = prev_ts {
-                    self.zero_total_ns[d] += now.saturating_sub(p);
+            if zero || self.zero.is_some() {
+                let z = self.zero.get_or_insert_with(Box::default);
+                match (zero, z.since_ns[d]) {
+                    (true, None) => z.since_ns[d] = Some(now),
+                    (false, Some(_)) => z.since_ns[d] = None,
+                    _ => {}
+                }
+                if zero {
+                    if let Some(p) = prev_ts {
+                        z.total_ns[d] += now.saturating_sub(p);
+                    }
                 }
             }
             if prev_ts.is_none() || st.acked_ns[d] != self.progress_mark_ns[d] {
                 self.progress_mark_ns[d] = st.acked_ns[d];
-                self.retx_at_progress[d] = st.dir[d].retransmits as u64;
+                self.retx_at_progress[d] = st.dir[d].retransmits;
             }
         }
-        self.update_zeek(st);
         if self.client_hello_ns.is_none() && st.seen & monitor_common::flow::seen::CLIENT_HELLO != 0
         {
             self.client_hello_ns = Some(hello_ns.unwrap_or(now));

@@ -5,7 +5,7 @@ use crate::model::FlowStats;
 use monitor_common::flow::C2S;
 
 use super::{
-    history::FlowHistory,
+    history::{update_zeek, FlowHistory},
     spark::{Spark, SPARK_POINTS},
     window::{point, retransmit_rate, throughput, RateWindow, Sample},
 };
@@ -88,24 +88,24 @@ fn equal_points_share_a_run_and_expand_in_order() {
 #[test]
 fn zeek_history_in_order_of_first_sight_with_log_repeats() {
     let mut st = FlowStats::default();
-    let mut h = FlowHistory::default();
+    let mut h = compact_str::CompactString::default();
     st.dir[C2S].syns = 1;
     st.dir[C2S].segments = 1;
-    h.update_zeek(&st);
+    update_zeek(&mut h, &st);
     st.dir[1].synacks = 1;
     st.dir[1].segments = 1;
     st.dir[C2S].segments = 2;
-    h.update_zeek(&st);
+    update_zeek(&mut h, &st);
     st.dir[C2S].segments = 20;
     st.dir[C2S].data_segments = 18;
     st.dir[1].segments = 30;
     st.dir[1].data_segments = 20;
     st.dir[1].retransmits = 12;
-    h.update_zeek(&st);
+    update_zeek(&mut h, &st);
     st.dir[C2S].rsts = 1;
     st.dir[C2S].segments = 21;
-    h.update_zeek(&st);
-    assert_eq!(h.zeek, "ShAaDdttR");
+    update_zeek(&mut h, &st);
+    assert_eq!(h, "ShAaDdttR");
 }
 
 #[test]
@@ -184,14 +184,17 @@ mod samples {
         }
         assert_eq!(w.samples.len(), 11, "the window and one before it");
         assert_eq!(w.samples.runs.len(), 1);
-        assert_eq!(w.samples.runs.capacity(), 1);
+        assert_eq!(w.samples.runs.heap_capacity(), 0, "the one run inline");
         assert_eq!(w.latest().map(|s| s.ts_ns), Some(59_000_000_000));
         // Busy for a while, then idle past the window: back to one run's room.
         for t in 60..120 {
             let segs = 100 + t.min(80) * 10;
             w.push(super::sample(t, segs, 5), 10_000_000_000);
         }
-        assert_eq!((w.samples.runs.len(), w.samples.runs.capacity()), (1, 1));
+        assert_eq!(
+            (w.samples.runs.len(), w.samples.runs.heap_capacity()),
+            (1, 0)
+        );
     }
 }
 

@@ -52,7 +52,8 @@ impl IdleTimes {
 pub(super) struct Paused {
     pub(super) tick: u64,
     pub(super) shared: bool,
-    pub(super) wake_ns: Option<u64>,
+    /// `u64::MAX`: never (one run: nothing leaves the window).
+    pub(super) wake_ns: u64,
 }
 
 impl RateWindow {
@@ -100,7 +101,7 @@ impl RateWindow {
             self.paused = Some(Paused {
                 tick: idle.tick,
                 shared,
-                wake_ns,
+                wake_ns: wake_ns.unwrap_or(u64::MAX),
             });
         }
         pauses
@@ -110,12 +111,13 @@ impl RateWindow {
     /// counters leave the window at `now`.
     pub fn must_catch_up(&self, now: u64) -> bool {
         self.paused
-            .is_some_and(|p| p.wake_ns.is_some_and(|w| now >= w))
+            .is_some_and(|p| p.wake_ns != u64::MAX && now >= p.wake_ns)
     }
 
     /// When the paused window must catch up, if it holds more than one run.
     pub fn wake_ns(&self) -> Option<u64> {
-        self.paused.and_then(|p| p.wake_ns)
+        self.paused
+            .and_then(|p| (p.wake_ns != u64::MAX).then_some(p.wake_ns))
     }
 
     /// Takes the samples the window skipped while paused, as pushing each tick's would
@@ -126,7 +128,7 @@ impl RateWindow {
         let Some(&(last, _)) = self.samples.runs.back() else {
             return;
         };
-        let at = |ts_ns| Sample { ts_ns, ..last };
+        let at = |ts_ns| last.at(ts_ns);
         if p.shared {
             // It held the idle times at the pause, and they moved on from there by the
             // rules the flow's own samples follow.

@@ -86,6 +86,7 @@ impl AlertEngine {
             ("flow histories' buffers", histories),
             ("engine's per-row lists", lists),
             ("sparklines", self.sparks.bytes()),
+            ("hosts' sessions", self.sessions.bytes()),
         ]
     }
 
@@ -140,13 +141,8 @@ impl AlertEngine {
         let mut working = self.lifecycle.sessions_in_question(&findings);
         if !working.is_empty() {
             let window = ns(cfg.session_window_s);
-            for w in self
-                .schedule
-                .working
-                .iter()
-                .filter(|w| w.works(now, window))
-            {
-                if let Some(v) = w.session.and_then(|s| working.get_mut(&s)) {
+            for s in self.schedule.working_sessions(now, window) {
+                if let Some(v) = working.get_mut(&s) {
                     *v = true;
                 }
             }
@@ -171,11 +167,11 @@ impl AlertEngine {
         let followed: Vec<(FlowId, &window::RateWindow)> = looked_at
             .into_iter()
             .chain(worst)
-            .filter_map(|id| schedule.entry(&table, &id).map(|e| (e.id, &e.hist.window)))
+            .filter_map(|id| schedule.entry(&table, &id).map(|e| (id, &e.hist.window)))
             .collect();
         self.sparks.update(followed.into_iter(), &self.idle, window);
         drop(table);
-        snap.sessions = self.schedule.sessions();
+        snap.sessions = self.sessions.active();
         snap.alerts = self.alerts();
         snap.judged = true;
         snap.handshake_timeout_ns = ns(self.cfg.handshake_timeout_s);

@@ -62,7 +62,7 @@ pub fn time_may_raise(st: &FlowStats, h: &FlowHistory) -> bool {
         && st.dir[S2C].payload_bytes == 0
         && !closed(st);
     let flight = [C2S, S2C].iter().any(|&d| st.in_flight[d].unwrap_or(0) > 0);
-    let zero = h.zero_since_ns.iter().any(Option::is_some);
+    let zero = [C2S, S2C].iter().any(|&d| h.zero_since_ns(d).is_some());
     let retx = [C2S, S2C].iter().any(|&d| h.window_retransmits(d) > 0);
     handshake_open || hello_unanswered || flight || zero || retx
 }
@@ -263,7 +263,7 @@ fn stall(
         return;
     }
     let retx = st.dir[d].retransmits as u64;
-    let unacked_resends = retx.saturating_sub(h.retx_at_progress[d]);
+    let unacked_resends = retx.saturating_sub(u64::from(h.retx_at_progress[d]));
     let since = st.acked_ns[d].max(st.first_seen_ns);
     let quiet = now.saturating_sub(since);
     let flight = st.in_flight[d].unwrap_or(0);
@@ -302,7 +302,7 @@ fn zero_window(
     now: u64,
     out: &mut Vec<Finding>,
 ) {
-    let Some(since) = h.zero_since_ns[d] else {
+    let Some(since) = h.zero_since_ns(d) else {
         return;
     };
     let held = now.saturating_sub(since);

@@ -9,7 +9,7 @@
 use std::{cmp::Reverse, collections::BinaryHeap};
 
 use super::{
-    flow::{FlowEntry, Judge, MediaNow, WorkingState},
+    flow::{id_hash, FlowEntry, Judge, RowChange, WorkingState},
     sessions::Sessions,
 };
 use crate::{
@@ -18,13 +18,21 @@ use crate::{
     table::FlowTable,
 };
 
+/// This tick's rows whose media verdict changed, and whose record changed (`None`: every
+/// row's), ascending.
+#[derive(Clone, Copy)]
+struct Lists<'a> {
+    media: &'a [u32],
+    moved: Option<&'a [u32]>,
+}
+
 /// The engine's per-row lists, by row index of the flow table.
 #[derive(Default)]
 pub(super) struct Schedule {
     /// Each row's flow as the engine keeps it.
     pub(super) flows: Vec<Option<FlowEntry>>,
     /// Per row: whether the flow counts as working for its session.
-    pub(super) working: Vec<WorkingState>,
+    working: Vec<WorkingState>,
     /// When paused flows must be judged again (their window's oldest counters leave it),
     /// with their row and first-seen time (a row given to another flow since is skipped).
     pub(super) wakes: BinaryHeap<Reverse<(u64, u32, u64)>>,
@@ -35,8 +43,6 @@ pub(super) struct Schedule {
     alerted: Vec<u32>,
     /// The table generation judged last.
     generation: u64,
-    /// How many of the table's flows each session has (a session with none is not kept).
-    members: foldhash::HashMap<SessionId, u32>,
 }
 
 impl Schedule {
@@ -57,7 +63,7 @@ impl Schedule {
             let ch = table.changes();
             for (i, gone) in &ch.removed {
                 if self.entry_of(*i, &FlowId::of(gone)) {
-                    self.drop_entry(*i);
+                    self.drop_entry(*i, sessions);
                 }
             }
             let mut due = std::mem::take(&mut self.busy);
@@ -69,7 +75,7 @@ impl Schedule {
             // Another table: the state of rows it does not have goes.
             for i in 0..self.flows.len() as u32 {
                 if table.row(i).is_none() {
-                    self.drop_entry(i);
+                    self.drop_entry(i, sessions);
                 }
             }
             table.rows().map(|(i, _)| i).collect()
@@ -93,7 +99,22 @@ impl Schedule {
         due.dedup();
         let mut media: Vec<u32> = table.changes().media.iter().map(|(i, _)| *i).collect();
         media.sort_unstable();
-        let media = &media[..];
+        // Rows whose record this tick changed; a table that does not follow: every row's.
+        let mut moved: Option<Vec<u32>> = follows.then(|| {
+            let ch = table.changes();
+            ch.changed
+                .iter()
+                .map(|(i, _)| *i)
+                .chain(ch.added.iter().copied())
+                .collect()
+        });
+        if let Some(m) = &mut moved {
+            m.sort_unstable();
+        }
+        let lists = Lists {
+            media: &media,
+            moved: moved.as_deref(),
+        };
         // New flows join sessions in the order they started; the others first, in row
         // order (scattered rows read in order are the cheapest to reach).
         let mut fresh = Vec::new();
@@ -106,16 +127,17 @@ impl Schedule {
                 fresh.push((row.flow.state.first_seen_ns, i));
                 continue;
             }
-            self.judge_row(table, i, media, judge, sessions);
+            self.judge_row(table, i, lists, false, judge, sessions);
         }
         fresh.sort_unstable();
         for (_, i) in fresh {
-            if let Some(row) = table.row(i) {
-                self.drop_entry(i);
+            if let Some(row) = table.row_mut(i) {
+                // Judged from the start: the health another flow of the row had goes.
+                row.health = Default::default();
+                self.drop_entry(i, sessions);
                 let entry = FlowEntry::new(sessions, judge.cfg, &row.flow);
-                *self.members.entry(entry.session).or_default() += 1;
                 self.flows[i as usize] = Some(entry);
-                self.judge_row(table, i, media, judge, sessions);
+                self.judge_row(table, i, lists, true, judge, sessions);
             }
         }
         let (busy, wakes) = judge.finish();
@@ -127,44 +149,51 @@ impl Schedule {
         }
     }
 
-    /// Judges row `i`; `media` lists the rows whose media verdict this tick changed.
+    /// Judges row `i` (`new`: its state was made this tick).
     fn judge_row(
         &mut self,
         table: &mut FlowTable,
         i: u32,
-        media: &[u32],
+        lists: Lists,
+        new: bool,
         judge: &mut Judge,
         sessions: &mut Sessions,
     ) {
         let (Some(row), Some(entry)) = (table.row_mut(i), self.flows[i as usize].as_mut()) else {
             return;
         };
-        let now = MediaNow {
+        let now = RowChange {
+            record: new || lists.moved.is_none_or(|m| m.binary_search(&i).is_ok()),
             media: row.media.as_deref(),
-            changed: media.binary_search(&i).is_ok(),
+            media_changed: lists.media.binary_search(&i).is_ok(),
         };
-        let (health, working) = judge.row(entry, i as usize, &row.flow, now, sessions);
+        // The health keeps the flow's Zeek history letters; judging adds to them.
+        let history = std::mem::take(&mut row.health.history);
+        let (health, working) = judge.row(entry, i as usize, &row.flow, now, sessions, history);
         row.health = health;
         self.working[i as usize] = working;
     }
 
     /// Drops the engine's state at row `i` (its flow gone, or another flow's there).
-    fn drop_entry(&mut self, i: u32) {
+    fn drop_entry(&mut self, i: u32, sessions: &mut Sessions) {
         let Some(e) = self.flows.get_mut(i as usize).and_then(Option::take) else {
             return;
         };
         self.working[i as usize] = WorkingState::default();
-        if let Some(n) = self.members.get_mut(&e.session) {
-            *n -= 1;
-            if *n == 0 {
-                self.members.remove(&e.session);
-            }
-        }
+        sessions.leave(e.session);
     }
 
-    /// Sessions with at least one flow in the table.
-    pub(super) fn sessions(&self) -> usize {
-        self.members.len()
+    /// The sessions of the flows that count as working (see [`WorkingState`]).
+    pub(super) fn working_sessions(
+        &self,
+        now: u64,
+        window_ns: u64,
+    ) -> impl Iterator<Item = SessionId> + '_ {
+        self.working
+            .iter()
+            .zip(&self.flows)
+            .filter(move |(w, _)| w.works(now, window_ns))
+            .filter_map(|(_, e)| e.as_ref().map(|e| e.session))
     }
 
     /// Whether row `i` holds the engine's state of flow `id`.
@@ -172,7 +201,7 @@ impl Schedule {
         self.flows
             .get(i as usize)
             .and_then(Option::as_ref)
-            .is_some_and(|e| e.id == *id)
+            .is_some_and(|e| e.id_hash == id_hash(id))
     }
 
     /// Writes which active alerts each row is part of (`part_of`: row and alert id) into
@@ -201,7 +230,7 @@ impl Schedule {
         self.flows
             .get(i as usize)
             .and_then(Option::as_ref)
-            .filter(|e| e.id == *id)
+            .filter(|e| e.id_hash == id_hash(id))
     }
 
     /// What the lists hold, in bytes: the flows' state, their histories' buffers, the

@@ -400,7 +400,6 @@ fn stall_by_silence_and_by_blackhole() {
         .collect();
     assert_eq!(stalls.len(), 2, "2 s without ACK progress: {:?}", sim.log);
     assert_eq!(stalls[1].alert.evidence["bytes_in_flight"], 4000);
-    assert_eq!(sim.health[0].in_flight[C2S], Some(4000));
     // The ACK moves again: cleared after clear_after.
     for _ in 0..12 {
         sim.step(|fl, t| {

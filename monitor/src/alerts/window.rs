@@ -77,14 +77,144 @@ pub struct Rate {
 /// Samples closer than this to the previous one replace it.
 pub(super) const MIN_GAP_NS: u64 = 100_000_000;
 
+/// A sample's counters without its time, as a run of equal samples keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct SampleCounters {
+    data_segments: [u64; 2],
+    retransmits: [u64; 2],
+    bytes: [u64; 2],
+}
+
+impl SampleCounters {
+    fn of(s: &Sample) -> Self {
+        Self {
+            data_segments: s.data_segments,
+            retransmits: s.retransmits,
+            bytes: s.bytes,
+        }
+    }
+
+    pub(super) fn at(&self, ts_ns: u64) -> Sample {
+        Sample {
+            ts_ns,
+            data_segments: self.data_segments,
+            retransmits: self.retransmits,
+            bytes: self.bytes,
+        }
+    }
+}
+
+/// Runs of equal counters, oldest first, each with how many consecutive samples have
+/// them. The oldest run sits inline: most flows of a big table hold one run for good, and
+/// then no heap block (a block each is a million small blocks, and the holes their
+/// neighbours' frees leave).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Runs {
+    /// The oldest run; a count of 0: none.
+    first: (SampleCounters, u32),
+    /// The others, boxed (8 bytes inline, not a deque's 32): only a flow whose counters
+    /// moved within its window has any.
+    rest: Option<Box<VecDeque<(SampleCounters, u32)>>>,
+}
+
+impl Runs {
+    pub(super) fn len(&self) -> usize {
+        usize::from(self.first.1 > 0) + self.rest.as_deref().map_or(0, VecDeque::len)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.first.1 == 0
+    }
+
+    pub(super) fn front(&self) -> Option<&(SampleCounters, u32)> {
+        (self.first.1 > 0).then_some(&self.first)
+    }
+
+    pub(super) fn back(&self) -> Option<&(SampleCounters, u32)> {
+        self.rest_iter().next_back().or(self.front())
+    }
+
+    /// The runs after the first, oldest first.
+    fn rest_iter(&self) -> impl DoubleEndedIterator<Item = &(SampleCounters, u32)> {
+        self.rest.as_deref().into_iter().flatten()
+    }
+
+    fn front_mut(&mut self) -> Option<&mut (SampleCounters, u32)> {
+        (self.first.1 > 0).then_some(&mut self.first)
+    }
+
+    fn back_mut(&mut self) -> Option<&mut (SampleCounters, u32)> {
+        if self.rest.as_deref().is_some_and(|d| !d.is_empty()) {
+            self.rest.as_deref_mut().and_then(VecDeque::back_mut)
+        } else {
+            self.front_mut()
+        }
+    }
+
+    fn push_back(&mut self, run: (SampleCounters, u32)) {
+        if self.is_empty() {
+            self.first = run;
+        } else {
+            self.rest.get_or_insert_with(Box::default).push_back(run);
+        }
+    }
+
+    fn pop_front(&mut self) {
+        self.first = self
+            .rest
+            .as_deref_mut()
+            .and_then(VecDeque::pop_front)
+            .unwrap_or_default();
+        // A flow gone idle is down to one run for good, most likely: give back the room
+        // its busy spell took (a deque never shrinks itself).
+        if self.rest.as_deref().is_some_and(VecDeque::is_empty) {
+            self.rest = None;
+        }
+    }
+
+    fn pop_back(&mut self) {
+        if self
+            .rest
+            .as_deref_mut()
+            .and_then(VecDeque::pop_back)
+            .is_none()
+        {
+            self.first = Default::default();
+        }
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &(SampleCounters, u32)> {
+        self.front().into_iter().chain(self.rest_iter())
+    }
+
+    /// Newest first.
+    pub(super) fn iter_rev(&self) -> impl Iterator<Item = &(SampleCounters, u32)> {
+        self.rest_iter().rev().chain(self.front())
+    }
+
+    /// Runs the heap holds room for (the inline one not counted).
+    #[cfg(test)]
+    pub(super) fn heap_capacity(&self) -> usize {
+        self.rest.as_deref().map_or(0, VecDeque::capacity)
+    }
+
+    /// The heap bytes of the other runs: their box and the deque's buffer.
+    fn heap_bytes(&self) -> u64 {
+        use crate::footprint::{block, buffer};
+        self.rest.as_deref().map_or(0, |d| {
+            block(std::mem::size_of::<VecDeque<(SampleCounters, u32)>>())
+                + buffer::<(SampleCounters, u32)>(d.capacity())
+        })
+    }
+}
+
 /// Cumulative samples, oldest first: their times, and their counters as runs of equal
 /// values. An idle flow's samples differ only in time, so a big table of mostly idle flows
 /// keeps eight bytes per sample instead of a whole [`Sample`]; every sample stays exact.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Samples {
     pub(super) ts: VecDeque<u64>,
-    /// Counters (the sample's `ts_ns` unused) and how many consecutive samples have them.
-    pub(super) runs: VecDeque<(Sample, u32)>,
+    pub(super) runs: Runs,
 }
 
 impl Samples {
@@ -98,16 +228,10 @@ impl Samples {
 
     pub(super) fn push_back(&mut self, s: Sample) {
         self.ts.push_back(s.ts_ns);
+        let c = SampleCounters::of(&s);
         match self.runs.back_mut() {
-            Some((c, n)) if Self::same_counters(c, &s) => *n += 1,
-            _ => {
-                // Room for one run only at first (a deque would take four): most flows of a
-                // big table never change run.
-                if self.runs.is_empty() {
-                    self.runs.reserve_exact(1);
-                }
-                self.runs.push_back((Sample { ts_ns: 0, ..s }, 1));
-            }
+            Some((r, n)) if *r == c => *n += 1,
+            _ => self.runs.push_back((c, 1)),
         }
     }
 
@@ -117,11 +241,6 @@ impl Samples {
                 *n -= 1;
                 if *n == 0 {
                     self.runs.pop_front();
-                    // A flow gone idle is down to one run for good, most likely: give
-                    // back the room its busy spell took (a deque never shrinks itself).
-                    if self.runs.len() == 1 {
-                        self.runs.shrink_to_fit();
-                    }
                 }
             }
         }
@@ -140,10 +259,7 @@ impl Samples {
 
     pub(super) fn front(&self) -> Option<Sample> {
         let (c, _) = self.runs.front()?;
-        Some(Sample {
-            ts_ns: *self.ts.front()?,
-            ..*c
-        })
+        Some(c.at(*self.ts.front()?))
     }
 
     pub(super) fn back(&self) -> Option<Sample> {
@@ -154,9 +270,9 @@ impl Samples {
     pub(super) fn nth_back(&self, k: usize) -> Option<Sample> {
         let ts = *self.ts.get(self.ts.len().checked_sub(k + 1)?)?;
         let mut skip = k;
-        for (c, n) in self.runs.iter().rev() {
+        for (c, n) in self.runs.iter_rev() {
             if skip < *n as usize {
-                return Some(Sample { ts_ns: ts, ..*c });
+                return Some(c.at(ts));
             }
             skip -= *n as usize;
         }
@@ -169,10 +285,7 @@ impl Samples {
             .runs
             .iter()
             .flat_map(|(c, n)| std::iter::repeat_n(*c, *n as usize));
-        self.ts
-            .iter()
-            .zip(counters)
-            .map(|(&ts_ns, c)| Sample { ts_ns, ..c })
+        self.ts.iter().zip(counters).map(|(&ts_ns, c)| c.at(ts_ns))
     }
 
     /// Drops the samples the window no longer needs: exactly one stays at or before its
@@ -261,7 +374,6 @@ impl RateWindow {
     /// Heap bytes of its buffers, as the allocator hands them out.
     pub fn heap_bytes(&self) -> u64 {
         use crate::footprint::buffer;
-        buffer::<u64>(self.samples.ts.capacity())
-            + buffer::<(Sample, u32)>(self.samples.runs.capacity())
+        buffer::<u64>(self.samples.ts.capacity()) + self.samples.runs.heap_bytes()
     }
 }

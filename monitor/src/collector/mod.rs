@@ -71,6 +71,10 @@ pub struct Collector {
     evict_margin: u64,
     /// How many full reads and how many updates from reports (for the benchmarks).
     pub reads: ReadCounts,
+    /// The last tick read the map whole: see [`give_back_free_memory`].
+    read_whole: bool,
+    /// Ticks so far.
+    ticks: u64,
     clock: Clock,
 }
 
@@ -131,6 +135,8 @@ impl Collector {
             max_flows,
             evict_margin: 256 * (aya::util::nr_cpus().unwrap_or(64) as u64 + 1),
             reads: ReadCounts::default(),
+            read_whole: false,
+            ticks: 0,
             clock,
         })
     }
@@ -190,6 +196,10 @@ impl Collector {
     pub fn collect(&mut self) -> Result<Snapshot> {
         if let Some(l) = &mut self.kernel_log {
             l.flush();
+        }
+        self.ticks += 1;
+        if std::mem::take(&mut self.read_whole) || self.ticks.is_multiple_of(TRIM_EVERY) {
+            give_back_free_memory();
         }
         // A new epoch first: every change from here on is reported again (see `mark`).
         self.epoch = self.epoch.wrapping_add(1).max(1);
@@ -252,6 +262,7 @@ impl Collector {
         self.read_map(|r| t.put(r))?;
         t.drop_unread();
         self.synced = true;
+        self.read_whole = true;
         self.reads.full += 1;
         Ok(())
     }
@@ -411,6 +422,25 @@ impl Collector {
             }
         }
         out
+    }
+}
+
+/// Ticks between two [`give_back_free_memory`] calls: a minute at the default interval.
+const TRIM_EVERY: u64 = 64;
+
+/// Free heap pages back to the kernel. A tick that read the map whole (the first, or one
+/// after a flood) met every flow: the alert engine and the outputs built lists of them
+/// all, tens of MB at a million flows; and flows that wake and fall idle again free the
+/// rate windows they grew, small blocks between blocks in use. glibc keeps both as free
+/// memory in its heap (it returns only the heap's top), resident for the rest of the run:
+/// about 90 MB at a million flows (BENCHMARKS.md group 5). Called after a whole read and
+/// every [`TRIM_EVERY`] ticks.
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no block
+    // in use.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -523,7 +523,7 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: 
     );
     let [left, right] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(mid);
-    draw_counters(f, left, c, s, h.map(|h| h.in_flight));
+    draw_counters(f, left, c, s, h.map(|_| st.in_flight));
     draw_sparks(f, right, ui, snap);
     draw_alerts(f, bottom, &snap.alerts, "This flow's alerts", ui.selected);
 }
