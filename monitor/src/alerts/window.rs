@@ -114,6 +114,7 @@ pub(super) struct Runs {
     first: (SampleCounters, u32),
     /// The others, boxed (8 bytes inline, not a deque's 32): only a flow whose counters
     /// moved within its window has any.
+    #[allow(clippy::box_collection)] // On purpose: the size inline is what is saved.
     rest: Option<Box<VecDeque<(SampleCounters, u32)>>>,
 }
 
