@@ -4,6 +4,7 @@
 //! the UI. The terminal is restored on every exit path: quit, Ctrl-C, SIGTERM (the live
 //! loop stops the UI), and panics (a hook restores it before the message prints).
 
+mod alerts_pane;
 pub mod rows;
 pub mod state;
 pub mod view;
