@@ -333,15 +333,10 @@ impl Collector {
     /// that tick opened.
     fn drain_changed(&mut self) -> Vec<FlowKey> {
         let mut keys = std::mem::take(&mut self.recent);
-        while let Some(item) = self.changed.next() {
-            if item.len() >= std::mem::size_of::<Changed>() {
-                // SAFETY: the kernel wrote a `Changed` (repr(C), any bit pattern valid).
-                let c: Changed =
-                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Changed) };
-                keys.push(c.key);
-                if c.epoch == self.epoch {
-                    self.recent.push(c.key);
-                }
+        for c in drain::<Changed>(&mut self.changed) {
+            keys.push(c.key);
+            if c.epoch == self.epoch {
+                self.recent.push(c.key);
             }
         }
         let mut seen = foldhash::HashSet::default();
@@ -351,16 +346,11 @@ impl Collector {
 
     /// Records port reuse closed since the last tick.
     fn drain_closed(&mut self) -> Vec<FlowRecord> {
-        let mut out = Vec::new();
-        while let Some(item) = self.closed_rb.next() {
-            if item.len() >= std::mem::size_of::<FlowState>() {
-                // SAFETY: the kernel wrote a `FlowState` (repr(C), any bit pattern valid).
-                let st: FlowState =
-                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const FlowState) };
-                out.push(record(self.clock, st));
-            }
-        }
-        out
+        let clock = self.clock;
+        drain::<FlowState>(&mut self.closed_rb)
+            .into_iter()
+            .map(|st| record(clock, st))
+            .collect()
     }
 
     /// Closed records no longer shown, trimmed to bound what the table holds.
@@ -370,15 +360,9 @@ impl Collector {
 
     /// Events the kernel sent since the last call, timestamps in Unix-epoch ns.
     pub fn drain_events(&mut self) -> Vec<Event> {
-        let mut out = Vec::new();
-        while let Some(item) = self.events.next() {
-            if item.len() >= std::mem::size_of::<Event>() {
-                // SAFETY: the kernel wrote an `Event` (repr(C), any bit pattern valid).
-                let mut ev: Event =
-                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) };
-                ev.ts_ns = self.clock.to_epoch(ev.ts_ns);
-                out.push(ev);
-            }
+        let mut out = drain::<Event>(&mut self.events);
+        for ev in &mut out {
+            ev.ts_ns = self.clock.to_epoch(ev.ts_ns);
         }
         out
     }
@@ -387,18 +371,12 @@ impl Collector {
     /// timestamps in Unix-epoch ns. The bytes past a sample's `len` are zeroed: the kernel
     /// leaves them as the ring had them.
     pub fn drain_samples(&mut self) -> Vec<Sample> {
-        let mut out = Vec::new();
-        while let Some(item) = self.samples.next() {
-            if item.len() >= std::mem::size_of::<Sample>() {
-                // SAFETY: the kernel wrote a `Sample` (repr(C), any bit pattern valid).
-                let mut s: Sample =
-                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Sample) };
-                s.ts_ns = self.clock.to_epoch(s.ts_ns);
-                let n = (s.len as usize).min(SAMPLE_BYTES);
-                s.len = n as u16;
-                s.bytes[n..].fill(0);
-                out.push(s);
-            }
+        let mut out = drain::<Sample>(&mut self.samples);
+        for s in &mut out {
+            s.ts_ns = self.clock.to_epoch(s.ts_ns);
+            let n = (s.len as usize).min(SAMPLE_BYTES);
+            s.len = n as u16;
+            s.bytes[n..].fill(0);
         }
         out
     }
@@ -406,20 +384,13 @@ impl Collector {
     /// Packets the kernel handed over for the evidence captures since the last call, in
     /// the order it took them, times in Unix-epoch ns, the bytes past `len` zeroed.
     pub fn drain_evidence(&mut self) -> Vec<EvidencePacket> {
-        let mut out = Vec::new();
-        while let Some(item) = self.evidence.next() {
-            if item.len() >= std::mem::size_of::<EvidencePacket>() {
-                // SAFETY: the kernel wrote an `EvidencePacket` (repr(C), any bit pattern
-                // valid).
-                let mut p: EvidencePacket =
-                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const EvidencePacket) };
-                p.ts_ns = self.clock.to_epoch(p.ts_ns);
-                p.first_seen_ns = self.clock.to_epoch(p.first_seen_ns);
-                let n = (p.len as usize).min(EVIDENCE_BYTES);
-                p.len = n as u16;
-                p.bytes[n..].fill(0);
-                out.push(p);
-            }
+        let mut out = drain::<EvidencePacket>(&mut self.evidence);
+        for p in &mut out {
+            p.ts_ns = self.clock.to_epoch(p.ts_ns);
+            p.first_seen_ns = self.clock.to_epoch(p.first_seen_ns);
+            let n = (p.len as usize).min(EVIDENCE_BYTES);
+            p.len = n as u16;
+            p.bytes[n..].fill(0);
         }
         out
     }
@@ -442,6 +413,20 @@ fn give_back_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Every entry the kernel put in `ring` since the last call, as the `T` it wrote (an entry
+/// too short to be one is skipped).
+fn drain<T: aya::Pod>(ring: &mut RingBuf<MapData>) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        if item.len() >= std::mem::size_of::<T>() {
+            // SAFETY: `T` is `Pod` (repr(C), any bit pattern valid) and the entry holds at
+            // least its size; unaligned, as a ring's entries may be.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const T) });
+        }
+    }
+    out
 }
 
 /// A kernel record as the outputs see it: times on the Unix epoch, the marking epoch

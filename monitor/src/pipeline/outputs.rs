@@ -61,9 +61,17 @@ pub struct Headless {
     pub captures: Option<CapturePlan>,
 }
 
-/// A transition's line, naming its capture when `plan` has one for it.
-fn line(t: &Transition, plan: Option<&CapturePlan>) -> String {
-    json::transition_line_with(t, plan.and_then(|p| p.path_of(t.alert.id)))
+/// The tick's transition lines, each naming its capture when `plan` has one for it (the
+/// transitions noted in `plan` first: it is idempotent, so no output depends on the order
+/// the outputs were added in).
+fn lines(transitions: &[Transition], plan: Option<&CapturePlan>) -> Vec<String> {
+    if let Some(p) = plan {
+        p.note(transitions);
+    }
+    transitions
+        .iter()
+        .map(|t| json::transition_line_with(t, plan.and_then(|p| p.path_of(t.alert.id))))
+        .collect()
 }
 
 impl Output for Headless {
@@ -73,11 +81,8 @@ impl Output for Headless {
         transitions: &[Transition],
         _: &[Event],
     ) -> Result<bool> {
-        if let Some(p) = &self.captures {
-            p.note(transitions);
-        }
-        for t in transitions {
-            if !output::print(&line(t, self.captures.as_ref()))? {
+        for l in lines(transitions, self.captures.as_ref()) {
+            if !output::print(&l)? {
                 return Ok(false);
             }
         }
@@ -278,11 +283,7 @@ impl Output for AlertsLog {
         let Some(f) = self.file.as_mut() else {
             return Ok(true);
         };
-        if let Some(p) = &self.captures {
-            p.note(transitions);
-        }
-        for t in transitions {
-            let line = line(t, self.captures.as_ref());
+        for line in lines(transitions, self.captures.as_ref()) {
             if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
                 self.file = None;
                 lose(&mut self.lost, "alerts log", &e);
