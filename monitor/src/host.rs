@@ -4,7 +4,9 @@
 //! `monitor_common`, so a capture replayed here and the same frames run through the kernel
 //! give identical records and samples (the kernel-equals-host test holds them to that).
 
-use std::collections::{hash_map::Entry, HashMap};
+use std::collections::hash_map::Entry;
+
+use foldhash::HashMap;
 
 use monitor_common::{
     config::{Config, PortSet},
@@ -22,8 +24,12 @@ use crate::{
 
 pub struct HostFlows {
     cfg: Config,
-    /// Each flow, and the tick that last changed it.
-    flows: HashMap<FlowKey, (FlowState, u64)>,
+    /// Each flow's place in `states`. A capture's flows are never removed (port reuse
+    /// replaces a record in place), so they live in a vector in the order they came, and
+    /// the index moves 4 bytes when it grows, not a 500-byte record.
+    flows: HashMap<FlowKey, u32>,
+    /// Each flow's record, and the tick that last changed it.
+    states: Vec<(FlowState, u64)>,
     /// The ticks handed over so far (see [`HostFlows::take_changes`]).
     tick: u64,
     /// Flows changed since the last tick was handed over, once each.
@@ -42,7 +48,8 @@ impl HostFlows {
     pub fn new(ports: &PortSet) -> Self {
         Self {
             cfg: ports.to_config(0),
-            flows: HashMap::new(),
+            flows: HashMap::default(),
+            states: Vec::new(),
             tick: 1,
             touched: Vec::new(),
             closed: Vec::new(),
@@ -97,11 +104,17 @@ impl HostFlows {
         let (st, changed_in) = match self.flows.entry(key) {
             Entry::Vacant(v) => {
                 *created += 1;
-                let (st, changed_in) = v.insert((fresh(), 0));
+                v.insert(self.states.len() as u32);
+                self.states.push((fresh(), 0));
+                let Some((st, changed_in)) = self.states.last_mut() else {
+                    return;
+                };
                 (st, changed_in)
             }
             Entry::Occupied(o) => {
-                let (st, changed_in) = o.into_mut();
+                let Some((st, changed_in)) = self.states.get_mut(*o.get() as usize) else {
+                    return;
+                };
                 if starts_new_connection(st, pkt) {
                     let old = std::mem::replace(st, fresh());
                     self.closed.push(FlowRecord::of(&old));
@@ -141,10 +154,9 @@ impl HostFlows {
     /// of the flows that saw packets, and the records port reuse ended.
     pub fn take_changes(&mut self) -> (Vec<FlowRecord>, Vec<FlowRecord>) {
         self.tick += 1;
-        let flows = &self.flows;
         let changed = std::mem::take(&mut self.touched)
             .into_iter()
-            .filter_map(|key| flows.get(&key).map(|(state, _)| FlowRecord::of(state)))
+            .filter_map(|key| self.flow(&key).map(FlowRecord::of))
             .collect();
         let closed = self.closed[self.closed_taken..].to_vec();
         self.closed_taken = self.closed.len();
@@ -166,13 +178,14 @@ impl HostFlows {
     /// The full record of every live flow, as the kernel would hold it (the kernel-equals-
     /// host test compares them field for field).
     pub fn states(&self) -> Vec<FlowState> {
-        self.flows.values().map(|(s, _)| *s).collect()
+        self.states.iter().map(|(s, _)| *s).collect()
     }
 
     /// The record `key` is counted into now: right after [`HostFlows::packet`], its `last`
     /// outcome is the analysis' verdict on that packet (the evidence captures' comments).
     pub fn flow(&self, key: &FlowKey) -> Option<&FlowState> {
-        self.flows.get(key).map(|(s, _)| s)
+        let i = *self.flows.get(key)?;
+        self.states.get(i as usize).map(|(s, _)| s)
     }
 
     /// The latest capture timestamp seen.
@@ -183,7 +196,7 @@ impl HostFlows {
     /// Every record, closed and open, as the outputs want them. "Now" is the capture's
     /// last timestamp, so handshake timeouts are judged in capture time.
     pub fn snapshot(&self) -> Snapshot {
-        let flows = self.flows.values().map(|(s, _)| FlowRecord::of(s));
+        let flows = self.states.iter().map(|(s, _)| FlowRecord::of(s));
         Snapshot::new(
             flows.collect(),
             &self.closed,

@@ -122,6 +122,8 @@ impl FlowTable {
     /// then the records of the flows that changed (the capture engine's ticks).
     pub fn apply(&mut self, changed: Vec<FlowRecord>, closed: Vec<FlowRecord>) {
         self.begin();
+        // At most this many new rows (most of a tick's records are of rows it holds).
+        self.reserve(self.len() + changed.len() + closed.len());
         for r in closed {
             self.close(r);
         }

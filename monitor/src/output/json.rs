@@ -5,13 +5,19 @@ use monitor_common::{
     flow::{seen, DirStats, C2S, S2C},
     stats,
 };
-use serde::Serialize;
+use std::{borrow::Cow, net::SocketAddr, sync::RwLockReadGuard};
 
-use crate::{snapshot::Snapshot, table::FlowRow};
+use serde::{Serialize, Serializer};
 
-#[derive(Serialize, Debug)]
+use crate::{
+    media::verdict::Media,
+    snapshot::Snapshot,
+    table::{FlowRow, FlowTable},
+};
+
+#[derive(Serialize)]
 pub struct Summary<'a> {
-    pub flows: Vec<Flow>,
+    pub flows: Flows<'a>,
     pub totals: Totals,
     /// Active alerts with their evidence (only where an alert engine judged the flows).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -25,6 +31,33 @@ pub struct SummaryAlert<'a> {
     #[serde(flatten)]
     pub alert: &'a crate::model::Alert,
     pub explanation: Explained,
+    /// The alert's evidence capture (`--evidence`), when one was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<String>,
+}
+
+/// The flows of a summary in report order (client, server, first seen), each built as it
+/// is written: the summary of a big table is never held whole (100,000 flows would be some
+/// 60 MB of these structs).
+pub struct Flows<'a> {
+    table: RwLockReadGuard<'a, FlowTable>,
+    order: Vec<u32>,
+    snap: &'a Snapshot,
+}
+
+impl Flows<'_> {
+    pub fn iter(&self) -> impl Iterator<Item = Flow<'_>> + '_ {
+        self.order
+            .iter()
+            .filter_map(|&i| self.table.row(i))
+            .map(|r| flow(r, self.snap))
+    }
+}
+
+impl Serialize for Flows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -35,7 +68,7 @@ pub struct Explained {
 }
 
 impl<'a> SummaryAlert<'a> {
-    pub fn of(alert: &'a crate::model::Alert) -> Self {
+    pub fn of(alert: &'a crate::model::Alert, capture: Option<String>) -> Self {
         let evidence = serde_json::Value::Object(alert.evidence.clone());
         let x = crate::explain::explain(alert.kind.name(), alert.direction, &evidence);
         Self {
@@ -45,21 +78,22 @@ impl<'a> SummaryAlert<'a> {
                 healthy: x.healthy,
                 meaning: x.meaning,
             },
+            capture,
         }
     }
 }
 
 #[derive(Serialize, Debug)]
-pub struct Flow {
-    pub client: String,
-    pub server: String,
+pub struct Flow<'a> {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     pub handshake: Handshake,
     pub tls: Tls,
     /// What the first payload bytes say (issue 16's contract: every field `null` until
     /// known).
-    pub media: crate::media::verdict::Media,
+    pub media: Cow<'a, Media>,
     pub c2s: Direction,
     pub s2c: Direction,
     pub alerts: Vec<FlowAlert>,
@@ -176,7 +210,7 @@ fn direction(d: &DirStats) -> Direction {
     }
 }
 
-pub fn flow(row: &FlowRow, snap: &Snapshot) -> Flow {
+pub fn flow<'a>(row: &'a FlowRow, snap: &Snapshot) -> Flow<'a> {
     let f = &row.flow;
     let s = &f.state;
     let (c, sv) = (&s.dir[C2S], &s.dir[S2C]);
@@ -185,8 +219,8 @@ pub fn flow(row: &FlowRow, snap: &Snapshot) -> Flow {
         (s.seen & bit != 0 || d.payload_bytes > 0).then_some(s.seen & bit != 0)
     };
     Flow {
-        client: f.client().to_string(),
-        server: f.server().to_string(),
+        client: f.client(),
+        server: f.server(),
         first_seen_ns: s.first_seen_ns,
         last_seen_ns: s.last_seen_ns,
         handshake: Handshake {
@@ -200,7 +234,10 @@ pub fn flow(row: &FlowRow, snap: &Snapshot) -> Flow {
             client_hello: hello(seen::CLIENT_HELLO, c),
             server_hello: hello(seen::SERVER_HELLO, sv),
         },
-        media: row.media.as_deref().cloned().unwrap_or_default(),
+        media: row
+            .media
+            .as_deref()
+            .map_or_else(|| Cow::Owned(Media::default()), Cow::Borrowed),
         c2s: direction(c),
         s2c: direction(sv),
         alerts: row
@@ -221,25 +258,30 @@ pub fn flow(row: &FlowRow, snap: &Snapshot) -> Flow {
 
 /// The summary of `snap`: every flow in report order (client, server, first seen).
 pub fn summary(snap: &Snapshot) -> Summary<'_> {
+    summary_with(snap, |_| None)
+}
+
+/// [`summary`], naming each active alert's evidence capture (`capture`: by alert id).
+pub fn summary_with(snap: &Snapshot, capture: impl Fn(u64) -> Option<String>) -> Summary<'_> {
     let table = snap.flows.read();
+    let flows = table.len() as u64;
     Summary {
         alerts: snap.judged.then(|| {
             snap.alerts
                 .iter()
                 .filter(|a| a.cleared_ns.is_none())
-                .map(SummaryAlert::of)
+                .map(|a| SummaryAlert::of(a, capture(a.id)))
                 .collect()
         }),
-        flows: table
-            .sorted()
-            .into_iter()
-            .filter_map(|i| table.row(i))
-            .map(|r| flow(r, snap))
-            .collect(),
+        flows: Flows {
+            order: table.sorted(),
+            table,
+            snap,
+        },
         totals: Totals {
             // Packets the monitor analysed: those on watched ports.
             packets: snap.counters.get(stats::WATCHED),
-            flows: table.len() as u64,
+            flows,
             evicted_flows: snap.evicted_flows,
             lost_flows: snap.lost_flows,
             lost_events: snap.counters.get(stats::EVENTS_LOST),
@@ -253,7 +295,15 @@ pub fn summary(snap: &Snapshot) -> Summary<'_> {
 
 /// The summary as one line of JSON into `w` (no newline).
 pub fn write(snap: &Snapshot, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    serde_json::to_writer(w, &summary(snap)).map_err(std::io::Error::from)
+    write_summary(&summary(snap), w)
+}
+
+/// `summary` as one line of JSON into `w`: buffered here, where the serializer's many
+/// small writes are calls it can inline, rather than a dynamic call each.
+pub fn write_summary(summary: &Summary, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+    serde_json::to_writer(&mut w, summary).map_err(std::io::Error::from)?;
+    std::io::Write::flush(&mut w)
 }
 
 /// One line of JSON.

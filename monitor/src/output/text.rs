@@ -13,14 +13,16 @@ pub fn render(snap: &Snapshot) -> String {
         "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
         "CLIENT", "SERVER", "PKTS C>S", "PKTS S>C", "BYTES C>S", "BYTES S>C", "RST", "FIN"
     );
-    let records = snap.records();
-    for f in &records {
+    // Read in place, in report order: a big table is not copied to be printed.
+    let table = snap.flows.read();
+    let order = table.sorted();
+    for f in order.iter().filter_map(|&i| table.row(i)).map(|r| &r.flow) {
         let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
         let _ = writeln!(
             out,
             "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
-            f.client().to_string(),
-            f.server().to_string(),
+            f.client(),
+            f.server(),
             c.packets,
             s.packets,
             c.bytes,
@@ -32,7 +34,7 @@ pub fn render(snap: &Snapshot) -> String {
     let _ = writeln!(
         out,
         "flows {}  evicted {}  lost flows {}  lost events {}  lost samples {}",
-        records.len(),
+        order.len(),
         snap.evicted_flows,
         snap.lost_flows,
         snap.counters.get(monitor_common::stats::EVENTS_LOST),

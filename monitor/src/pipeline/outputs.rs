@@ -107,15 +107,8 @@ impl Output for FinalReport {
         // A closed pipe downstream ends the output quietly; any other failure is an error.
         match (&self.captures, self.format) {
             (Some(plan), SummaryFormat::Json) => {
-                let mut v = serde_json::to_value(json::summary(&snap))?;
-                let alerts = v.get_mut("alerts").and_then(|a| a.as_array_mut());
-                for a in alerts.into_iter().flatten() {
-                    let path = a["id"].as_u64().and_then(|id| plan.written_path_of(id));
-                    if let (Some(m), Some(path)) = (a.as_object_mut(), path) {
-                        m.insert("capture".into(), path.into());
-                    }
-                }
-                output::print_with(|w| serde_json::to_writer(w, &v).map_err(Into::into))?;
+                let summary = json::summary_with(&snap, |id| plan.written_path_of(id));
+                output::print_with(|w| json::write_summary(&summary, w))?;
             }
             _ => {
                 self.format.print(&snap)?;
