@@ -25,10 +25,11 @@ pub(super) struct FlowEntry {
     pub(super) hist: FlowHistory,
     /// The session the flow joined when first seen.
     pub(super) session: SessionId,
-    /// The rules found nothing when last judged and time alone cannot change that: while
-    /// the record stays as it was, judging it again would find nothing. Most flows of a big
-    /// table are in this state, and skipping them is what keeps a tick short.
-    settled: bool,
+    /// The rules found nothing when last judged and time alone cannot change that before
+    /// this time (0: not settled; `u64::MAX`: never, [`rules::quiet_until`]): while the
+    /// record stays as it was, judging it again before then would find nothing. Most flows
+    /// of a big table are in this state, and skipping them is what keeps a tick short.
+    settled_until: u64,
 }
 
 /// A flow id hashed: two flows of one row telling apart (a 64-bit hash: two ids of one
@@ -82,7 +83,7 @@ impl FlowEntry {
             id_hash: id_hash(&FlowId::of(f)),
             hist: FlowHistory::default(),
             session,
-            settled: false,
+            settled_until: 0,
         }
     }
 
@@ -105,7 +106,8 @@ impl FlowEntry {
         let st = &f.state;
         let window = ns(cfg.retransmit_window_s);
         let w = &mut self.hist.window;
-        if self.settled && hello.is_none() && !change.media_changed && !change.record {
+        let settled = self.settled_until > now;
+        if settled && hello.is_none() && !change.media_changed && !change.record {
             // Same counters as before: the sample only moves the rate window on, and the
             // idle times take the samples for it until its oldest counters leave.
             if w.must_catch_up(now) {
@@ -114,7 +116,10 @@ impl FlowEntry {
             if !w.is_paused() {
                 let s = Sample::of(st, now);
                 if w.pause(&s, idle, window) {
-                    *wake = w.wake_ns();
+                    // Woken when the window's oldest counters leave it, or when time may
+                    // find something, whichever comes first.
+                    let until = Some(self.settled_until).filter(|&t| t != u64::MAX);
+                    *wake = w.wake_ns().into_iter().chain(until).min();
                 } else {
                     w.push(s, window);
                 }
@@ -133,13 +138,16 @@ impl FlowEntry {
         self.hist.observe(st, now, prev_ts, hello);
         update_zeek(zeek, st);
         rules::evaluate(cfg, st, &self.hist, change.media, now, found);
-        self.settled = found.is_empty() && !rules::time_may_raise(st, &self.hist);
+        self.settled_until = match rules::quiet_until(cfg, st, &self.hist) {
+            Some(t) if found.is_empty() => t,
+            _ => 0,
+        };
     }
 
     /// Whether the flow need not be looked at while its record stays as it is (and no
-    /// ClientHello event comes for it): it is settled, its window paused.
+    /// ClientHello event comes for it) until a wake: it is settled, its window paused.
     pub(super) fn idle(&self) -> bool {
-        self.settled && self.hist.window.is_paused()
+        self.settled_until != 0 && self.hist.window.is_paused()
     }
 
     /// The flow's health with nothing found: an idle flow's (rates as its paused window
@@ -241,7 +249,9 @@ impl<'a> Judge<'a> {
         sessions: &mut sessions::Sessions,
         mut history: compact_str::CompactString,
     ) -> (FlowHealth, WorkingState) {
-        t.settled &= self.skip_settled;
+        if !self.skip_settled {
+            t.settled_until = 0;
+        }
         let hello = (!self.hellos.is_empty())
             .then(|| self.hellos.get(&f.key).copied())
             .flatten();

@@ -48,11 +48,14 @@ pub fn evaluate(
     }
 }
 
-/// Whether time alone, the record unchanged, could make [`evaluate`] find something it
-/// finds nothing of now: a handshake or a ClientHello still unanswered (timeouts), data in
-/// flight (a stall), a zero window (held too long), retransmissions in the rate window (a
-/// rate over a shrinking window). Everything else only expires with time.
-pub fn time_may_raise(st: &FlowStats, h: &FlowHistory) -> bool {
+/// Until when time alone, the record unchanged, cannot make [`evaluate`] find something it
+/// finds nothing of now: `Some(u64::MAX)` when it never can, `None` when it may at any
+/// tick. It may at any tick with a ClientHello unanswered (its timeout), data in flight (a
+/// stall), a zero window (held too long) or retransmissions in the rate window (a rate over
+/// a shrinking window). A handshake still open can only time out, the first time
+/// [`handshake`] sees more than the timeout waited: a scan's unanswered SYNs then sleep
+/// until their timeout instead of being judged every tick. Everything else only expires.
+pub fn quiet_until(cfg: &AlertConfig, st: &FlowStats, h: &FlowHistory) -> Option<u64> {
     let has = |b: u16| st.seen & b != 0;
     let ended_handshake =
         seen::ESTABLISHED | seen::MIDSTREAM | seen::REFUSED | seen::RESET_IN_HANDSHAKE;
@@ -64,7 +67,18 @@ pub fn time_may_raise(st: &FlowStats, h: &FlowHistory) -> bool {
     let flight = [C2S, S2C].iter().any(|&d| st.in_flight[d].unwrap_or(0) > 0);
     let zero = [C2S, S2C].iter().any(|&d| h.zero_since_ns(d).is_some());
     let retx = [C2S, S2C].iter().any(|&d| h.window_retransmits(d) > 0);
-    handshake_open || hello_unanswered || flight || zero || retx
+    if hello_unanswered || flight || zero || retx {
+        None
+    } else if handshake_open {
+        // `handshake` finds a timeout once `now - first_seen > timeout`.
+        Some(
+            st.first_seen_ns
+                .saturating_add(ns(cfg.handshake_timeout_s))
+                .saturating_add(1),
+        )
+    } else {
+        Some(u64::MAX)
+    }
 }
 
 /// `media_intercepted` and `ice_check_failure` from the flow's media verdict, while the

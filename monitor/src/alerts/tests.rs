@@ -833,6 +833,25 @@ mod shortcut {
         );
     }
 
+    /// Unanswered SYNs sleep until their handshake timeout, not judged in between (a scan's
+    /// flows): each must still time out at the tick the full judging finds it, whatever
+    /// the tick spacing, and one answered in time never does.
+    #[test]
+    fn an_unanswered_syn_times_out_when_judging_everything_says() {
+        for gap in [S, S / 3, 2 * S + 1] {
+            let mut ticks: Vec<(Vec<Act>, u64)> =
+                (0..12).map(|_| (vec![Act::Silent; 3], gap)).collect();
+            ticks[1].0[2] = Act::Established;
+            let starts = [(false, 1, 0), (false, 2, 2), (false, 3, 0)];
+            let log = compare(&starts, &ticks).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                log.iter()
+                    .any(|t| t.alert.kind == Kind::HandshakeFailure && t.change == Change::Raised),
+                "the scenario raises a handshake failure: {log:?}"
+            );
+        }
+    }
+
     /// A suspect reset holds its alert for 30 s after the flow fell silent and idle: the
     /// alert's id sits on an idle row, flows joining in front move that row, and the row
     /// loses the id when the alert clears.
