@@ -46,7 +46,7 @@ fn args() -> Args {
             // cargo bench passes --bench; anything else is a mistake worth saying.
             "--bench" => {}
             other => {
-                eprintln!("bench: unknown argument {other}\nhint: --smoke, --out FILE, --json FILE, --only kernel,live,peers,offline,scale");
+                eprintln!("bench: unknown argument {other}\nhint: --smoke, --out FILE, --json FILE, --only kernel,live,flood,offline,scale");
                 std::process::exit(2);
             }
         }
@@ -344,6 +344,10 @@ fn main() {
             if a.smoke { 2.0 } else { 10.0 },
             if a.smoke { 1 } else { 3 },
         );
+    }
+    // `--only flood`: the flood alone (it is part of the live group).
+    if want("live") || want("flood") {
+        eprintln!("bench: 3b. a SYN flood, live");
         r["live"]["flood"] = flood::bench(
             if a.smoke { 2_000 } else { 200_000 },
             150_000,

@@ -1,24 +1,34 @@
 //! A plain table for a terminal or a log, one line per flow.
 
-use std::fmt::Write;
+use std::io::Write;
 
 use monitor_common::flow::{C2S, S2C};
 
 use crate::snapshot::Snapshot;
 
+/// The table as a string (tests; the outputs write it with [`write`]).
 pub fn render(snap: &Snapshot) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
+    let mut out = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = write(snap, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The table into `w`, buffered here (the many small writes of a big table are calls the
+/// formatter can inline, not a dynamic call each), ending with a newline.
+pub fn write(snap: &Snapshot, w: &mut dyn Write) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, w);
+    writeln!(
         out,
         "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
         "CLIENT", "SERVER", "PKTS C>S", "PKTS S>C", "BYTES C>S", "BYTES S>C", "RST", "FIN"
-    );
+    )?;
     // Read in place, in report order: a big table is not copied to be printed.
     let table = snap.flows.read();
     let order = table.sorted();
     for f in order.iter().filter_map(|&i| table.row(i)).map(|r| &r.flow) {
         let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
-        let _ = writeln!(
+        writeln!(
             out,
             "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
             f.client(),
@@ -29,9 +39,9 @@ pub fn render(snap: &Snapshot) -> String {
             s.bytes,
             c.rsts + s.rsts,
             c.fins + s.fins
-        );
+        )?;
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "flows {}  evicted {}  lost flows {}  lost events {}  lost samples {}",
         order.len(),
@@ -39,15 +49,15 @@ pub fn render(snap: &Snapshot) -> String {
         snap.lost_flows,
         snap.counters.get(monitor_common::stats::EVENTS_LOST),
         snap.counters.get(monitor_common::stats::SAMPLES_LOST)
-    );
+    )?;
     let k = super::json::Skipped::of(snap);
-    let _ = writeln!(
+    writeln!(
         out,
         "not analysed: malformed {}  truncated {}  fragments {}  too many headers {}  \
          not tcp {}  not ip {}",
         k.malformed, k.truncated, k.fragments, k.too_many_headers, k.not_tcp, k.not_ip
-    );
-    out
+    )?;
+    out.flush()
 }
 
 #[cfg(test)]

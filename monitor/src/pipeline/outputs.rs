@@ -41,7 +41,7 @@ impl SummaryFormat {
     fn print(self, snap: &Snapshot) -> Result<bool> {
         match self {
             Self::Json => output::print_with(|w| json::write(snap, w)),
-            Self::Text => output::print(&text::render(snap)),
+            Self::Text => output::print_with(|w| text::write(snap, w)),
         }
     }
 }
