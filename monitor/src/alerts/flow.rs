@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     media::verdict::Media,
-    model::{FlowHealth, FlowId, FlowRecord, Level, SessionId},
+    model::{FlowHealth, FlowId, FlowRecord, Kind, Level, SessionId},
 };
 
 /// What the engine keeps of one flow between ticks.
@@ -30,6 +30,9 @@ pub(super) struct FlowEntry {
     /// record stays as it was, judging it again before then would find nothing. Most flows
     /// of a big table are in this state, and skipping them is what keeps a tick short.
     settled_until: u64,
+    /// Settled with one finding, the handshake's ([`rules::handshake_stands_until`]): until
+    /// `settled_until` it is made again each tick from the record, not judged.
+    standing: bool,
 }
 
 /// A flow id hashed: two flows of one row telling apart (a 64-bit hash: two ids of one
@@ -84,6 +87,7 @@ impl FlowEntry {
             hist: FlowHistory::default(),
             session,
             settled_until: 0,
+            standing: false,
         }
     }
 
@@ -125,6 +129,9 @@ impl FlowEntry {
                 }
             }
             found.clear();
+            if self.standing {
+                rules::handshake(cfg, st, now, found);
+            }
             return;
         }
         w.catch_up(idle, window);
@@ -138,14 +145,21 @@ impl FlowEntry {
         self.hist.observe(st, now, prev_ts, hello);
         update_zeek(zeek, st);
         rules::evaluate(cfg, st, &self.hist, change.media, now, found);
+        // Only the handshake's finding, which time alone changes at a known time: it stands.
+        let standing = !found.is_empty()
+            && change.media.is_none()
+            && found.iter().all(|f| f.kind == Kind::HandshakeFailure);
         self.settled_until = match rules::quiet_until(cfg, st, &self.hist) {
             Some(t) if found.is_empty() => t,
+            Some(_) if standing => rules::handshake_stands_until(cfg, st, now),
             _ => 0,
         };
+        self.standing = standing && self.settled_until != 0;
     }
 
-    /// Whether the flow need not be looked at while its record stays as it is (and no
-    /// ClientHello event comes for it) until a wake: it is settled, its window paused.
+    /// Whether the flow need not be judged while its record stays as it is (and no
+    /// ClientHello event comes for it) until a wake: it is settled, its window paused (a
+    /// standing flow's finding is still made each tick: [`Judge::stand`]).
     pub(super) fn idle(&self) -> bool {
         self.settled_until != 0 && self.hist.window.is_paused()
     }
@@ -215,6 +229,8 @@ pub(super) struct Judge<'a> {
     wakes: Vec<(u64, u32)>,
     /// Rows whose flow is not idle after judging.
     busy: Vec<u32>,
+    /// Rows whose flow is idle and standing after judging.
+    standing: Vec<u32>,
 }
 
 impl<'a> Judge<'a> {
@@ -235,6 +251,7 @@ impl<'a> Judge<'a> {
             found: Vec::new(),
             wakes: Vec::new(),
             busy: Vec::new(),
+            standing: Vec::new(),
         }
     }
 
@@ -274,14 +291,35 @@ impl<'a> Judge<'a> {
         collect(&mut self.findings, t.session, i, found);
         if !t.idle() {
             self.busy.push(i as u32);
+        } else if t.standing {
+            self.standing.push(i as u32);
         }
         judged
     }
 
-    /// The rows not idle, ascending, and the rows that paused with their wake times.
-    pub(super) fn finish(&mut self) -> (Vec<u32>, Vec<(u64, u32)>) {
+    /// Files the finding of standing flow `t`, row `i` with record `f`, not judged this
+    /// tick: its health and window are as the last judging left them, and its finding is
+    /// the handshake rule's on the same record.
+    pub(super) fn stand(&mut self, t: &FlowEntry, i: usize, f: &FlowRecord) {
+        if !t.standing || t.settled_until <= self.now {
+            return;
+        }
+        let found = &mut self.found;
+        found.clear();
+        rules::handshake(self.cfg, &f.state, self.now, found);
+        collect(&mut self.findings, t.session, i, found);
+        self.standing.push(i as u32);
+    }
+
+    /// The rows not idle, ascending, the rows that paused with their wake times, and the
+    /// standing rows.
+    pub(super) fn finish(&mut self) -> (Vec<u32>, Vec<(u64, u32)>, Vec<u32>) {
         let mut busy = std::mem::take(&mut self.busy);
         busy.sort_unstable();
-        (busy, std::mem::take(&mut self.wakes))
+        (
+            busy,
+            std::mem::take(&mut self.wakes),
+            std::mem::take(&mut self.standing),
+        )
     }
 }

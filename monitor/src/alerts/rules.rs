@@ -81,6 +81,36 @@ pub fn quiet_until(cfg: &AlertConfig, st: &FlowStats, h: &FlowHistory) -> Option
     }
 }
 
+/// Until when (exclusive) what [`handshake`] finds at `now` on a record that stays as it is
+/// stays the same finding, the same kind, level and end (a timeout's waited time is the
+/// time's own): the timeout while the handshake is pending, then the hold after the last
+/// packet (a failure) or after the first (a handshake that needed more than one SYN).
+/// Flows whose only finding is this one (a scan's, a flood's) are not judged again till
+/// then: their finding is made again each tick from the record alone.
+pub fn handshake_stands_until(cfg: &AlertConfig, st: &FlowStats, now: u64) -> u64 {
+    let has = |b: u16| st.seen & b != 0;
+    let hold = ns(cfg.hold_s);
+    let after = |t: u64| if now < t { t } else { u64::MAX };
+    if has(seen::MIDSTREAM) || !has(seen::SYN) {
+        u64::MAX
+    } else if has(seen::REFUSED) || has(seen::RESET_IN_HANDSHAKE) {
+        after(st.last_seen_ns.saturating_add(hold))
+    } else if !has(seen::ESTABLISHED) {
+        // `handshake` finds a timeout once `now - first_seen > timeout`, while recent.
+        let deadline = st
+            .first_seen_ns
+            .saturating_add(ns(cfg.handshake_timeout_s))
+            .saturating_add(1);
+        if now < deadline {
+            deadline
+        } else {
+            after(st.last_seen_ns.saturating_add(hold))
+        }
+    } else {
+        after(st.first_seen_ns.saturating_add(hold))
+    }
+}
+
 /// `media_intercepted` and `ice_check_failure` from the flow's media verdict, while the
 /// flow is recent (a one-off fact holds for `hold_s`, as a reset does). An interception
 /// explains the stall or reset after the hello: one alert for the flow, not a second
@@ -112,7 +142,7 @@ fn media_rules(cfg: &AlertConfig, st: &FlowStats, m: &Media, now: u64, out: &mut
     }
 }
 
-fn handshake(cfg: &AlertConfig, st: &FlowStats, now: u64, out: &mut Vec<Finding>) {
+pub(super) fn handshake(cfg: &AlertConfig, st: &FlowStats, now: u64, out: &mut Vec<Finding>) {
     let has = |b: u16| st.seen & b != 0;
     if has(seen::MIDSTREAM) || !has(seen::SYN) {
         return;

@@ -39,6 +39,8 @@ pub(super) struct Schedule {
     /// Rows whose flow was not idle after the last tick: a tick judges them besides those
     /// whose record changed.
     busy: Vec<u32>,
+    /// Rows whose flow stands (its one finding made again each tick, not judged).
+    standing: Vec<u32>,
     /// Rows whose health lists active alerts.
     alerted: Vec<u32>,
     /// The table generation judged last.
@@ -129,6 +131,15 @@ impl Schedule {
             }
             self.judge_row(table, i, lists, false, judge, sessions);
         }
+        // Standing flows not due: their finding, not a judging.
+        for i in std::mem::take(&mut self.standing) {
+            if due.binary_search(&i).is_ok() {
+                continue;
+            }
+            if let (Some(row), Some(Some(entry))) = (table.row(i), self.flows.get(i as usize)) {
+                judge.stand(entry, i as usize, &row.flow);
+            }
+        }
         fresh.sort_unstable();
         for (_, i) in fresh {
             if let Some(row) = table.row_mut(i) {
@@ -140,8 +151,9 @@ impl Schedule {
                 self.judge_row(table, i, lists, true, judge, sessions);
             }
         }
-        let (busy, wakes) = judge.finish();
+        let (busy, wakes, standing) = judge.finish();
         self.busy = busy;
+        self.standing = standing;
         for (w, i) in wakes {
             if let Some(r) = table.row(i) {
                 self.wakes.push(Reverse((w, i, r.flow.state.first_seen_ns)));
@@ -244,7 +256,9 @@ impl Schedule {
             .map(|t| t.hist.heap_bytes())
             .sum();
         let lists = buffer::<WorkingState>(self.working.capacity())
-            + buffer::<u32>(self.busy.capacity() + self.alerted.capacity())
+            + buffer::<u32>(
+                self.busy.capacity() + self.alerted.capacity() + self.standing.capacity(),
+            )
             + buffer::<Reverse<(u64, u32, u64)>>(self.wakes.capacity());
         [state, histories, lists]
     }

@@ -833,16 +833,22 @@ mod shortcut {
         );
     }
 
-    /// Unanswered SYNs sleep until their handshake timeout, not judged in between (a scan's
-    /// flows): each must still time out at the tick the full judging finds it, whatever
-    /// the tick spacing, and one answered in time never does.
+    /// Unanswered SYNs sleep until their handshake timeout, not judged in between, and then
+    /// their failure stands, made again each tick but not judged (a scan's flows): each
+    /// must still time out at the tick the full judging finds it, whatever the tick
+    /// spacing, one answered in time never does, one whose SYN came twice (a warning
+    /// first) becomes critical in its health at that same tick, and each failure ends
+    /// when the hold after its last packet does.
     #[test]
     fn an_unanswered_syn_times_out_when_judging_everything_says() {
         for gap in [S, S / 3, 2 * S + 1] {
             let mut ticks: Vec<(Vec<Act>, u64)> =
-                (0..12).map(|_| (vec![Act::Silent; 3], gap)).collect();
+                (0..12).map(|_| (vec![Act::Silent; 4], gap)).collect();
             ticks[1].0[2] = Act::Established;
-            let starts = [(false, 1, 0), (false, 2, 2), (false, 3, 0)];
+            ticks[0].0[3] = Act::SynAgain;
+            // And on past the hold, where the failures end and their alert clears.
+            ticks.extend((0..5).map(|_| (vec![Act::Silent; 4], 10 * S)));
+            let starts = [(false, 1, 0), (false, 2, 2), (false, 3, 0), (false, 4, 0)];
             let log = compare(&starts, &ticks).unwrap_or_else(|e| panic!("{e}"));
             assert!(
                 log.iter()
