@@ -201,6 +201,7 @@ impl Pipeline {
             evidence,
             started,
         } = tick;
+        let read = started.elapsed();
         self.media
             .tick(&mut snap.flows.write(), &samples, snap.now_ns);
         // Said before the tick: the engine keeps sparkline points only for the flow looked
@@ -213,6 +214,7 @@ impl Pipeline {
             snap.spark = Some((id, points));
         }
         snap.collect_ns = started.elapsed().as_nanos() as u64;
+        let judged = started.elapsed();
         let snap = Arc::new(snap);
         let mut go_on = true;
         for o in &mut self.outputs {
@@ -224,6 +226,15 @@ impl Pipeline {
                 break;
             }
         }
+        // Where a slow tick went (`RUST_LOG=debug`): a tick longer than the interval
+        // delays the next report.
+        log::debug!(
+            "tick of {} flows: read {:.1} ms, judged {:.1} ms, outputs {:.1} ms",
+            snap.flows.read().len(),
+            read.as_secs_f64() * 1e3,
+            (judged - read).as_secs_f64() * 1e3,
+            (started.elapsed() - judged).as_secs_f64() * 1e3,
+        );
         Ok((snap, go_on))
     }
 
