@@ -191,6 +191,8 @@ mod history_tests;
 #[cfg(test)]
 mod rollup_tests;
 #[cfg(test)]
+mod shortcut_tests;
+#[cfg(test)]
 mod spark_tests;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 //! whose record changed, the rows gone. A tick judges those, the flows not idle yet
 //! (`busy`) and the paused flows whose wake time came (`wakes`); an idle flow is not looked
 //! at, and its health stays as it was. A table that does not follow the last one judged
-//! (another table, a tick missed) is judged whole. A property test (`tests.rs`, `shortcut`)
+//! (another table, a tick missed) is judged whole. A property test (`shortcut_tests.rs`)
 //! holds this to judging every flow every tick.
 
 use std::{cmp::Reverse, collections::BinaryHeap};
