@@ -293,17 +293,16 @@ pub fn summary_with(snap: &Snapshot, capture: impl Fn(u64) -> Option<String>) ->
     }
 }
 
-/// The summary as one line of JSON into `w` (no newline).
-pub fn write(snap: &Snapshot, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+/// The summary as one line of JSON into `w`, with its newline.
+pub fn write(snap: &Snapshot, w: &mut impl std::io::Write) -> std::io::Result<()> {
     write_summary(&summary(snap), w)
 }
 
-/// `summary` as one line of JSON into `w`: buffered here, where the serializer's many
-/// small writes are calls it can inline, rather than a dynamic call each.
-pub fn write_summary(summary: &Summary, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
-    serde_json::to_writer(&mut w, summary).map_err(std::io::Error::from)?;
-    std::io::Write::flush(&mut w)
+/// `summary` as one line of JSON into `w` (a buffered stream: the serializer writes in
+/// small pieces), with its newline.
+pub fn write_summary(summary: &Summary, w: &mut impl std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, summary).map_err(std::io::Error::from)?;
+    w.write_all(b"\n")
 }
 
 /// One line of JSON.

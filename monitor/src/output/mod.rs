@@ -22,44 +22,21 @@ pub fn print(text: &str) -> anyhow::Result<bool> {
     }
 }
 
-/// Writes one report to stdout as `write` produces it, straight into the stream (a summary
-/// of a hundred thousand flows is never a string of a hundred megabytes first), and a
-/// newline unless it ended with one; results as [`print`].
+/// Writes one report to stdout as `write` produces it, straight into one buffered stream (a
+/// summary of a hundred thousand flows is never a string of a hundred megabytes first);
+/// `write` ends it with its newline. Results as [`print`].
 pub fn print_with(
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    write: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> std::io::Result<()>,
 ) -> anyhow::Result<bool> {
     let result = (|| {
-        let mut out = LastByte(
-            std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
-            None,
-        );
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         write(&mut out)?;
-        if out.1 != Some(b'\n') {
-            out.write_all(b"\n")?;
-        }
         out.flush()
     })();
     match result {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(anyhow::anyhow!("writing to standard output: {e}")),
-    }
-}
-
-/// A writer that remembers the last byte written through it.
-struct LastByte<W>(W, Option<u8>);
-
-impl<W: Write> Write for LastByte<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.0.write(buf)?;
-        if n > 0 {
-            self.1 = Some(buf[n - 1]);
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
     }
 }
 

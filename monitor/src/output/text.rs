@@ -41,10 +41,9 @@ fn cell(
     out.write_all(&[end])
 }
 
-/// The table into `w`, buffered here (the many small writes of a big table are calls the
-/// formatter can inline, not a dynamic call each), ending with a newline.
-pub fn write(snap: &Snapshot, w: &mut dyn Write) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, w);
+/// The table into `out` (a buffered stream: a big table is many small writes), ending with
+/// a newline.
+pub fn write(snap: &Snapshot, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
@@ -56,14 +55,14 @@ pub fn write(snap: &Snapshot, w: &mut dyn Write) -> std::io::Result<()> {
     for f in order.iter().filter_map(|&i| table.row(i)).map(|r| &r.flow) {
         let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
         // As the header's format: two addresses left in 44 columns, six counts right.
-        cell(&mut out, f.client(), 44, true, b' ')?;
-        cell(&mut out, f.server(), 44, true, b' ')?;
-        cell(&mut out, c.packets, 9, false, b' ')?;
-        cell(&mut out, s.packets, 9, false, b' ')?;
-        cell(&mut out, c.bytes, 11, false, b' ')?;
-        cell(&mut out, s.bytes, 11, false, b' ')?;
-        cell(&mut out, c.rsts + s.rsts, 4, false, b' ')?;
-        cell(&mut out, c.fins + s.fins, 4, false, b'\n')?;
+        cell(out, f.client(), 44, true, b' ')?;
+        cell(out, f.server(), 44, true, b' ')?;
+        cell(out, c.packets, 9, false, b' ')?;
+        cell(out, s.packets, 9, false, b' ')?;
+        cell(out, c.bytes, 11, false, b' ')?;
+        cell(out, s.bytes, 11, false, b' ')?;
+        cell(out, c.rsts + s.rsts, 4, false, b' ')?;
+        cell(out, c.fins + s.fins, 4, false, b'\n')?;
     }
     writeln!(
         out,
@@ -81,7 +80,7 @@ pub fn write(snap: &Snapshot, w: &mut dyn Write) -> std::io::Result<()> {
          not tcp {}  not ip {}",
         k.malformed, k.truncated, k.fragments, k.too_many_headers, k.not_tcp, k.not_ip
     )?;
-    out.flush()
+    Ok(())
 }
 
 #[cfg(test)]
