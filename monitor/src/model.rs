@@ -7,6 +7,7 @@
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
 };
 
 use monitor_common::{
@@ -130,8 +131,10 @@ pub struct Alert {
     /// Whether the session still has a flow that works: a client that tried several
     /// candidate connections may not be affected at all (a roll-up: one of its sessions).
     pub session_has_healthy_flow: bool,
+    /// The flows showing it: shared, since every tick's snapshot clones the active alerts
+    /// and a storm's roll-up holds every flow of the storm.
     #[serde(skip)]
-    pub flow_ids: Vec<FlowId>,
+    pub flow_ids: Arc<[FlowId]>,
     /// The flow whose finding is the evidence (`client`, `server`): the one the engine
     /// keeps a sparkline of, so a storm's roll-up keeps one, not one per flow.
     #[serde(skip)]

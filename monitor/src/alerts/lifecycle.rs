@@ -201,7 +201,7 @@ impl Lifecycle {
                         a.client = flow.client().to_string();
                         a.server = flow.server().to_string();
                         a.flows = ids.len();
-                        a.flow_ids = ids;
+                        a.flow_ids = ids.into();
                         a.worst = Some(FlowId::of(flow));
                     }
                     if worst.level > a.severity {
@@ -231,7 +231,7 @@ impl Lifecycle {
                         summary,
                         evidence,
                         session_has_healthy_flow: healthy,
-                        flow_ids: ids,
+                        flow_ids: ids.into(),
                         worst: Some(FlowId::of(flow)),
                         last_true_ns: now,
                     };
