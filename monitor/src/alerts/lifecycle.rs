@@ -71,8 +71,7 @@ pub(super) struct Filed {
     pub(super) finding: rules::Finding,
 }
 
-/// One tick's findings, one list for every flow (a scan files one per failing session):
-/// put in alert and row order by [`Lifecycle::update`].
+/// One tick's findings, one list for every flow (a scan files one per failing session).
 pub(super) type Findings = Vec<Filed>;
 
 /// Files a flow's findings under the alert they belong to.
@@ -93,6 +92,58 @@ pub(super) fn collect(
     }));
 }
 
+/// Numbers the distinct alert keys of a run of findings, one hash lookup for each run of
+/// findings of one key (a storm's findings all share one).
+#[derive(Default)]
+pub(super) struct KeyNumbers {
+    pub(super) keys: Vec<AlertKey>,
+    numbers: HashMap<AlertKey, u32>,
+    last: Option<(AlertKey, u32)>,
+}
+
+impl KeyNumbers {
+    pub(super) fn number(&mut self, key: AlertKey) -> u32 {
+        match self.last {
+            Some((k, n)) if k == key => n,
+            _ => {
+                let keys = &mut self.keys;
+                let n = *self.numbers.entry(key).or_insert_with(|| {
+                    keys.push(key);
+                    (keys.len() - 1) as u32
+                });
+                self.last = Some((key, n));
+                n
+            }
+        }
+    }
+}
+
+/// The findings in alert order, rows ascending within one alert: the distinct keys, sorted,
+/// and (key's place among them, row, finding's index) for every finding. Sorting integers
+/// is what keeps a storm's tick short: a hundred thousand findings of one key would
+/// otherwise be sorted by comparing keys.
+fn by_alert(findings: &Findings) -> (Vec<AlertKey>, Vec<(u32, u32, u32)>) {
+    let mut numbers = KeyNumbers::default();
+    let mut order: Vec<(u32, u32, u32)> = findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (numbers.number(f.key), f.row as u32, i as u32))
+        .collect();
+    let mut keys = numbers.keys;
+    let mut places: Vec<u32> = (0..keys.len() as u32).collect();
+    places.sort_unstable_by_key(|&n| keys[n as usize]);
+    let mut rank = vec![0u32; keys.len()];
+    for (place, &n) in places.iter().enumerate() {
+        rank[n as usize] = place as u32;
+    }
+    for o in &mut order {
+        o.0 = rank[o.0 as usize];
+    }
+    order.sort_unstable();
+    keys.sort_unstable();
+    (keys, order)
+}
+
 /// Cleared alerts kept for the UI and the summary.
 const RECENT_CLEARED: usize = 200;
 
@@ -101,6 +152,8 @@ pub(super) struct Lifecycle {
     pub(super) active: BTreeMap<AlertKey, Alert>,
     cleared: VecDeque<Alert>,
     next_id: u64,
+    /// The rows of the alerts whose flows were listed this tick, by alert id.
+    made: HashMap<u64, Vec<u32>>,
 }
 
 impl Lifecycle {
@@ -109,6 +162,7 @@ impl Lifecycle {
             active: BTreeMap::new(),
             cleared: VecDeque::new(),
             next_id: 1,
+            made: HashMap::default(),
         }
     }
 
@@ -136,20 +190,37 @@ impl Lifecycle {
     ) -> Vec<Transition> {
         let above = cfg.rollup_above as usize;
         let covered = rollup::fold(&mut findings, flows, above, &self.active);
-        // In alert order, and in report order within one however the flows came to be
-        // judged (ties go to the last flow: client, server, first seen).
-        findings.sort_by_cached_key(|f| (f.key, OrderKey::of(&flows[f.row])));
-        let taken_over = rollup::taken_over(&covered, &findings, &self.active);
+        let (keys, order) = by_alert(&findings);
+        let taken_over = rollup::taken_over(&covered, &keys, &self.active);
         let ok = |s: &SessionId| working.get(s).copied().unwrap_or(false);
+        self.made.clear();
         let mut out = Vec::new();
-        for list in findings.chunk_by(|a, b| a.key == b.key) {
-            let key = list[0].key;
-            let Some(w) = list.iter().max_by_key(|f| f.finding.level) else {
+        for list in order.chunk_by(|a, b| a.0 == b.0) {
+            let key = keys[list[0].0 as usize];
+            let list: Vec<&Filed> = list
+                .iter()
+                .map(|&(_, _, i)| &findings[i as usize])
+                .collect();
+            let Some(level) = list.iter().map(|f| f.finding.level).max() else {
+                continue;
+            };
+            // Of the flows at the worst level, the last in report order (client, server,
+            // first seen), however the flows came to be judged.
+            let Some(w) = list
+                .iter()
+                .filter(|f| f.finding.level == level)
+                .max_by_key(|f| OrderKey::of(&flows[f.row]))
+            else {
                 continue;
             };
             let (wi, worst) = (w.row, &w.finding);
             let flow = &flows[wi];
-            let raising = || list.iter().filter(|f| f.finding.level >= Level::Warning);
+            // Rows ascending: reading the flows of a storm walks the table forward.
+            let raising: Vec<usize> = list
+                .iter()
+                .filter(|f| f.finding.level >= Level::Warning)
+                .map(|f| f.row)
+                .collect();
             let rolled_up = match key.scope {
                 Scope::Server(server) => covered.get(&key).map(|c| (server, c)),
                 Scope::Session(_) => None,
@@ -171,11 +242,11 @@ impl Lifecycle {
                 now_ns: now,
             });
             let shown = || {
-                let ids: Vec<FlowId> = raising().map(|f| FlowId::of(&flows[f.row])).collect();
+                let ids: Vec<FlowId> = raising.iter().map(|&r| FlowId::of(&flows[r])).collect();
                 let mut evidence = worst.evidence_with(media);
                 let summary = match rolled_up {
                     Some((server, c)) => {
-                        let sessions = c.sessions_of(raising().map(|f| f.row));
+                        let sessions = c.sessions_of(raising.iter().copied());
                         evidence.insert("sessions".into(), sessions.len().into());
                         if let Some(s) = c.session_of(wi) {
                             evidence.insert("worst_session".into(), s.to_string().into());
@@ -190,11 +261,12 @@ impl Lifecycle {
                 };
                 (ids, summary, evidence)
             };
-            match self.active.get_mut(&key) {
+            let alert = match self.active.get_mut(&key) {
                 Some(a) => {
                     a.last_true_ns = now;
                     a.session_has_healthy_flow = healthy;
-                    if worst.level >= Level::Warning {
+                    let made = worst.level >= Level::Warning;
+                    if made {
                         let (ids, summary, evidence) = shown();
                         a.summary = summary;
                         a.evidence = evidence;
@@ -213,6 +285,7 @@ impl Lifecycle {
                             alert: a.clone(),
                         });
                     }
+                    made.then_some(a.id)
                 }
                 None if worst.level >= Level::Warning => {
                     let (ids, summary, evidence) = shown();
@@ -241,12 +314,37 @@ impl Lifecycle {
                         ts_ns: now,
                         alert: a.clone(),
                     });
+                    let id = a.id;
                     self.active.insert(key, a);
+                    Some(id)
                 }
-                None => {}
+                None => None,
+            };
+            if let Some(id) = alert {
+                self.made
+                    .insert(id, raising.iter().map(|&r| r as u32).collect());
             }
         }
         self.clear(taken_over, working, ns(cfg.clear_after_s), now, &mut out);
+        out
+    }
+
+    /// Which active alerts each flow is part of: (row, alert id). The rows of an alert
+    /// whose flows were listed this tick are those its findings came from; the flows of
+    /// one kept from an earlier tick are looked up by id (their rows may have moved).
+    pub(super) fn part_of(&self, table: &FlowTable) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        for a in self.active.values() {
+            match self.made.get(&a.id) {
+                Some(rows) => out.extend(rows.iter().map(|&r| (r, a.id))),
+                None => out.extend(
+                    a.flow_ids
+                        .iter()
+                        .filter_map(|id| table.find(id))
+                        .map(|r| (r, a.id)),
+                ),
+            }
+        }
         out
     }
 

@@ -148,14 +148,7 @@ impl AlertEngine {
             }
         }
         let out = self.lifecycle.update(findings, &working, &table, cfg, now);
-        // Which active alerts each flow is part of, by row.
-        let part_of: Vec<(u32, u64)> = self
-            .lifecycle
-            .active
-            .values()
-            .flat_map(|a| a.flow_ids.iter().map(move |id| (id, a.id)))
-            .filter_map(|(id, a)| table.find(id).map(|row| (row, a)))
-            .collect();
+        let part_of = self.lifecycle.part_of(&table);
         self.schedule.write_alerts(&mut table, &part_of);
         let window = ns(cfg.retransmit_window_s);
         self.idle.advance(now, window);

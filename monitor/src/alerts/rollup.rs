@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashSet};
 
-use super::lifecycle::{AlertKey, Findings};
+use super::lifecycle::{AlertKey, Findings, KeyNumbers};
 use crate::{
     model::{Alert, Level, Scope, SessionId},
     table::FlowTable,
@@ -65,37 +65,25 @@ pub(super) fn fold(
     active: &BTreeMap<AlertKey, Alert>,
 ) -> BTreeMap<AlertKey, Covered> {
     const NONE: u32 = u32::MAX;
-    let mut keys: Vec<AlertKey> = Vec::new();
-    let mut numbers: HashMap<AlertKey, u32> = HashMap::default();
+    let mut numbers = KeyNumbers::default();
     let mut failing: Vec<usize> = Vec::new();
     let mut counted: HashSet<(u32, SessionId)> = HashSet::default();
     let mut group: Vec<u32> = Vec::with_capacity(findings.len());
-    let mut last: Option<(AlertKey, u32)> = None;
     for f in findings.iter() {
         let Scope::Session(s) = f.key.scope else {
             group.push(NONE);
             continue;
         };
-        let to = server_key(&f.key, flows[f.row].server());
-        let g = match last {
-            Some((k, g)) if k == to => g,
-            _ => {
-                let g = *numbers.entry(to).or_insert_with(|| {
-                    keys.push(to);
-                    failing.push(0);
-                    (keys.len() - 1) as u32
-                });
-                last = Some((to, g));
-                g
-            }
-        };
+        let g = numbers.number(server_key(&f.key, flows[f.row].server()));
+        failing.resize(numbers.keys.len(), 0);
         group.push(g);
         let n = &mut failing[g as usize];
         if f.finding.level >= Level::Warning && *n <= above && counted.insert((g, s)) {
             *n += 1;
         }
     }
-    drop((numbers, counted));
+    drop(counted);
+    let keys = numbers.keys;
     let folds: Vec<bool> = keys
         .iter()
         .zip(&failing)
@@ -125,17 +113,18 @@ pub(super) fn fold(
 }
 
 /// The session alerts a roll-up took over this tick: their session's findings of that kind
-/// and direction were folded in and none are left of their own (`findings` in alert
-/// order). They clear at once, into the roll-up, rather than linger beside it.
+/// and direction were folded in and none are left of their own (`keys`: the keys findings
+/// were filed under, sorted). They clear at once, into the roll-up, rather than linger
+/// beside it.
 pub(super) fn taken_over(
     covered: &BTreeMap<AlertKey, Covered>,
-    findings: &Findings,
+    keys: &[AlertKey],
     active: &BTreeMap<AlertKey, Alert>,
 ) -> Vec<(AlertKey, Scope)> {
     let mut left: HashMap<AlertKey, Option<Scope>> = active
         .keys()
         .filter(|k| matches!(k.scope, Scope::Session(_)))
-        .filter(|k| findings.binary_search_by(|f| f.key.cmp(k)).is_err())
+        .filter(|k| keys.binary_search(k).is_err())
         .map(|k| (*k, None))
         .collect();
     if left.is_empty() {
