@@ -1,10 +1,10 @@
 //! A plain table for a terminal or a log, one line per flow.
 
-use std::io::Write;
+use std::{io::Write, net::SocketAddr};
 
 use monitor_common::flow::{C2S, S2C};
 
-use crate::snapshot::Snapshot;
+use crate::{model::OrderKey, snapshot::Snapshot};
 
 /// The table as a string (tests; the outputs write it with [`write`]).
 pub fn render(snap: &Snapshot) -> String {
@@ -17,28 +17,59 @@ pub fn render(snap: &Snapshot) -> String {
 /// Wider than any cell of the table, and than any address or count.
 const CELL: usize = 64;
 
-/// `v` in a cell `width` wide, left- or right-aligned as `{:<width}` or `{:>width}` puts it,
-/// then `end`. Formatted unpadded into a stack buffer and padded with one write: the
-/// formatter pads a character at a time, which was most of what the table of 200,000 flows
-/// cost (`--headless` prints it every tick; BENCHMARKS.md).
+/// `text` in a cell `width` wide, left- or right-aligned as `{:<width}` or `{:>width}` puts
+/// it, then `end`: padded with one write, where the formatter pads a character at a time.
 fn cell(
     out: &mut impl Write,
-    v: impl std::fmt::Display,
+    text: &[u8],
     width: usize,
     left: bool,
     end: u8,
 ) -> std::io::Result<()> {
-    let mut buf = [b' '; CELL];
-    let mut free = &mut buf[..];
-    write!(free, "{v}")?;
-    let n = CELL - free.len();
     let pad = [b' '; CELL];
-    let pad = &pad[..width.saturating_sub(n)];
-    let text = &buf[..n];
+    let pad = &pad[..width.saturating_sub(text.len())];
     let (a, b) = if left { (text, pad) } else { (pad, text) };
     out.write_all(a)?;
     out.write_all(b)?;
     out.write_all(&[end])
+}
+
+/// An address as `SocketAddr` displays it, into `buf`: an IPv4 one digit by digit (the
+/// formatter's machinery was most of what a table of 200,000 flows cost, and `--headless`
+/// prints it every tick; BENCHMARKS.md), an IPv6 one by the formatter.
+fn address(a: SocketAddr, buf: &mut [u8; CELL]) -> &[u8] {
+    let mut n = 0;
+    let mut put = |b: &[u8]| {
+        buf[n..n + b.len()].copy_from_slice(b);
+        n += b.len();
+    };
+    let mut digits = itoa::Buffer::new();
+    match a {
+        SocketAddr::V4(v4) => {
+            for (i, o) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    put(b".");
+                }
+                put(digits.format(*o).as_bytes());
+            }
+            put(b":");
+            put(digits.format(v4.port()).as_bytes());
+        }
+        SocketAddr::V6(_) => {
+            let mut free = &mut buf[..];
+            // A displayed socket address is shorter than a cell.
+            let _ = write!(free, "{a}");
+            n = CELL - free.len();
+        }
+    }
+    &buf[..n]
+}
+
+/// One line of the table, read from its row.
+struct Line {
+    client: SocketAddr,
+    server: SocketAddr,
+    counts: [u64; 6],
 }
 
 /// The table into `out` (a buffered stream: a big table is many small writes), ending with
@@ -49,25 +80,48 @@ pub fn write(snap: &Snapshot, out: &mut impl Write) -> std::io::Result<()> {
         "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
         "CLIENT", "SERVER", "PKTS C>S", "PKTS S>C", "BYTES C>S", "BYTES S>C", "RST", "FIN"
     )?;
-    // Read in place, in report order: a big table is not copied to be printed.
+    // The lines are read from the rows in table order, then written in report order: a
+    // big table is read forward once, where reading it in report order jumps from row to
+    // row.
     let table = snap.flows.read();
-    let order = table.sorted();
-    for f in order.iter().filter_map(|&i| table.row(i)).map(|r| &r.flow) {
-        let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
+    let mut order: Vec<(OrderKey, u32)> = Vec::with_capacity(table.len());
+    let lines: Vec<Line> = table
+        .rows()
+        .map(|(_, r)| {
+            let f = &r.flow;
+            order.push((OrderKey::of(f), order.len() as u32));
+            let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
+            Line {
+                client: f.client(),
+                server: f.server(),
+                counts: [
+                    c.packets,
+                    s.packets,
+                    c.bytes,
+                    s.bytes,
+                    u64::from(c.rsts + s.rsts),
+                    u64::from(c.fins + s.fins),
+                ],
+            }
+        })
+        .collect();
+    drop(table);
+    order.sort_unstable();
+    let mut buf = [0u8; CELL];
+    let mut digits = itoa::Buffer::new();
+    for l in order.iter().map(|&(_, i)| &lines[i as usize]) {
         // As the header's format: two addresses left in 44 columns, six counts right.
-        cell(out, f.client(), 44, true, b' ')?;
-        cell(out, f.server(), 44, true, b' ')?;
-        cell(out, c.packets, 9, false, b' ')?;
-        cell(out, s.packets, 9, false, b' ')?;
-        cell(out, c.bytes, 11, false, b' ')?;
-        cell(out, s.bytes, 11, false, b' ')?;
-        cell(out, c.rsts + s.rsts, 4, false, b' ')?;
-        cell(out, c.fins + s.fins, 4, false, b'\n')?;
+        cell(out, address(l.client, &mut buf), 44, true, b' ')?;
+        cell(out, address(l.server, &mut buf), 44, true, b' ')?;
+        for (k, (n, width)) in l.counts.iter().zip([9, 9, 11, 11, 4, 4]).enumerate() {
+            let end = if k == 5 { b'\n' } else { b' ' };
+            cell(out, digits.format(*n).as_bytes(), width, false, end)?;
+        }
     }
     writeln!(
         out,
         "flows {}  evicted {}  lost flows {}  lost events {}  lost samples {}",
-        order.len(),
+        lines.len(),
         snap.evicted_flows,
         snap.lost_flows,
         snap.counters.get(monitor_common::stats::EVENTS_LOST),
@@ -104,19 +158,27 @@ mod tests {
         assert_eq!(json["totals"]["lost_samples"], 3);
     }
 
-    /// A cell is what the formatter's own padding makes of it, for the widest values too.
+    /// A cell is what the formatter's own display and padding make of it, for the widest
+    /// values too.
     #[test]
     fn cells_pad_as_the_formatter_does() {
-        let v6: std::net::SocketAddr = "[fe80::1:2:3:4%4294967295]:65535".parse().expect("v6");
-        let v4: std::net::SocketAddr = "10.100.0.0:40000".parse().expect("v4");
-        for a in [v4, v6] {
+        let mut buf = [0u8; super::CELL];
+        for a in [
+            "[fe80::1:2:3:4%4294967295]:65535",
+            "[::ffff:10.0.0.1]:1",
+            "10.100.0.0:40000",
+            "255.255.255.255:65535",
+            "0.0.0.0:0",
+        ] {
+            let a: std::net::SocketAddr = a.parse().expect("an address");
             let mut out = Vec::new();
-            super::cell(&mut out, a, 44, true, b' ').expect("cell");
+            super::cell(&mut out, super::address(a, &mut buf), 44, true, b' ').expect("cell");
             assert_eq!(String::from_utf8_lossy(&out), format!("{a:<44} "));
         }
         for n in [0u64, 7, 123_456_789, u64::MAX] {
             let mut out = Vec::new();
-            super::cell(&mut out, n, 9, false, b'\n').expect("cell");
+            let mut digits = itoa::Buffer::new();
+            super::cell(&mut out, digits.format(n).as_bytes(), 9, false, b'\n').expect("cell");
             assert_eq!(String::from_utf8_lossy(&out), format!("{n:>9}\n"));
         }
     }
