@@ -41,6 +41,8 @@ fn run(clients: u32, pps: u32, secs: f64) -> Value {
         .args(["--max-flows", &(clients * 2).to_string()])
         .arg("--duration")
         .arg(secs.to_string())
+        // Each tick's duration, from the monitor's own account of where a tick went.
+        .env("RUST_LOG", "monitor::pipeline=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -49,6 +51,12 @@ fn run(clients: u32, pps: u32, secs: f64) -> Value {
     let mut line = String::new();
     err.read_line(&mut line).expect("the monitor's first line");
     assert!(line.contains("attached"), "monitor did not attach: {line}");
+    let ticks = std::thread::spawn(move || {
+        err.lines()
+            .map_while(Result::ok)
+            .filter_map(|l| tick_seconds(&l))
+            .fold(0.0, f64::max)
+    });
     // Reports (text: each ends with its "not analysed" line), timed as they arrive, and
     // the alert transitions before them.
     let out = monitor.stdout.take().expect("stdout");
@@ -89,6 +97,8 @@ fn run(clients: u32, pps: u32, secs: f64) -> Value {
     let _ = monitor.wait();
     drop(server);
     let (ends, totals, active, healthy_alerts) = reader.join().expect("the reader");
+    let longest_tick = ticks.join().expect("the stderr reader");
+    assert!(longest_tick > 0.0, "the monitor logged no tick at RUST_LOG=debug");
     let gaps: Vec<f64> = ends
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
@@ -105,12 +115,24 @@ fn run(clients: u32, pps: u32, secs: f64) -> Value {
     json!({
         "reports": ends.len(),
         "longest_gap_s": gaps.iter().cloned().fold(0.0, f64::max),
+        "longest_tick_s": longest_tick,
         "sent_pps": sent_pps,
         "flows": field("flows "),
         "lost_events": field("lost events "),
         "active_alerts": active,
         "healthy_alerts": healthy_alerts,
     })
+}
+
+/// A tick's seconds from the monitor's debug line about it: "tick of N flows: read A ms,
+/// judged B ms, outputs C ms".
+fn tick_seconds(line: &str) -> Option<f64> {
+    let (_, parts) = line.split_once(" flows: ")?;
+    let ms: Vec<f64> = parts
+        .split(", ")
+        .filter_map(|p| p.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    (ms.len() == 3).then(|| ms.iter().sum::<f64>() / 1e3)
 }
 
 pub fn bench(clients: u32, pps: u32, secs: f64, runs: usize) -> Value {
@@ -123,6 +145,7 @@ pub fn bench(clients: u32, pps: u32, secs: f64, runs: usize) -> Value {
         "runs": runs,
         "reports": fig("reports"),
         "longest_gap_s": fig("longest_gap_s"),
+        "longest_tick_s": fig("longest_tick_s"),
         "sent_pps": fig("sent_pps"),
         "flows": fig("flows"),
         "lost_events": fig("lost_events"),
@@ -134,9 +157,9 @@ pub fn bench(clients: u32, pps: u32, secs: f64, runs: usize) -> Value {
 pub fn table(f: &Value) -> String {
     let c = |k: &str, d: usize| Figure::from_json(&f[k]).cell(d);
     format!(
-        "### 3b. A SYN flood, live\n\n{} spoofed SYNs, each from its own client, at {} packets/s wanted, into the watched port of a host serving one healthy echo session; `monitor live --headless` on its veth at a 1 s interval for {} s, {} runs. Reports: how many came and the longest gap between two (the interval is kept when no gap passes 1 s by much).\n\n| reports | longest gap s | SYNs/s sent | flows at the end | lost events | active alerts at the end | alerts of the healthy session |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} |\n\n",
+        "### 3b. A SYN flood, live\n\n{} spoofed SYNs, each from its own client, at {} packets/s wanted, into the watched port of a host serving one healthy echo session; `monitor live --headless` on its veth at a 1 s interval for {} s, {} runs. Reports: how many came and the longest gap between two; the longest tick (read, judged, written, from the monitor's `RUST_LOG=debug` line). The interval is kept when no tick takes over 1 s; a gap is then 1 s plus how much longer its tick took than the one before.\n\n| reports | longest gap s | longest tick s | SYNs/s sent | flows at the end | lost events | active alerts at the end | alerts of the healthy session |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} | {} |\n\n",
         f["clients"], f["target_pps"], f["seconds"], f["runs"],
-        c("reports", 0), c("longest_gap_s", 2), c("sent_pps", 0), c("flows", 0),
+        c("reports", 0), c("longest_gap_s", 2), c("longest_tick_s", 2), c("sent_pps", 0), c("flows", 0),
         c("lost_events", 0), c("active_alerts", 0), c("healthy_alerts", 0)
     )
 }

@@ -99,6 +99,7 @@ fn tables(r: &Value) -> String {
         ("kernel", "### 1."),
         ("live", "### 2."),
         ("live", "### 3."),
+        ("live", "### 3b."),
         ("offline", "### 4."),
         ("scale", "### 5."),
     ] {
@@ -154,7 +155,10 @@ fn tables_without_machines(r: &Value) -> String {
         s += "\n";
     }
     if let Some(l) = r.get("live") {
-        s += &live::table(l);
+        // A run of the flood alone has no figures of groups 2 and 3: their old tables stay.
+        if l.get("overhead").is_some() {
+            s += &live::table(l);
+        }
         if let Some(f) = l.get("flood") {
             s += &flood::table(f);
         }
