@@ -98,7 +98,10 @@ fn run(clients: u32, pps: u32, secs: f64) -> Value {
     drop(server);
     let (ends, totals, active, healthy_alerts) = reader.join().expect("the reader");
     let longest_tick = ticks.join().expect("the stderr reader");
-    assert!(longest_tick > 0.0, "the monitor logged no tick at RUST_LOG=debug");
+    assert!(
+        longest_tick > 0.0,
+        "the monitor logged no tick at RUST_LOG=debug"
+    );
     let gaps: Vec<f64> = ends
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())

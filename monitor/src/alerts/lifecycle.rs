@@ -406,3 +406,68 @@ impl Lifecycle {
         active
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{by_alert, AlertKey, Filed};
+    use crate::{
+        alerts::rules::{Finding, Found},
+        model::{Kind, Level, Scope, SessionId},
+    };
+
+    fn filed(host: u8, kind: bool, dir: Option<usize>, row: usize) -> Filed {
+        let kind = if kind {
+            Kind::Reset
+        } else {
+            Kind::HandshakeFailure
+        };
+        Filed {
+            key: AlertKey {
+                scope: Scope::Session(SessionId {
+                    remote: [10, 0, 0, host].into(),
+                    n: 1,
+                }),
+                kind,
+                dir,
+            },
+            row,
+            finding: Finding {
+                kind,
+                dir,
+                level: Level::Warning,
+                found: Found::Reset {
+                    rsts: 1,
+                    suspect_injected: 0,
+                    ttl_base: 64,
+                },
+            },
+        }
+    }
+
+    proptest! {
+        /// The integer sort puts findings in the order sorting them by (key, row) does,
+        /// stable, and names the distinct keys in that order.
+        #[test]
+        fn by_alert_orders_as_sorting_by_key_and_row(
+            raw in proptest::collection::vec((0u8..4, any::<bool>(), 0usize..3, 0usize..50), 0..200)
+        ) {
+            let findings: Vec<Filed> = raw
+                .iter()
+                .map(|&(h, k, d, r)| filed(h, k, [None, Some(0), Some(1)][d], r))
+                .collect();
+            let (keys, order) = by_alert(&findings);
+            let mut naive: Vec<usize> = (0..findings.len()).collect();
+            naive.sort_by_key(|&i| (findings[i].key, findings[i].row));
+            let got: Vec<usize> = order.iter().map(|&(_, _, i)| i as usize).collect();
+            prop_assert_eq!(got, naive.clone());
+            let mut distinct: Vec<AlertKey> = naive.iter().map(|&i| findings[i].key).collect();
+            distinct.dedup();
+            prop_assert_eq!(keys.clone(), distinct);
+            for &(place, _, i) in &order {
+                prop_assert_eq!(keys[place as usize], findings[i as usize].key);
+            }
+        }
+    }
+}
