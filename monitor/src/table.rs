@@ -198,12 +198,23 @@ impl FlowTable {
 
     /// FlowRow indices in report order: client, then server, then first seen.
     pub fn sorted(&self) -> Vec<u32> {
-        let mut v: Vec<(crate::model::OrderKey, u32)> = self
+        self.in_report_order(|i, _| i)
+    }
+
+    /// What `value` makes of every row, in report order. The rows are read forward, in
+    /// index order, and the values put in report order after: reading a big table's rows
+    /// in report order would jump from row to row (they are in the order flows came).
+    pub fn in_report_order<T: Copy>(&self, mut value: impl FnMut(u32, &FlowRow) -> T) -> Vec<T> {
+        let mut order: Vec<(crate::model::OrderKey, u32)> = Vec::with_capacity(self.len());
+        let values: Vec<T> = self
             .rows()
-            .map(|(i, r)| (crate::model::OrderKey::of(&r.flow), i))
+            .map(|(i, r)| {
+                order.push((crate::model::OrderKey::of(&r.flow), order.len() as u32));
+                value(i, r)
+            })
             .collect();
-        v.sort_unstable();
-        v.into_iter().map(|(_, i)| i).collect()
+        order.sort_unstable();
+        order.into_iter().map(|(_, k)| values[k as usize]).collect()
     }
 
     /// Every record in report order.

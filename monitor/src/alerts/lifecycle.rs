@@ -129,10 +129,10 @@ fn by_alert(findings: &Findings) -> (Vec<AlertKey>, Vec<(u32, u32, u32)>) {
         .enumerate()
         .map(|(i, f)| (numbers.number(f.key), f.row as u32, i as u32))
         .collect();
-    let mut keys = numbers.keys;
-    let mut places: Vec<u32> = (0..keys.len() as u32).collect();
-    places.sort_unstable_by_key(|&n| keys[n as usize]);
-    let mut rank = vec![0u32; keys.len()];
+    let numbered = numbers.keys;
+    let mut places: Vec<u32> = (0..numbered.len() as u32).collect();
+    places.sort_unstable_by_key(|&n| numbered[n as usize]);
+    let mut rank = vec![0u32; numbered.len()];
     for (place, &n) in places.iter().enumerate() {
         rank[n as usize] = place as u32;
     }
@@ -140,7 +140,7 @@ fn by_alert(findings: &Findings) -> (Vec<AlertKey>, Vec<(u32, u32, u32)>) {
         o.0 = rank[o.0 as usize];
     }
     order.sort_unstable();
-    keys.sort_unstable();
+    let keys = places.iter().map(|&n| numbered[n as usize]).collect();
     (keys, order)
 }
 

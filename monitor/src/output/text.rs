@@ -4,7 +4,7 @@ use std::{io::Write, net::SocketAddr};
 
 use monitor_common::flow::{C2S, S2C};
 
-use crate::{model::OrderKey, snapshot::Snapshot};
+use crate::snapshot::Snapshot;
 
 /// The table as a string (tests; the outputs write it with [`write`]).
 pub fn render(snap: &Snapshot) -> String {
@@ -66,6 +66,7 @@ fn address(a: SocketAddr, buf: &mut [u8; CELL]) -> &[u8] {
 }
 
 /// One line of the table, read from its row.
+#[derive(Clone, Copy)]
 struct Line {
     client: SocketAddr,
     server: SocketAddr,
@@ -80,36 +81,25 @@ pub fn write(snap: &Snapshot, out: &mut impl Write) -> std::io::Result<()> {
         "{:<44} {:<44} {:>9} {:>9} {:>11} {:>11} {:>4} {:>4}",
         "CLIENT", "SERVER", "PKTS C>S", "PKTS S>C", "BYTES C>S", "BYTES S>C", "RST", "FIN"
     )?;
-    // The lines are read from the rows in table order, then written in report order: a
-    // big table is read forward once, where reading it in report order jumps from row to
-    // row.
-    let table = snap.flows.read();
-    let mut order: Vec<(OrderKey, u32)> = Vec::with_capacity(table.len());
-    let lines: Vec<Line> = table
-        .rows()
-        .map(|(_, r)| {
-            let f = &r.flow;
-            order.push((OrderKey::of(f), order.len() as u32));
-            let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
-            Line {
-                client: f.client(),
-                server: f.server(),
-                counts: [
-                    c.packets,
-                    s.packets,
-                    c.bytes,
-                    s.bytes,
-                    u64::from(c.rsts + s.rsts),
-                    u64::from(c.fins + s.fins),
-                ],
-            }
-        })
-        .collect();
-    drop(table);
-    order.sort_unstable();
+    let lines = snap.flows.read().in_report_order(|_, r| {
+        let f = &r.flow;
+        let (c, s) = (&f.state.dir[C2S], &f.state.dir[S2C]);
+        Line {
+            client: f.client(),
+            server: f.server(),
+            counts: [
+                c.packets,
+                s.packets,
+                c.bytes,
+                s.bytes,
+                u64::from(c.rsts + s.rsts),
+                u64::from(c.fins + s.fins),
+            ],
+        }
+    });
     let mut buf = [0u8; CELL];
     let mut digits = itoa::Buffer::new();
-    for l in order.iter().map(|&(_, i)| &lines[i as usize]) {
+    for l in &lines {
         // As the header's format: two addresses left in 44 columns, six counts right.
         cell(out, address(l.client, &mut buf), 44, true, b' ')?;
         cell(out, address(l.server, &mut buf), 44, true, b' ')?;
