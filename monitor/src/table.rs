@@ -299,7 +299,7 @@ impl FlowTable {
                     row.note(generation, &before, &mut self.changes, i);
                     if !was_closed && row.mark == Mark::Same {
                         row.mark = Mark::Changed;
-                        self.changes.changed.push((i, before.state));
+                        self.changes.changed.push((i, before.state.clone()));
                     }
                 }
                 i
@@ -446,10 +446,17 @@ impl FlowTable {
 
     /// Bytes the table holds (the benchmark's account of resident memory). Rows as many
     /// as were ever used: the room [`Self::reserve`] leaves beyond them is never touched,
-    /// so never resident.
+    /// so never resident. The rows' anomaly blocks count where they are held.
     pub fn bytes(&self) -> u64 {
         use crate::footprint::buffer;
+        let anomalies: u64 = self
+            .rows
+            .iter()
+            .flatten()
+            .map(|r| r.flow.state.anomalies.heap_bytes())
+            .sum();
         buffer::<Option<FlowRow>>(self.rows.len())
+            + anomalies
             + buffer::<u32>(self.free.capacity())
             + buffer::<(u32, FlowId)>(self.closed.capacity())
             + (self.by_id.capacity() + self.live.capacity()) as u64 * 5
@@ -479,7 +486,7 @@ impl FlowRow {
         }
         if self.mark == Mark::Same && before.state != self.flow.state {
             self.mark = Mark::Changed;
-            changes.changed.push((i, before.state));
+            changes.changed.push((i, before.state.clone()));
         }
     }
 }

@@ -191,13 +191,13 @@ proptest! {
             let changed: BTreeMap<FlowId, FlowStats> = ch
                 .changed
                 .iter()
-                .filter_map(|(i, b)| id_of(*i).map(|id| (id, *b)))
+                .filter_map(|(i, b)| id_of(*i).map(|id| (id, b.clone())))
                 .collect();
             let want_changed: BTreeMap<FlowId, FlowStats> = model
                 .iter()
                 .filter_map(|(id, (r, closed))| {
                     let (b, was_closed) = before.get(id)?;
-                    (b.state != r.state || was_closed != closed).then_some((*id, b.state))
+                    (b.state != r.state || was_closed != closed).then(|| (*id, b.state.clone()))
                 })
                 .collect();
             prop_assert_eq!(changed, want_changed);

@@ -5,10 +5,13 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
-use monitor::{model::FlowRecord, replay::analyse};
+use monitor::{
+    model::{Anomalies, DirCounts, FlowRecord},
+    replay::analyse,
+};
 use monitor_common::{
     config::PortSet,
-    flow::{DirStats, C2S, S2C},
+    flow::{C2S, S2C},
 };
 use serde_json::Value;
 
@@ -17,7 +20,7 @@ fn root() -> PathBuf {
 }
 
 /// (tshark field, our value) for one direction.
-fn ours(d: &DirStats) -> BTreeMap<&'static str, u64> {
+fn ours(d: &DirCounts, a: &Anomalies) -> BTreeMap<&'static str, u64> {
     BTreeMap::from([
         ("frames", d.packets),
         ("payload_bytes", d.payload_bytes),
@@ -25,17 +28,17 @@ fn ours(d: &DirStats) -> BTreeMap<&'static str, u64> {
         ("synack", d.synacks as u64),
         ("fin", d.fins as u64),
         ("rst", d.rsts as u64),
-        ("retransmission", d.retransmits as u64),
-        ("fast_retransmission", d.fast_retransmits as u64),
-        ("spurious_retransmission", d.spurious_retransmits as u64),
-        ("out_of_order", d.out_of_order as u64),
-        ("lost_segment", d.lost_segments as u64),
-        ("ack_lost_segment", d.acked_unseen as u64),
-        ("duplicate_ack", d.dup_acks as u64),
-        ("zero_window", d.zero_windows as u64),
-        ("zero_window_probe", d.zero_window_probes as u64),
-        ("window_full", d.window_full as u64),
-        ("keep_alive", d.keep_alives as u64),
+        ("retransmission", a.retransmits as u64),
+        ("fast_retransmission", a.fast_retransmits as u64),
+        ("spurious_retransmission", a.spurious_retransmits as u64),
+        ("out_of_order", a.out_of_order as u64),
+        ("lost_segment", a.lost_segments as u64),
+        ("ack_lost_segment", a.acked_unseen as u64),
+        ("duplicate_ack", a.dup_acks as u64),
+        ("zero_window", a.zero_windows as u64),
+        ("zero_window_probe", a.zero_window_probes as u64),
+        ("window_full", a.window_full as u64),
+        ("keep_alive", a.keep_alives as u64),
     ])
 }
 
@@ -75,7 +78,7 @@ fn compare(capture: &str) -> Vec<String> {
             let (src, _) = dir_name.split_once("->").expect("A->B");
             let src: SocketAddr = src.parse().expect("src");
             let d = if src == rec.client() { C2S } else { S2C };
-            let mine = ours(&rec.state.dir[d]);
+            let mine = ours(&rec.state.dir[d], rec.state.anomalies(d));
             for (field, value) in &mine {
                 let want = counts[*field]
                     .as_u64()

@@ -233,7 +233,7 @@ fn both_directions_count_into_one_flow_and_events_arrive() {
             (Some(EventKind::SuspectInjectedRst), S2C as u8, 33),
         ]
     );
-    assert_eq!(sc.suspect_injected_rsts, 1);
+    assert_eq!(f.state.anomalies(S2C).suspect_injected_rsts, 1);
     assert_eq!(snap.counters.get(stats::EVENTS_LOST), 0);
 }
 
@@ -381,7 +381,7 @@ fn said_changes(t: &monitor::table::FlowTable) -> Difference {
         ch.changed
             .iter()
             .filter(|(i, b)| t.row(*i).is_some_and(|r| r.flow.state != *b))
-            .filter_map(|(i, b)| id(*i).map(|id| (id, *b)))
+            .filter_map(|(i, b)| id(*i).map(|id| (id, b.clone())))
             .collect(),
         ch.removed.iter().map(|(_, r)| FlowId::of(r)).collect(),
     )
@@ -397,7 +397,7 @@ fn difference(before: &[FlowRecord], after: &[FlowRecord]) -> Difference {
         a.iter()
             .filter_map(|(k, r)| {
                 let old = b.get(k)?;
-                (old.state != r.state).then_some((*k, old.state))
+                (old.state != r.state).then(|| (*k, old.state.clone()))
             })
             .collect(),
         b.keys().filter(|k| !a.contains_key(k)).copied().collect(),
@@ -503,7 +503,7 @@ fn a_segment_resent_soon_is_out_of_order_at_ingress_and_a_retransmission_at_egre
             run(&mut e, hook, f, Some(*ts));
         }
         let snap = c.collect().unwrap();
-        let d = snap.records()[0].state.dir[C2S];
+        let d = *snap.records()[0].state.anomalies(C2S);
         assert_eq!((d.out_of_order, d.retransmits), (ooo, retrans), "{prog}");
     }
 }
@@ -544,7 +544,7 @@ fn a_resend_after_two_silent_seconds_is_a_stall_until_the_ack_moves() {
         ]
     );
     let snap = c.collect().unwrap();
-    assert_eq!(snap.records()[0].state.dir[C2S].retransmits, 2);
+    assert_eq!(snap.records()[0].state.anomalies(C2S).retransmits, 2);
 }
 
 /// Records port reuse closed while the CLOSED ring was full are lost with the events, not

@@ -71,7 +71,7 @@ fn second(k: u64) -> Second {
         st.dir[C2S].data_segments = 100 * k;
         st.dir[C2S].payload_bytes = 100_000 * k;
         if i == 1 {
-            st.dir[C2S].retransmits = 20 * k as u32;
+            st.anomalies.get_mut(C2S).retransmits = 20 * k as u32;
         }
     }
     let mut counters = Counters::default();

@@ -38,7 +38,8 @@ const ZEEK_LETTERS: usize = 16;
 /// with the count behind each. T, W and G repeat at 1, 10, 100, ... as in Zeek.
 fn zeek_counts(st: &FlowStats) -> [(char, u64, bool); ZEEK_LETTERS] {
     let (c, s) = (&st.dir[C2S], &st.dir[S2C]);
-    let bare = |d: &monitor_common::flow::DirStats| {
+    let (ca, sa) = (st.anomalies(C2S), st.anomalies(S2C));
+    let bare = |d: &crate::model::DirCounts| {
         d.segments
             .saturating_sub(d.data_segments)
             .saturating_sub((d.syns + d.synacks + d.fins + d.rsts) as u64)
@@ -52,12 +53,12 @@ fn zeek_counts(st: &FlowStats) -> [(char, u64, bool); ZEEK_LETTERS] {
         ('a', bare(s), false),
         ('D', c.data_segments, false),
         ('d', s.data_segments, false),
-        ('T', c.retransmits as u64, true),
-        ('t', s.retransmits as u64, true),
-        ('G', c.lost_segments as u64, true),
-        ('g', s.lost_segments as u64, true),
-        ('W', c.zero_windows as u64, true),
-        ('w', s.zero_windows as u64, true),
+        ('T', ca.retransmits as u64, true),
+        ('t', sa.retransmits as u64, true),
+        ('G', ca.lost_segments as u64, true),
+        ('g', sa.lost_segments as u64, true),
+        ('W', ca.zero_windows as u64, true),
+        ('w', sa.zero_windows as u64, true),
         ('F', c.fins as u64, false),
         ('f', s.fins as u64, false),
     ]
@@ -164,7 +165,7 @@ impl FlowHistory {
             }
             if prev_ts.is_none() || st.acked_ns[d] != self.progress_mark_ns[d] {
                 self.progress_mark_ns[d] = st.acked_ns[d];
-                self.retx_at_progress[d] = st.dir[d].retransmits;
+                self.retx_at_progress[d] = st.anomalies(d).retransmits;
             }
         }
         if self.client_hello_ns.is_none() && st.seen & monitor_common::flow::seen::CLIENT_HELLO != 0

@@ -100,7 +100,7 @@ fn zeek_history_in_order_of_first_sight_with_log_repeats() {
     st.dir[C2S].data_segments = 18;
     st.dir[1].segments = 30;
     st.dir[1].data_segments = 20;
-    st.dir[1].retransmits = 12;
+    st.anomalies.get_mut(1).retransmits = 12;
     update_zeek(&mut h, &st);
     st.dir[C2S].rsts = 1;
     st.dir[C2S].segments = 21;

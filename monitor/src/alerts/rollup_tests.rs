@@ -162,7 +162,7 @@ fn another_kind_and_a_healthy_session_are_not_swallowed() {
     sim.step(|fl, t| {
         data(&mut fl[reset], C2S, 10, 0, t);
         fl[reset].state.dir[C2S].rsts = 1;
-        fl[reset].state.dir[C2S].last_rst_ns = t;
+        fl[reset].state.anomalies.get_mut(C2S).last_rst_ns = t;
         data(&mut fl[fine], C2S, 10, 0, t);
     });
     for _ in 0..4 {

@@ -192,20 +192,22 @@ fn tls(cfg: &AlertConfig, st: &FlowStats, h: &FlowHistory, now: u64, out: &mut V
     let has = |b: u16| st.seen & b != 0;
     if has(seen::RESET_AFTER_HELLO) {
         // The reset came from whichever side sent one last.
-        let d = if st.dir[C2S].last_rst_ns >= st.dir[S2C].last_rst_ns {
+        let d = if st.anomalies(C2S).last_rst_ns >= st.anomalies(S2C).last_rst_ns {
             C2S
         } else {
             S2C
         };
         let r = &st.dir[d];
-        if now.saturating_sub(r.last_rst_ns) < ns(cfg.hold_s) {
+        if now.saturating_sub(st.anomalies(d).last_rst_ns) < ns(cfg.hold_s) {
             out.push(Finding {
                 kind: Kind::TlsStall,
                 dir: Some(d),
                 level: Level::Critical,
                 found: Found::HelloReset {
                     rsts: r.rsts,
-                    suspect: st.dir.iter().any(|x| x.suspect_injected_rsts > 0),
+                    suspect: [C2S, S2C]
+                        .iter()
+                        .any(|&x| st.anomalies(x).suspect_injected_rsts > 0),
                     ttl_base: r.ttl_base,
                 },
             });
@@ -238,21 +240,21 @@ fn resets(cfg: &AlertConfig, st: &FlowStats, now: u64, out: &mut Vec<Finding>) {
         return;
     }
     for d in [C2S, S2C] {
-        let r = &st.dir[d];
-        if r.rsts == 0 || now.saturating_sub(r.last_rst_ns) >= ns(cfg.hold_s) {
+        let (r, a) = (&st.dir[d], st.anomalies(d));
+        if r.rsts == 0 || now.saturating_sub(a.last_rst_ns) >= ns(cfg.hold_s) {
             continue;
         }
         out.push(Finding {
             kind: Kind::Reset,
             dir: Some(d),
-            level: if r.suspect_injected_rsts > 0 {
+            level: if a.suspect_injected_rsts > 0 {
                 Level::Critical
             } else {
                 Level::Warning
             },
             found: Found::Reset {
                 rsts: r.rsts,
-                suspect_injected: r.suspect_injected_rsts,
+                suspect_injected: a.suspect_injected_rsts,
                 ttl_base: r.ttl_base,
             },
         });
@@ -306,7 +308,7 @@ fn stall(
     if st.zero_window[d ^ 1] {
         return;
     }
-    let retx = st.dir[d].retransmits as u64;
+    let retx = st.anomalies(d).retransmits as u64;
     let unacked_resends = retx.saturating_sub(u64::from(h.retx_at_progress[d]));
     let since = st.acked_ns[d].max(st.first_seen_ns);
     let quiet = now.saturating_sub(since);
@@ -359,8 +361,8 @@ fn zero_window(
         level: Level::Warning,
         found: Found::ZeroWindow {
             held_ns: held,
-            advertisements: st.dir[d].zero_windows,
-            probes: st.dir[d ^ 1].zero_window_probes,
+            advertisements: st.anomalies(d).zero_windows,
+            probes: st.anomalies(d ^ 1).zero_window_probes,
         },
     });
 }

@@ -92,13 +92,13 @@ fn apply(f: &mut FlowRecord, a: &Act, now: u64) {
         Act::ZeroWindow { d, zero } => {
             touch(st, d);
             st.zero_window[d] = zero;
-            st.dir[d].zero_windows += zero as u32;
+            st.anomalies.get_mut(d).zero_windows += zero as u32;
         }
         Act::Reset { d, suspect } => {
             touch(st, d);
             st.dir[d].rsts += 1;
-            st.dir[d].suspect_injected_rsts += suspect as u32;
-            st.dir[d].last_rst_ns = now;
+            st.anomalies.get_mut(d).suspect_injected_rsts += suspect as u32;
+            st.anomalies.get_mut(d).last_rst_ns = now;
             if st.seen & seen::CLIENT_HELLO != 0 && st.dir[S2C].payload_bytes == 0 {
                 st.seen |= seen::RESET_AFTER_HELLO;
             } else if st.seen & seen::ESTABLISHED == 0 {

@@ -119,7 +119,7 @@ pub(super) fn data(f: &mut FlowRecord, d: usize, segs: u64, retx: u32, now: u64)
     st.dir[d].packets += segs;
     st.dir[d].bytes += segs * 1000;
     st.dir[d].payload_bytes += segs * 960;
-    st.dir[d].retransmits += retx;
+    st.anomalies.get_mut(d).retransmits += retx;
     st.acked_ns[d] = now;
     st.progress_ns[d] = now;
     st.last_seen_ns = now;
@@ -293,8 +293,8 @@ fn tls_stall_by_silence_and_by_reset_after_the_hello() {
         let st = &mut fl[1].state;
         st.seen |= seen::RESET_AFTER_HELLO;
         st.dir[S2C].rsts = 1;
-        st.dir[S2C].suspect_injected_rsts = 1;
-        st.dir[S2C].last_rst_ns = t;
+        st.anomalies.get_mut(S2C).suspect_injected_rsts = 1;
+        st.anomalies.get_mut(S2C).last_rst_ns = t;
         st.dir[S2C].ttl_base = 63;
     });
     let t = sim.log.last().expect("reset after hello raised at once");
@@ -334,8 +334,8 @@ fn a_reset_in_an_established_session_marks_suspects_and_clears_after_hold() {
         for (i, f) in fl.iter_mut().enumerate() {
             data(f, C2S, 10, 0, t);
             f.state.dir[C2S].rsts = 1;
-            f.state.dir[C2S].last_rst_ns = t;
-            f.state.dir[C2S].suspect_injected_rsts = i as u32;
+            f.state.anomalies.get_mut(C2S).last_rst_ns = t;
+            f.state.anomalies.get_mut(C2S).suspect_injected_rsts = i as u32;
         }
     });
     assert_eq!(
@@ -382,7 +382,7 @@ fn stall_by_silence_and_by_blackhole() {
     sim.step(|fl, t| {
         fl[0].state.in_flight[C2S] = Some(4000);
         fl[0].state.last_seen_ns = t;
-        fl[1].state.dir[C2S].retransmits += 3;
+        fl[1].state.anomalies.get_mut(C2S).retransmits += 3;
         fl[1].state.last_seen_ns = t;
     });
     let stalls: Vec<&Transition> = sim

@@ -26,7 +26,7 @@ impl Sample {
         Self {
             ts_ns,
             data_segments: [d[C2S].data_segments, d[S2C].data_segments],
-            retransmits: [d[C2S].retransmits as u64, d[S2C].retransmits as u64],
+            retransmits: [C2S, S2C].map(|x| st.anomalies(x).retransmits as u64),
             bytes: [d[C2S].bytes, d[S2C].bytes],
         }
     }

@@ -4,9 +4,9 @@
 //! read from the sequence analysis. Every output and the alert engine read this; the full
 //! record stays in the kernel map (or the capture engine).
 
-use monitor_common::flow::{DirStats, FlowState};
+use monitor_common::flow::{DirStats, FlowState, SynOpts};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
@@ -27,7 +27,146 @@ pub struct FlowStats {
     /// `seen::*` bits.
     pub seen: u16,
     /// Indexed by `C2S` / `S2C`.
-    pub dir: [DirStats; 2],
+    pub dir: [DirCounts; 2],
+    /// What the TCP analysis flagged, each way (read with [`FlowStats::anomalies`]).
+    pub anomalies: AnomalyCounts,
+}
+
+/// The counters of one direction that every flow has, named as in the JSON contract.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirCounts {
+    pub packets: u64,
+    /// IP bytes (header and payload, as the IP header gives them).
+    pub bytes: u64,
+    pub payload_bytes: u64,
+    /// TCP segments: a GSO/GRO super-packet counts as the segments it carries.
+    pub segments: u64,
+    /// Segments carrying payload: the denominator of a retransmission rate.
+    pub data_segments: u64,
+    pub syns: u32,
+    pub synacks: u32,
+    pub fins: u32,
+    pub rsts: u32,
+    /// TTL (hop limit) of this direction's first packet.
+    pub ttl_base: u8,
+    /// Options of this side's SYN (client) or SYN/ACK (server).
+    pub syn_opts: SynOpts,
+    /// Payload segments of this direction sampled so far.
+    pub sampled: u8,
+}
+
+/// The counters of one direction that stay zero on a healthy flow: what the TCP analysis
+/// flagged (as tshark's `tcp.analysis` flags), and the time of the latest reset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Anomalies {
+    /// Every retransmission, fast and spurious included (tshark's `retransmission`).
+    pub retransmits: u32,
+    pub fast_retransmits: u32,
+    pub spurious_retransmits: u32,
+    pub out_of_order: u32,
+    pub lost_segments: u32,
+    pub dup_acks: u32,
+    pub zero_windows: u32,
+    pub zero_window_probes: u32,
+    pub keep_alives: u32,
+    pub window_full: u32,
+    pub acked_unseen: u32,
+    pub suspect_injected_rsts: u32,
+    /// Time of this direction's latest reset: a second one soon after is a burst.
+    pub last_rst_ns: u64,
+}
+
+const NONE: Anomalies = Anomalies {
+    retransmits: 0,
+    fast_retransmits: 0,
+    spurious_retransmits: 0,
+    out_of_order: 0,
+    lost_segments: 0,
+    dup_acks: 0,
+    zero_windows: 0,
+    zero_window_probes: 0,
+    keep_alives: 0,
+    window_full: 0,
+    acked_unseen: 0,
+    suspect_injected_rsts: 0,
+    last_rst_ns: 0,
+};
+
+/// Both directions' [`Anomalies`], boxed only once one is not zero: most flows of a big
+/// table never have any, and then they cost the row 8 bytes instead of 112. Equal when
+/// the counters are, boxed or not.
+#[derive(Clone, Debug, Default)]
+pub struct AnomalyCounts(Option<Box<[Anomalies; 2]>>);
+
+impl AnomalyCounts {
+    pub fn get(&self, d: usize) -> &Anomalies {
+        self.0.as_deref().map_or(&NONE, |a| &a[d & 1])
+    }
+
+    pub fn get_mut(&mut self, d: usize) -> &mut Anomalies {
+        &mut self.0.get_or_insert_with(Box::default)[d & 1]
+    }
+
+    /// The heap block held, if any (the memory account's question).
+    pub fn heap_bytes(&self) -> u64 {
+        self.0.as_ref().map_or(0, |_| {
+            crate::footprint::block(std::mem::size_of::<[Anomalies; 2]>())
+        })
+    }
+}
+
+impl PartialEq for AnomalyCounts {
+    fn eq(&self, other: &Self) -> bool {
+        self.get(0) == other.get(0) && self.get(1) == other.get(1)
+    }
+}
+
+impl Eq for AnomalyCounts {}
+
+impl From<&DirStats> for DirCounts {
+    fn from(d: &DirStats) -> Self {
+        Self {
+            packets: d.packets,
+            bytes: d.bytes,
+            payload_bytes: d.payload_bytes,
+            segments: d.segments,
+            data_segments: d.data_segments,
+            syns: d.syns,
+            synacks: d.synacks,
+            fins: d.fins,
+            rsts: d.rsts,
+            ttl_base: d.ttl_base,
+            syn_opts: d.syn_opts,
+            sampled: d.sampled,
+        }
+    }
+}
+
+impl From<&DirStats> for Anomalies {
+    fn from(d: &DirStats) -> Self {
+        Self {
+            retransmits: d.retransmits,
+            fast_retransmits: d.fast_retransmits,
+            spurious_retransmits: d.spurious_retransmits,
+            out_of_order: d.out_of_order,
+            lost_segments: d.lost_segments,
+            dup_acks: d.dup_acks,
+            zero_windows: d.zero_windows,
+            zero_window_probes: d.zero_window_probes,
+            keep_alives: d.keep_alives,
+            window_full: d.window_full,
+            acked_unseen: d.acked_unseen,
+            suspect_injected_rsts: d.suspect_injected_rsts,
+            last_rst_ns: d.last_rst_ns,
+        }
+    }
+}
+
+impl FlowStats {
+    /// Direction `d`'s [`Anomalies`] (zeros when none).
+    pub fn anomalies(&self, d: usize) -> &Anomalies {
+        self.anomalies.get(d)
+    }
 }
 
 /// Bytes sent in direction `d` and not yet acknowledged, when both ends are known.
@@ -53,7 +192,52 @@ impl From<&FlowState> for FlowStats {
             client_is_a: st.client_is_a,
             role_by: st.role_by,
             seen: st.seen,
-            dir: st.dir,
+            dir: [0, 1].map(|d| DirCounts::from(&st.dir[d])),
+            anomalies: {
+                let a = [0, 1].map(|d| Anomalies::from(&st.dir[d]));
+                AnomalyCounts((a != [NONE; 2]).then(|| Box::new(a)))
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitor_common::flow::{C2S, S2C};
+
+    #[test]
+    fn a_healthy_flow_holds_no_anomaly_block() {
+        let mut st = FlowState::default();
+        st.dir[C2S].packets = 3;
+        let row = FlowStats::from(&st);
+        assert_eq!(row.anomalies.heap_bytes(), 0, "zeros must not be boxed");
+        assert_eq!(*row.anomalies(S2C), NONE);
+
+        st.dir[S2C].last_rst_ns = 7;
+        let row = FlowStats::from(&st);
+        assert!(row.anomalies.heap_bytes() > 0, "a reset time is an anomaly");
+        assert_eq!(row.anomalies(S2C).last_rst_ns, 7);
+        assert_eq!(*row.anomalies(C2S), NONE);
+    }
+
+    #[test]
+    fn boxed_zeros_equal_no_box() {
+        let mut boxed = AnomalyCounts::default();
+        boxed.get_mut(S2C).dup_acks = 0;
+        assert!(boxed.heap_bytes() > 0);
+        assert_eq!(boxed, AnomalyCounts::default());
+        boxed.get_mut(S2C).dup_acks = 1;
+        assert_ne!(boxed, AnomalyCounts::default());
+    }
+
+    #[test]
+    fn the_host_row_stays_small() {
+        // The flow table holds one of these per flow: what it costs a million flows.
+        assert!(
+            std::mem::size_of::<FlowStats>() <= 224,
+            "FlowStats grew to {} bytes",
+            std::mem::size_of::<FlowStats>()
+        );
     }
 }

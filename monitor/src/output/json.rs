@@ -2,7 +2,7 @@
 //! not know yet are `null`, never invented.
 
 use monitor_common::{
-    flow::{seen, DirStats, C2S, S2C},
+    flow::{seen, C2S, S2C},
     stats,
 };
 use std::{borrow::Cow, net::SocketAddr, sync::RwLockReadGuard};
@@ -11,6 +11,7 @@ use serde::{Serialize, Serializer};
 
 use crate::{
     media::verdict::Media,
+    model::{Anomalies, DirCounts},
     snapshot::Snapshot,
     table::{FlowRow, FlowTable},
 };
@@ -187,25 +188,25 @@ impl Skipped {
     }
 }
 
-fn direction(d: &DirStats) -> Direction {
+fn direction(d: &DirCounts, a: &Anomalies) -> Direction {
     let n = |v: u32| Some(v as u64);
     Direction {
         packets: d.packets,
         bytes: d.bytes,
         payload_bytes: d.payload_bytes,
-        retransmits: n(d.retransmits),
-        fast_retransmits: n(d.fast_retransmits),
-        spurious_retransmits: n(d.spurious_retransmits),
-        out_of_order: n(d.out_of_order),
-        lost_segments: n(d.lost_segments),
-        dup_acks: n(d.dup_acks),
-        zero_windows: n(d.zero_windows),
-        zero_window_probes: n(d.zero_window_probes),
-        keep_alives: n(d.keep_alives),
-        window_full: n(d.window_full),
-        acked_unseen: n(d.acked_unseen),
+        retransmits: n(a.retransmits),
+        fast_retransmits: n(a.fast_retransmits),
+        spurious_retransmits: n(a.spurious_retransmits),
+        out_of_order: n(a.out_of_order),
+        lost_segments: n(a.lost_segments),
+        dup_acks: n(a.dup_acks),
+        zero_windows: n(a.zero_windows),
+        zero_window_probes: n(a.zero_window_probes),
+        keep_alives: n(a.keep_alives),
+        window_full: n(a.window_full),
+        acked_unseen: n(a.acked_unseen),
         rsts: d.rsts as u64,
-        suspect_injected_rsts: n(d.suspect_injected_rsts),
+        suspect_injected_rsts: n(a.suspect_injected_rsts),
         fins: d.fins as u64,
     }
 }
@@ -215,7 +216,7 @@ pub fn flow<'a>(row: &'a FlowRow, snap: &Snapshot) -> Flow<'a> {
     let s = &f.state;
     let (c, sv) = (&s.dir[C2S], &s.dir[S2C]);
     // A hello is known absent only once that side has sent payload.
-    let hello = |bit: u16, d: &DirStats| {
+    let hello = |bit: u16, d: &DirCounts| {
         (s.seen & bit != 0 || d.payload_bytes > 0).then_some(s.seen & bit != 0)
     };
     Flow {
@@ -238,8 +239,8 @@ pub fn flow<'a>(row: &'a FlowRow, snap: &Snapshot) -> Flow<'a> {
             .media
             .as_deref()
             .map_or_else(|| Cow::Owned(Media::default()), Cow::Borrowed),
-        c2s: direction(c),
-        s2c: direction(sv),
+        c2s: direction(c, s.anomalies(C2S)),
+        s2c: direction(sv, s.anomalies(S2C)),
         alerts: row
             .health
             .alerts

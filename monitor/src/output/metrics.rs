@@ -35,9 +35,9 @@ use crate::{
 const FIELDS: usize = 12;
 
 fn fields(st: &FlowStats, d: usize) -> [u64; FIELDS] {
-    let s = &st.dir[d];
-    let fast = s.fast_retransmits as u64;
-    let spurious = s.spurious_retransmits as u64;
+    let (s, a) = (&st.dir[d], st.anomalies(d));
+    let fast = a.fast_retransmits as u64;
+    let spurious = a.spurious_retransmits as u64;
     [
         s.packets,
         s.bytes,
@@ -45,13 +45,13 @@ fn fields(st: &FlowStats, d: usize) -> [u64; FIELDS] {
         fast,
         spurious,
         // Wireshark's flags are exclusive: fast, spurious and the rest partition them.
-        (s.retransmits as u64).saturating_sub(fast + spurious),
-        s.dup_acks as u64,
-        s.out_of_order as u64,
-        s.lost_segments as u64,
-        s.zero_windows as u64,
-        s.rsts.saturating_sub(s.suspect_injected_rsts) as u64,
-        s.suspect_injected_rsts as u64,
+        (a.retransmits as u64).saturating_sub(fast + spurious),
+        a.dup_acks as u64,
+        a.out_of_order as u64,
+        a.lost_segments as u64,
+        a.zero_windows as u64,
+        s.rsts.saturating_sub(a.suspect_injected_rsts) as u64,
+        a.suspect_injected_rsts as u64,
     ]
 }
 

@@ -18,10 +18,10 @@ fn snap(table: &SharedTable, retx: u32, now_s: u64, keep: bool) -> Snapshot {
     st.rtt_ns = 2_000_000;
     st.dir[S2C].packets = 100;
     st.dir[S2C].data_segments = 100;
-    st.dir[S2C].retransmits = retx;
-    st.dir[S2C].fast_retransmits = retx / 2;
+    st.anomalies.get_mut(S2C).retransmits = retx;
+    st.anomalies.get_mut(S2C).fast_retransmits = retx / 2;
     st.dir[C2S].rsts = 1;
-    st.dir[C2S].suspect_injected_rsts = 1;
+    st.anomalies.get_mut(C2S).suspect_injected_rsts = 1;
     let flows = if keep {
         vec![FlowRecord {
             key: FlowKey::default(),
@@ -184,8 +184,8 @@ fn per_flow_series_only_when_asked_and_only_the_worst() {
             let mut f = snap(&SharedTable::default(), 0, t, true).records()[0].clone();
             f.key.port_a = port;
             f.state.dir[S2C].data_segments = 100 * t;
-            f.state.dir[S2C].retransmits = retx * t as u32;
-            f.state.dir[S2C].fast_retransmits = 0;
+            f.state.anomalies.get_mut(S2C).retransmits = retx * t as u32;
+            f.state.anomalies.get_mut(S2C).fast_retransmits = 0;
             flows.push(f);
         }
         table.write().read_whole(flows);

@@ -33,7 +33,7 @@ fn reset_of(st: &FlowStats) -> Option<Reset> {
     let (c, s) = (&st.dir[C2S], &st.dir[S2C]);
     let (d, from) = if s.rsts > 0 {
         (S2C, Side::Server)
-    } else if c.suspect_injected_rsts > 0 {
+    } else if st.anomalies(C2S).suspect_injected_rsts > 0 {
         (C2S, Side::Server)
     } else if c.rsts > 0 {
         (C2S, Side::Client)
@@ -42,7 +42,7 @@ fn reset_of(st: &FlowStats) -> Option<Reset> {
     };
     Some(Reset {
         from,
-        time_ns: st.dir[d].last_rst_ns,
+        time_ns: st.anomalies(d).last_rst_ns,
     })
 }
 
@@ -109,16 +109,16 @@ mod tests {
         let mut st = FlowStats::default();
         assert_eq!(reset_of(&st), None);
         st.dir[C2S].rsts = 1;
-        st.dir[C2S].last_rst_ns = 5;
+        st.anomalies.get_mut(C2S).last_rst_ns = 5;
         assert_eq!(reset_of(&st).map(|r| r.from), Some(Side::Client));
-        st.dir[C2S].suspect_injected_rsts = 1;
+        st.anomalies.get_mut(C2S).suspect_injected_rsts = 1;
         assert_eq!(
             reset_of(&st).map(|r| r.from),
             Some(Side::Server),
             "injected"
         );
         st.dir[S2C].rsts = 1;
-        st.dir[S2C].last_rst_ns = 7;
+        st.anomalies.get_mut(S2C).last_rst_ns = 7;
         assert_eq!(
             reset_of(&st),
             Some(Reset {

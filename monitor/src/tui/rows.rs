@@ -178,7 +178,8 @@ impl<'a> Row<'a> {
             Column::RetxS2C => percent(h.and_then(|h| h.retx_rate[S2C])),
             Column::Resets => {
                 let n = st.dir[C2S].rsts + st.dir[S2C].rsts;
-                let suspect = st.dir[C2S].suspect_injected_rsts + st.dir[S2C].suspect_injected_rsts;
+                let suspect = st.anomalies(C2S).suspect_injected_rsts
+                    + st.anomalies(S2C).suspect_injected_rsts;
                 match (n, suspect) {
                     (0, _) => "-".into(),
                     (n, 0) => n.to_string(),

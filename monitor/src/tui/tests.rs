@@ -65,7 +65,7 @@ fn advance(f: &mut FlowRecord, now: u64, retx_s2c: u32) {
         st.dir[d].payload_bytes += segs * 1000;
         st.acked_ns[d] = now;
     }
-    st.dir[S2C].retransmits += retx_s2c;
+    st.anomalies.get_mut(S2C).retransmits += retx_s2c;
     st.last_seen_ns = now;
 }
 

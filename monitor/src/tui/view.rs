@@ -1,9 +1,7 @@
 //! Rendering: a pure function of the run's info, the UI state and one snapshot. Severity
 //! shows as colour and as text (`CRIT!!`, `WARN!`), so it reads without colour too.
 
-use monitor_common::flow::{
-    DirStats, SynOpts, C2S, S2C, SYN_OPT_SACK, SYN_OPT_SEEN, SYN_OPT_TIMESTAMPS,
-};
+use monitor_common::flow::{SynOpts, C2S, S2C, SYN_OPT_SACK, SYN_OPT_SEEN, SYN_OPT_TIMESTAMPS};
 use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
@@ -20,7 +18,7 @@ use super::{
 use crate::{
     format,
     media::verdict::{Media, Verdict},
-    model::{Alert, Level, Point, RunInfo},
+    model::{Alert, Anomalies, DirCounts, FlowStats, Level, Point, RunInfo},
     snapshot::Snapshot,
     table::FlowTable,
 };
@@ -433,21 +431,20 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: 
     );
     let [left, right] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(mid);
-    draw_counters(f, left, c, s, h.map(|_| st.in_flight));
+    draw_counters(f, left, st, h.map(|_| st.in_flight));
     draw_sparks(f, right, ui, snap);
     draw_alerts(f, bottom, &snap.alerts, "This flow's alerts", ui.selected);
 }
 
-fn draw_counters(
-    f: &mut Frame,
-    area: Rect,
-    c: &DirStats,
-    s: &DirStats,
-    flight: Option<[Option<u32>; 2]>,
-) {
+fn draw_counters(f: &mut Frame, area: Rect, st: &FlowStats, flight: Option<[Option<u32>; 2]>) {
     // One row per counter, the client's and the server's side by side.
-    let row = |name: &'static str, get: fn(&DirStats) -> u64| {
+    let (c, s) = (&st.dir[C2S], &st.dir[S2C]);
+    let row = |name: &'static str, get: fn(&DirCounts) -> u64| {
         (name, get(c).to_string(), get(s).to_string())
+    };
+    let (ca, sa) = (st.anomalies(C2S), st.anomalies(S2C));
+    let flag = |name: &'static str, get: fn(&Anomalies) -> u32| {
+        (name, get(ca).to_string(), get(sa).to_string())
     };
     let fl = |d: usize| {
         flight
@@ -457,23 +454,23 @@ fn draw_counters(
     let rows: Vec<(&str, String, String)> = vec![
         row("packets", |d| d.packets),
         row("bytes", |d| d.bytes),
-        row("retransmits", |d| d.retransmits as u64),
-        row("  fast", |d| d.fast_retransmits as u64),
-        row("  spurious", |d| d.spurious_retransmits as u64),
-        row("out of order", |d| d.out_of_order as u64),
-        row("lost segments", |d| d.lost_segments as u64),
-        row("dup ACKs", |d| d.dup_acks as u64),
-        row("zero windows", |d| d.zero_windows as u64),
-        row("zw probes", |d| d.zero_window_probes as u64),
+        flag("retransmits", |d| d.retransmits),
+        flag("  fast", |d| d.fast_retransmits),
+        flag("  spurious", |d| d.spurious_retransmits),
+        flag("out of order", |d| d.out_of_order),
+        flag("lost segments", |d| d.lost_segments),
+        flag("dup ACKs", |d| d.dup_acks),
+        flag("zero windows", |d| d.zero_windows),
+        flag("zw probes", |d| d.zero_window_probes),
         row("resets", |d| d.rsts as u64),
-        row("  suspect", |d| d.suspect_injected_rsts as u64),
+        flag("  suspect", |d| d.suspect_injected_rsts),
         row("FINs", |d| d.fins as u64),
         ("in flight", fl(C2S), fl(S2C)),
         row("data segments", |d| d.data_segments),
         row("payload bytes", |d| d.payload_bytes),
-        row("keep-alives", |d| d.keep_alives as u64),
-        row("window full", |d| d.window_full as u64),
-        row("ACKed unseen", |d| d.acked_unseen as u64),
+        flag("keep-alives", |d| d.keep_alives),
+        flag("window full", |d| d.window_full),
+        flag("ACKed unseen", |d| d.acked_unseen),
     ];
     let body = rows
         .into_iter()

@@ -61,7 +61,7 @@ pub fn judge_capture(path: &Path) -> Vec<Judged> {
                 .find(|(d, _)| f.state.dir[*d].rsts > 0)
                 .map(|(d, from)| Reset {
                     from,
-                    time_ns: f.state.dir[d].last_rst_ns,
+                    time_ns: f.state.anomalies(d).last_rst_ns,
                 });
             let media = verdict::judge(&Exchange {
                 client: of(C2S),
