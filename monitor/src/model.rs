@@ -7,6 +7,7 @@
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    num::NonZeroU32,
     sync::Arc,
 };
 
@@ -155,19 +156,67 @@ pub struct KernelCost {
 /// What the engine concluded about one flow at this tick (aligned with `Snapshot::flows`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FlowHealth {
-    pub session: Option<SessionId>,
+    /// The number of the session the flow joined, its client's `n`th: the session is that
+    /// with the client's address, which the row already holds ([`FlowHealth::session`]).
+    pub session_n: Option<NonZeroU32>,
     /// The worst active finding (`None`: healthy).
     pub level: Option<Level>,
     /// Bytes per second over the latest tick.
     pub throughput: [f64; 2],
-    /// Retransmitted share of data segments over the alert window (`None`: too few).
-    pub retx_rate: [Option<f64>; 2],
+    /// Retransmitted share of data segments over the alert window (unknown: too few).
+    pub retx_rate: [Ratio; 2],
     /// Time each side's receive window has been seen at zero, in total.
     pub zero_window_ns: [u64; 2],
     /// Ids of the active alerts this flow is part of.
     pub alerts: Vec<u64>,
     /// Zeek's conn.log history letters, inline (no heap block to touch per row a tick).
     pub history: compact_str::CompactString,
+}
+
+impl FlowHealth {
+    /// The session of `flow`, the flow this health is of.
+    pub fn session(&self, flow: &FlowRecord) -> Option<SessionId> {
+        self.session_n.map(|n| SessionId {
+            remote: flow.client().ip(),
+            n: n.get(),
+        })
+    }
+}
+
+/// A ratio that may be unknown, in the 8 bytes of an `f64` (NaN: unknown) where an
+/// `Option<f64>` takes 16: every row of the flow table keeps two. Equal as the options are
+/// (two unknown ratios are equal).
+#[derive(Clone, Copy, Debug)]
+pub struct Ratio(f64);
+
+impl PartialEq for Ratio {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Ratio {
+    pub const UNKNOWN: Ratio = Ratio(f64::NAN);
+
+    pub fn new(v: Option<f64>) -> Self {
+        v.filter(|v| !v.is_nan()).map_or(Self::UNKNOWN, Ratio)
+    }
+
+    pub fn get(self) -> Option<f64> {
+        (!self.0.is_nan()).then_some(self.0)
+    }
+}
+
+impl Default for Ratio {
+    fn default() -> Self {
+        Self::UNKNOWN
+    }
+}
+
+impl Serialize for Ratio {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
 }
 
 /// The alert kinds, named as in the JSON contract.

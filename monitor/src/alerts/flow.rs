@@ -3,6 +3,7 @@
 
 use foldhash::HashMap;
 use monitor_common::flow::{seen, FlowKey};
+use std::num::NonZeroU32;
 
 use super::{
     config::AlertConfig,
@@ -14,7 +15,7 @@ use super::{
 };
 use crate::{
     media::verdict::Media,
-    model::{FlowHealth, FlowId, FlowRecord, Kind, Level, SessionId},
+    model::{FlowHealth, FlowId, FlowRecord, Kind, Level, Ratio, SessionId},
 };
 
 /// What the engine keeps of one flow between ticks.
@@ -174,10 +175,10 @@ impl FlowEntry {
     ) -> FlowHealth {
         let (throughput, retx_rate) = self.hist.rates(cfg.retransmit_min_segments);
         FlowHealth {
-            session: Some(self.session),
+            session_n: NonZeroU32::new(self.session.n),
             level: None,
             throughput,
-            retx_rate,
+            retx_rate: retx_rate.map(Ratio::new),
             zero_window_ns: self.hist.zero_total_ns(),
             alerts: Vec::new(),
             history,

@@ -203,8 +203,12 @@ fn compare(
         }
         // The engine's count of sessions is what the flows' health says.
         for sim in [&fast, &full] {
-            let named: std::collections::BTreeSet<_> =
-                sim.health.iter().filter_map(|h| h.session).collect();
+            let named: std::collections::BTreeSet<_> = sim
+                .health
+                .iter()
+                .zip(&sim.flows)
+                .filter_map(|(h, f)| h.session(f))
+                .collect();
             if sim.last.sessions != named.len() {
                 return Err(format!(
                     "tick {n}: {} sessions counted, {} named",

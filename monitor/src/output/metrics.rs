@@ -514,7 +514,7 @@ impl Metrics {
             .flat_map(|(i, r)| {
                 let h = &r.health;
                 DIRS.iter()
-                    .filter_map(move |(d, _)| h.retx_rate[*d].map(|r| (r, i, *d)))
+                    .filter_map(move |(d, _)| h.retx_rate[*d].get().map(|r| (r, i, *d)))
             })
             .collect();
         rated.sort_by(|a, b| b.0.total_cmp(&a.0));

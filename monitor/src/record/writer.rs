@@ -310,7 +310,7 @@ impl Recorder {
                         "health".into(),
                         json!({
                             "level": h.level.map(|l| l.name()),
-                            "session": h.session.map(|s| s.to_string()),
+                            "session": h.session(f).map(|s| s.to_string()),
                             "throughput_bps": h.throughput,
                             "retx_rate": h.retx_rate,
                             "zero_window_ns": h.zero_window_ns,

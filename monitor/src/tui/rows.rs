@@ -174,8 +174,8 @@ impl<'a> Row<'a> {
             }
             Column::ThroughputC2S => h.map_or("-".into(), |h| bytes(h.throughput[C2S])),
             Column::ThroughputS2C => h.map_or("-".into(), |h| bytes(h.throughput[S2C])),
-            Column::RetxC2S => percent(h.and_then(|h| h.retx_rate[C2S])),
-            Column::RetxS2C => percent(h.and_then(|h| h.retx_rate[S2C])),
+            Column::RetxC2S => percent(h.and_then(|h| h.retx_rate[C2S].get())),
+            Column::RetxS2C => percent(h.and_then(|h| h.retx_rate[S2C].get())),
             Column::Resets => {
                 let n = st.dir[C2S].rsts + st.dir[S2C].rsts;
                 let suspect = st.anomalies(C2S).suspect_injected_rsts
@@ -218,8 +218,8 @@ impl<'a> Row<'a> {
                 Column::Handshake => st.rtt_ns as f64,
                 Column::ThroughputC2S => h.map_or(0.0, |h| h.throughput[C2S]),
                 Column::ThroughputS2C => h.map_or(0.0, |h| h.throughput[S2C]),
-                Column::RetxC2S => h.and_then(|h| h.retx_rate[C2S]).unwrap_or(-1.0),
-                Column::RetxS2C => h.and_then(|h| h.retx_rate[S2C]).unwrap_or(-1.0),
+                Column::RetxC2S => h.and_then(|h| h.retx_rate[C2S].get()).unwrap_or(-1.0),
+                Column::RetxS2C => h.and_then(|h| h.retx_rate[S2C].get()).unwrap_or(-1.0),
                 Column::Resets => (st.dir[C2S].rsts + st.dir[S2C].rsts) as f64,
                 Column::ZeroWindow => h.map_or(0.0, |h| {
                     (h.zero_window_ns[C2S] + h.zero_window_ns[S2C]) as f64
@@ -418,8 +418,9 @@ pub fn worst(snap: &Snapshot, table: &FlowTable) -> Option<FlowId> {
                     let rate = |r: &Row| {
                         r.health.map_or(0.0, |h| {
                             h.retx_rate[0]
+                                .get()
                                 .unwrap_or(0.0)
-                                .max(h.retx_rate[1].unwrap_or(0.0))
+                                .max(h.retx_rate[1].get().unwrap_or(0.0))
                         })
                     };
                     rate(a).total_cmp(&rate(b))

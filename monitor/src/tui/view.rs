@@ -393,7 +393,7 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: 
         ]),
         Line::from(format!(
             "session {}  handshake {}  rtt {}  SYNs {}  SYN/ACKs {}",
-            h.and_then(|h| h.session)
+            h.and_then(|h| h.session(fl))
                 .map_or("-".into(), |s| s.to_string()),
             snap.outcome(st).unwrap_or("pending"),
             if st.rtt_ns == 0 {
