@@ -448,13 +448,14 @@ impl FlowTable {
     /// as were ever used: the room [`Self::reserve`] leaves beyond them is never touched,
     /// so never resident. The rows' anomaly blocks count where they are held.
     pub fn bytes(&self) -> u64 {
-        use crate::footprint::buffer;
-        let anomalies: u64 = self
+        use crate::footprint::{block, buffer};
+        let boxed = self
             .rows
             .iter()
             .flatten()
-            .map(|r| r.flow.state.anomalies.heap_bytes())
-            .sum();
+            .filter(|r| r.flow.state.anomalies.is_boxed())
+            .count() as u64;
+        let anomalies = boxed * block(std::mem::size_of::<[crate::model::Anomalies; 2]>());
         buffer::<Option<FlowRow>>(self.rows.len())
             + anomalies
             + buffer::<u32>(self.free.capacity())

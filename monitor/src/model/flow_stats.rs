@@ -107,11 +107,10 @@ impl AnomalyCounts {
         &mut self.0.get_or_insert_with(Box::default)[d & 1]
     }
 
-    /// The heap block held, if any (the memory account's question).
-    pub fn heap_bytes(&self) -> u64 {
-        self.0.as_ref().map_or(0, |_| {
-            crate::footprint::block(std::mem::size_of::<[Anomalies; 2]>())
-        })
+    /// Whether a heap block of both directions' [`Anomalies`] is held (the memory
+    /// account's question).
+    pub fn is_boxed(&self) -> bool {
+        self.0.is_some()
     }
 }
 
@@ -167,6 +166,19 @@ impl FlowStats {
     pub fn anomalies(&self, d: usize) -> &Anomalies {
         self.anomalies.get(d)
     }
+
+    /// Every time the row holds, through `f` (the collector's kernel clock to the epoch).
+    pub fn map_times(&mut self, f: impl Fn(u64) -> u64) {
+        self.first_seen_ns = f(self.first_seen_ns);
+        self.last_seen_ns = f(self.last_seen_ns);
+        self.progress_ns = self.progress_ns.map(&f);
+        self.acked_ns = self.acked_ns.map(&f);
+        if let Some(a) = self.anomalies.0.as_deref_mut() {
+            for d in a {
+                d.last_rst_ns = f(d.last_rst_ns);
+            }
+        }
+    }
 }
 
 /// Bytes sent in direction `d` and not yet acknowledged, when both ends are known.
@@ -211,12 +223,12 @@ mod tests {
         let mut st = FlowState::default();
         st.dir[C2S].packets = 3;
         let row = FlowStats::from(&st);
-        assert_eq!(row.anomalies.heap_bytes(), 0, "zeros must not be boxed");
+        assert!(!row.anomalies.is_boxed(), "zeros must not be boxed");
         assert_eq!(*row.anomalies(S2C), NONE);
 
         st.dir[S2C].last_rst_ns = 7;
         let row = FlowStats::from(&st);
-        assert!(row.anomalies.heap_bytes() > 0, "a reset time is an anomaly");
+        assert!(row.anomalies.is_boxed(), "a reset time is an anomaly");
         assert_eq!(row.anomalies(S2C).last_rst_ns, 7);
         assert_eq!(*row.anomalies(C2S), NONE);
     }
@@ -225,7 +237,7 @@ mod tests {
     fn boxed_zeros_equal_no_box() {
         let mut boxed = AnomalyCounts::default();
         boxed.get_mut(S2C).dup_acks = 0;
-        assert!(boxed.heap_bytes() > 0);
+        assert!(boxed.is_boxed());
         assert_eq!(boxed, AnomalyCounts::default());
         boxed.get_mut(S2C).dup_acks = 1;
         assert_ne!(boxed, AnomalyCounts::default());
