@@ -49,6 +49,8 @@ pub(super) fn id_hash(id: &FlowId) -> u64 {
 #[derive(Clone, Copy, Default)]
 pub(super) struct RowChange<'a> {
     pub(super) record: bool,
+    /// The flow joined its session this tick, with this record.
+    pub(super) joined: bool,
     pub(super) media: Option<&'a Media>,
     pub(super) media_changed: bool,
 }
@@ -70,19 +72,8 @@ impl WorkingState {
 }
 
 impl FlowEntry {
-    /// The state of a flow first seen now, in the session it joins.
-    pub(super) fn new(
-        sessions: &mut sessions::Sessions,
-        cfg: &AlertConfig,
-        f: &FlowRecord,
-    ) -> Self {
-        let st = &f.state;
-        let session = sessions.join(
-            st.first_seen_ns,
-            f.client().ip(),
-            st.last_seen_ns,
-            ns(cfg.session_window_s),
-        );
+    /// The state of a flow first seen now, in the session it joined.
+    pub(super) fn new(session: SessionId, f: &FlowRecord) -> Self {
         Self {
             id_hash: id_hash(&FlowId::of(f)),
             hist: FlowHistory::default(),
@@ -138,7 +129,7 @@ impl FlowEntry {
         w.catch_up(idle, window);
         // The host was last told of this record (or joined with it): telling it again
         // changes nothing, and a scan's unanswered SYNs are judged tick after tick.
-        if change.record {
+        if change.record && !change.joined {
             sessions.touch(f.client().ip(), st.last_seen_ns);
         }
         let prev_ts = w.latest().map(|s| s.ts_ns);

@@ -10,6 +10,7 @@ use std::{cmp::Reverse, collections::BinaryHeap};
 
 use super::{
     flow::{id_hash, FlowEntry, Judge, RowChange, WorkingState},
+    ns,
     sessions::Sessions,
 };
 use crate::{
@@ -117,8 +118,9 @@ impl Schedule {
             media: &media,
             moved: moved.as_deref(),
         };
-        // New flows join sessions in the order they started; the others first, in row
-        // order (scattered rows read in order are the cheapest to reach).
+        // New flows join sessions in the order they started, and are judged after the
+        // others; every row is read in row order (a first tick's million rows read in the
+        // order they started is a cache miss each).
         let mut fresh = Vec::new();
         for &i in &due {
             let Some(row) = table.row(i) else {
@@ -126,7 +128,8 @@ impl Schedule {
             };
             let id = FlowId::of(&row.flow);
             if !self.entry_of(i, &id) {
-                fresh.push((row.flow.state.first_seen_ns, i));
+                let st = &row.flow.state;
+                fresh.push((st.first_seen_ns, i, row.flow.client().ip(), st.last_seen_ns));
                 continue;
             }
             self.judge_row(table, i, lists, false, judge, sessions);
@@ -140,14 +143,22 @@ impl Schedule {
                 judge.stand(entry, i as usize, &row.flow);
             }
         }
-        fresh.sort_unstable();
-        for (_, i) in fresh {
+        // The state another flow of a new flow's row left goes first.
+        for &(_, i, _, _) in &fresh {
+            self.drop_entry(i, sessions);
+        }
+        fresh.sort_unstable_by_key(|&(first_seen, i, _, _)| (first_seen, i));
+        let window = ns(judge.cfg.session_window_s);
+        let mut joined: Vec<(u32, SessionId)> = fresh
+            .into_iter()
+            .map(|(first, i, remote, last)| (i, sessions.join(first, remote, last, window)))
+            .collect();
+        joined.sort_unstable_by_key(|&(i, _)| i);
+        for (i, session) in joined {
             if let Some(row) = table.row_mut(i) {
                 // Judged from the start: the health another flow of the row had goes.
                 row.health = Default::default();
-                self.drop_entry(i, sessions);
-                let entry = FlowEntry::new(sessions, judge.cfg, &row.flow);
-                self.flows[i as usize] = Some(entry);
+                self.flows[i as usize] = Some(FlowEntry::new(session, &row.flow));
                 self.judge_row(table, i, lists, true, judge, sessions);
             }
         }
@@ -176,6 +187,7 @@ impl Schedule {
         };
         let now = RowChange {
             record: new || lists.moved.is_none_or(|m| m.binary_search(&i).is_ok()),
+            joined: new,
             media: row.media.as_deref(),
             media_changed: lists.media.binary_search(&i).is_ok(),
         };

@@ -244,7 +244,7 @@ impl Collector {
         for key in keys {
             match self.flows.get(&key, 0) {
                 Ok(st) => {
-                    t.put(record(self.clock, st));
+                    t.put(record(self.clock, &st));
                     self.reads.records += 1;
                 }
                 Err(aya::maps::MapError::KeyNotFound) => t.evict(&key),
@@ -310,7 +310,7 @@ impl Collector {
         let clock = self.clock;
         let batched = match self.batch.as_mut() {
             Some(b) => b
-                .read(|_, st| each(record(clock, *st)))
+                .read(|_, st| each(record(clock, st)))
                 .context("reading FLOWS in batches")?,
             None => false,
         };
@@ -320,7 +320,7 @@ impl Collector {
         self.batch = None;
         for item in self.flows.iter() {
             match item {
-                Ok((_, state)) => each(record(clock, state)),
+                Ok((_, state)) => each(record(clock, &state)),
                 // The entry was evicted between listing and reading it.
                 Err(aya::maps::MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e).context("reading FLOWS"),
@@ -349,7 +349,7 @@ impl Collector {
         let clock = self.clock;
         drain::<FlowState>(&mut self.closed_rb)
             .into_iter()
-            .map(|st| record(clock, st))
+            .map(|st| record(clock, &st))
             .collect()
     }
 
@@ -429,9 +429,33 @@ fn drain<T: aya::Pod>(ring: &mut RingBuf<MapData>) -> Vec<T> {
     out
 }
 
-/// A kernel record as the outputs see it: times on the Unix epoch, the marking epoch
-/// (kernel bookkeeping) cleared.
-fn record(clock: Clock, mut st: FlowState) -> FlowRecord {
-    st.epoch = 0;
-    FlowRecord::of(&clock.state_to_epoch(st))
+/// A kernel record as the outputs see it: times on the Unix epoch (only the row's are
+/// converted: the rest of the kernel's record is not kept).
+fn record(clock: Clock, st: &FlowState) -> FlowRecord {
+    let mut r = FlowRecord::of(st);
+    r.state.map_times(|t| clock.to_epoch(t));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_converts_the_times_the_whole_record_would() {
+        let mut st = FlowState {
+            first_seen_ns: 10,
+            last_seen_ns: 20,
+            progress_ns: [11, 0],
+            acked_ns: [0, 12],
+            ..FlowState::default()
+        };
+        st.dir[1].last_rst_ns = 19;
+        st.dir[0].rsts = 1;
+        let clock = Clock::monotonic();
+        let row = record(clock, &st);
+        assert_eq!(row, FlowRecord::of(&clock.state_to_epoch(st)));
+        assert!(row.state.first_seen_ns > 10, "converted to the epoch");
+        assert_eq!(row.state.progress_ns[1], 0, "an unset time stays unset");
+    }
 }

@@ -26,7 +26,7 @@ use super::metric_labels::{
 };
 use super::{kernel_metrics::KernelMetrics, media_metrics::MediaMetrics};
 use crate::{
-    model::{FlowId, Kind, Level},
+    model::{FlowId, FlowRecord, Kind, Level},
     snapshot::Snapshot,
     table::FlowTable,
 };
@@ -338,6 +338,19 @@ impl Metrics {
     }
 
     /// Adds what changed since the previous snapshot.
+    /// Counts the handshake outcome of connection `f` if it is known (a timeout is known by
+    /// time alone); whether it was.
+    fn handshake_known(&mut self, snap: &Snapshot, f: &FlowRecord) -> bool {
+        let Some(o) = snap.outcome(&f.state) else {
+            return false;
+        };
+        self.handshakes.get_or_create(&Outcome { outcome: o }).inc();
+        if o == "ok" && f.state.rtt_ns > 0 {
+            self.rtt.observe(f.state.rtt_ns as f64 / 1e9);
+        }
+        true
+    }
+
     pub fn observe(&mut self, snap: &Snapshot) {
         self.gone.clear();
         self.gone.extend(
@@ -383,6 +396,9 @@ impl Metrics {
         // Summed over the rows first: a counter's series is looked up once a tick, not once
         // a row (a first tick brings every row at once, two dozen series each).
         let mut grown = [[0u64; FIELDS]; 2];
+        // A new flow's handshake counts now if its outcome is known, from the row in hand;
+        // the others wait in `pending`, after those already there.
+        let mut waiting = Vec::new();
         let rows = added
             .iter()
             .map(|i| (*i, None))
@@ -398,8 +414,8 @@ impl Metrics {
                     sum[k] = sum[k].saturating_add(now[k].saturating_sub(before[k]));
                 }
             }
-            if before.is_none() {
-                self.pending.push(FlowId::of(&r.flow));
+            if before.is_none() && !self.handshake_known(snap, &r.flow) {
+                waiting.push(FlowId::of(&r.flow));
             }
         }
         for (delta, (_, name)) in grown.into_iter().zip(DIRS) {
@@ -437,16 +453,11 @@ impl Metrics {
             let Some(f) = table.find(&k).and_then(|i| table.row(i)).map(|r| &r.flow) else {
                 continue;
             };
-            match snap.outcome(&f.state) {
-                Some(o) => {
-                    self.handshakes.get_or_create(&Outcome { outcome: o }).inc();
-                    if o == "ok" && f.state.rtt_ns > 0 {
-                        self.rtt.observe(f.state.rtt_ns as f64 / 1e9);
-                    }
-                }
-                None => self.pending.push(k),
+            if !self.handshake_known(snap, f) {
+                self.pending.push(k);
             }
         }
+        self.pending.append(&mut waiting);
 
         self.media.observe(&table);
         if let Some(c) = &snap.kernel_cost {
