@@ -184,13 +184,13 @@ fn tables_without_machines(r: &Value) -> String {
         }
     }
     if let Some(sc) = r.get("scale") {
-        s += "### 5. Scale: flows in the kernel map\n\nTimes in ms; a tick = reading the map + judging the flows + feeding the metrics. The first tick meets every flow and reads the map whole; the ticks measured after it (and after 12 more, so that as many flows fall idle as a change wakes: the steady state) each see 1 % of the flows changed (one data segment each since the tick before), and read back the flows the kernel reported changed (\"whole reads\": how many of them read the whole map instead). Each snapshot is kept until the next is ready, as the terminal UI keeps the one it shows. Render: the flow table on a 160x48 terminal, for a new snapshot; key: a key press (cursor down) and the table drawn again. Scrape: encoding `/metrics`. RSS after 3 min: after 180 more ticks of judging (the flows idle), when every sparkline is full.\n\n| flows | first tick | runs | tick | read map | whole reads | judge | metrics | render | key | scrape | monitor RSS MB | RSS MB after 3 min | kernel map MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        s += "### 5. Scale: flows in the kernel map\n\nTimes in ms; a tick = reading the map + judging the flows + feeding the metrics. The first tick meets every flow and reads the map whole (as many runs as the ticks: the monitor's first, then the collector starting over on the same map, after the memory figures); the ticks measured after it (and after 12 more, so that as many flows fall idle as a change wakes: the steady state) each see 1 % of the flows changed (one data segment each since the tick before), and read back the flows the kernel reported changed (\"whole reads\": how many of them read the whole map instead). Each snapshot is kept until the next is ready, as the terminal UI keeps the one it shows. Render: the flow table on a 160x48 terminal, for a new snapshot; key: a key press (cursor down) and the table drawn again. Scrape: encoding `/metrics`. RSS after 3 min: after 180 more ticks of judging (the flows idle), when every sparkline is full.\n\n| flows | first tick | runs | tick | read map | whole reads | judge | metrics | render | key | scrape | monitor RSS MB | RSS MB after 3 min | kernel map MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
         for z in sc["sizes"].as_array().into_iter().flatten() {
             let f = |k: &str| Figure::from_json(&z[k]);
             s += &format!(
-                "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |\n",
                 z["flows"],
-                z["first_tick_ms"].as_f64().unwrap_or(0.0),
+                f("first_tick_ms").cell(1),
                 f("tick_ms").runs.len(),
                 f("tick_ms").cell(1),
                 f("read_map_ms").cell(1),

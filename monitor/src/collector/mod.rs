@@ -147,6 +147,13 @@ impl Collector {
         vec![("flow table", self.table.read().bytes())]
     }
 
+    /// Starts over with an empty table, as a monitor started now would: the next tick
+    /// reads the map whole (the benchmark's first tick, again on the same map).
+    pub fn start_over(&mut self) {
+        self.table = SharedTable::default();
+        self.synced = false;
+    }
+
     pub fn counters(&self) -> Result<Counters> {
         let mut c = Counters::default();
         for idx in 0..stats::COUNT {
