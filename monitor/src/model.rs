@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 mod flow_stats;
 
-pub use flow_stats::{Anomalies, AnomalyCounts, DirCounts, FlowStats};
+pub use flow_stats::{Anomalies, AnomalyCounts, DirCounts, FlowStats, InFlight};
 
 /// One flow: its key and what the monitor keeps of the kernel's record, timestamps already
 /// in Unix-epoch ns.

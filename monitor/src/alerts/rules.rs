@@ -64,7 +64,9 @@ pub fn quiet_until(cfg: &AlertConfig, st: &FlowStats, h: &FlowHistory) -> Option
         && has(seen::CLIENT_HELLO)
         && st.dir[S2C].payload_bytes == 0
         && !closed(st);
-    let flight = [C2S, S2C].iter().any(|&d| st.in_flight[d].unwrap_or(0) > 0);
+    let flight = [C2S, S2C]
+        .iter()
+        .any(|&d| st.in_flight[d].get().unwrap_or(0) > 0);
     let zero = [C2S, S2C].iter().any(|&d| h.zero_since_ns(d).is_some());
     let retx = [C2S, S2C].iter().any(|&d| h.window_retransmits(d) > 0);
     if hello_unanswered || flight || zero || retx {
@@ -312,7 +314,7 @@ fn stall(
     let unacked_resends = retx.saturating_sub(u64::from(h.retx_at_progress[d]));
     let since = st.acked_ns[d].max(st.first_seen_ns);
     let quiet = now.saturating_sub(since);
-    let flight = st.in_flight[d].unwrap_or(0);
+    let flight = st.in_flight[d].get().unwrap_or(0);
     let kernel_said = st.seen
         & if d == C2S {
             seen::STALLED_C2S

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::tests::{data, establish, record, Sim, S};
 use super::*;
-use crate::model::{FlowId, FlowRecord, FlowStats, Kind, Point};
+use crate::model::{FlowId, FlowRecord, FlowStats, InFlight, Kind, Point};
 
 #[derive(Clone, Debug)]
 enum Act {
@@ -81,12 +81,12 @@ fn apply(f: &mut FlowRecord, a: &Act, now: u64) {
                 st.acked_ns[d] = acked_before;
             }
             // What the sequence analysis says is outstanding.
-            let sent = st.in_flight[d].unwrap_or(0) + segs as u32 * 960;
+            let sent = st.in_flight[d].get().unwrap_or(0) + segs as u32 * 960;
             if acked {
-                st.in_flight[d] = Some(0);
+                st.in_flight[d] = InFlight::new(Some(0));
                 touch(st, d ^ 1);
             } else {
-                st.in_flight[d] = Some(sent);
+                st.in_flight[d] = InFlight::new(Some(sent));
             }
         }
         Act::ZeroWindow { d, zero } => {

@@ -9,7 +9,7 @@ use monitor_common::{
 use super::*;
 
 use crate::{
-    model::{Counters, FlowHealth, FlowRecord, FlowStats, Kind, Level, Ratio},
+    model::{Counters, FlowHealth, FlowRecord, FlowStats, InFlight, Kind, Level, Ratio},
     snapshot::Snapshot,
     table::SharedTable,
 };
@@ -365,7 +365,7 @@ fn stall_by_silence_and_by_blackhole() {
     healthy_flow(&mut sim, [10, 0, 1, 2], 40001);
     // Both ends' sequence numbers known, nothing outstanding.
     for fl in sim.flows.iter_mut() {
-        fl.state.in_flight[C2S] = Some(0);
+        fl.state.in_flight[C2S] = InFlight::new(Some(0));
     }
     for _ in 0..3 {
         sim.step(|fl, t| {
@@ -380,7 +380,7 @@ fn stall_by_silence_and_by_blackhole() {
     // Flow 0: 4000 bytes outstanding, no ACK moves, no resend yet. Flow 1: three resends
     // within one second, no ACK.
     sim.step(|fl, t| {
-        fl[0].state.in_flight[C2S] = Some(4000);
+        fl[0].state.in_flight[C2S] = InFlight::new(Some(4000));
         fl[0].state.last_seen_ns = t;
         fl[1].state.anomalies.get_mut(C2S).retransmits += 3;
         fl[1].state.last_seen_ns = t;
@@ -404,7 +404,7 @@ fn stall_by_silence_and_by_blackhole() {
     for _ in 0..12 {
         sim.step(|fl, t| {
             for f in fl.iter_mut() {
-                f.state.in_flight[C2S] = Some(0);
+                f.state.in_flight[C2S] = InFlight::new(Some(0));
                 data(f, C2S, 10, 0, t);
             }
         });

@@ -17,7 +17,7 @@ pub struct FlowStats {
     /// SYN to the first pure ACK (Wireshark's `ts_first_rtt`); 0 = unknown.
     pub rtt_ns: u64,
     /// Bytes sent each way and not yet acknowledged, when both ends are known.
-    pub in_flight: [Option<u32>; 2],
+    pub in_flight: [InFlight; 2],
     /// Whether each side's receive window is closed now.
     pub zero_window: [bool; 2],
     /// 1 when endpoint `a` of the key is the client.
@@ -181,6 +181,29 @@ impl FlowStats {
     }
 }
 
+/// Bytes in flight, if known, in the 4 bytes of a `u32` (`u32::MAX`: unknown; the count
+/// itself is at most `i32::MAX`) where an `Option<u32>` takes 8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlight(u32);
+
+impl InFlight {
+    pub const UNKNOWN: InFlight = InFlight(u32::MAX);
+
+    pub fn new(n: Option<u32>) -> Self {
+        n.filter(|&n| n != u32::MAX).map_or(Self::UNKNOWN, InFlight)
+    }
+
+    pub fn get(self) -> Option<u32> {
+        (self != Self::UNKNOWN).then_some(self.0)
+    }
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self::UNKNOWN
+    }
+}
+
 /// Bytes sent in direction `d` and not yet acknowledged, when both ends are known.
 fn in_flight(st: &FlowState, d: usize) -> Option<u32> {
     let (tx, rx) = (&st.tcp.dir[d], &st.tcp.dir[d ^ 1]);
@@ -199,7 +222,7 @@ impl From<&FlowState> for FlowStats {
             progress_ns: st.progress_ns,
             acked_ns: st.acked_ns,
             rtt_ns: st.tcp.rtt_ns,
-            in_flight: [0, 1].map(|d| in_flight(st, d)),
+            in_flight: [0, 1].map(|d| InFlight::new(in_flight(st, d))),
             zero_window: [0, 1].map(|d| st.tcp.dir[d].zero_window != 0),
             client_is_a: st.client_is_a,
             role_by: st.role_by,

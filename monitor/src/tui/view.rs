@@ -18,7 +18,7 @@ use super::{
 use crate::{
     format,
     media::verdict::{Media, Verdict},
-    model::{Alert, Anomalies, DirCounts, FlowStats, Level, Point, RunInfo},
+    model::{Alert, Anomalies, DirCounts, FlowStats, InFlight, Level, Point, RunInfo},
     snapshot::Snapshot,
     table::FlowTable,
 };
@@ -431,7 +431,7 @@ fn draw_detail(f: &mut Frame, area: Rect, ui: &UiState, snap: &Snapshot, flows: 
     );
     let [left, right] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(mid);
-    draw_counters(f, left, st, h.map(|_| st.in_flight));
+    draw_counters(f, left, st, h.map(|_| st.in_flight.map(InFlight::get)));
     draw_sparks(f, right, ui, snap);
     draw_alerts(f, bottom, &snap.alerts, "This flow's alerts", ui.selected);
 }
