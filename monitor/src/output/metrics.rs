@@ -337,7 +337,6 @@ impl Metrics {
         &self.gone
     }
 
-    /// Adds what changed since the previous snapshot.
     /// Counts the handshake outcome of connection `f` if it is known (a timeout is known by
     /// time alone); whether it was.
     fn handshake_known(&mut self, snap: &Snapshot, f: &FlowRecord) -> bool {
@@ -351,6 +350,7 @@ impl Metrics {
         true
     }
 
+    /// Adds what changed since the previous snapshot.
     pub fn observe(&mut self, snap: &Snapshot) {
         self.gone.clear();
         self.gone.extend(
@@ -555,48 +555,8 @@ impl Metrics {
     /// OpenMetrics: counters are typed by their `_total` name, info metrics are gauges,
     /// and there is no `# UNIT` or `# EOF`.
     pub fn prometheus_text(&self) -> String {
-        to_prometheus_text(&self.openmetrics())
+        super::prometheus_text::of_openmetrics(&self.openmetrics())
     }
-}
-
-pub fn to_prometheus_text(om: &str) -> String {
-    let mut renamed: HashMap<String, (String, &str)> = HashMap::default();
-    for l in om.lines() {
-        if let Some(rest) = l.strip_prefix("# TYPE ") {
-            let mut it = rest.split(' ');
-            let (name, ty) = (it.next().unwrap_or_default(), it.next().unwrap_or_default());
-            match ty {
-                "counter" => {
-                    renamed.insert(name.into(), (format!("{name}_total"), "counter"));
-                }
-                "info" => {
-                    renamed.insert(name.into(), (format!("{name}_info"), "gauge"));
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut out = String::with_capacity(om.len());
-    for l in om.lines() {
-        if l.starts_with("# UNIT ") || l == "# EOF" {
-            continue;
-        }
-        let meta = l
-            .strip_prefix("# HELP ")
-            .map(|r| ("HELP", r))
-            .or_else(|| l.strip_prefix("# TYPE ").map(|r| ("TYPE", r)));
-        if let Some((what, rest)) = meta {
-            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-            if let Some((new, ty)) = renamed.get(name) {
-                let tail = if what == "TYPE" { *ty } else { tail };
-                out.push_str(&format!("# {what} {new} {tail}\n"));
-                continue;
-            }
-        }
-        out.push_str(l);
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

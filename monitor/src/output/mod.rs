@@ -7,6 +7,7 @@ mod kernel_metrics;
 mod media_metrics;
 mod metric_labels;
 pub mod metrics;
+mod prometheus_text;
 pub mod text;
 
 use std::io::Write;
