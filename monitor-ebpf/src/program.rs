@@ -42,6 +42,7 @@ mod sample;
 use sample::{emit_sample, CopyOut};
 
 /// Filled in by userspace before load (`.rodata`, frozen: the verifier sees constants).
+// SAFETY: the only symbol of this name in the object; userspace sets CONFIG by it.
 #[unsafe(no_mangle)]
 static CONFIG: Config = Config::empty();
 
@@ -112,7 +113,7 @@ static IFACES: PerCpuArray<stats::IfCounters> =
 #[inline(always)]
 fn count_iface(ifindex: u32, len: u32, egress: bool) {
     if let Some(c) = IFACES.get_ptr_mut(stats::if_slot(ifindex, egress)) {
-        // Per-CPU slot: no other CPU writes it.
+        // SAFETY: `c` is this CPU's slot of IFACES, valid for the run; no other CPU writes it.
         unsafe {
             (*c).packets += 1;
             (*c).bytes += len as u64;
@@ -123,7 +124,7 @@ fn count_iface(ifindex: u32, len: u32, egress: bool) {
 #[inline(always)]
 fn bump(idx: u32) {
     if let Some(p) = STATS.get_ptr_mut(idx) {
-        // Per-CPU slot: no other CPU writes it, a plain add is safe.
+        // SAFETY: `p` is this CPU's slot of STATS, valid for the run; no other CPU writes it.
         unsafe { *p += 1 };
     }
 }
@@ -139,7 +140,7 @@ fn failed(idx: u32) {
     let Some(p) = STATS.get_ptr_mut(idx) else {
         return;
     };
-    // Per-CPU slot, as in `bump`.
+    // SAFETY: this CPU's slot of STATS, as in `bump`.
     let n = unsafe {
         *p += 1;
         *p
@@ -175,25 +176,28 @@ fn failed(idx: u32) {
 
 #[inline(always)]
 fn watched(port: u16) -> bool {
-    // Volatile: the compiler must not fold the zero-initialised static.
+    // SAFETY: CONFIG is only read here; volatile so that its zero initialiser is not folded.
     let word = unsafe { read_volatile(addr_of!(CONFIG.ports[(port >> 6) as usize])) };
     (word >> (port & 63)) & 1 == 1
 }
 
 #[inline(always)]
 fn flags() -> u32 {
+    // SAFETY: a read of CONFIG, as in `watched`.
     unsafe { read_volatile(addr_of!(CONFIG.flags)) }
 }
 
 /// Payload segments sampled per direction (`--media-samples`).
 #[inline(always)]
 fn samples() -> u32 {
+    // SAFETY: a read of CONFIG, as in `watched`.
     unsafe { read_volatile(addr_of!(CONFIG.samples)) }
 }
 
 /// Bytes of each watched packet for the evidence ring (`--evidence-snaplen`; 0: off).
 #[inline(always)]
 fn snaplen() -> u32 {
+    // SAFETY: a read of CONFIG, as in `watched`.
     unsafe { read_volatile(addr_of!(CONFIG.snaplen)) }
 }
 
@@ -220,7 +224,9 @@ fn read<const N: usize>(
     // Uninitialised on purpose: zeroing costs a byte loop (BPF has no memset), and either
     // route writes every byte.
     let mut buf = MaybeUninit::<[u8; N]>::uninit();
+    // SAFETY: `data` and `end` point at the context's own fields (the caller's `bounds`).
     let (data, end) = unsafe { (read_volatile(data) as usize, read_volatile(end) as usize) };
+    // SAFETY: `slot` is this CPU's word of SCRATCH (the caller's), valid for the run.
     let off_seen = unsafe {
         write_volatile(slot, off as u64);
         read_volatile(slot) as usize
@@ -232,7 +238,8 @@ fn read<const N: usize>(
     let in_place =
         flags() & FLAG_COPY_ONLY == 0 && off_seen <= 0x7fff && data + off_seen + need <= end;
     let ok = if in_place {
-        // Bounds checked just above, in the form the verifier follows.
+        // SAFETY: `data + off_seen + need <= end` was checked just above, in the form the
+        // verifier follows.
         unsafe {
             core::ptr::copy_nonoverlapping(
                 (data + off_seen) as *const u8,
@@ -244,6 +251,7 @@ fn read<const N: usize>(
     } else {
         copy(buf.as_mut_ptr() as *mut c_void) == 0
     };
+    // SAFETY: either route wrote all N bytes when it succeeded.
     ok.then(|| unsafe { buf.assume_init() })
 }
 
@@ -260,7 +268,10 @@ impl Frame for Skb<'_> {
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
         let skb = self.0.skb.skb;
+        // SAFETY: `skb` is the program's own context; only the fields' addresses are taken.
         let bounds = unsafe { (addr_of!((*skb).data), addr_of!((*skb).data_end)) };
+        // SAFETY: the helper checks `off` and N against the skb; `read` gives N writable bytes
+        // at `dst`.
         read::<N>(bounds, off, self.1, |dst| unsafe {
             bpf_skb_load_bytes(self.0.as_ptr() as *const _, off as u32, dst, N as u32)
         })
@@ -277,6 +288,7 @@ impl CopyOut for Skb<'_> {
 
     #[inline(always)]
     fn ifindex(&self) -> u32 {
+        // SAFETY: a field of the program's own context.
         unsafe { (*self.0.skb.skb).ifindex }
     }
 
@@ -292,14 +304,16 @@ struct Xdp<'a>(&'a XdpContext, *mut u64);
 impl Frame for Xdp<'_> {
     #[inline(always)]
     fn wire_len(&self) -> usize {
-        // Whole frame, fragments of multi-buffer XDP included.
+        // SAFETY: the program's own XDP buffer; the helper only reads it (fragments included).
         unsafe { bpf_xdp_get_buff_len(self.0.as_ptr() as *mut _) as usize }
     }
 
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
         let x = self.0.ctx;
+        // SAFETY: `x` is the program's own context; only the fields' addresses are taken.
         let bounds = unsafe { (addr_of!((*x).data), addr_of!((*x).data_end)) };
+        // SAFETY: as for tc: the helper checks `off` and N against the buffer.
         read::<N>(bounds, off, self.1, |dst| unsafe {
             bpf_xdp_load_bytes(self.0.as_ptr() as *mut _, off as u32, dst, N as u32)
         })
@@ -406,6 +420,8 @@ fn track<F: Frame + CopyOut>(
     clock: impl Fn() -> u64,
     sent_here: bool,
 ) {
+    // SAFETY: `scratch` is this CPU's SCRATCH slot, valid for the run; the packet was parsed
+    // into it.
     let pkt = unsafe { &(*scratch).pkt };
     bump(stats::PACKETS);
     if let Err(skip) = parsed {
@@ -423,6 +439,7 @@ fn track<F: Frame + CopyOut>(
     let entry = match FLOWS.get_ptr_mut(&key) {
         Some(p) => p,
         None => {
+            // SAFETY: this CPU's SCRATCH slot; nothing else holds a reference to `init` now.
             let init = unsafe { &mut (*scratch).init };
             prepare(init, &key, src_is_a, src_is_client(pkt, sw, dw), now);
             // BPF_NOEXIST: if the other direction inserted it first on another CPU, we
@@ -444,14 +461,18 @@ fn track<F: Frame + CopyOut>(
     let Some(stripe) = LOCKS.get_ptr_mut(key.stripe(STRIPES)) else {
         return;
     };
+    // SAFETY: `stripe` is a LOCKS value looked up above; only the lock's address is taken.
     let lock = unsafe { addr_of_mut!((*stripe).lock) as *mut aya_ebpf::bindings::bpf_spin_lock };
     let mut entry = entry;
     // A pure SYN with a new ISN starts a new connection on this 4-tuple: the old record
     // leaves through the CLOSED ring buffer and a fresh one replaces it.
+    // SAFETY (this and the next): `entry` is the flow's FLOWS value, looked up above, valid for
+    // the run; read only.
     if unsafe { starts_new_connection(&*entry, pkt) } {
         if CLOSED.output::<FlowState>(unsafe { &*entry }, 0).is_err() {
             failed(stats::CLOSED_LOST);
         }
+        // SAFETY: this CPU's SCRATCH slot, as above.
         let init = unsafe { &mut (*scratch).init };
         prepare(init, &key, src_is_a, src_is_client(pkt, sw, dw), now);
         if FLOWS.insert(&key, &*init, 0).is_ok() {
@@ -503,6 +524,8 @@ fn track<F: Frame + CopyOut>(
 #[inline(always)]
 fn mark(entry: *mut FlowState, key: &FlowKey) {
     let Some(e) = EPOCH.get_ptr(0) else { return };
+    // SAFETY: `e` is EPOCH's value, looked up above; `entry` is the flow's FLOWS value (the
+    // caller's).
     let epoch = unsafe { read_volatile(e) };
     let at = unsafe { addr_of_mut!((*entry).epoch) };
     if unsafe { read_volatile(at) } == epoch {
@@ -516,7 +539,8 @@ fn mark(entry: *mut FlowState, key: &FlowKey) {
                 _pad: 0,
             });
             slot.submit(0);
-            // Unlocked: two CPUs racing here both report the flow, which userspace dedups.
+            // SAFETY: `at` is the flow's own epoch field. Unlocked: two CPUs racing here both
+            // report the flow, which userspace dedups.
             unsafe { write_volatile(at, epoch) };
         }
         None => failed(stats::CHANGES_LOST),
@@ -526,12 +550,14 @@ fn mark(entry: *mut FlowState, key: &FlowKey) {
 /// Segments in the skb: a GSO/GRO super-packet carries several.
 #[inline(always)]
 fn tc_segs(ctx: &TcContext) -> u32 {
+    // SAFETY: a field of the program's own context.
     unsafe { (*ctx.skb.skb).gso_segs }
 }
 
 #[inline(always)]
 fn tc_now(ctx: &TcContext) -> u64 {
     if flags() & FLAG_SKB_TSTAMP != 0 {
+        // SAFETY: a field of the program's own context; the helper below takes no arguments.
         unsafe { (*ctx.skb.skb).tstamp }
     } else {
         unsafe { bpf_ktime_get_ns() }
@@ -540,6 +566,7 @@ fn tc_now(ctx: &TcContext) -> u64 {
 
 #[inline(always)]
 fn tc_count(ctx: &TcContext, egress: bool) {
+    // SAFETY: a field of the program's own context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     count_iface(ifindex, ctx.len(), egress);
 }
@@ -548,6 +575,8 @@ fn tc_count(ctx: &TcContext, egress: bool) {
 fn tc_eth(ctx: &TcContext, egress: bool) {
     tc_count(ctx, egress);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
+        // SAFETY: `s` is this CPU's SCRATCH slot, valid for the run; nothing else references
+        // it.
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
         let f = Skb(ctx, slot, LINK_ETHERNET);
         let r = parse_ethernet(&f, pkt);
@@ -561,6 +590,7 @@ fn tc_rawip(ctx: &TcContext, egress: bool) {
     tc_count(ctx, egress);
     let proto = u16::from_be(ctx.skb.protocol() as u16);
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
+        // SAFETY: as in `tc_eth`.
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
         let f = Skb(ctx, slot, LINK_RAW);
         let r = parse_l3(&f, 0, proto, pkt);
@@ -615,6 +645,7 @@ pub fn xdp_eth(ctx: XdpContext) -> u32 {
         false,
     );
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
+        // SAFETY: as in `tc_eth`; `bpf_ktime_get_ns` takes no arguments.
         let (pkt, slot) = unsafe { (&mut (*s).pkt, addr_of_mut!((*s).off)) };
         let f = Xdp(&ctx, slot);
         let r = parse_ethernet(&f, pkt);
@@ -625,10 +656,11 @@ pub fn xdp_eth(ctx: XdpContext) -> u32 {
 
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // No panic path survives to the verifier; this only satisfies the compiler.
+    // SAFETY: no panic path survives to the verifier; this only satisfies the compiler.
     unsafe { core::hint::unreachable_unchecked() }
 }
 
+// SAFETY: the kernel reads the licence from this section; nothing else is placed there.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

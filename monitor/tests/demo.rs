@@ -247,6 +247,7 @@ fn the_demo_removes_its_lab_on_sigterm() {
         }
     }
     assert_eq!(common::demo_namespaces(Some(pid)).len(), 3, "the lab is up");
+    // SAFETY: a plain system call on a process id we own; it touches no memory of ours.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let status = child.wait().expect("demo exit");
     reader.join().expect("stderr reader");

@@ -137,6 +137,7 @@ fn one_interface_of_two_gone_is_said_once_and_healthz_is_not_ok() {
         child.try_wait().expect("monitor").is_none(),
         "the monitor exited"
     );
+    // SAFETY: a plain system call on a process id we own; it touches no memory of ours.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let rest: Vec<String> = rx.iter().collect();
     let status = child.wait().expect("monitor");

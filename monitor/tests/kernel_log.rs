@@ -233,6 +233,7 @@ fn the_binary_says_the_kernels_failures_at_debug_level() {
     }
     stop.store(true, Ordering::Relaxed);
     flood.join().expect("flood");
+    // SAFETY: a plain system call on a process id we own; it touches no memory of ours.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let _ = child.wait();
     let said = said.unwrap_or_else(|| panic!("no line for a full EVENTS ring: {seen:?}"));

@@ -226,6 +226,7 @@ fn sigterm_detaches_and_prints_a_last_summary() {
     let lab = Lab::new("s");
     let (child, _err) = lab.start_monitor(&["--interval", "60"]);
     // `ip netns exec` execs the monitor: the child's pid is the monitor's.
+    // SAFETY: a plain system call on a process id we own; it touches no memory of ours.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let (json, status) = last_json(child);
     assert!(status.success(), "exit after SIGTERM: {status}");

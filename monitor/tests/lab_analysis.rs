@@ -274,6 +274,7 @@ fn an_injected_reset_is_suspect() {
         .expect("client address");
     let server_addr = SocketAddrV4::new(ip.parse().unwrap(), 50001);
     Lab::in_ns(&inj_ns, move || {
+        // SAFETY: a plain system call with constant arguments; the fd is checked below.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
         assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
         // The server's own packets arrive with TTL 64; the injector's with 200.
@@ -286,6 +287,7 @@ fn an_injected_reset_is_suspect() {
             },
             sin_zero: [0; 8],
         };
+        // SAFETY: `pkt` and `dst` outlive the call, which only reads them, with their true lengths.
         let n = unsafe {
             libc::sendto(
                 fd,
@@ -302,6 +304,7 @@ fn an_injected_reset_is_suspect() {
             "sendto: {}",
             std::io::Error::last_os_error()
         );
+        // SAFETY: `fd` is the socket opened above, closed once.
         unsafe { libc::close(fd) };
         let _ = injected.send(());
     })

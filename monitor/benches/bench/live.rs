@@ -208,6 +208,7 @@ fn measure(lab: &Lab, tool: Option<&str>, secs: f64, account_bpf: bool) -> Sampl
     tr.end();
     let mut dropped = 0;
     if let Some(c) = child.as_mut() {
+        // SAFETY: a plain system call on a process id we own; it touches no memory of ours.
         unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
         let mut err = String::new();
         if let Some(mut e) = c.stderr.take() {

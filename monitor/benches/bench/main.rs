@@ -305,6 +305,7 @@ fn write_markdown(path: &PathBuf, body: &str) {
 fn main() {
     let a = args();
     assert_eq!(
+        // SAFETY: geteuid takes no arguments and cannot fail.
         unsafe { libc::geteuid() },
         0,
         "the benchmarks load eBPF programs and build namespaces: run them as root"

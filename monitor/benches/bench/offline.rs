@@ -60,6 +60,7 @@ pub fn capture(path: &std::path::Path, packets: u64) -> u64 {
     .expect("client");
     let _ = srv.join();
     std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: a plain system call on a process id we own; it touches no memory of ours.
     unsafe { libc::kill(dump.id() as i32, libc::SIGINT) };
     let _ = dump.wait();
     count(path)

@@ -43,6 +43,7 @@ pub fn check_privileges() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    // SAFETY: geteuid takes no arguments and cannot fail.
     let uid = unsafe { libc::geteuid() };
     Err(usage(
         format!("missing {} (running as uid {uid})", missing.join(" and ")),
@@ -74,6 +75,7 @@ pub fn interface(name: &str) -> Result<(u32, LinkKind)> {
         )
     };
     let cname = CString::new(name).map_err(|_| not_found())?;
+    // SAFETY: `cname` is a NUL-terminated string that outlives the call, which only reads it.
     let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
     if index == 0 || name.contains('/') {
         return Err(not_found());

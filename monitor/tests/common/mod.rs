@@ -19,6 +19,7 @@ pub fn privileged() -> bool {
         eprintln!("privileged test not run: MONITOR_SKIP_PRIVILEGED=1 was set by hand");
         return false;
     }
+    // SAFETY: geteuid takes no arguments and cannot fail.
     let uid = unsafe { libc::geteuid() };
     assert_eq!(
         uid, 0,
@@ -124,6 +125,7 @@ impl Lab {
         let path = format!("/run/netns/{ns}");
         std::thread::spawn(move || {
             let fd = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: `fd` is an open namespace file for the whole call; setns only switches this thread.
             let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
             f()
