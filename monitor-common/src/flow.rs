@@ -112,6 +112,47 @@ pub fn src_is_client(pkt: &Packet, sport_watched: bool, dport_watched: bool) -> 
     }
 }
 
+/// The counters of one direction that stay zero on a healthy flow: what the TCP analysis
+/// flagged (as tshark's `tcp.analysis` flags), and the time of the latest reset.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Anomalies {
+    /// Every retransmission, fast and spurious included (tshark's `retransmission`).
+    pub retransmits: u32,
+    pub fast_retransmits: u32,
+    pub spurious_retransmits: u32,
+    pub out_of_order: u32,
+    pub lost_segments: u32,
+    pub dup_acks: u32,
+    pub zero_windows: u32,
+    pub zero_window_probes: u32,
+    pub keep_alives: u32,
+    pub window_full: u32,
+    pub acked_unseen: u32,
+    pub suspect_injected_rsts: u32,
+    /// Time of this direction's latest reset: a second one soon after is a burst.
+    pub last_rst_ns: u64,
+}
+
+impl Anomalies {
+    /// None flagged.
+    pub const NONE: Anomalies = Anomalies {
+        retransmits: 0,
+        fast_retransmits: 0,
+        spurious_retransmits: 0,
+        out_of_order: 0,
+        lost_segments: 0,
+        dup_acks: 0,
+        zero_windows: 0,
+        zero_window_probes: 0,
+        keep_alives: 0,
+        window_full: 0,
+        acked_unseen: 0,
+        suspect_injected_rsts: 0,
+        last_rst_ns: 0,
+    };
+}
+
 /// Counters of one direction, named as in the JSON contract.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -130,21 +171,9 @@ pub struct DirStats {
     pub synacks: u32,
     pub fins: u32,
     pub rsts: u32,
-    /// Every retransmission, fast and spurious included (tshark's `retransmission`).
-    pub retransmits: u32,
-    pub fast_retransmits: u32,
-    pub spurious_retransmits: u32,
-    pub out_of_order: u32,
-    pub lost_segments: u32,
-    pub dup_acks: u32,
-    pub zero_windows: u32,
-    pub zero_window_probes: u32,
-    pub keep_alives: u32,
-    pub window_full: u32,
-    pub acked_unseen: u32,
-    pub suspect_injected_rsts: u32,
-    /// Time of this direction's latest reset: a second one soon after is a burst.
-    pub last_rst_ns: u64,
+    /// What the analysis flagged (one group, which the monitor keeps apart: most flows
+    /// never have any).
+    pub anomalies: Anomalies,
     /// TTL (hop limit) of this direction's first packet: the baseline an injected reset,
     /// sent by a middlebox at another distance, departs from.
     pub ttl_base: u8,
@@ -378,13 +407,14 @@ pub fn update(
     let s = &mut st.dir[if d == C2S { C2S } else { S2C }];
     let ttl_off = s.packets > 1 && pkt.ttl != s.ttl_base;
     let id_copied = pkt.family == 4 && pkt.ip_id != 0 && pkt.ip_id == peer_ip_id;
-    let burst = s.last_rst_ns != 0 && now.saturating_sub(s.last_rst_ns) < RST_BURST_NS;
+    let burst =
+        s.anomalies.last_rst_ns != 0 && now.saturating_sub(s.anomalies.last_rst_ns) < RST_BURST_NS;
     if rst {
         if ttl_off || id_copied || burst {
-            s.suspect_injected_rsts += 1;
+            s.anomalies.suspect_injected_rsts += 1;
             st.last.suspect_rst = 1;
         }
-        st.dir[d & 1].last_rst_ns = now;
+        st.dir[d & 1].anomalies.last_rst_ns = now;
     }
     let s = &mut st.dir[d & 1];
     s.last_ip_id = pkt.ip_id;
@@ -407,17 +437,18 @@ pub fn update(
     // Segments, not packets: a retransmitted GSO super-packet resends all it carries, and
     // that is what the sender's kernel counts (TcpRetransSegs). A capture frame is one.
     let per_seg = |f: u32| has(f) * segs.max(1);
-    s.retransmits += per_seg(flag::RETRANSMISSION);
-    s.fast_retransmits += per_seg(flag::FAST_RETRANSMISSION);
-    s.spurious_retransmits += per_seg(flag::SPURIOUS_RETRANSMISSION);
-    s.out_of_order += per_seg(flag::OUT_OF_ORDER);
-    s.lost_segments += has(flag::LOST_SEGMENT);
-    s.dup_acks += has(flag::DUPLICATE_ACK);
-    s.zero_windows += has(flag::ZERO_WINDOW);
-    s.zero_window_probes += has(flag::ZERO_WINDOW_PROBE);
-    s.keep_alives += has(flag::KEEP_ALIVE);
-    s.window_full += has(flag::WINDOW_FULL);
-    s.acked_unseen += has(flag::ACK_LOST_SEGMENT);
+    let a = &mut s.anomalies;
+    a.retransmits += per_seg(flag::RETRANSMISSION);
+    a.fast_retransmits += per_seg(flag::FAST_RETRANSMISSION);
+    a.spurious_retransmits += per_seg(flag::SPURIOUS_RETRANSMISSION);
+    a.out_of_order += per_seg(flag::OUT_OF_ORDER);
+    a.lost_segments += has(flag::LOST_SEGMENT);
+    a.dup_acks += has(flag::DUPLICATE_ACK);
+    a.zero_windows += has(flag::ZERO_WINDOW);
+    a.zero_window_probes += has(flag::ZERO_WINDOW_PROBE);
+    a.keep_alives += has(flag::KEEP_ALIVE);
+    a.window_full += has(flag::WINDOW_FULL);
+    a.acked_unseen += has(flag::ACK_LOST_SEGMENT);
 
     // Handshake and TLS first bytes.
     if syn && !ack && d == C2S {

@@ -105,22 +105,29 @@ fn reset_evidence_ttl_ipid_burst_and_syn_options() {
     };
     let honest = run(&[(64, 5, 10_000_000)]);
     assert_eq!(
-        (honest.dir[S2C].rsts, honest.dir[S2C].suspect_injected_rsts),
+        (
+            honest.dir[S2C].rsts,
+            honest.dir[S2C].anomalies.suspect_injected_rsts
+        ),
         (1, 0)
     );
     assert_eq!(
-        run(&[(50, 5, 10_000_000)]).dir[S2C].suspect_injected_rsts,
+        run(&[(50, 5, 10_000_000)]).dir[S2C]
+            .anomalies
+            .suspect_injected_rsts,
         1,
         "TTL off"
     );
     assert_eq!(
-        run(&[(64, 77, 10_000_000)]).dir[S2C].suspect_injected_rsts,
+        run(&[(64, 77, 10_000_000)]).dir[S2C]
+            .anomalies
+            .suspect_injected_rsts,
         1,
         "IP-ID copied"
     );
     let burst = run(&[(64, 5, 10_000_000), (64, 6, 10_200_000)]);
     assert_eq!(
-        burst.dir[S2C].suspect_injected_rsts, 1,
+        burst.dir[S2C].anomalies.suspect_injected_rsts, 1,
         "second reset within 1 ms"
     );
     // The SYN offered SACK, timestamps and a scale; the SYN/ACK returned none of them.

@@ -135,11 +135,11 @@ fn both_directions_on_two_cpus_at_once_count_exactly() {
             assert_eq!(d.payload_bytes, rounds * PAYLOAD as u64, "{who} {name}");
             assert_eq!(
                 (
-                    d.retransmits,
-                    d.out_of_order,
-                    d.lost_segments,
-                    d.dup_acks,
-                    d.acked_unseen
+                    d.anomalies.retransmits,
+                    d.anomalies.out_of_order,
+                    d.anomalies.lost_segments,
+                    d.anomalies.dup_acks,
+                    d.anomalies.acked_unseen
                 ),
                 (0, 0, 0, 0, 0),
                 "{who} {name}: each side's data in order, nothing resent, every ACK of seen data"

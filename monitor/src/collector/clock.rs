@@ -49,7 +49,7 @@ impl Clock {
         s.acked_ns = s.acked_ns.map(|t| self.to_epoch(t));
         s.tcp.syn_time = self.to_epoch(s.tcp.syn_time);
         for d in 0..2 {
-            s.dir[d].last_rst_ns = self.to_epoch(s.dir[d].last_rst_ns);
+            s.dir[d].anomalies.last_rst_ns = self.to_epoch(s.dir[d].anomalies.last_rst_ns);
             s.tcp.dir[d].nextseq_time = self.to_epoch(s.tcp.dir[d].nextseq_time);
             s.tcp.dir[d].lastack_time = self.to_epoch(s.tcp.dir[d].lastack_time);
         }

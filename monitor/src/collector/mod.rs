@@ -457,7 +457,7 @@ mod tests {
             acked_ns: [0, 12],
             ..FlowState::default()
         };
-        st.dir[1].last_rst_ns = 19;
+        st.dir[1].anomalies.last_rst_ns = 19;
         st.dir[0].rsts = 1;
         let clock = Clock::monotonic();
         let row = record(clock, &st);

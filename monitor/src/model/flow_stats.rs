@@ -4,6 +4,7 @@
 //! read from the sequence analysis. Every output and the alert engine read this; the full
 //! record stays in the kernel map (or the capture engine).
 
+pub use monitor_common::flow::Anomalies;
 use monitor_common::flow::{DirStats, FlowState, SynOpts};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,43 +56,6 @@ pub struct DirCounts {
     pub sampled: u8,
 }
 
-/// The counters of one direction that stay zero on a healthy flow: what the TCP analysis
-/// flagged (as tshark's `tcp.analysis` flags), and the time of the latest reset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Anomalies {
-    /// Every retransmission, fast and spurious included (tshark's `retransmission`).
-    pub retransmits: u32,
-    pub fast_retransmits: u32,
-    pub spurious_retransmits: u32,
-    pub out_of_order: u32,
-    pub lost_segments: u32,
-    pub dup_acks: u32,
-    pub zero_windows: u32,
-    pub zero_window_probes: u32,
-    pub keep_alives: u32,
-    pub window_full: u32,
-    pub acked_unseen: u32,
-    pub suspect_injected_rsts: u32,
-    /// Time of this direction's latest reset: a second one soon after is a burst.
-    pub last_rst_ns: u64,
-}
-
-const NONE: Anomalies = Anomalies {
-    retransmits: 0,
-    fast_retransmits: 0,
-    spurious_retransmits: 0,
-    out_of_order: 0,
-    lost_segments: 0,
-    dup_acks: 0,
-    zero_windows: 0,
-    zero_window_probes: 0,
-    keep_alives: 0,
-    window_full: 0,
-    acked_unseen: 0,
-    suspect_injected_rsts: 0,
-    last_rst_ns: 0,
-};
-
 /// Both directions' [`Anomalies`], boxed only once one is not zero: most flows of a big
 /// table never have any, and then they cost the row 8 bytes instead of 112. Equal when
 /// the counters are, boxed or not.
@@ -100,7 +64,7 @@ pub struct AnomalyCounts(Option<Box<[Anomalies; 2]>>);
 
 impl AnomalyCounts {
     pub fn get(&self, d: usize) -> &Anomalies {
-        self.0.as_deref().map_or(&NONE, |a| &a[d & 1])
+        self.0.as_deref().map_or(&Anomalies::NONE, |a| &a[d & 1])
     }
 
     pub fn get_mut(&mut self, d: usize) -> &mut Anomalies {
@@ -137,26 +101,6 @@ impl From<&DirStats> for DirCounts {
             ttl_base: d.ttl_base,
             syn_opts: d.syn_opts,
             sampled: d.sampled,
-        }
-    }
-}
-
-impl From<&DirStats> for Anomalies {
-    fn from(d: &DirStats) -> Self {
-        Self {
-            retransmits: d.retransmits,
-            fast_retransmits: d.fast_retransmits,
-            spurious_retransmits: d.spurious_retransmits,
-            out_of_order: d.out_of_order,
-            lost_segments: d.lost_segments,
-            dup_acks: d.dup_acks,
-            zero_windows: d.zero_windows,
-            zero_window_probes: d.zero_window_probes,
-            keep_alives: d.keep_alives,
-            window_full: d.window_full,
-            acked_unseen: d.acked_unseen,
-            suspect_injected_rsts: d.suspect_injected_rsts,
-            last_rst_ns: d.last_rst_ns,
         }
     }
 }
@@ -229,8 +173,8 @@ impl From<&FlowState> for FlowStats {
             seen: st.seen,
             dir: [0, 1].map(|d| DirCounts::from(&st.dir[d])),
             anomalies: {
-                let a = [0, 1].map(|d| Anomalies::from(&st.dir[d]));
-                AnomalyCounts((a != [NONE; 2]).then(|| Box::new(a)))
+                let a = [0, 1].map(|d| st.dir[d].anomalies);
+                AnomalyCounts((a != [Anomalies::NONE; 2]).then(|| Box::new(a)))
             },
         }
     }
@@ -247,13 +191,13 @@ mod tests {
         st.dir[C2S].packets = 3;
         let row = FlowStats::from(&st);
         assert!(!row.anomalies.is_boxed(), "zeros must not be boxed");
-        assert_eq!(*row.anomalies(S2C), NONE);
+        assert_eq!(*row.anomalies(S2C), Anomalies::NONE);
 
-        st.dir[S2C].last_rst_ns = 7;
+        st.dir[S2C].anomalies.last_rst_ns = 7;
         let row = FlowStats::from(&st);
         assert!(row.anomalies.is_boxed(), "a reset time is an anomaly");
         assert_eq!(row.anomalies(S2C).last_rst_ns, 7);
-        assert_eq!(*row.anomalies(C2S), NONE);
+        assert_eq!(*row.anomalies(C2S), Anomalies::NONE);
     }
 
     #[test]
