@@ -355,6 +355,16 @@ fn a_clean_netlink_exit_removes_only_the_clsact_it_added() {
     assert_nothing_attached(&lab);
 }
 
+/// The index of interface `dev` in namespace `ns`.
+fn ifindex(ns: &str, dev: &str) -> u32 {
+    let out = sh(&["ip", "-n", ns, "-o", "link", "show", "dev", dev]);
+    let out = String::from_utf8_lossy(&out.stdout);
+    out.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no index for {dev} in {ns}: {out}"))
+}
+
 /// An attach that fails half-way (XDP refused on the second, raw-IP interface, after the
 /// first got its tc egress filter) leaves no clsact qdisc behind either.
 #[test]
@@ -364,17 +374,33 @@ fn a_failed_netlink_attach_leaves_no_clsact() {
     }
     let lab = Lab::new("f");
     let tun = format!("t{}", lab.client_if);
-    sh(&[
-        "ip",
-        "-n",
-        &lab.client_ns,
-        "tuntap",
-        "add",
-        "dev",
-        &tun,
-        "mode",
-        "tun",
-    ]);
+    let add_tun = || {
+        sh(&[
+            "ip",
+            "-n",
+            &lab.client_ns,
+            "tuntap",
+            "add",
+            "dev",
+            &tun,
+            "mode",
+            "tun",
+        ]);
+    };
+    add_tun();
+    // The veth keeps the index the host gave it, the tun takes the namespace's next: on a
+    // host that has made hundreds of interfaces the two can share a counter slot, which the
+    // monitor refuses before it attaches anything. Made again, the tun takes another index.
+    let slot = |dev: &str| ifindex(&lab.client_ns, dev) % monitor_common::stats::IF_SLOTS;
+    if slot(&tun) == slot(&lab.client_if) {
+        sh(&["ip", "-n", &lab.client_ns, "link", "del", "dev", &tun]);
+        add_tun();
+    }
+    assert_ne!(
+        slot(&tun),
+        slot(&lab.client_if),
+        "the test's interfaces share a slot"
+    );
     let out = lab
         .monitor(&["-i", &tun, "--attach", "xdp", "--tc-api", "netlink"])
         .output()
