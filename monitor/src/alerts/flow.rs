@@ -11,7 +11,7 @@ use super::{
     idle::IdleTimes,
     lifecycle::{collect, Findings},
     ns, rules, sessions,
-    window::Sample,
+    window::{Sample, SampleCounters},
 };
 use crate::{
     media::verdict::Media,
@@ -101,13 +101,17 @@ impl FlowEntry {
     ) {
         let st = &f.state;
         let window = ns(cfg.retransmit_window_s);
+        // The counters an idle window held are the record's as the last tick read it: this
+        // one's, unless it changed, and then the schedule caught the window up from the
+        // record before already.
+        let held = SampleCounters::of_stats(st);
         let w = &mut self.hist.window;
         let settled = self.settled_until > now;
         if settled && hello.is_none() && !change.media_changed && !change.record {
             // Same counters as before: the sample only moves the rate window on, and the
             // idle times take the samples for it until its oldest counters leave.
             if w.must_catch_up(now) {
-                w.catch_up(idle, window);
+                w.catch_up(idle, window, &held);
             }
             if !w.is_paused() {
                 let s = Sample::of(st, now);
@@ -117,7 +121,7 @@ impl FlowEntry {
                     let until = Some(self.settled_until).filter(|&t| t != u64::MAX);
                     *wake = w.wake_ns().into_iter().chain(until).min();
                 } else {
-                    w.push(s, window);
+                    w.catch_up(idle, window, &held).push(s, window);
                 }
             }
             found.clear();
@@ -126,14 +130,14 @@ impl FlowEntry {
             }
             return;
         }
-        w.catch_up(idle, window);
+        let k = w.catch_up(idle, window, &held);
         // The host was last told of this record (or joined with it): telling it again
         // changes nothing, and a scan's unanswered SYNs are judged tick after tick.
         if change.record && !change.joined {
             sessions.touch(f.client().ip(), st.last_seen_ns);
         }
-        let prev_ts = w.latest().map(|s| s.ts_ns);
-        w.push(Sample::of(st, now), window);
+        let prev_ts = k.latest().map(|s| s.ts_ns);
+        k.push(Sample::of(st, now), window);
         self.hist.observe(st, now, prev_ts, hello);
         update_zeek(zeek, st);
         rules::evaluate(cfg, st, &self.hist, change.media, now, found);

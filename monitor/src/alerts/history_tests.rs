@@ -7,9 +7,14 @@ use monitor_common::flow::C2S;
 use super::{
     history::{update_zeek, FlowHistory},
     spark::{Spark, SPARK_POINTS},
-    window::{point, retransmit_rate, throughput, RateWindow, Sample},
+    window::{point, retransmit_rate, throughput, Kept, RateWindow, Sample},
 };
 use crate::model::Point;
+
+/// The samples of a window that holds its own (not idle).
+fn kept(w: &RateWindow) -> &Kept {
+    w.kept().expect("a window that holds its samples")
+}
 
 fn sample(t_s: u64, segs: u64, retx: u64) -> Sample {
     Sample {
@@ -55,7 +60,7 @@ fn the_window_gives_a_point_per_tick() {
     for t in 0..30 {
         w.push(sample(t, t * 10, t), 10_000_000_000);
     }
-    let points = w.points();
+    let points = kept(&w).points();
     assert_eq!(points.len(), 10, "the window's 11 samples");
     let p = points.last().expect("points");
     assert_eq!(p.bytes_per_s[C2S], 1000.0);
@@ -182,17 +187,19 @@ mod samples {
         for t in 0..60 {
             w.push(super::sample(t, 100, 5), 10_000_000_000);
         }
-        assert_eq!(w.samples.len(), 11, "the window and one before it");
-        assert_eq!(w.samples.runs.len(), 1);
-        assert_eq!(w.samples.runs.heap_capacity(), 0, "the one run inline");
-        assert_eq!(w.latest().map(|s| s.ts_ns), Some(59_000_000_000));
+        let k = super::kept(&w);
+        assert_eq!(k.samples.len(), 11, "the window and one before it");
+        assert_eq!(k.samples.runs.len(), 1);
+        assert_eq!(k.samples.runs.heap_capacity(), 0, "the one run inline");
+        assert_eq!(k.latest().map(|s| s.ts_ns), Some(59_000_000_000));
         // Busy for a while, then idle past the window: back to one run's room.
         for t in 60..120 {
             let segs = 100 + t.min(80) * 10;
             w.push(super::sample(t, segs, 5), 10_000_000_000);
         }
+        let k = super::kept(&w);
         assert_eq!(
-            (w.samples.runs.len(), w.samples.runs.heap_capacity()),
+            (k.samples.runs.len(), k.samples.runs.heap_capacity()),
             (1, 0)
         );
     }
@@ -201,8 +208,9 @@ mod samples {
 mod idle {
     use super::super::{
         idle::IdleTimes,
-        window::{RateWindow, Sample, MIN_GAP_NS},
+        window::{RateWindow, Sample, SampleCounters, MIN_GAP_NS},
     };
+    use super::kept;
     use proptest::prelude::*;
 
     /// The time between two ticks: none, too close (replaced), a tick, a long pause.
@@ -216,6 +224,7 @@ mod idle {
     }
 
     fn same(a: &RateWindow, b: &RateWindow) -> Result<(), TestCaseError> {
+        let (a, b) = (kept(a), kept(b));
         prop_assert_eq!(a.samples.len(), b.samples.len());
         for k in 0..a.samples.len() {
             prop_assert_eq!(a.samples.nth_back(k), b.samples.nth_back(k), "sample {}", k);
@@ -238,6 +247,8 @@ mod idle {
             let mut idle = IdleTimes::default();
             let (mut eager, mut lazy) = (RateWindow::default(), RateWindow::default());
             let (mut now, mut segs) = (1_000_000_000_000u64, 0u64);
+            // The counters of the record as the last tick read it: an idle window's own.
+            let mut held = SampleCounters::default();
             // The flow appears at tick `start`; the idle times count from the first.
             for (n, (gap, busy, look)) in ticks.into_iter().enumerate() {
                 now += gap;
@@ -256,11 +267,12 @@ mod idle {
                 // A tick whose sample moved catches up first; pausing is only ever tried,
                 // and must refuse when the sample moved.
                 if busy || lazy.must_catch_up(now) {
-                    lazy.catch_up(&idle, w);
+                    lazy.catch_up(&idle, w, &held);
                 }
                 if !lazy.is_paused() && !lazy.pause(&s, &idle, w) {
                     lazy.push(s, w);
                 }
+                held = SampleCounters::of(&s);
                 // Paused or not, its figures are those of the one that took the sample.
                 let figures = |w: &RateWindow| {
                     (w.current_throughput(), w.rates(min).map(|r| r.map(|r| r.ratio)))
@@ -269,11 +281,11 @@ mod idle {
                 idle.advance(now, w);
                 if look {
                     let mut seen = lazy.clone();
-                    seen.catch_up(&idle, w);
+                    seen.catch_up(&idle, w, &held);
                     same(&seen, &eager)?;
                 }
             }
-            lazy.catch_up(&idle, w);
+            lazy.catch_up(&idle, w, &held);
             same(&lazy, &eager)?;
         }
     }
@@ -284,6 +296,7 @@ mod idle {
         let mut idle = IdleTimes::default();
         let mut h = RateWindow::default();
         let mut now = 1_000_000_000_000u64;
+        let mut held = SampleCounters::default();
         for t in 0..40u64 {
             now += 1_000_000_000;
             let segs = 10 * t.min(5);
@@ -294,25 +307,29 @@ mod idle {
                 bytes: [segs * 100, 0],
             };
             if h.must_catch_up(now) {
-                h.catch_up(&idle, w);
+                h.catch_up(&idle, w, &held);
             }
             if !(h.is_paused() || h.pause(&s, &idle, w)) {
                 h.push(s, w);
             }
+            held = SampleCounters::of(&s);
             idle.advance(now, w);
         }
-        // Its times were the idle times when it paused: not kept.
-        assert!(
-            h.paused.is_some_and(|p| p.shared),
-            "idle 35 ticks, 10 s window"
-        );
-        assert_eq!(h.samples.ts.capacity(), 0);
-        h.catch_up(&idle, w);
+        // Its times were the idle times when it paused, its counters its record's: it
+        // keeps nothing.
+        assert!(h.kept().is_none(), "idle 35 ticks, 10 s window");
+        assert_eq!(h.heap_bytes(), 0);
+        assert_eq!(h.rates(1)[0], None, "no segments within the window");
+        let k = h.catch_up(&idle, w, &held);
         assert_eq!(
-            (h.samples.len(), h.latest().map(|s| s.ts_ns)),
+            (k.samples.len(), k.latest().map(|s| s.ts_ns)),
             (11, Some(now))
         );
-        assert_eq!(h.rates(1)[0], None, "no segments within the window");
+        assert_eq!(
+            k.latest().map(|s| s.data_segments[0]),
+            Some(50),
+            "the counters it held"
+        );
         // A flow younger than the window paused with times of its own, kept.
         let mut young = RateWindow::default();
         for _ in 0..3 {
@@ -326,9 +343,25 @@ mod idle {
             }
             idle.advance(now, w);
         }
-        assert!(young.paused.is_some_and(|p| !p.shared));
-        assert_eq!(young.samples.len(), 2);
-        young.catch_up(&idle, w);
-        assert_eq!(young.samples.len(), 3);
+        let k = kept(&young);
+        assert!(k.paused.is_some(), "paused, with times of its own");
+        assert_eq!(k.samples.len(), 2);
+        let k = young.catch_up(&idle, w, &SampleCounters::default());
+        assert_eq!(k.samples.len(), 3);
     }
+}
+
+#[test]
+fn an_idle_flows_state_stays_small() {
+    // One per flow: at a million flows each byte here is a megabyte resident.
+    let entry = std::mem::size_of::<Option<super::flow::FlowEntry>>();
+    assert!(
+        entry <= 104,
+        "the engine's state of a flow grew to {entry} bytes"
+    );
+    assert_eq!(
+        std::mem::size_of::<RateWindow>(),
+        8,
+        "an idle window keeps nothing"
+    );
 }

@@ -41,6 +41,7 @@ use idle::IdleTimes;
 use lifecycle::Lifecycle;
 use schedule::Schedule;
 use spark::Sparklines;
+use window::SampleCounters;
 
 fn ns(s: f64) -> u64 {
     (s * 1e9) as u64
@@ -110,8 +111,9 @@ impl AlertEngine {
         let window = ns(self.cfg.retransmit_window_s);
         self.schedule
             .entry(table, id)
-            .map(|e| {
-                spark::from_window(&e.hist.window, &self.idle, window)
+            .map(|(e, st)| {
+                let held = SampleCounters::of_stats(st);
+                spark::from_window(&e.hist.window, &held, &self.idle, window)
                     .0
                     .iter()
                     .collect()
@@ -157,10 +159,13 @@ impl AlertEngine {
         let looked_at = self.sparks.looked_at();
         let worst = self.lifecycle.active.values().filter_map(|a| a.worst);
         let schedule = &self.schedule;
-        let followed: Vec<(FlowId, &window::RateWindow)> = looked_at
+        let followed: Vec<(FlowId, &window::RateWindow, SampleCounters)> = looked_at
             .into_iter()
             .chain(worst)
-            .filter_map(|id| schedule.entry(&table, &id).map(|e| (id, &e.hist.window)))
+            .filter_map(|id| {
+                let (e, st) = schedule.entry(&table, &id)?;
+                Some((id, &e.hist.window, SampleCounters::of_stats(st)))
+            })
             .collect();
         self.sparks.update(followed.into_iter(), &self.idle, window);
         drop(table);

@@ -12,10 +12,11 @@ use super::{
     flow::{id_hash, FlowEntry, Judge, RowChange, WorkingState},
     ns,
     sessions::Sessions,
+    window::SampleCounters,
 };
 use crate::{
     footprint::buffer,
-    model::{FlowId, SessionId},
+    model::{FlowId, FlowStats, SessionId},
     table::FlowTable,
 };
 
@@ -67,6 +68,20 @@ impl Schedule {
             for (i, gone) in &ch.removed {
                 if self.entry_of(*i, &FlowId::of(gone)) {
                     self.drop_entry(*i, sessions);
+                }
+            }
+            // An idle window holds no counters: its record's before this tick's change
+            // were its own.
+            let window = ns(judge.cfg.retransmit_window_s);
+            for (i, before) in &ch.changed {
+                let Some(row) = table.row(*i) else { continue };
+                if let Some(Some(e)) = self.flows.get_mut(*i as usize) {
+                    if e.hist.window.kept().is_none()
+                        && e.id_hash == id_hash(&FlowId::of(&row.flow))
+                    {
+                        let held = SampleCounters::of_stats(before);
+                        e.hist.window.catch_up(judge.idle, window, &held);
+                    }
                 }
             }
             let mut due = std::mem::take(&mut self.busy);
@@ -248,13 +263,19 @@ impl Schedule {
         self.alerted.dedup();
     }
 
-    /// The engine's state of flow `id`, at its row of `table`.
-    pub(super) fn entry(&self, table: &FlowTable, id: &FlowId) -> Option<&FlowEntry> {
+    /// The engine's state of flow `id`, at its row of `table`, and the row's record.
+    pub(super) fn entry<'a>(
+        &'a self,
+        table: &'a FlowTable,
+        id: &FlowId,
+    ) -> Option<(&'a FlowEntry, &'a FlowStats)> {
         let i = table.find(id)?;
-        self.flows
+        let entry = self
+            .flows
             .get(i as usize)
             .and_then(Option::as_ref)
-            .filter(|e| e.id_hash == id_hash(id))
+            .filter(|e| e.id_hash == id_hash(id))?;
+        Some((entry, &table.row(i)?.flow.state))
     }
 
     /// What the lists hold, in bytes: the flows' state, their histories' buffers, the

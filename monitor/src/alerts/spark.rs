@@ -11,7 +11,7 @@ use foldhash::HashMap;
 
 use super::{
     idle::IdleTimes,
-    window::{point, RateWindow},
+    window::{point, Kept, RateWindow, SampleCounters},
 };
 use crate::model::{FlowId, Point};
 
@@ -104,15 +104,20 @@ pub struct Sparklines {
 }
 
 /// The points a flow's window gives now, with the time of its newest sample, as if it
-/// were not paused.
-pub(super) fn from_window(w: &RateWindow, idle: &IdleTimes, window_ns: u64) -> (Spark, u64) {
+/// were not paused; `held`: its record's counters.
+pub(super) fn from_window(
+    w: &RateWindow,
+    held: &SampleCounters,
+    idle: &IdleTimes,
+    window_ns: u64,
+) -> (Spark, u64) {
     let mut w = w.clone();
-    w.catch_up(idle, window_ns);
+    let k = w.catch_up(idle, window_ns, held);
     let mut spark = Spark::default();
-    for p in w.points() {
+    for p in k.points() {
         spark.push(p);
     }
-    (spark, w.latest().map_or(0, |s| s.ts_ns))
+    (spark, k.latest().map_or(0, |s| s.ts_ns))
 }
 
 impl Sparklines {
@@ -144,12 +149,13 @@ impl Sparklines {
                 .sum::<u64>()
     }
 
-    /// The tick ends: `followed` are the flows to follow now, with their windows. Each
+    /// The tick ends: `followed` are the flows to follow now, with their windows and their
+    /// records' counters. Each
     /// takes this tick's step (a paused window's is a zero point at the idle times' step);
     /// a flow followed from now starts with its window's points; the others' go.
     pub fn update<'a>(
         &mut self,
-        followed: impl Iterator<Item = (FlowId, &'a RateWindow)>,
+        followed: impl Iterator<Item = (FlowId, &'a RateWindow, SampleCounters)>,
         idle: &IdleTimes,
         window_ns: u64,
     ) {
@@ -157,12 +163,12 @@ impl Sparklines {
         // storm's roll-up follows every one of its flows).
         self.updates += 1;
         let update = self.updates;
-        for (id, w) in followed {
+        for (id, w, held) in followed {
             let line = match self.lines.entry(id) {
                 Entry::Occupied(e) if e.get().update == update => continue,
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
-                    let (spark, end_ns) = from_window(w, idle, window_ns);
+                    let (spark, end_ns) = from_window(w, &held, idle, window_ns);
                     e.insert(Line {
                         spark,
                         end_ns,
@@ -175,7 +181,8 @@ impl Sparklines {
             let step = if w.is_paused() {
                 idle.last_step().map(|(a, b)| (a, b, Point::default()))
             } else {
-                w.last_step()
+                w.kept()
+                    .and_then(Kept::last_step)
                     .map(|(a, b)| (a.ts_ns, b.ts_ns, point(&a, &b)))
             };
             let Some((start, end, p)) = step.filter(|&(_, end, _)| end > line.end_ns) else {

@@ -41,7 +41,7 @@ fn the_looked_at_flows_sparkline_follows_its_throughput() {
             .engine
             .schedule
             .entry(&sim.table.read(), &quiet)
-            .is_some_and(|e| e.hist.window.is_paused()));
+            .is_some_and(|(e, _)| e.hist.window.is_paused()));
         sim.engine.look_at(Some(quiet));
         for t in 0..30 {
             sim.step(|_, _| {});

@@ -86,7 +86,12 @@ pub(super) struct SampleCounters {
 }
 
 impl SampleCounters {
-    fn of(s: &Sample) -> Self {
+    /// The counters of a flow's record, as its window's samples hold them.
+    pub(super) fn of_stats(st: &FlowStats) -> Self {
+        Self::of(&Sample::of(st, 0))
+    }
+
+    pub(super) fn of(s: &Sample) -> Self {
         Self {
             data_segments: s.data_segments,
             retransmits: s.retransmits,
@@ -300,17 +305,35 @@ impl Samples {
     }
 }
 
-/// One flow's rate window: its samples, and whether it stopped taking them while the flow
-/// is idle (see `idle.rs`).
-#[derive(Clone, Debug, Default)]
+/// One flow's rate window (see `idle.rs` for how it pauses while the flow is idle).
+#[derive(Clone, Debug)]
 pub struct RateWindow {
+    /// Its own samples. `None`: idle, paused while older than its window and idle through
+    /// it. Its sample times are then the idle times and its one run of counters is its
+    /// record's, which has not changed since (a record that changes is judged, and the
+    /// window catches up from the record before): most flows of a big table keep nothing,
+    /// 8 bytes where a window holding its samples takes 120 and a heap block.
+    pub(super) kept: Option<Box<Kept>>,
+}
+
+impl Default for RateWindow {
+    fn default() -> Self {
+        Self {
+            kept: Some(Box::default()),
+        }
+    }
+}
+
+/// A rate window's own samples, and whether it stopped taking them while the flow is idle.
+#[derive(Clone, Debug, Default)]
+pub struct Kept {
     pub(super) samples: Samples,
     /// Set while the flow is idle: its samples stop at the tick before it paused, the ones
     /// from there are the engine's [`super::idle::IdleTimes`].
     pub(super) paused: Option<Paused>,
 }
 
-impl RateWindow {
+impl Kept {
     /// Adds this tick's sample and drops what the window no longer needs.
     pub fn push(&mut self, s: Sample, window_ns: u64) {
         // A sample right after the previous one (a replay's last, partial tick) replaces
@@ -345,28 +368,48 @@ impl RateWindow {
         s.windows(2).map(|w| point(&w[0], &w[1])).collect()
     }
 
+    /// The window's two ends, if it holds a sample.
+    fn ends(&self) -> Option<(Sample, Sample)> {
+        Some((self.samples.front()?, self.samples.back()?))
+    }
+}
+
+impl RateWindow {
+    /// The window's own samples; `None`: idle, it keeps none.
+    pub fn kept(&self) -> Option<&Kept> {
+        self.kept.as_deref()
+    }
+
+    /// Adds this tick's sample (tests: the judge pushes onto the window [`RateWindow::catch_up`]
+    /// hands it).
+    #[cfg(test)]
+    pub fn push(&mut self, s: Sample, window_ns: u64) {
+        match self.kept.as_deref_mut() {
+            Some(k) => k.push(s, window_ns),
+            None => panic!("an idle window takes a sample only once it caught up"),
+        }
+    }
+
     /// The retransmission rate over (up to) the window, both directions, reading the
-    /// window's ends once (every flow's health wants both, every tick).
+    /// window's ends once (every flow's health wants both, every tick). An idle window's
+    /// counters did not move within it: no rate.
     pub fn rates(&self, min_segments: u64) -> [Option<Rate>; 2] {
-        match (self.samples.front(), self.samples.back()) {
-            (Some(old), Some(new)) => {
-                [C2S, S2C].map(|d| retransmit_rate(&old, &new, d, min_segments))
-            }
-            _ => [None; 2],
+        match self.kept().and_then(Kept::ends) {
+            Some((old, new)) => [C2S, S2C].map(|d| retransmit_rate(&old, &new, d, min_segments)),
+            None => [None; 2],
         }
     }
 
     /// Retransmissions counted within the window.
     pub fn retransmits(&self, dir: usize) -> u64 {
-        match (self.samples.front(), self.samples.back()) {
-            (Some(old), Some(new)) => new.retransmits[dir].saturating_sub(old.retransmits[dir]),
-            _ => 0,
-        }
+        self.kept().and_then(Kept::ends).map_or(0, |(old, new)| {
+            new.retransmits[dir].saturating_sub(old.retransmits[dir])
+        })
     }
 
     /// Throughput over the latest tick, each direction.
     pub fn current_throughput(&self) -> [f64; 2] {
-        match self.last_step() {
+        match self.kept().and_then(Kept::last_step) {
             Some((old, new)) => [C2S, S2C].map(|d| throughput(&old, &new, d)),
             None => [0.0; 2],
         }
@@ -374,7 +417,11 @@ impl RateWindow {
 
     /// Heap bytes of its buffers, as the allocator hands them out.
     pub fn heap_bytes(&self) -> u64 {
-        use crate::footprint::buffer;
-        buffer::<u64>(self.samples.ts.capacity()) + self.samples.runs.heap_bytes()
+        use crate::footprint::{block, buffer};
+        self.kept().map_or(0, |k| {
+            block(std::mem::size_of::<Kept>())
+                + buffer::<u64>(k.samples.ts.capacity())
+                + k.samples.runs.heap_bytes()
+        })
     }
 }
