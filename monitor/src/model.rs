@@ -167,8 +167,9 @@ pub struct FlowHealth {
     pub retx_rate: [Ratio; 2],
     /// Time each side's receive window has been seen at zero, in total.
     pub zero_window_ns: [u64; 2],
-    /// Ids of the active alerts this flow is part of.
-    pub alerts: Vec<u64>,
+    /// Ids of the active alerts this flow is part of. A thin vector (8 bytes, not 24):
+    /// most rows of a big table are part of none.
+    pub alerts: thin_vec::ThinVec<u64>,
     /// Zeek's conn.log history letters, inline (no heap block to touch per row a tick).
     pub history: compact_str::CompactString,
 }

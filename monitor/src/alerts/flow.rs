@@ -175,7 +175,7 @@ impl FlowEntry {
             throughput,
             retx_rate: retx_rate.map(Ratio::new),
             zero_window_ns: self.hist.zero_total_ns(),
-            alerts: Vec::new(),
+            alerts: thin_vec::ThinVec::new(),
             history,
         }
     }
