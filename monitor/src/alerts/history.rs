@@ -19,8 +19,9 @@ pub struct FlowHistory {
     /// that time: retransmissions piling up without progress are a blackhole.
     pub retx_at_progress: [u32; 2],
     pub progress_mark_ns: [u64; 2],
-    /// When the ClientHello was first known (event time, else first tick that saw it).
-    pub client_hello_ns: Option<u64>,
+    /// When the ClientHello was first known (event time, else first tick that saw it);
+    /// never 0, so in 8 bytes.
+    pub client_hello_ns: Option<std::num::NonZeroU64>,
 }
 
 /// How long each side advertised a zero window.
@@ -170,7 +171,10 @@ impl FlowHistory {
         }
         if self.client_hello_ns.is_none() && st.seen & monitor_common::flow::seen::CLIENT_HELLO != 0
         {
-            self.client_hello_ns = Some(hello_ns.unwrap_or(now));
+            // A time of 0 (none the clock gives) is kept as 1 ns.
+            let t = hello_ns.unwrap_or(now);
+            self.client_hello_ns =
+                Some(std::num::NonZeroU64::new(t).unwrap_or(std::num::NonZeroU64::MIN));
         }
     }
 }

@@ -216,7 +216,7 @@ fn tls(cfg: &AlertConfig, st: &FlowStats, h: &FlowHistory, now: u64, out: &mut V
         }
         return;
     }
-    let Some(hello) = h.client_hello_ns else {
+    let Some(hello) = h.client_hello_ns.map(|t| t.get()) else {
         return;
     };
     let waited = now.saturating_sub(hello);
